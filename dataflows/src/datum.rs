@@ -1,0 +1,277 @@
+//! The values every relation is made of, and the schemas that name them.
+//!
+//! Pipelines compute over typed records, but what they hand to the serving layer
+//! is a relation of [`Row`]s described by a [`RelationSpec`]: that keeps the
+//! serving and SQL layers generic over however many pipelines exist.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Microseconds since the Unix epoch, UTC. Every timestamp in diffmart.
+pub type Micros = i64;
+
+pub const MICROS_PER_SECOND: Micros = 1_000_000;
+pub const MICROS_PER_MINUTE: Micros = 60 * MICROS_PER_SECOND;
+
+/// One SQL value. `Null` sorts first, as it does nowhere in SQL: the order only
+/// serves to keep rows in collections and maps.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Datum {
+    Null,
+    Bool(bool),
+    Int32(i32),
+    Int64(i64),
+    Numeric(Decimal),
+    Text(String),
+    /// `timestamptz`, microseconds since the epoch.
+    Timestamp(Micros),
+}
+
+impl Datum {
+    pub fn text(s: impl Into<String>) -> Datum {
+        Datum::Text(s.into())
+    }
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+}
+
+impl<T: Into<Datum>> From<Option<T>> for Datum {
+    fn from(value: Option<T>) -> Datum {
+        value.map_or(Datum::Null, Into::into)
+    }
+}
+impl From<i32> for Datum {
+    fn from(v: i32) -> Datum {
+        Datum::Int32(v)
+    }
+}
+impl From<i64> for Datum {
+    fn from(v: i64) -> Datum {
+        Datum::Int64(v)
+    }
+}
+impl From<Decimal> for Datum {
+    fn from(v: Decimal) -> Datum {
+        Datum::Numeric(v)
+    }
+}
+impl From<String> for Datum {
+    fn from(v: String) -> Datum {
+        Datum::Text(v)
+    }
+}
+impl From<&str> for Datum {
+    fn from(v: &str) -> Datum {
+        Datum::Text(v.to_string())
+    }
+}
+impl From<bool> for Datum {
+    fn from(v: bool) -> Datum {
+        Datum::Bool(v)
+    }
+}
+
+/// A row of a relation, in the column order of its [`RelationSpec`].
+pub type Row = Vec<Datum>;
+
+/// SQL column types, as clients see them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    Bool,
+    Int32,
+    Int64,
+    /// `numeric` with a fixed number of decimal places (see the README on scales).
+    Numeric {
+        scale: u32,
+    },
+    Text,
+    TimestampTz,
+}
+
+impl ColumnType {
+    /// The PostgreSQL spelling, for `\d` and error messages.
+    pub fn sql_name(&self) -> &'static str {
+        match self {
+            ColumnType::Bool => "boolean",
+            ColumnType::Int32 => "integer",
+            ColumnType::Int64 => "bigint",
+            ColumnType::Numeric { .. } => "numeric",
+            ColumnType::Text => "character varying",
+            ColumnType::TimestampTz => "timestamp with time zone",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub nullable: bool,
+}
+
+/// What a relation is, which decides what SQL may do with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelationKind {
+    /// Written with INSERT/UPDATE/DELETE (or mirrored by CDC); `primary_key` are column indexes.
+    Table { primary_key: Vec<usize> },
+    /// An append-only event stream; holds the retention window of event time.
+    Source { event_time_column: usize },
+    /// A materialized view, maintained by a dataflow.
+    View,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelationSpec {
+    pub name: &'static str,
+    pub kind: RelationKind,
+    pub columns: Vec<Column>,
+}
+
+impl RelationSpec {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// Shorthand for spec tables: `col("product_id", ColumnType::Int32)`.
+pub const fn col(name: &'static str, ty: ColumnType) -> Column {
+    Column { name, ty, nullable: true }
+}
+
+/// A non-nullable column.
+pub const fn col_not_null(name: &'static str, ty: ColumnType) -> Column {
+    Column { name, ty, nullable: false }
+}
+
+/// Why a row could not become a typed record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError(pub String);
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for RowError {}
+
+/// Typed access to row fields, with errors that name the column.
+pub struct RowReader<'a> {
+    spec: &'a RelationSpec,
+    row: &'a [Datum],
+}
+
+impl<'a> RowReader<'a> {
+    pub fn new(spec: &'a RelationSpec, row: &'a [Datum]) -> Result<Self, RowError> {
+        if row.len() != spec.columns.len() {
+            return Err(RowError(format!("{} expects {} columns, got {}", spec.name, spec.columns.len(), row.len())));
+        }
+        Ok(RowReader { spec, row })
+    }
+
+    fn wrong(&self, i: usize, want: &str) -> RowError {
+        RowError(format!(
+            "column \"{}\" of {} must be {}, got {:?}",
+            self.spec.columns[i].name, self.spec.name, want, self.row[i]
+        ))
+    }
+    fn missing(&self, i: usize) -> RowError {
+        RowError(format!(
+            "null value in column \"{}\" of {} violates not-null constraint",
+            self.spec.columns[i].name, self.spec.name
+        ))
+    }
+
+    pub fn opt_i32(&self, i: usize) -> Result<Option<i32>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Int32(v) => Ok(Some(*v)),
+            _ => Err(self.wrong(i, "integer")),
+        }
+    }
+    pub fn opt_decimal(&self, i: usize) -> Result<Option<Decimal>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Numeric(v) => Ok(Some(*v)),
+            _ => Err(self.wrong(i, "numeric")),
+        }
+    }
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Text(v) => Ok(Some(v.clone())),
+            _ => Err(self.wrong(i, "text")),
+        }
+    }
+    pub fn opt_timestamp(&self, i: usize) -> Result<Option<Micros>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Timestamp(v) => Ok(Some(*v)),
+            _ => Err(self.wrong(i, "timestamptz")),
+        }
+    }
+    pub fn i32(&self, i: usize) -> Result<i32, RowError> {
+        self.opt_i32(i)?.ok_or_else(|| self.missing(i))
+    }
+    pub fn decimal(&self, i: usize) -> Result<Decimal, RowError> {
+        self.opt_decimal(i)?.ok_or_else(|| self.missing(i))
+    }
+    pub fn text(&self, i: usize) -> Result<String, RowError> {
+        self.opt_text(i)?.ok_or_else(|| self.missing(i))
+    }
+    pub fn timestamp(&self, i: usize) -> Result<Micros, RowError> {
+        self.opt_timestamp(i)?.ok_or_else(|| self.missing(i))
+    }
+}
+
+/// Typed records of an input relation convert to and from rows.
+pub trait Record: Sized {
+    fn spec() -> &'static RelationSpec;
+    fn to_row(&self) -> Row;
+    fn from_row(row: &[Datum]) -> Result<Self, RowError>;
+}
+
+/// Checks a row against its relation's column types and NOT NULL constraints.
+pub fn validate_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
+    if row.len() != spec.columns.len() {
+        return Err(RowError(format!("{} has {} columns, got a row of {}", spec.name, spec.columns.len(), row.len())));
+    }
+    for (column, datum) in spec.columns.iter().zip(row) {
+        let fits = match (datum, column.ty) {
+            (Datum::Null, _) => column.nullable,
+            (Datum::Bool(_), ColumnType::Bool)
+            | (Datum::Int32(_), ColumnType::Int32)
+            | (Datum::Int64(_), ColumnType::Int64)
+            | (Datum::Text(_), ColumnType::Text)
+            | (Datum::Timestamp(_), ColumnType::TimestampTz) => true,
+            (Datum::Numeric(d), ColumnType::Numeric { scale }) => d.scale() <= scale,
+            _ => false,
+        };
+        if !fits {
+            return Err(match datum {
+                Datum::Null => RowError(format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    column.name, spec.name
+                )),
+                Datum::Numeric(d) if matches!(column.ty, ColumnType::Numeric { .. }) => RowError(format!(
+                    "value {d} for column \"{}\" of relation \"{}\" has more decimal places than the column's {}",
+                    column.name,
+                    spec.name,
+                    match column.ty {
+                        ColumnType::Numeric { scale } => scale,
+                        _ => 0,
+                    }
+                )),
+                other => RowError(format!(
+                    "column \"{}\" of relation \"{}\" is of type {}, got {:?}",
+                    column.name,
+                    spec.name,
+                    column.ty.sql_name(),
+                    other
+                )),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Operators differential does not ship, written as timely operators that emit
+//! differential updates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use differential_dataflow::AsCollection;
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::{ExchangeData, VecCollection};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use crate::Time;
+
+/// The greatest value per key, kept up to date under insertions *and* retractions.
+///
+/// `reduce` would re-read every value of a key whenever one changes, so a key's cost
+/// would grow with its history. Here each key keeps its live values in a
+/// `BTreeMap` (value → multiplicity): an update costs O(log n) and emits at most a
+/// retraction of the old maximum and an insertion of the new one.
+///
+/// Updates are applied in timestamp order once the input frontier has passed
+/// their time, so the output is a deterministic function of the input collection.
+pub fn max_per_key<'s, K, V>(input: VecCollection<'s, Time, (K, V)>) -> VecCollection<'s, Time, (K, V)>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+{
+    input
+        .inner
+        .unary_frontier(
+            Exchange::new(|((k, _v), _t, _r): &((K, V), Time, isize)| k.hashed()),
+            "MaxPerKey",
+            |_capability, _info| {
+                // Pending updates by time, each with the capability to emit at that time.
+                let mut pending: BTreeMap<Time, (Capability<Time>, Vec<((K, V), isize)>)> = BTreeMap::new();
+                let mut live: HashMap<K, BTreeMap<V, isize>> = HashMap::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for ((k, v), t, r) in data.drain(..) {
+                            pending.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push(((k, v), r));
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let (time, (cap, updates)) = entry.remove_entry();
+                        let mut session = output.session(&cap);
+                        // Old maxima of the keys this batch touches, before any change.
+                        let mut before: HashMap<K, Option<V>> = HashMap::new();
+                        for ((k, v), r) in updates {
+                            let values = live.entry(k.clone()).or_default();
+                            before.entry(k).or_insert_with(|| values.keys().next_back().cloned());
+                            let count = values.entry(v.clone()).or_insert(0);
+                            *count += r;
+                            if *count == 0 {
+                                values.remove(&v);
+                            }
+                        }
+                        for (k, old) in before {
+                            let values = live.get(&k);
+                            let new = values.and_then(|vs| vs.keys().next_back().cloned());
+                            if values.is_some_and(|vs| vs.is_empty()) {
+                                live.remove(&k);
+                            }
+                            if old != new {
+                                if let Some(old) = old {
+                                    session.give(((k.clone(), old), time, -1isize));
+                                }
+                                if let Some(new) = new {
+                                    session.give(((k, new), time, 1isize));
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+}

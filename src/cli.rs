@@ -1,0 +1,84 @@
+//! Command-line options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+use diffmart_dataflows::datum::Micros;
+
+use crate::sources::timestamps::parse_timestamp;
+
+/// diffmart keeps retail, e-commerce and casino materialized views up to date
+/// incrementally and serves them over the Postgres wire protocol.
+///
+/// With no options it runs the embedded event generator, so
+/// `psql -h localhost -p 4566 -d dev -U root` has live data to query.
+#[derive(Debug, Parser)]
+#[command(name = "diffmart", version, disable_help_flag = true)]
+pub struct Options {
+    /// Address for Postgres clients.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4566")]
+    pub pg_listen: SocketAddr,
+
+    /// Timely worker threads in this process.
+    #[arg(short = 'w', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
+
+    /// Number of processes in the timely cluster (timely's -n).
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub processes: u16,
+
+    /// This process's index in the cluster, 0-based (timely's -p). Process 0 serves clients.
+    #[arg(short = 'p', long, value_name = "I", default_value_t = 0)]
+    pub process: u16,
+
+    /// Timely hostfile: one host:port per line, one line per process (timely's -h).
+    #[arg(short = 'h', long, value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
+
+    /// Generator events per wall-clock second [default: the demo's natural rate,
+    /// about 5 events/s, so event time follows the wall clock].
+    #[arg(long, value_name = "R")]
+    pub generator_rate: Option<f64>,
+
+    /// Event time at which the generator's simulated clock starts, e.g.
+    /// "2025-06-01 12:00:00" (UTC) or RFC 3339 [default: now].
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_timestamp)]
+    pub generator_start: Option<Micros>,
+
+    /// Seed of the generator's random choices: same seed, start and count, same events.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub generator_seed: u64,
+
+    /// Stop the generator after N events.
+    #[arg(long, value_name = "N")]
+    pub generator_events: Option<u64>,
+
+    /// Do not run the embedded generator (tables start empty).
+    #[arg(long)]
+    pub no_generator: bool,
+
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl Options {
+    pub fn check(&self) -> Result<(), String> {
+        if self.process >= self.processes {
+            return Err(format!(
+                "--process {} is out of range for a cluster of {} processes",
+                self.process, self.processes
+            ));
+        }
+        if self.processes > 1 && self.hostfile.is_none() {
+            return Err("a cluster of several processes needs a hostfile (-h FILE)".into());
+        }
+        if let Some(rate) = self.generator_rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(format!("--generator-rate must be a positive number, got {rate}"));
+        }
+        Ok(())
+    }
+}

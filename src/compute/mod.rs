@@ -1,0 +1,228 @@
+//! Compute: the timely workers that host the dataflows.
+//!
+//! Input batches arrive already stamped with a logical time (the serving layer's
+//! ingest assigns it). Every relation, inputs included, leaves the dataflow
+//! through one exchange to worker 0, where a sink hands each completed stretch
+//! of time to the serving layer as one [`OutputBatch`]: that is what makes every
+//! published snapshot consistent across views.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use differential_dataflow::VecCollection;
+use differential_dataflow::input::{Input, InputSession};
+use diffmart_dataflows::Time;
+use diffmart_dataflows::datum::Row;
+use timely::WorkerConfig;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+
+/// Which relation (an index into the catalog) a row belongs to.
+pub type RelationId = usize;
+
+/// Input updates, all at one logical time. `RelationId`s here index the inputs.
+#[derive(Debug, Default)]
+pub struct InputBatch {
+    pub time: Time,
+    pub updates: Vec<(RelationId, Row, isize)>,
+}
+
+/// Every change, to every relation, at the times before `upper`. `upper == None`
+/// means the dataflow has shut down.
+#[derive(Debug)]
+pub struct OutputBatch {
+    pub upper: Option<Time>,
+    pub changes: Vec<(RelationId, Row, isize)>,
+}
+
+/// How to lay out timely: worker threads per process, and for a cluster of
+/// processes this process's index and the hostfile (timely's `-n`, `-p`, `-h`).
+#[derive(Clone, Debug)]
+pub struct ComputeConfig {
+    pub workers: usize,
+    pub processes: usize,
+    pub process: usize,
+    pub hostfile: Option<String>,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig { workers: 1, processes: 1, process: 0, hostfile: None }
+    }
+}
+
+impl ComputeConfig {
+    fn timely_config(&self) -> anyhow::Result<timely::Config> {
+        let mut args = vec!["-w".to_string(), self.workers.to_string()];
+        if self.processes > 1 {
+            args.extend(["-n".to_string(), self.processes.to_string(), "-p".to_string(), self.process.to_string()]);
+            if let Some(hostfile) = &self.hostfile {
+                args.extend(["-h".to_string(), hostfile.clone()]);
+            }
+        }
+        let config = timely::Config::from_args(args.into_iter()).map_err(|e| anyhow!("bad cluster layout: {e}"))?;
+        Ok(timely::Config { communication: config.communication, worker: WorkerConfig::default() })
+    }
+}
+
+/// The running workers. Dropping it closes the inputs and joins the workers.
+pub struct Compute {
+    /// One channel per worker of this process; empty on processes other than 0.
+    to_workers: Vec<Sender<InputBatch>>,
+    worker_threads: Vec<Thread>,
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+}
+
+impl Compute {
+    /// Starts the workers. On process 0 the sink sends [`OutputBatch`]es to `outputs`.
+    pub fn start(config: &ComputeConfig, outputs: Sender<OutputBatch>) -> anyhow::Result<Compute> {
+        let timely_config = config.timely_config()?;
+        let feeds_inputs = config.process == 0;
+        let (to_workers, receivers): (Vec<_>, Vec<_>) = if feeds_inputs {
+            (0..config.workers).map(|_| std::sync::mpsc::channel::<InputBatch>()).unzip()
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let receivers: Arc<Mutex<Vec<Option<Receiver<InputBatch>>>>> =
+            Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
+        let outputs = Arc::new(Mutex::new(Some(outputs)));
+        let (thread_tx, thread_rx) = std::sync::mpsc::channel::<(usize, Thread)>();
+        let thread_tx = Mutex::new(thread_tx);
+        let workers_per_process = config.workers;
+
+        let guards = timely::execute(timely_config, move |worker| {
+            let index = worker.index();
+            let publish = if index == 0 { outputs.lock().unwrap().take() } else { None };
+            let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
+                let (sessions, inputs): (Vec<InputSession<Time, Row, isize>>, Vec<VecCollection<Time, Row>>) =
+                    diffmart_dataflows::input_specs().iter().map(|_| scope.new_collection()).unzip();
+                let views = diffmart_dataflows::build_views(&inputs);
+                let relations =
+                    inputs.into_iter().chain(views).enumerate().map(|(id, rows)| rows.map(move |row| (id, row)));
+                let all = differential_dataflow::collection::concatenate(scope.clone(), relations);
+                publish_to_serving(all, publish);
+                sessions
+            });
+            // Local receiver, if this worker is on the process that feeds inputs.
+            let receiver = (index < workers_per_process)
+                .then(|| receivers.lock().unwrap().get_mut(index).and_then(Option::take))
+                .flatten();
+            let Some(receiver) = receiver else {
+                // Not an input worker: closing our inputs lets the frontier follow the others.
+                sessions.clear();
+                while worker.step_or_park(None) {}
+                return;
+            };
+            thread_tx.lock().unwrap().send((index, std::thread::current())).ok();
+            loop {
+                match receiver.try_recv() {
+                    Ok(batch) => {
+                        for session in sessions.iter_mut() {
+                            session.advance_to(batch.time);
+                        }
+                        for (input, row, diff) in batch.updates {
+                            sessions[input].update(row, diff);
+                        }
+                        for session in sessions.iter_mut() {
+                            session.advance_to(batch.time + 1);
+                            session.flush();
+                        }
+                    }
+                    Err(TryRecvError::Empty) => {
+                        worker.step_or_park(Some(Duration::from_millis(20)));
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        sessions.clear();
+                        while worker.step_or_park(None) {}
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|e| anyhow!("starting timely workers: {e}"))?;
+
+        let mut worker_threads = vec![None; to_workers.len()];
+        for _ in 0..to_workers.len() {
+            let (index, thread) = thread_rx.recv().context("a worker died during start-up")?;
+            worker_threads[index] = Some(thread);
+        }
+        Ok(Compute { to_workers, worker_threads: worker_threads.into_iter().flatten().collect(), guards: Some(guards) })
+    }
+
+    /// Whether this process feeds inputs (process 0 of a cluster).
+    pub fn feeds_inputs(&self) -> bool {
+        !self.to_workers.is_empty()
+    }
+
+    /// Hands a batch to the workers, spread evenly; every worker learns the new time.
+    pub fn send(&self, batch: InputBatch) {
+        let peers = self.to_workers.len();
+        let mut shares: Vec<InputBatch> =
+            (0..peers).map(|_| InputBatch { time: batch.time, updates: Vec::new() }).collect();
+        for (i, update) in batch.updates.into_iter().enumerate() {
+            shares[i % peers].updates.push(update);
+        }
+        for ((sender, share), thread) in self.to_workers.iter().zip(shares).zip(&self.worker_threads) {
+            // A closed channel means the workers are shutting down; nothing to do.
+            let _ = sender.send(share);
+            thread.unpark();
+        }
+    }
+
+    /// Blocks until the workers finish (for processes other than 0).
+    pub fn join(mut self) {
+        self.to_workers.clear();
+        if let Some(guards) = self.guards.take() {
+            guards.join();
+        }
+    }
+}
+
+impl Drop for Compute {
+    fn drop(&mut self) {
+        self.to_workers.clear();
+        for thread in &self.worker_threads {
+            thread.unpark();
+        }
+        if let Some(guards) = self.guards.take() {
+            drop(guards);
+        }
+    }
+}
+
+/// The sink on worker 0: gathers every relation's changes and, each time the
+/// frontier moves, publishes all changes at times now complete.
+fn publish_to_serving(all: VecCollection<Time, (RelationId, Row)>, publish: Option<Sender<OutputBatch>>) {
+    let mut pending: BTreeMap<Time, Vec<(RelationId, Row, isize)>> = BTreeMap::new();
+    let mut published_upper: Option<Option<Time>> = None;
+    all.inner.sink(
+        Exchange::new(|_: &((RelationId, Row), Time, isize)| 0),
+        "PublishToServing",
+        move |(input, frontier)| {
+            input.for_each(|_cap, data| {
+                for ((relation, row), time, diff) in data.drain(..) {
+                    pending.entry(time).or_default().push((relation, row, diff));
+                }
+            });
+            let Some(publish) = &publish else { return };
+            let upper = frontier.frontier().first().copied();
+            if published_upper == Some(upper) {
+                return;
+            }
+            let mut changes = Vec::new();
+            while let Some(entry) = pending.first_entry() {
+                if upper.is_some_and(|u| *entry.key() >= u) {
+                    break;
+                }
+                changes.extend(entry.remove());
+            }
+            published_upper = Some(upper);
+            // The serving layer going away means shutdown; the dataflow just drains.
+            let _ = publish.send(OutputBatch { upper, changes });
+        },
+    );
+}

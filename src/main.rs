@@ -1,0 +1,69 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use diffmart::cli::Options;
+use diffmart::compute::{Compute, ComputeConfig};
+use diffmart::serving::Engine;
+use diffmart::sources::{self, GeneratorConfig};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let options = Options::parse();
+    match run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("diffmart: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: Options) -> anyhow::Result<()> {
+    options.check().map_err(anyhow::Error::msg)?;
+    let compute = ComputeConfig {
+        workers: options.workers.into(),
+        processes: options.processes.into(),
+        process: options.process.into(),
+        hostfile: options.hostfile.as_ref().map(|p| p.display().to_string()),
+    };
+    if compute.process != 0 {
+        // Workers only: process 0 owns the inputs and serves clients.
+        tracing::info!(process = compute.process, workers = compute.workers, "joining the cluster");
+        let (outputs, _) = std::sync::mpsc::channel();
+        Compute::start(&compute, outputs)?.join();
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(options.pg_listen))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
+    let engine: Arc<Engine> = Engine::start(&compute)?;
+    if !options.no_generator {
+        let config = GeneratorConfig {
+            seed: options.generator_seed,
+            start: options.generator_start.unwrap_or_else(sources::now_micros),
+            rate: options.generator_rate,
+            events: options.generator_events,
+        };
+        sources::spawn_generator(engine.clone(), config)?;
+    }
+    tracing::info!(
+        "serving Postgres clients on {} (psql -h {} -p {} -d dev -U root)",
+        options.pg_listen,
+        options.pg_listen.ip(),
+        options.pg_listen.port()
+    );
+    runtime.block_on(async {
+        tokio::select! {
+            served = diffmart::pgwire::serve(engine, listener) => served,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted, shutting down");
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,221 @@
+//! The Postgres wire protocol front end: psql, tokio-postgres, psycopg and the rest.
+//!
+//! SQL runs on DataFusion over snapshots of the store (see [`tables`]), with
+//! datafusion-postgres providing `pg_catalog`, type mapping and the protocol
+//! plumbing. This module adds what is diffmart's own: one snapshot per statement
+//! or transaction ([`session`]), writes with command tags and `SHOW` commands
+//! ([`commands`]), and SQLSTATE codes on errors ([`errors`]).
+
+pub mod commands;
+pub mod errors;
+pub mod session;
+pub mod tables;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::Sink;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::response::TransactionStatus;
+use tokio::net::TcpListener;
+
+use self::session::PinnedSnapshot;
+use self::tables::RelationTable;
+use crate::serving::Engine;
+
+/// The database name clients connect to (`psql -d dev`, RisingWave's default).
+pub const DATABASE: &str = "dev";
+
+/// Accepts connections until the listener fails.
+pub async fn serve(engine: Arc<Engine>, listener: TcpListener) -> anyhow::Result<()> {
+    let handlers = Arc::new(Handlers::new(engine)?);
+    loop {
+        let (socket, peer) = listener.accept().await.context("accepting a connection")?;
+        let handlers = handlers.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// A DataFusion context with every relation and PostgreSQL's catalog.
+fn session_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
+    let config = SessionConfig::new().with_default_catalog_and_schema(DATABASE, "public").with_information_schema(true);
+    let mut context = SessionContext::new_with_config(config);
+    for (id, spec) in engine.catalog().iter() {
+        context.register_table(spec.name, Arc::new(RelationTable::new(engine.clone(), id)))?;
+    }
+    setup_pg_catalog(&context, DATABASE, EmptyContextProvider).map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
+    datafusion_postgres::datafusion_pg_functions::register_all(&mut context);
+    Ok(context)
+}
+
+struct Handlers {
+    service: Arc<Service>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Handlers {
+    fn new(engine: Arc<Engine>) -> anyhow::Result<Handlers> {
+        let context = Arc::new(session_context(&engine)?);
+        let inner = Arc::new(DfSessionService::new_with_hooks(context, commands::hooks()));
+        let parser = Arc::new(ShowAwareParser {
+            inner: ExtendedQueryHandler::query_parser(inner.as_ref()),
+            engine: engine.clone(),
+        });
+        let connections = Arc::new(ConnectionManager::new());
+        Ok(Handlers {
+            service: Arc::new(Service { engine, inner, parser }),
+            startup: Arc::new(Startup { connections: connections.clone() }),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        })
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.startup.clone()
+    }
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(ClientErrors)
+    }
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Any user and database are accepted until authentication arrives.
+struct Startup {
+    connections: Arc<ConnectionManager>,
+}
+
+impl NoopStartupHandler for Startup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+struct ClientErrors;
+
+impl ErrorHandler for ClientErrors {
+    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+        errors::to_client_error(error);
+        tracing::debug!("statement failed: {error}");
+    }
+}
+
+/// datafusion-postgres's service, with every statement run against one snapshot.
+struct Service {
+    engine: Arc<Engine>,
+    inner: Arc<DfSessionService>,
+    parser: Arc<ShowAwareParser>,
+}
+
+fn in_transaction<C: ClientInfo + ?Sized>(client: &C) -> bool {
+    client.transaction_status() != TransactionStatus::Idle
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Service {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let query = commands::rewrite_show(query, self.engine.catalog()).unwrap_or_else(|| query.to_string());
+        let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
+        let snapshot = pinned.for_statement(&self.engine, in_transaction(client));
+        let work = SimpleQueryHandler::do_query(self.inner.as_ref(), client, &query);
+        let (output, last_read) = session::with_snapshot(snapshot, work).await;
+        pinned.after_statement(last_read, in_transaction(client));
+        output
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Service {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+    type QueryParser = ShowAwareParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
+        let snapshot = pinned.for_statement(&self.engine, in_transaction(client));
+        let work = ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows);
+        let (output, last_read) = session::with_snapshot(snapshot, work).await;
+        pinned.after_statement(last_read, in_transaction(client));
+        output
+    }
+}
+
+/// datafusion-postgres's parser, after turning `SHOW` commands into SELECTs.
+struct ShowAwareParser {
+    inner: Arc<Parser>,
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl QueryParser for ShowAwareParser {
+    type Statement = <Parser as QueryParser>::Statement;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        match commands::rewrite_show(sql, self.engine.catalog()) {
+            Some(select) => self.inner.parse_sql(client, &select, types).await,
+            None => self.inner.parse_sql(client, sql, types).await,
+        }
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(stmt, column_format)
+    }
+}

@@ -1,0 +1,148 @@
+//! Relations as Arrow, the query layer's format, and back.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::arrow::record_batch::RecordBatch;
+use diffmart_dataflows::datum::{ColumnType, Datum, RelationSpec, Row};
+
+use super::store::RelationRows;
+use rust_decimal::Decimal;
+
+/// Time zone of every `timestamptz` column.
+pub const UTC: &str = "+00:00";
+
+/// Largest precision Arrow's 128-bit decimals hold.
+const NUMERIC_PRECISION: u8 = 38;
+
+pub fn data_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Int32 => DataType::Int32,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Numeric { scale } => DataType::Decimal128(NUMERIC_PRECISION, scale as i8),
+        ColumnType::Text => DataType::Utf8,
+        ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+    }
+}
+
+pub fn schema(spec: &RelationSpec) -> SchemaRef {
+    Arc::new(Schema::new(
+        spec.columns.iter().map(|c| Field::new(c.name, data_type(c.ty), c.nullable)).collect::<Vec<_>>(),
+    ))
+}
+
+/// Builds one Arrow batch from rows that fit `spec` (the store only holds such rows).
+pub fn to_batch(spec: &RelationSpec, rows: &RelationRows) -> RecordBatch {
+    let columns: Vec<ArrayRef> = spec
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let values = rows.rows().map(move |row| &row[i]);
+            let array: ArrayRef = match column.ty {
+                ColumnType::Bool => {
+                    let mut b = BooleanBuilder::new();
+                    values.for_each(|d| b.append_option(if let Datum::Bool(v) = d { Some(*v) } else { None }));
+                    Arc::new(b.finish())
+                }
+                ColumnType::Int32 => {
+                    let mut b = Int32Builder::new();
+                    values.for_each(|d| b.append_option(if let Datum::Int32(v) = d { Some(*v) } else { None }));
+                    Arc::new(b.finish())
+                }
+                ColumnType::Int64 => {
+                    let mut b = Int64Builder::new();
+                    values.for_each(|d| b.append_option(if let Datum::Int64(v) = d { Some(*v) } else { None }));
+                    Arc::new(b.finish())
+                }
+                ColumnType::Numeric { scale } => {
+                    let mut b = Decimal128Builder::new();
+                    values.for_each(|d| {
+                        b.append_option(if let Datum::Numeric(v) = d { Some(mantissa_at(*v, scale)) } else { None })
+                    });
+                    Arc::new(b.finish().with_precision_and_scale(NUMERIC_PRECISION, scale as i8).expect("valid scale"))
+                }
+                ColumnType::Text => {
+                    let mut b = StringBuilder::new();
+                    values.for_each(|d| b.append_option(if let Datum::Text(v) = d { Some(v) } else { None }));
+                    Arc::new(b.finish())
+                }
+                ColumnType::TimestampTz => {
+                    let mut b = TimestampMicrosecondBuilder::new();
+                    values.for_each(|d| b.append_option(if let Datum::Timestamp(v) = d { Some(*v) } else { None }));
+                    Arc::new(b.finish().with_timezone(UTC))
+                }
+            };
+            array
+        })
+        .collect();
+    RecordBatch::try_new(schema(spec), columns).expect("columns built from the spec")
+}
+
+fn mantissa_at(value: Decimal, scale: u32) -> i128 {
+    let mut v = value;
+    v.rescale(scale);
+    v.mantissa()
+}
+
+/// Reads rows of `spec` out of a batch whose columns are, by position, the
+/// relation's columns in any type Arrow can hold them in.
+pub fn from_batch(spec: &RelationSpec, batch: &RecordBatch) -> Result<Vec<Row>, String> {
+    let mut rows: Vec<Row> = (0..batch.num_rows()).map(|_| Vec::with_capacity(spec.columns.len())).collect();
+    for (i, column) in spec.columns.iter().enumerate() {
+        let array = batch.column(i);
+        for (r, row) in rows.iter_mut().enumerate() {
+            row.push(datum_at(array, r, column.ty).map_err(|e| format!("column \"{}\": {e}", column.name))?);
+        }
+    }
+    Ok(rows)
+}
+
+fn datum_at(array: &ArrayRef, i: usize, ty: ColumnType) -> Result<Datum, String> {
+    if array.is_null(i) {
+        return Ok(Datum::Null);
+    }
+    let wrong = || format!("cannot store a value of type {} as {}", array.data_type(), ty.sql_name());
+    Ok(match (ty, array.data_type()) {
+        (ColumnType::Bool, DataType::Boolean) => Datum::Bool(array.as_boolean().value(i)),
+        (ColumnType::Int32, DataType::Int32) => Datum::Int32(array.as_primitive::<Int32Type>().value(i)),
+        (ColumnType::Int32, DataType::Int16) => Datum::Int32(array.as_primitive::<Int16Type>().value(i).into()),
+        (ColumnType::Int32, DataType::Int8) => Datum::Int32(array.as_primitive::<Int8Type>().value(i).into()),
+        (ColumnType::Int32, DataType::Int64) => {
+            let v = array.as_primitive::<Int64Type>().value(i);
+            Datum::Int32(i32::try_from(v).map_err(|_| format!("integer out of range: {v}"))?)
+        }
+        (ColumnType::Int64, DataType::Int64) => Datum::Int64(array.as_primitive::<Int64Type>().value(i)),
+        (ColumnType::Int64, DataType::Int32) => Datum::Int64(array.as_primitive::<Int32Type>().value(i).into()),
+        (ColumnType::Numeric { scale }, DataType::Decimal128(_, s)) => {
+            let mantissa = array.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>().value(i);
+            let value = Decimal::try_from_i128_with_scale(mantissa, *s as u32).map_err(|e| e.to_string())?;
+            Datum::Numeric(round_to_scale(value, scale))
+        }
+        (ColumnType::Text, DataType::Utf8) => Datum::Text(array.as_string::<i32>().value(i).to_string()),
+        (ColumnType::Text, DataType::LargeUtf8) => Datum::Text(array.as_string::<i64>().value(i).to_string()),
+        (ColumnType::Text, DataType::Utf8View) => Datum::Text(array.as_string_view().value(i).to_string()),
+        (ColumnType::TimestampTz, DataType::Timestamp(unit, _)) => Datum::Timestamp(match unit {
+            TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(i) * 1_000_000,
+            TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(i) * 1_000,
+            TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(i),
+            TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(i).div_euclid(1_000),
+        }),
+        _ => return Err(wrong()),
+    })
+}
+
+/// Storing into `numeric(p, s)` rounds to `s` places, half away from zero, as PostgreSQL does.
+pub fn round_to_scale(value: Decimal, scale: u32) -> Decimal {
+    let mut v = value.round_dp_with_strategy(scale, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    v.rescale(scale);
+    v
+}

@@ -1,0 +1,283 @@
+//! Serving: the engine that ties sources, compute and readers together.
+//!
+//! - [`Ingest`] stamps incoming updates with logical times and hands them to compute;
+//! - the [`Store`] keeps the published contents of every relation as snapshots;
+//! - [`TableWriter`] is the one way tables change over SQL: it checks keys and
+//!   waits until the write is visible before acknowledging it.
+
+pub mod arrow;
+pub mod catalog;
+pub mod store;
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use diffmart_dataflows::Time;
+use diffmart_dataflows::datum::{RelationKind, Row, validate_row};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+pub use self::catalog::Catalog;
+pub use self::store::{RelationRows, Snapshot, Store};
+use crate::compute::{Compute, ComputeConfig, InputBatch, RelationId};
+
+/// One change to an input relation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub relation: RelationId,
+    pub row: Row,
+    pub diff: isize,
+}
+
+impl Update {
+    pub fn insert(relation: RelationId, row: Row) -> Update {
+        Update { relation, row, diff: 1 }
+    }
+    pub fn delete(relation: RelationId, row: Row) -> Update {
+        Update { relation, row, diff: -1 }
+    }
+}
+
+/// An error a client should see with its SQLSTATE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqlError {
+    pub sqlstate: &'static str,
+    pub message: String,
+}
+
+impl SqlError {
+    pub fn new(sqlstate: &'static str, message: impl Into<String>) -> SqlError {
+        SqlError { sqlstate, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+impl std::error::Error for SqlError {}
+
+struct IngestRequest {
+    updates: Vec<Update>,
+    stamped: Option<std::sync::mpsc::SyncSender<Time>>,
+}
+
+/// A handle for sources: sends updates to compute. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    requests: Sender<IngestRequest>,
+}
+
+impl Ingest {
+    /// Queues updates; they get the next logical time.
+    pub fn send(&self, updates: Vec<Update>) {
+        let _ = self.requests.send(IngestRequest { updates, stamped: None });
+    }
+
+    /// Queues updates and returns the logical time they were given.
+    pub fn send_stamped(&self, updates: Vec<Update>) -> Option<Time> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.requests.send(IngestRequest { updates, stamped: Some(tx) }).ok()?;
+        rx.recv().ok()
+    }
+}
+
+/// Stamps requests with times. Whatever queued up while the last batch was being
+/// handed over goes out together: batches grow with load, latency stays low when idle.
+fn run_ingest(requests: Receiver<IngestRequest>, compute: Compute) {
+    let mut time: Time = 0;
+    while let Ok(first) = requests.recv() {
+        let mut pending = vec![first];
+        while let Ok(more) = requests.try_recv() {
+            pending.push(more);
+            if pending.len() >= 4096 {
+                break;
+            }
+        }
+        let mut batch = InputBatch { time, updates: Vec::new() };
+        for request in &mut pending {
+            batch.updates.extend(request.updates.drain(..).map(|u| (u.relation, u.row, u.diff)));
+        }
+        compute.send(batch);
+        for request in pending {
+            if let Some(stamped) = request.stamped {
+                let _ = stamped.send(time);
+            }
+        }
+        time += 1;
+    }
+}
+
+/// Everything the server runs, minus the network front ends.
+pub struct Engine {
+    catalog: Catalog,
+    store: Arc<Store>,
+    ingest: Ingest,
+    writes: Arc<AsyncMutex<()>>,
+    _threads: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts compute, the store and ingest. Only meaningful on process 0 of a cluster.
+    pub fn start(config: &ComputeConfig) -> anyhow::Result<Arc<Engine>> {
+        let catalog = Catalog::all_pipelines();
+        let store = Store::new(&catalog);
+        let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
+        let compute = Compute::start(config, outputs_tx)?;
+        let (requests_tx, requests_rx) = std::sync::mpsc::channel();
+        let store_thread = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("diffmart-store".into())
+                .spawn(move || store.apply_outputs(outputs_rx))
+                .context("spawning the store thread")?
+        };
+        let ingest_thread = std::thread::Builder::new()
+            .name("diffmart-ingest".into())
+            .spawn(move || run_ingest(requests_rx, compute))
+            .context("spawning the ingest thread")?;
+        Ok(Arc::new(Engine {
+            catalog,
+            store,
+            ingest: Ingest { requests: requests_tx },
+            writes: Arc::new(AsyncMutex::new(())),
+            _threads: vec![store_thread, ingest_thread],
+        }))
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.store.snapshot()
+    }
+
+    /// A handle for sources to push updates with.
+    pub fn ingest(&self) -> Ingest {
+        self.ingest.clone()
+    }
+
+    /// Checks updates against their relations' types, so nothing malformed reaches compute.
+    pub fn validate(&self, updates: &[Update]) -> Result<(), SqlError> {
+        for update in updates {
+            if !self.catalog.is_input(update.relation) {
+                let name = self.catalog.spec(update.relation).name;
+                return Err(SqlError::new("42809", format!("\"{name}\" is a view and cannot be written")));
+            }
+            validate_row(self.catalog.spec(update.relation), &update.row)
+                .map_err(|e| SqlError::new("22P02", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Applies updates to input relations and waits until they are visible.
+    /// Bypasses table key checks: sources and tests that know their data use it.
+    pub async fn apply(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
+        self.validate(&updates)?;
+        let time = self.ingest.send_stamped(updates).ok_or_else(shutting_down)?;
+        if self.store.wait_visible(time).await { Ok(time) } else { Err(shutting_down()) }
+    }
+
+    /// Blocking twin of [`Engine::apply`].
+    pub fn apply_blocking(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
+        self.validate(&updates)?;
+        let time = self.ingest.send_stamped(updates).ok_or_else(shutting_down)?;
+        if self.store.wait_visible_blocking(time) { Ok(time) } else { Err(shutting_down()) }
+    }
+
+    /// Takes the table write lock: writes are checked and applied one at a time.
+    pub async fn table_writer(self: &Arc<Self>) -> TableWriter {
+        TableWriter { engine: self.clone(), _guard: self.writes.clone().lock_owned().await }
+    }
+}
+
+fn shutting_down() -> SqlError {
+    SqlError::new("57P01", "the server is shutting down")
+}
+
+/// Exclusive access to the tables. While it is held no other SQL write runs, so
+/// the snapshot it reads is the tables' current content.
+pub struct TableWriter {
+    engine: Arc<Engine>,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl TableWriter {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.engine.snapshot()
+    }
+
+    /// Replaces `delete` (rows now in the table) by `insert` in one step, enforcing
+    /// the primary key, and returns once the change is visible to every reader.
+    pub async fn replace(&self, table: RelationId, delete: Vec<Row>, insert: Vec<Row>) -> Result<Time, SqlError> {
+        let spec = self.engine.catalog.spec(table);
+        if !matches!(spec.kind, RelationKind::Table { .. }) {
+            let what = if spec.kind == RelationKind::View { "a materialized view" } else { "a source" };
+            return Err(SqlError::new("42809", format!("cannot modify \"{}\": it is {what}", spec.name)));
+        }
+        let snapshot = self.snapshot();
+        let current = snapshot.relation(table);
+        let mut freed = std::collections::HashSet::new();
+        for row in &delete {
+            let key = current.primary_key_of(row).expect("tables are keyed");
+            if current.get_by_key(&key) != Some(row) {
+                return Err(SqlError::new("40001", format!("row of \"{}\" changed while being written", spec.name)));
+            }
+            freed.insert(key);
+        }
+        let mut taken = std::collections::HashSet::new();
+        for row in &insert {
+            let key = current.primary_key_of(row).expect("tables are keyed");
+            if key.iter().any(|d| d.is_null()) {
+                return Err(SqlError::new("23502", format!("null value in primary key of relation \"{}\"", spec.name)));
+            }
+            let exists = current.get_by_key(&key).is_some() && !freed.contains(&key);
+            if exists || !taken.insert(key.clone()) {
+                return Err(SqlError::new(
+                    "23505",
+                    format!(
+                        "duplicate key value violates unique constraint \"{}_pkey\": Key ({})=({}) already exists.",
+                        spec.name,
+                        primary_key_columns(spec),
+                        key.iter().map(display_datum).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        let updates: Vec<Update> = delete
+            .into_iter()
+            .map(|row| Update::delete(table, row))
+            .chain(insert.into_iter().map(|row| Update::insert(table, row)))
+            .collect();
+        self.engine.apply(updates).await
+    }
+}
+
+fn primary_key_columns(spec: &diffmart_dataflows::datum::RelationSpec) -> String {
+    match &spec.kind {
+        RelationKind::Table { primary_key } => {
+            primary_key.iter().map(|&i| spec.columns[i].name).collect::<Vec<_>>().join(", ")
+        }
+        _ => String::new(),
+    }
+}
+
+fn display_datum(d: &diffmart_dataflows::datum::Datum) -> String {
+    use diffmart_dataflows::datum::Datum;
+    match d {
+        Datum::Null => "null".into(),
+        Datum::Bool(b) => b.to_string(),
+        Datum::Int32(v) => v.to_string(),
+        Datum::Int64(v) => v.to_string(),
+        Datum::Numeric(v) => v.to_string(),
+        Datum::Text(v) => v.clone(),
+        Datum::Timestamp(v) => v.to_string(),
+    }
+}
