@@ -51,6 +51,7 @@ fn classify_datafusion(error: &DataFusionError) -> (&'static str, String) {
         DataFusionError::ArrowError(e, _) => match e.as_ref() {
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::DivideByZero => "22012",
+            ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => "23502",
             ArrowError::ArithmeticOverflow(_) => "22003",
             _ => "XX000",
         },
@@ -66,7 +67,9 @@ fn classify_datafusion(error: &DataFusionError) -> (&'static str, String) {
 /// DataFusion's planner says most things in `Plan` errors; tell them apart by wording.
 fn plan_error_code(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
-    if m.contains("table") && m.contains("not found") {
+    if m.contains("inconsistent data length") || m.contains("column count") {
+        "42601"
+    } else if m.contains("table") && m.contains("not found") {
         "42P01"
     } else if m.contains("no field named") || m.contains("column") && m.contains("not found") {
         "42703"

@@ -1,0 +1,307 @@
+//! The Postgres front end with real clients: tokio-postgres (extended protocol,
+//! binary results) against an in-process server, and psql against the binary
+//! running the README's commands.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diffmart::compute::ComputeConfig;
+use diffmart::serving::{Engine, Update};
+use diffmart::sources::generator::RetailGenerator;
+use diffmart_dataflows::datum::Record;
+use rust_decimal::Decimal;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+/// A server on a free port, in this process.
+async fn start_server(workers: usize) -> (Arc<Engine>, SocketAddr) {
+    let engine = Engine::start(&ComputeConfig { workers, ..Default::default() }).expect("engine starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(diffmart::pgwire::serve(engine.clone(), listener));
+    (engine, addr)
+}
+
+async fn connect(addr: SocketAddr) -> Client {
+    let config = format!("host={} port={} user=root dbname=dev", addr.ip(), addr.port());
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    client
+}
+
+async fn sqlstate_of(client: &Client, sql: &str) -> SqlState {
+    let error = client.simple_query(sql).await.expect_err(sql);
+    error.code().cloned().unwrap_or_else(|| panic!("no SQLSTATE for {sql}: {error}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_read_back_through_prepared_statements_and_views() {
+    let (_engine, addr) = start_server(1).await;
+    let client = connect(addr).await;
+
+    let insert = client
+        .prepare("INSERT INTO product_inventory (product_id, product_name, stock_level, reorder_threshold, supplier, base_price) VALUES ($1, $2, $3, $4, $5, $6)")
+        .await
+        .unwrap();
+    for (id, name, stock, price) in [(1, "Mouse", 10, "19.99"), (2, "Desk", 35, "349.99"), (3, "Hub", 120, "34.99")] {
+        let price: Decimal = price.parse().unwrap();
+        let rows = client.execute(&insert, &[&id, &name, &stock, &5i32, &"S", &price]).await.unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    // Read-your-writes: the view already reflects every acknowledged insert.
+    let rows = client
+        .query(
+            "SELECT product_id, stock_level_category, current_inventory, base_price FROM product_stock_status WHERE product_id >= $1 ORDER BY product_id",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, String, Decimal, Decimal)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "Low".to_string(), Decimal::from(10), "19.99".parse().unwrap()),
+            (2, "Medium".to_string(), Decimal::from(35), "349.99".parse().unwrap()),
+            (3, "High".to_string(), Decimal::from(120), "34.99".parse().unwrap()),
+        ]
+    );
+
+    // UPDATE (including a primary-key change) and DELETE report row counts.
+    assert_eq!(
+        client
+            .execute("UPDATE product_inventory SET stock_level = stock_level + 40 WHERE product_id = 1", &[])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        client.execute("UPDATE product_inventory SET product_id = 30 WHERE product_id = 3", &[]).await.unwrap(),
+        1
+    );
+    assert_eq!(client.execute("DELETE FROM product_inventory WHERE product_id = 2", &[]).await.unwrap(), 1);
+    let rows = client
+        .query("SELECT product_id, stock_level_category FROM dynamic_pricing_enriched ORDER BY product_id", &[])
+        .await
+        .unwrap();
+    let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(1, "Medium".to_string()), (30, "High".to_string())]);
+
+    // Timestamps and joins between tables and views.
+    client
+        .batch_execute("INSERT INTO orders VALUES (1, '2025-06-01 12:00:30Z', 1, 2, 'c1'), (2, '2025-06-01 12:01:00Z', 9, 1, 'c2')")
+        .await
+        .unwrap();
+    let rows = client
+        .query(
+            "SELECT o.order_id, s.total_orders, s.product_name FROM orders o JOIN sales_profit s ON s.product_id = o.product_id ORDER BY o.order_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(got, vec![(1, 2, Some("Mouse".to_string())), (2, 1, None)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_sqlstate_and_the_server_keeps_serving() {
+    let (_engine, addr) = start_server(1).await;
+    let client = connect(addr).await;
+    let other = connect(addr).await;
+    client.batch_execute("INSERT INTO product_inventory VALUES (1, 'Mouse', 10, 5, 'S', 19.99)").await.unwrap();
+
+    let cases = [
+        ("SELECT * FROM no_such_view", SqlState::UNDEFINED_TABLE),
+        ("SELEC 1", SqlState::SYNTAX_ERROR),
+        ("SELECT no_such_column FROM orders", SqlState::UNDEFINED_COLUMN),
+        ("INSERT INTO product_inventory VALUES (1, 'Again', 1, 1, 'x', 1.00)", SqlState::UNIQUE_VIOLATION),
+        ("INSERT INTO orders (order_id, quantity) VALUES (7, 'many')", SqlState::INVALID_TEXT_REPRESENTATION),
+        ("INSERT INTO orders (order_id) VALUES (NULL)", SqlState::NOT_NULL_VIOLATION),
+        ("INSERT INTO sales_profit VALUES (1, 'x', 1, 1.00)", SqlState::WRONG_OBJECT_TYPE),
+        ("DELETE FROM minute_join", SqlState::WRONG_OBJECT_TYPE),
+        ("INSERT INTO purchases VALUES (now(), 1, 1, 'c')", SqlState::WRONG_OBJECT_TYPE),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(sqlstate_of(&client, sql).await, expected, "{sql}");
+        // Both this connection and another one still work, and nothing changed.
+        for c in [&client, &other] {
+            let row = c.query_one("SELECT count(*) FROM product_inventory", &[]).await.unwrap();
+            assert_eq!(row.get::<_, i64>(0), 1, "after {sql}");
+        }
+    }
+    // The refused duplicate left the original row alone.
+    let row = client.query_one("SELECT product_name FROM product_inventory WHERE product_id = 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "Mouse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_reads_one_snapshot() {
+    let (_engine, addr) = start_server(1).await;
+    let reader = connect(addr).await;
+    let writer = connect(addr).await;
+    writer.batch_execute("INSERT INTO orders VALUES (1, '2025-06-01 12:00:00Z', 1, 1, 'c')").await.unwrap();
+
+    reader.batch_execute("BEGIN").await.unwrap();
+    async fn count(c: &Client) -> (i64, Option<i64>) {
+        let sql =
+            "SELECT (SELECT count(*) FROM orders) AS orders, (SELECT sum(total_orders) FROM sales_profit) AS total";
+        let row = c.query_one(sql, &[]).await.unwrap();
+        (row.get(0), row.get(1))
+    }
+    let before = count(&reader).await;
+    writer.batch_execute("INSERT INTO orders VALUES (2, '2025-06-01 12:00:00Z', 1, 4, 'c')").await.unwrap();
+    assert_eq!(count(&reader).await, before, "a transaction keeps its snapshot");
+    reader.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&reader).await.0, before.0 + 1, "after COMMIT the new order is visible");
+}
+
+/// Same events into 1 and 2 workers: every relation, view by view, is identical.
+#[test]
+fn two_workers_compute_what_one_does() {
+    let contents = |workers: usize| {
+        let engine = Engine::start(&ComputeConfig { workers, ..Default::default() }).unwrap();
+        let id = |name: &str| engine.catalog().id(name).unwrap();
+        let catalog = RetailGenerator::catalog();
+        let inventory = id(diffmart_dataflows::retail::ProductInventory::spec().name);
+        engine.apply_blocking(catalog.iter().map(|p| Update::insert(inventory, p.to_row())).collect()).unwrap();
+        let events: Vec<_> = RetailGenerator::new(11, 1_748_779_200_000_000).take(20_000).collect();
+        for chunk in events.chunks(997) {
+            engine
+                .apply_blocking(chunk.iter().map(|e| Update::insert(id(e.relation), e.row.clone())).collect())
+                .unwrap();
+        }
+        let snapshot = engine.snapshot();
+        engine.catalog().iter().map(|(id, spec)| (spec.name, snapshot.rows(id))).collect::<Vec<_>>()
+    };
+    let one = contents(1);
+    let two = contents(2);
+    for ((name, rows_one), (_, rows_two)) in one.iter().zip(&two) {
+        assert!(!rows_one.is_empty(), "{name} is empty: the workload does not exercise it");
+        assert_eq!(rows_one, rows_two, "{name} differs between 1 and 2 workers");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// psql against the real binary, with the README's commands.
+// ---------------------------------------------------------------------------------------------
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn psql(port: u16, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d", "dev", "-U", "root", "-X", "-v", "ON_ERROR_STOP=1"])
+        .args(["-c", sql])
+        .output()
+        .expect("psql runs (apt-get install postgresql-client)");
+    assert!(output.status.success(), "psql failed on {sql}:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn psql_value(port: u16, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d", "dev", "-U", "root", "-X", "-At", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "psql failed on {sql}:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// The SQL blocks of the README's "Example queries" section.
+fn readme_queries() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("## Example queries").nth(1).expect("README has an Example queries section");
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .split("```sql")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().trim().to_string())
+        .filter(|q| !q.is_empty())
+        .collect()
+}
+
+#[test]
+fn psql_runs_the_readme_examples() {
+    let port = free_port();
+    let events = 5_000;
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_diffmart"))
+            .args(["--pg-listen", &format!("127.0.0.1:{port}"), "-w", "2"])
+            .args(["--generator-seed", "3", "--generator-start", "2025-06-01 12:00:00"])
+            .args(["--generator-rate", "100000", "--generator-events", &events.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("diffmart starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let all_events = "SELECT (SELECT count(*) FROM web_clicks) + (SELECT count(*) FROM purchases) + (SELECT count(*) FROM restocks) + (SELECT count(*) FROM competitor_prices) + (SELECT count(*) FROM orders) AS n";
+    loop {
+        let ready = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-d",
+                "dev",
+                "-U",
+                "root",
+                "-X",
+                "-At",
+                "-c",
+                all_events,
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        if ready.as_deref() == Some(&events.to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the generator's {events} events never all arrived (last count {ready:?})");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let queries = readme_queries();
+    assert!(queries.len() >= 5, "expected the README's example queries, found {}", queries.len());
+    for query in &queries {
+        let output = psql(port, query);
+        let is_read = query.starts_with("SELECT") || query.starts_with("WITH");
+        let answered = if is_read { output.contains(" row") } else { output.starts_with("UPDATE 1") };
+        assert!(answered, "unexpected answer to {query}:\n{output}");
+    }
+
+    // The answers agree with each other (and so with the spec's definitions).
+    assert_eq!(
+        psql_value(port, "SELECT sum(total_orders) FROM sales_profit"),
+        psql_value(port, "SELECT sum(quantity) FROM orders")
+    );
+    assert_eq!(
+        psql_value(port, "SELECT sum(clicks) FROM web_clicks_minutely"),
+        psql_value(port, "SELECT count(*) FROM web_clicks")
+    );
+    assert_eq!(psql_value(port, "SELECT count(DISTINCT product_id) FROM product_stock_status"), "20");
+    assert_eq!(
+        psql_value(port, "SELECT count(*) FROM dynamic_pricing_enriched"),
+        psql_value(port, "SELECT count(*) FROM product_stock_status")
+    );
+    let tables = psql(port, "SHOW TABLES");
+    assert!(tables.contains("orders") && tables.contains("product_inventory"), "{tables}");
+    let describe = psql(port, "\\d dynamic_pricing_enriched");
+    assert!(describe.contains("final_price") && describe.contains("numeric"), "{describe}");
+    drop(server);
+}
