@@ -13,6 +13,9 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::Time;
 
+/// Updates waiting for their time to complete, with the capability to answer at that time.
+type Pending<K, V> = BTreeMap<Time, (Capability<Time>, Vec<((K, V), isize)>)>;
+
 /// The greatest value per key, kept up to date under insertions *and* retractions.
 ///
 /// `reduce` would re-read every value of a key whenever one changes, so a key's cost
@@ -34,7 +37,7 @@ where
             "MaxPerKey",
             |_capability, _info| {
                 // Pending updates by time, each with the capability to emit at that time.
-                let mut pending: BTreeMap<Time, (Capability<Time>, Vec<((K, V), isize)>)> = BTreeMap::new();
+                let mut pending: Pending<K, V> = BTreeMap::new();
                 let mut live: HashMap<K, BTreeMap<V, isize>> = HashMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {

@@ -753,6 +753,9 @@ fn dynamic_pricing_enriched<'s>(
     with_competitor.concat(without_competitor)
 }
 
+/// `(product_id, product_name, total_orders, revenue_estimate)`.
+type SalesRow = (Option<i32>, Option<String>, Option<i64>, Option<Decimal>);
+
 /// ```sql
 /// CREATE MATERIALIZED VIEW sales_profit AS
 /// SELECT o.product_id, MAX(pi.product_name) AS product_name, SUM(o.quantity) AS total_orders,
@@ -773,7 +776,7 @@ fn sales_profit<'s>(
     priced: Coll<'s, PricedWindow>,
     product_inventory: Coll<'s, ProductInventory>,
     products: &ProductsArranged<'s>,
-) -> Coll<'s, (Option<i32>, Option<String>, Option<i64>, Option<Decimal>)> {
+) -> Coll<'s, SalesRow> {
     // SUM(o.quantity) per product, NULL when every quantity is NULL.
     let order_totals = orders
         .clone()
@@ -799,7 +802,7 @@ fn sales_profit<'s>(
     });
     let queries = order_minutes.clone().map(|((position, product_id), _)| (position + 1, product_id));
     let asof_prices = window_prices
-        .prefix_sum_at(queries, None, |_product, earlier, later| later.clone().or_else(|| earlier.clone()))
+        .prefix_sum_at(queries, None, |_product, earlier, later| later.or(*earlier))
         .map(|((position, product_id), latest)| ((position - 1, product_id), latest));
     let revenue = order_minutes
         .join_map(asof_prices, |&(_position, product_id), &quantity, latest| {

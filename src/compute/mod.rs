@@ -21,6 +21,9 @@ use timely::WorkerConfig;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
+/// One input relation's session: rows in, at the times ingest assigns.
+type RowInput = InputSession<Time, Row, isize>;
+
 /// Which relation (an index into the catalog) a row belongs to.
 pub type RelationId = usize;
 
@@ -98,12 +101,12 @@ impl Compute {
             let index = worker.index();
             let publish = if index == 0 { outputs.lock().unwrap().take() } else { None };
             let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
-                let (sessions, inputs): (Vec<InputSession<Time, Row, isize>>, Vec<VecCollection<Time, Row>>) =
+                let (sessions, inputs): (Vec<RowInput>, Vec<VecCollection<Time, Row>>) =
                     diffmart_dataflows::input_specs().iter().map(|_| scope.new_collection()).unzip();
                 let views = diffmart_dataflows::build_views(&inputs);
                 let relations =
                     inputs.into_iter().chain(views).enumerate().map(|(id, rows)| rows.map(move |row| (id, row)));
-                let all = differential_dataflow::collection::concatenate(scope.clone(), relations);
+                let all = differential_dataflow::collection::concatenate(scope, relations);
                 publish_to_serving(all, publish);
                 sessions
             });
