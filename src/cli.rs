@@ -54,6 +54,11 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub generator_events: Option<u64>,
 
+    /// Event time that source relations (web_clicks, purchases, …) keep behind
+    /// their newest event, e.g. 24h, 90m, 2d; older events leave them.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub retention: Micros,
+
     /// Do not run the embedded generator (tables start empty).
     #[arg(long)]
     pub no_generator: bool,
@@ -80,5 +85,47 @@ impl Options {
             return Err(format!("--generator-rate must be a positive number, got {rate}"));
         }
         Ok(())
+    }
+}
+
+/// `90s`, `15m`, `24h`, `7d`, or a sum of them such as `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Micros, String> {
+    let invalid = || format!("invalid duration {text:?}: use a number with s, m, h or d, e.g. 24h or 1h30m");
+    let mut total: Micros = 0;
+    let mut digits = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: Micros = match c {
+            's' => 1_000_000,
+            'm' => 60_000_000,
+            'h' => 3_600_000_000,
+            'd' => 86_400_000_000,
+            _ => return Err(invalid()),
+        };
+        let amount: Micros = digits.parse().map_err(|_| invalid())?;
+        total = amount.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(invalid)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || total <= 0 {
+        return Err(invalid());
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(86_400_000_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000_000));
+        assert_eq!(parse_duration("90s"), Ok(90_000_000));
+        assert!(parse_duration("24").is_err());
+        assert!(parse_duration("0h").is_err());
+        assert!(parse_duration("1w").is_err());
     }
 }

@@ -41,7 +41,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
-    let engine: Arc<Engine> = Engine::start(&compute)?;
+    let engine: Arc<Engine> = Engine::start_with_retention(&compute, options.retention)?;
     if !options.no_generator {
         let config = GeneratorConfig {
             seed: options.generator_seed,

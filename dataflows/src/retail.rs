@@ -851,3 +851,46 @@ fn price(s: &StockStatus, clicks_15m: Option<i64>, min_competitor_price: Option<
         final_price: s.base_price.map(|b| final_price(s.category, b, clicks_15m, min_competitor_price)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn stock_categories_follow_the_case_expression() {
+        assert_eq!(StockCategory::of(Some(-5)), StockCategory::Low);
+        assert_eq!(StockCategory::of(Some(19)), StockCategory::Low);
+        assert_eq!(StockCategory::of(Some(20)), StockCategory::Medium);
+        assert_eq!(StockCategory::of(Some(50)), StockCategory::Medium);
+        assert_eq!(StockCategory::of(Some(51)), StockCategory::High);
+        assert_eq!(StockCategory::of(None), StockCategory::High);
+    }
+
+    #[test]
+    fn round2_is_half_away_from_zero() {
+        assert_eq!(round2(dec("2.345")), dec("2.35"));
+        assert_eq!(round2(dec("-2.345")), dec("-2.35"));
+        assert_eq!(round2(dec("2.344")), dec("2.34"));
+    }
+
+    #[test]
+    fn final_price_branches() {
+        let base = dec("100.00");
+        // No competitor: the stock rule, Low is +20 %.
+        assert_eq!(final_price(StockCategory::Low, base, None, None), dec("120.00"));
+        // Demand branch: base at or under the competitor and more than 30 clicks: ×1.02.
+        assert_eq!(final_price(StockCategory::Medium, base, Some(31), Some(dec("100.00"))), dec("102.00"));
+        assert_eq!(final_price(StockCategory::Medium, base, Some(30), Some(dec("100.00"))), dec("100.00"));
+        // Undercut branch: stock rule above the competitor: ×0.99.
+        assert_eq!(final_price(StockCategory::Low, base, None, Some(dec("110.00"))), dec("118.80"));
+        // High is ×0.90, rounded; the floor is half the base price.
+        assert_eq!(final_price(StockCategory::High, dec("19.99"), None, None), dec("17.99"));
+        assert_eq!(final_price(StockCategory::High, dec("0.01"), None, None), dec("0.01"));
+        assert_eq!(StockCategory::High.stock_rule_price(dec("19.99")), dec("17.99"));
+        assert_eq!(StockCategory::Medium.stock_rule_price(dec("19.99")), dec("19.99"));
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use diffmart_dataflows::Time;
-use diffmart_dataflows::datum::{RelationKind, Row};
+use diffmart_dataflows::datum::{Datum, Micros, RelationKind, Row};
 use imbl::OrdMap;
 
 use crate::compute::{OutputBatch, RelationId};
@@ -61,6 +61,21 @@ impl RelationRows {
         match self {
             RelationRows::Keyed { rows, .. } => rows.get(key),
             RelationRows::Multiset(_) => None,
+        }
+    }
+
+    /// Drops the rows of a source whose event time (its first column) is before
+    /// `horizon`. Rows sort by their first column, so the oldest come first.
+    fn expire_before(&mut self, horizon: Micros) {
+        let RelationRows::Multiset(rows) = self else { return };
+        while let Some((oldest, _)) = rows.get_min() {
+            match oldest.first() {
+                Some(Datum::Timestamp(t)) if *t < horizon => {
+                    let oldest = oldest.clone();
+                    rows.remove(&oldest);
+                }
+                _ => break,
+            }
         }
     }
 
@@ -129,16 +144,37 @@ impl Snapshot {
 /// The latest snapshot, and a way to wait for a time to become visible.
 pub struct Store {
     current: RwLock<Arc<Snapshot>>,
+    /// Source relations and how much event time they keep.
+    retention: Retention,
     upper: Mutex<Option<Time>>,
     advanced: Condvar,
     upper_watch: tokio::sync::watch::Sender<Option<Time>>,
 }
 
+/// Which relations are sources, and the event-time window they keep: rows older
+/// than the newest event time seen minus `keep` leave the relation.
+struct Retention {
+    keep: Micros,
+    sources: Vec<bool>,
+}
+
 impl Store {
-    pub fn new(catalog: &Catalog) -> Arc<Store> {
+    /// `keep`: how much event time source relations hold, behind their newest event.
+    pub fn new(catalog: &Catalog, keep: Micros) -> Arc<Store> {
+        let sources = catalog
+            .iter()
+            .map(|(_, spec)| match spec.kind {
+                RelationKind::Source { event_time_column } => {
+                    assert_eq!(event_time_column, 0, "{}: a source's event time must be its first column", spec.name);
+                    true
+                }
+                _ => false,
+            })
+            .collect();
         let relations: Vec<_> = catalog.iter().map(|(_, spec)| RelationRows::new(&spec.kind)).collect();
         let batches = relations.iter().map(|_| OnceLock::new()).collect();
         Arc::new(Store {
+            retention: Retention { keep, sources },
             current: RwLock::new(Arc::new(Snapshot { upper: 0, relations, batches })),
             upper: Mutex::new(Some(0)),
             advanced: Condvar::new(),
@@ -153,6 +189,7 @@ impl Store {
     /// Applies output batches until compute shuts down. Runs on its own thread.
     pub fn apply_outputs(&self, outputs: Receiver<OutputBatch>) {
         let mut relations = self.snapshot().relations.clone();
+        let mut newest: Vec<Option<Micros>> = vec![None; relations.len()];
         while let Ok(mut batch) = outputs.recv() {
             // Coalesce whatever else is already waiting: fewer, larger snapshots under load.
             while let Ok(more) = outputs.try_recv() {
@@ -160,7 +197,17 @@ impl Store {
                 batch.upper = more.upper;
             }
             for (relation, row, diff) in consolidate(batch.changes) {
+                if self.retention.sources[relation]
+                    && let Some(Datum::Timestamp(t)) = row.first()
+                {
+                    newest[relation] = newest[relation].max(Some(*t));
+                }
                 relations[relation].apply(row, diff);
+            }
+            for (relation, newest) in newest.iter().enumerate() {
+                if let Some(newest) = newest {
+                    relations[relation].expire_before(newest.saturating_sub(self.retention.keep));
+                }
             }
             let upper = batch.upper.unwrap_or(Time::MAX);
             let batches = relations.iter().map(|_| OnceLock::new()).collect();
