@@ -156,6 +156,23 @@ async fn a_transaction_reads_one_snapshot() {
     assert_eq!(count(&reader).await.0, before.0 + 1, "after COMMIT the new order is visible");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_works() {
+    let (_engine, addr) = start_server(1).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/psycopg_client.py");
+    let port = addr.port().to_string();
+    let output = tokio::task::spawn_blocking(move || Command::new("python3").args([script, &port]).output())
+        .await
+        .unwrap()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "psycopg client failed (pip install 'psycopg[binary]'):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // psql against the real binary, with the README's commands.
 // ---------------------------------------------------------------------------------------------
