@@ -6,7 +6,7 @@
 //! whole transaction) reads every relation at one time.
 
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use diffmart_dataflows::Time;
@@ -146,8 +146,6 @@ pub struct Store {
     current: RwLock<Arc<Snapshot>>,
     /// Source relations and how much event time they keep.
     retention: Retention,
-    upper: Mutex<Option<Time>>,
-    advanced: Condvar,
     upper_watch: tokio::sync::watch::Sender<Option<Time>>,
 }
 
@@ -176,8 +174,6 @@ impl Store {
         Arc::new(Store {
             retention: Retention { keep, sources },
             current: RwLock::new(Arc::new(Snapshot { upper: 0, relations, batches })),
-            upper: Mutex::new(Some(0)),
-            advanced: Condvar::new(),
             upper_watch: tokio::sync::watch::channel(Some(0)).0,
         })
     }
@@ -212,8 +208,6 @@ impl Store {
             let upper = batch.upper.unwrap_or(Time::MAX);
             let batches = relations.iter().map(|_| OnceLock::new()).collect();
             *self.current.write().unwrap() = Arc::new(Snapshot { upper, relations: relations.clone(), batches });
-            *self.upper.lock().unwrap() = batch.upper;
-            self.advanced.notify_all();
             self.upper_watch.send_replace(batch.upper);
             if batch.upper.is_none() {
                 break;
@@ -230,9 +224,7 @@ impl Store {
 
     /// Blocking twin of [`Store::wait_visible`].
     pub fn wait_visible_blocking(&self, time: Time) -> bool {
-        let upper = self.upper.lock().unwrap();
-        let upper = self.advanced.wait_while(upper, |upper| upper.is_some_and(|u| u <= time)).unwrap();
-        upper.is_some()
+        futures::executor::block_on(self.wait_visible(time))
     }
 }
 
