@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
+use diffmart_dataflows::PipelineConfig;
+use diffmart_dataflows::casino::CasinoConfig;
 use diffmart_dataflows::datum::Micros;
+use rust_decimal::Decimal;
 
 use crate::sources::timestamps::parse_timestamp;
 
@@ -54,10 +57,22 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub generator_events: Option<u64>,
 
-    /// Event time that source relations (web_clicks, purchases, …) keep behind
-    /// their newest event, e.g. 24h, 90m, 2d; older events leave them.
+    /// Event time that source relations (web_clicks, purchases, …) and windowed or
+    /// append-only view state keep behind the newest event, e.g. 24h, 90m, 2d.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     pub retention: Micros,
+
+    /// Casino: tumbling window of member_daily_summary (and the views built on it), e.g. 5m or 1d.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub casino_window: Micros,
+
+    /// Casino: hotel_room_offers needs a window's total_spend at or above this.
+    #[arg(long, value_name = "AMOUNT", default_value = "5000")]
+    pub hotel_threshold: Decimal,
+
+    /// Casino: drink_offers needs a window's net loss at least this large.
+    #[arg(long, value_name = "AMOUNT", default_value = "1000")]
+    pub drink_threshold: Decimal,
 
     /// Do not run the embedded generator (tables start empty).
     #[arg(long)]
@@ -84,7 +99,25 @@ impl Options {
         {
             return Err(format!("--generator-rate must be a positive number, got {rate}"));
         }
+        for (name, value) in [("--hotel-threshold", self.hotel_threshold), ("--drink-threshold", self.drink_threshold)]
+        {
+            if value.is_sign_negative() {
+                return Err(format!("{name} must not be negative, got {value}"));
+            }
+        }
         Ok(())
+    }
+
+    /// The pipelines' launch options.
+    pub fn pipeline_config(&self) -> PipelineConfig {
+        PipelineConfig {
+            retention: self.retention,
+            casino: CasinoConfig {
+                window: self.casino_window,
+                hotel_threshold: self.hotel_threshold,
+                drink_threshold: self.drink_threshold,
+            },
+        }
     }
 }
 

@@ -29,6 +29,7 @@ fn run(options: Options) -> anyhow::Result<()> {
         processes: options.processes.into(),
         process: options.process.into(),
         hostfile: options.hostfile.as_ref().map(|p| p.display().to_string()),
+        pipelines: options.pipeline_config(),
     };
     if compute.process != 0 {
         // Workers only: process 0 owns the inputs and serves clients.
@@ -41,7 +42,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
-    let engine: Arc<Engine> = Engine::start_with_retention(&compute, options.retention)?;
+    let engine: Arc<Engine> = Engine::start(&compute)?;
     if !options.no_generator {
         let config = GeneratorConfig {
             seed: options.generator_seed,

@@ -35,7 +35,9 @@ fn two_workers_compute_what_one_does() {
 #[test]
 fn source_relations_keep_the_retention_window_and_views_keep_history() {
     let retention = 10 * MICROS_PER_MINUTE;
-    let engine = Engine::start_with_retention(&ComputeConfig::default(), retention).unwrap();
+    let mut config = ComputeConfig::default();
+    config.pipelines.retention = retention;
+    let engine = Engine::start(&config).unwrap();
     let clicks = engine.catalog().id("web_clicks").unwrap();
     let minutely = engine.catalog().id("web_clicks_minutely").unwrap();
     let start = 1_748_779_200_000_000; // 2025-06-01 12:00:00 UTC

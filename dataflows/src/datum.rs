@@ -24,8 +24,109 @@ pub enum Datum {
     Int64(i64),
     Numeric(Decimal),
     Text(String),
-    /// `timestamptz`, microseconds since the epoch.
+    /// `timestamptz` or `timestamp`, microseconds since the epoch (UTC).
     Timestamp(Micros),
+    /// `double precision`.
+    Float64(F64),
+    /// `date`, days since 1970-01-01.
+    Date(i32),
+    /// `jsonb`, held as its canonical text (see [`canonical_json`]).
+    Json(String),
+}
+
+/// An `f64` that can live in ordered collections: ordered by `total_cmp`, with
+/// `-0.0` folded into `0.0` and every NaN into one, so equal SQL values are equal
+/// keys (PostgreSQL also treats all NaNs as equal, and greater than any number).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct F64(f64);
+
+impl F64 {
+    pub fn new(value: f64) -> F64 {
+        F64(if value == 0.0 {
+            0.0
+        } else if value.is_nan() {
+            f64::NAN
+        } else {
+            value
+        })
+    }
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+impl PartialEq for F64 {
+    fn eq(&self, other: &F64) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for F64 {}
+impl PartialOrd for F64 {
+    fn partial_cmp(&self, other: &F64) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for F64 {
+    fn cmp(&self, other: &F64) -> std::cmp::Ordering {
+        F64::new(self.0).0.total_cmp(&F64::new(other.0).0)
+    }
+}
+impl std::hash::Hash for F64 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        F64::new(self.0).0.to_bits().hash(state)
+    }
+}
+impl From<f64> for F64 {
+    fn from(v: f64) -> F64 {
+        F64::new(v)
+    }
+}
+
+/// PostgreSQL's `jsonb` text form of a JSON value: object keys ordered by length
+/// and then bytes (jsonb's storage order), `": "` and `", "` as separators.
+/// Duplicate keys keep the last value, as jsonb does.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_canonical_json(value, &mut out);
+    out
+}
+
+fn write_canonical_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push_str(": ");
+                write_canonical_json(item, out);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Parses JSON text into its canonical `jsonb` form.
+pub fn parse_json(text: &str) -> Result<String, RowError> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|v| canonical_json(&v))
+        .map_err(|e| RowError(format!("invalid input syntax for type json: {e}")))
 }
 
 impl Datum {
@@ -67,6 +168,11 @@ impl From<&str> for Datum {
         Datum::Text(v.to_string())
     }
 }
+impl From<f64> for Datum {
+    fn from(v: f64) -> Datum {
+        Datum::Float64(F64::new(v))
+    }
+}
 impl From<bool> for Datum {
     fn from(v: bool) -> Datum {
         Datum::Bool(v)
@@ -88,6 +194,11 @@ pub enum ColumnType {
     },
     Text,
     TimestampTz,
+    /// `timestamp` without time zone (values are still UTC microseconds).
+    Timestamp,
+    Float64,
+    Date,
+    Json,
 }
 
 impl ColumnType {
@@ -100,6 +211,10 @@ impl ColumnType {
             ColumnType::Numeric { .. } => "numeric",
             ColumnType::Text => "character varying",
             ColumnType::TimestampTz => "timestamp with time zone",
+            ColumnType::Timestamp => "timestamp without time zone",
+            ColumnType::Float64 => "double precision",
+            ColumnType::Date => "date",
+            ColumnType::Json => "jsonb",
         }
     }
 }
@@ -211,6 +326,54 @@ impl<'a> RowReader<'a> {
             _ => Err(self.wrong(i, "timestamptz")),
         }
     }
+    pub fn opt_i64(&self, i: usize) -> Result<Option<i64>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Int64(v) => Ok(Some(*v)),
+            _ => Err(self.wrong(i, "bigint")),
+        }
+    }
+    pub fn opt_bool(&self, i: usize) -> Result<Option<bool>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Bool(v) => Ok(Some(*v)),
+            _ => Err(self.wrong(i, "boolean")),
+        }
+    }
+    pub fn opt_f64(&self, i: usize) -> Result<Option<f64>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Float64(v) => Ok(Some(v.get())),
+            _ => Err(self.wrong(i, "double precision")),
+        }
+    }
+    pub fn opt_date(&self, i: usize) -> Result<Option<i32>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Date(v) => Ok(Some(*v)),
+            _ => Err(self.wrong(i, "date")),
+        }
+    }
+    /// The canonical jsonb text of a `jsonb` column.
+    pub fn opt_json(&self, i: usize) -> Result<Option<String>, RowError> {
+        match &self.row[i] {
+            Datum::Null => Ok(None),
+            Datum::Json(v) => Ok(Some(v.clone())),
+            _ => Err(self.wrong(i, "jsonb")),
+        }
+    }
+    pub fn i64(&self, i: usize) -> Result<i64, RowError> {
+        self.opt_i64(i)?.ok_or_else(|| self.missing(i))
+    }
+    pub fn bool(&self, i: usize) -> Result<bool, RowError> {
+        self.opt_bool(i)?.ok_or_else(|| self.missing(i))
+    }
+    pub fn f64(&self, i: usize) -> Result<f64, RowError> {
+        self.opt_f64(i)?.ok_or_else(|| self.missing(i))
+    }
+    pub fn date(&self, i: usize) -> Result<i32, RowError> {
+        self.opt_date(i)?.ok_or_else(|| self.missing(i))
+    }
     pub fn i32(&self, i: usize) -> Result<i32, RowError> {
         self.opt_i32(i)?.ok_or_else(|| self.missing(i))
     }
@@ -244,7 +407,10 @@ pub fn validate_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> 
             | (Datum::Int32(_), ColumnType::Int32)
             | (Datum::Int64(_), ColumnType::Int64)
             | (Datum::Text(_), ColumnType::Text)
-            | (Datum::Timestamp(_), ColumnType::TimestampTz) => true,
+            | (Datum::Timestamp(_), ColumnType::TimestampTz | ColumnType::Timestamp)
+            | (Datum::Float64(_), ColumnType::Float64)
+            | (Datum::Date(_), ColumnType::Date)
+            | (Datum::Json(_), ColumnType::Json) => true,
             (Datum::Numeric(d), ColumnType::Numeric { scale }) => d.scale() <= scale,
             _ => false,
         };

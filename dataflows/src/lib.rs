@@ -3,30 +3,96 @@
 //! Each pipeline lives in its own module and reads like the SQL it maintains:
 //! every view is a function under a doc comment holding its SQL definition.
 
+pub mod casino;
 pub mod datum;
+pub mod ecommerce;
+pub mod inventory;
 pub mod money;
 pub mod operators;
+pub mod pricing;
 pub mod retail;
 
 /// Logical time of the dataflows: the serving layer's batch sequence number.
 /// Event time is data (a column), never this.
 pub type Time = u64;
 
-use datum::{RelationSpec, Row};
+use datum::{Micros, Record, RelationSpec, Row};
 use differential_dataflow::VecCollection;
+
+/// Launch options that shape what the pipelines compute.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Event-time history kept in windowed and append-only state (`--retention`).
+    pub retention: Micros,
+    pub casino: casino::CasinoConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { retention: 24 * 60 * datum::MICROS_PER_MINUTE, casino: casino::CasinoConfig::default() }
+    }
+}
+
+/// One pipeline: its input relations, its views, and how the views are built.
+struct Pipeline {
+    input_specs: fn() -> Vec<&'static RelationSpec>,
+    view_specs: fn() -> Vec<&'static RelationSpec>,
+    /// Takes the pipeline's inputs as rows, in `input_specs` order; returns its views in `view_specs` order.
+    build: for<'s> fn(&PipelineConfig, &[VecCollection<'s, Time, Row>]) -> Vec<VecCollection<'s, Time, Row>>,
+}
+
+const PIPELINES: [Pipeline; 5] = [
+    Pipeline { input_specs: retail::input_specs, view_specs: retail::view_specs, build: retail::build_from_rows },
+    Pipeline {
+        input_specs: ecommerce::input_specs,
+        view_specs: ecommerce::view_specs,
+        build: ecommerce::build_from_rows,
+    },
+    Pipeline { input_specs: casino::input_specs, view_specs: casino::view_specs, build: casino::build_from_rows },
+    Pipeline {
+        input_specs: inventory::input_specs,
+        view_specs: inventory::view_specs,
+        build: inventory::build_from_rows,
+    },
+    Pipeline { input_specs: pricing::input_specs, view_specs: pricing::view_specs, build: pricing::build_from_rows },
+];
 
 /// Every input relation of every pipeline, in the order [`build_views`] takes them.
 pub fn input_specs() -> Vec<&'static RelationSpec> {
-    retail::input_specs()
+    PIPELINES.iter().flat_map(|p| (p.input_specs)()).collect()
 }
 
 /// Every view of every pipeline, in the order [`build_views`] returns them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
-    retail::view_specs()
+    PIPELINES.iter().flat_map(|p| (p.view_specs)()).collect()
 }
 
 /// Builds every pipeline's views from the input relations (as rows, in
 /// [`input_specs`] order). The result lines up with [`view_specs`].
-pub fn build_views<'s>(inputs: &[VecCollection<'s, Time, Row>]) -> Vec<VecCollection<'s, Time, Row>> {
-    retail::build_from_rows(inputs)
+pub fn build_views<'s>(
+    config: &PipelineConfig,
+    inputs: &[VecCollection<'s, Time, Row>],
+) -> Vec<VecCollection<'s, Time, Row>> {
+    assert_eq!(inputs.len(), input_specs().len(), "one collection per input relation");
+    let mut rest = inputs;
+    let mut views = Vec::new();
+    for pipeline in &PIPELINES {
+        let (mine, others) = rest.split_at((pipeline.input_specs)().len());
+        let built = (pipeline.build)(config, mine);
+        assert_eq!(built.len(), (pipeline.view_specs)().len(), "one collection per view");
+        views.extend(built);
+        rest = others;
+    }
+    views
+}
+
+/// Rows of an input relation as typed records. Rows are validated against their
+/// relation's spec before they enter the dataflow, so a failure here is a bug.
+pub fn typed<'s, T: Record + differential_dataflow::Data>(
+    rows: &VecCollection<'s, Time, Row>,
+) -> VecCollection<'s, Time, T> {
+    rows.clone().map(|row| match T::from_row(&row) {
+        Ok(record) => record,
+        Err(e) => panic!("row reached the dataflow unvalidated: {e}"),
+    })
 }

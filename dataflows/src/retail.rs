@@ -10,13 +10,13 @@ use differential_dataflow::algorithms::prefix_sum::PrefixSum;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::Time;
 use crate::datum::{
     ColumnType, Datum, MICROS_PER_MINUTE, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
     col_not_null,
 };
 use crate::money::MoneySum;
 use crate::operators::max_per_key;
+use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
 
@@ -492,7 +492,7 @@ pub struct PricedWindow {
 
 /// Builds the views from input relations given as rows, in `input_specs()` order.
 /// Rows were validated against their specs on the way in.
-pub fn build_from_rows<'s>(inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
+pub fn build_from_rows<'s>(_config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
     let [web_clicks, competitor_prices, purchases, restocks, product_inventory, orders] = inputs else {
         panic!("retail takes {} inputs, got {}", input_specs().len(), inputs.len());
     };
@@ -505,13 +505,6 @@ pub fn build_from_rows<'s>(inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
         orders: typed(orders),
     };
     retail(inputs).into_iter().map(|(_, view)| view).collect()
-}
-
-fn typed<'s, T: Record + differential_dataflow::Data>(rows: &Coll<'s, Row>) -> Coll<'s, T> {
-    rows.clone().map(|row| match T::from_row(&row) {
-        Ok(record) => record,
-        Err(e) => panic!("row reached the dataflow unvalidated: {e}"),
-    })
 }
 
 /// Aggregates carried as differences: `explode` + `count` keeps one record per key

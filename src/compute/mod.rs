@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use differential_dataflow::VecCollection;
 use differential_dataflow::input::{Input, InputSession};
-use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::Row;
+use diffmart_dataflows::{PipelineConfig, Time};
 use timely::WorkerConfig;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -50,11 +50,13 @@ pub struct ComputeConfig {
     pub processes: usize,
     pub process: usize,
     pub hostfile: Option<String>,
+    /// Launch options of the pipelines themselves (windows, thresholds, retention).
+    pub pipelines: PipelineConfig,
 }
 
 impl Default for ComputeConfig {
     fn default() -> Self {
-        ComputeConfig { workers: 1, processes: 1, process: 0, hostfile: None }
+        ComputeConfig { workers: 1, processes: 1, process: 0, hostfile: None, pipelines: PipelineConfig::default() }
     }
 }
 
@@ -96,6 +98,7 @@ impl Compute {
         let (thread_tx, thread_rx) = std::sync::mpsc::channel::<(usize, Thread)>();
         let thread_tx = Mutex::new(thread_tx);
         let workers_per_process = config.workers;
+        let pipelines = config.pipelines.clone();
 
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
@@ -103,7 +106,7 @@ impl Compute {
             let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
                 let (sessions, inputs): (Vec<RowInput>, Vec<VecCollection<Time, Row>>) =
                     diffmart_dataflows::input_specs().iter().map(|_| scope.new_collection()).unzip();
-                let views = diffmart_dataflows::build_views(&inputs);
+                let views = diffmart_dataflows::build_views(&pipelines, &inputs);
                 let relations =
                     inputs.into_iter().chain(views).enumerate().map(|(id, rows)| rows.map(move |row| (id, row)));
                 let all = differential_dataflow::collection::concatenate(scope, relations);

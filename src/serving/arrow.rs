@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder,
+    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Date32Type, Field, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
+    SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use diffmart_dataflows::datum::{ColumnType, Datum, RelationSpec, Row};
@@ -30,6 +31,11 @@ pub fn data_type(ty: ColumnType) -> DataType {
         ColumnType::Numeric { scale } => DataType::Decimal128(NUMERIC_PRECISION, scale as i8),
         ColumnType::Text => DataType::Utf8,
         ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Date => DataType::Date32,
+        // jsonb travels as its canonical text; the JSON operators work on text.
+        ColumnType::Json => DataType::Utf8,
     }
 }
 
@@ -75,10 +81,29 @@ pub fn to_batch(spec: &RelationSpec, rows: &RelationRows) -> RecordBatch {
                     values.for_each(|d| b.append_option(if let Datum::Text(v) = d { Some(v) } else { None }));
                     Arc::new(b.finish())
                 }
-                ColumnType::TimestampTz => {
+                ColumnType::TimestampTz | ColumnType::Timestamp => {
                     let mut b = TimestampMicrosecondBuilder::new();
                     values.for_each(|d| b.append_option(if let Datum::Timestamp(v) = d { Some(*v) } else { None }));
-                    Arc::new(b.finish().with_timezone(UTC))
+                    let array = b.finish();
+                    match column.ty {
+                        ColumnType::TimestampTz => Arc::new(array.with_timezone(UTC)),
+                        _ => Arc::new(array),
+                    }
+                }
+                ColumnType::Float64 => {
+                    let mut b = Float64Builder::new();
+                    values.for_each(|d| b.append_option(if let Datum::Float64(v) = d { Some(v.get()) } else { None }));
+                    Arc::new(b.finish())
+                }
+                ColumnType::Date => {
+                    let mut b = Date32Builder::new();
+                    values.for_each(|d| b.append_option(if let Datum::Date(v) = d { Some(*v) } else { None }));
+                    Arc::new(b.finish())
+                }
+                ColumnType::Json => {
+                    let mut b = StringBuilder::new();
+                    values.for_each(|d| b.append_option(if let Datum::Json(v) = d { Some(v) } else { None }));
+                    Arc::new(b.finish())
                 }
             };
             array
@@ -130,14 +155,46 @@ fn datum_at(array: &ArrayRef, i: usize, ty: ColumnType) -> Result<Datum, String>
         (ColumnType::Text, DataType::Utf8) => Datum::Text(array.as_string::<i32>().value(i).to_string()),
         (ColumnType::Text, DataType::LargeUtf8) => Datum::Text(array.as_string::<i64>().value(i).to_string()),
         (ColumnType::Text, DataType::Utf8View) => Datum::Text(array.as_string_view().value(i).to_string()),
-        (ColumnType::TimestampTz, DataType::Timestamp(unit, _)) => Datum::Timestamp(match unit {
-            TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(i) * 1_000_000,
-            TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(i) * 1_000,
-            TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(i),
-            TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(i).div_euclid(1_000),
-        }),
+        (ColumnType::Float64, DataType::Float64) => Datum::from(array.as_primitive::<Float64Type>().value(i)),
+        (ColumnType::Float64, DataType::Float32) => {
+            Datum::from(f64::from(array.as_primitive::<Float32Type>().value(i)))
+        }
+        (ColumnType::Float64, DataType::Int64) => Datum::from(array.as_primitive::<Int64Type>().value(i) as f64),
+        (ColumnType::Float64, DataType::Int32) => Datum::from(f64::from(array.as_primitive::<Int32Type>().value(i))),
+        (ColumnType::Float64, DataType::Decimal128(_, s)) => {
+            let mantissa = array.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>().value(i);
+            let value = Decimal::try_from_i128_with_scale(mantissa, *s as u32).map_err(|e| e.to_string())?;
+            Datum::from(rust_decimal::prelude::ToPrimitive::to_f64(&value).ok_or_else(wrong)?)
+        }
+        (ColumnType::Date, DataType::Date32) => Datum::Date(array.as_primitive::<Date32Type>().value(i)),
+        (ColumnType::Date, DataType::Timestamp(..)) => {
+            let micros = timestamp_micros(array, i);
+            Datum::Date(i32::try_from(micros.div_euclid(86_400_000_000)).map_err(|_| wrong())?)
+        }
+        (ColumnType::Json, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+            let text = match array.data_type() {
+                DataType::Utf8 => array.as_string::<i32>().value(i),
+                DataType::LargeUtf8 => array.as_string::<i64>().value(i),
+                _ => array.as_string_view().value(i),
+            };
+            Datum::Json(diffmart_dataflows::datum::parse_json(text).map_err(|e| e.0)?)
+        }
+        (ColumnType::TimestampTz | ColumnType::Timestamp, DataType::Timestamp(..)) => {
+            Datum::Timestamp(timestamp_micros(array, i))
+        }
         _ => return Err(wrong()),
     })
+}
+
+/// A timestamp array's value as microseconds, whatever its unit.
+fn timestamp_micros(array: &ArrayRef, i: usize) -> i64 {
+    let DataType::Timestamp(unit, _) = array.data_type() else { unreachable!("checked by the caller") };
+    match unit {
+        TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(i) * 1_000_000,
+        TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(i) * 1_000,
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(i),
+        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(i).div_euclid(1_000),
+    }
 }
 
 /// Storing into `numeric(p, s)` rounds to `s` places, half away from zero, as PostgreSQL does.

@@ -15,15 +15,12 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use diffmart_dataflows::Time;
-use diffmart_dataflows::datum::{MICROS_PER_MINUTE, Micros, RelationKind, Row, validate_row};
+use diffmart_dataflows::datum::{RelationKind, Row, validate_row};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
 pub use self::store::{RelationRows, Snapshot, Store};
 use crate::compute::{Compute, ComputeConfig, InputBatch, RelationId};
-
-/// How much event time source relations keep by default: 24 hours.
-pub const DEFAULT_RETENTION: Micros = 24 * 60 * MICROS_PER_MINUTE;
 
 /// One change to an input relation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,16 +120,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts compute, the store and ingest, with the default retention.
+    /// Starts compute, the store and ingest; source relations keep
+    /// `config.pipelines.retention` of event time. Only meaningful on process 0 of a cluster.
     pub fn start(config: &ComputeConfig) -> anyhow::Result<Arc<Engine>> {
-        Engine::start_with_retention(config, DEFAULT_RETENTION)
-    }
-
-    /// Starts compute, the store and ingest; source relations keep `retention`
-    /// of event time. Only meaningful on process 0 of a cluster.
-    pub fn start_with_retention(config: &ComputeConfig, retention: Micros) -> anyhow::Result<Arc<Engine>> {
         let catalog = Catalog::all_pipelines();
-        let store = Store::new(&catalog, retention);
+        let store = Store::new(&catalog, config.pipelines.retention);
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
         let compute = Compute::start(config, outputs_tx)?;
         let (requests_tx, requests_rx) = std::sync::mpsc::channel();
@@ -288,5 +280,8 @@ fn display_datum(d: &diffmart_dataflows::datum::Datum) -> String {
         Datum::Numeric(v) => v.to_string(),
         Datum::Text(v) => v.clone(),
         Datum::Timestamp(v) => v.to_string(),
+        Datum::Float64(v) => v.get().to_string(),
+        Datum::Date(v) => v.to_string(),
+        Datum::Json(v) => v.clone(),
     }
 }

@@ -32,6 +32,27 @@ pub fn canonical_timestamp(micros: i64) -> String {
     }
 }
 
+/// Doubles compare to 12 significant digits: PostgreSQL and Rust may sum in a
+/// different order, which moves the last bits.
+pub fn canonical_float(v: f64) -> String {
+    if v == 0.0 {
+        "0".to_string()
+    } else if v.is_finite() {
+        format!("{:.11e}", v)
+    } else {
+        v.to_string()
+    }
+}
+
+pub fn canonical_date(days: i32) -> String {
+    match chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|d| d.checked_add_signed(chrono::TimeDelta::days(days.into())))
+    {
+        Some(d) => d.format("%Y-%m-%d").to_string(),
+        None => format!("<date {days} out of range>"),
+    }
+}
+
 pub fn canonical_text(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -46,6 +67,9 @@ pub fn canonical_datum(d: &Datum) -> String {
         Datum::Numeric(v) => canonical_decimal(*v),
         Datum::Text(s) => canonical_text(s),
         Datum::Timestamp(t) => canonical_timestamp(*t),
+        Datum::Float64(v) => canonical_float(v.get()),
+        Datum::Date(days) => canonical_date(*days),
+        Datum::Json(text) => canonical_text(text),
     }
 }
 
@@ -61,7 +85,9 @@ pub fn canonical_rows(rows: &[Row]) -> Vec<CanonicalRow> {
 pub fn pg_text_expr(name: &str, ty: ColumnType) -> String {
     match ty {
         // Exact: extract() returns numeric since PostgreSQL 14.
-        ColumnType::TimestampTz => format!("(extract(epoch from \"{name}\") * 1000000)::bigint::text"),
+        ColumnType::TimestampTz | ColumnType::Timestamp => {
+            format!("(extract(epoch from \"{name}\") * 1000000)::bigint::text")
+        }
         _ => format!("\"{name}\"::text"),
     }
 }
@@ -74,7 +100,13 @@ pub fn canonical_pg_value(ty: ColumnType, text: Option<&str>) -> String {
             Ok(d) => canonical_decimal(d),
             Err(_) => format!("<unparsable number {text}>"),
         },
-        ColumnType::TimestampTz => match text.parse::<i64>() {
+        ColumnType::Float64 => match text.trim().parse::<f64>() {
+            Ok(v) => canonical_float(v),
+            Err(_) => format!("<unparsable double {text}>"),
+        },
+        ColumnType::Date => canonical_text(text),
+        ColumnType::Json => canonical_text(text),
+        ColumnType::TimestampTz | ColumnType::Timestamp => match text.parse::<i64>() {
             Ok(micros) => canonical_timestamp(micros),
             Err(_) => format!("<unparsable timestamp {text}>"),
         },
