@@ -19,7 +19,7 @@ use diffmart_dataflows::datum::{RelationKind, Row, validate_row};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
-pub use self::store::{RelationRows, Snapshot, Store};
+pub use self::store::{ChangeBatch, RelationRows, Snapshot, Store};
 use crate::compute::{Compute, ComputeConfig, InputBatch, RelationId};
 
 /// One change to an input relation.

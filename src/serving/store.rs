@@ -6,12 +6,13 @@
 //! whole transaction) reads every relation at one time.
 
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::{Datum, Micros, RelationKind, Row};
 use imbl::OrdMap;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::compute::{OutputBatch, RelationId};
 use crate::serving::catalog::Catalog;
@@ -19,10 +20,12 @@ use crate::serving::catalog::Catalog;
 /// One relation's rows.
 #[derive(Clone, Debug)]
 pub enum RelationRows {
-    /// Views and sources: a multiset, row → multiplicity.
+    /// Views: a multiset, row → multiplicity.
     Multiset(OrdMap<Row, usize>),
     /// Tables: primary key → row, so key checks are O(log n).
     Keyed { primary_key: Vec<usize>, rows: OrdMap<Row, Row> },
+    /// Sources: a multiset ordered by event time, so the oldest rows expire first.
+    Events { event_time_column: usize, rows: OrdMap<(Micros, Row), usize> },
 }
 
 impl RelationRows {
@@ -31,7 +34,10 @@ impl RelationRows {
             RelationKind::Table { primary_key } => {
                 RelationRows::Keyed { primary_key: primary_key.clone(), rows: OrdMap::new() }
             }
-            _ => RelationRows::Multiset(OrdMap::new()),
+            RelationKind::Source { event_time_column } => {
+                RelationRows::Events { event_time_column: *event_time_column, rows: OrdMap::new() }
+            }
+            RelationKind::View => RelationRows::Multiset(OrdMap::new()),
         }
     }
 
@@ -42,6 +48,9 @@ impl RelationRows {
                 Box::new(rows.iter().flat_map(|(row, count)| std::iter::repeat_n(row, *count)))
             }
             RelationRows::Keyed { rows, .. } => Box::new(rows.values()),
+            RelationRows::Events { rows, .. } => {
+                Box::new(rows.iter().flat_map(|((_, row), count)| std::iter::repeat_n(row, *count)))
+            }
         }
     }
 
@@ -49,6 +58,7 @@ impl RelationRows {
         match self {
             RelationRows::Multiset(rows) => rows.values().sum(),
             RelationRows::Keyed { rows, .. } => rows.len(),
+            RelationRows::Events { rows, .. } => rows.values().sum(),
         }
     }
 
@@ -59,46 +69,56 @@ impl RelationRows {
     /// The row with this primary key, for tables.
     pub fn get_by_key(&self, key: &Row) -> Option<&Row> {
         match self {
-            RelationRows::Keyed { rows, .. } => rows.get(key),
-            RelationRows::Multiset(_) => None,
+            _ => None,
         }
     }
 
-    /// Drops the rows of a source whose event time (its first column) is before
-    /// `horizon`. Rows sort by their first column, so the oldest come first.
+    /// The newest event time of a source's rows.
+    fn newest_event(&self) -> Option<Micros> {
+        match self {
+            RelationRows::Events { rows, .. } => rows.get_max().map(|((t, _), _)| *t),
+            _ => None,
+        }
+    }
+
+    /// Drops the rows of a source whose event time is before `horizon`
+    /// (rows with a NULL event time sort first and go first).
     fn expire_before(&mut self, horizon: Micros) {
-        let RelationRows::Multiset(rows) = self else { return };
-        while let Some((oldest, _)) = rows.get_min() {
-            match oldest.first() {
-                Some(Datum::Timestamp(t)) if *t < horizon => {
-                    let oldest = oldest.clone();
-                    rows.remove(&oldest);
-                }
-                _ => break,
+        let RelationRows::Events { rows, .. } = self else { return };
+        while let Some(((time, row), _)) = rows.get_min() {
+            if *time >= horizon {
+                break;
             }
+            let oldest = (*time, row.clone());
+            rows.remove(&oldest);
         }
     }
 
     pub fn primary_key_of(&self, row: &Row) -> Option<Row> {
         match self {
             RelationRows::Keyed { primary_key, .. } => Some(primary_key.iter().map(|&i| row[i].clone()).collect()),
-            RelationRows::Multiset(_) => None,
+            _ => None,
         }
     }
 
     fn apply(&mut self, row: Row, diff: isize) {
+        fn add<K: Ord + Clone + std::fmt::Debug>(rows: &mut OrdMap<K, usize>, key: K, diff: isize) {
+            let count = rows.get(&key).copied().unwrap_or(0) as isize + diff;
+            assert!(count >= 0, "negative multiplicity for {key:?}: the dataflow retracted a row it never produced");
+            if count == 0 {
+                rows.remove(&key);
+            } else {
+                rows.insert(key, count as usize);
+            }
+        }
         match self {
-            RelationRows::Multiset(rows) => {
-                let count = rows.get(&row).copied().unwrap_or(0) as isize + diff;
-                assert!(
-                    count >= 0,
-                    "negative multiplicity for {row:?}: the dataflow retracted a row it never produced"
-                );
-                if count == 0 {
-                    rows.remove(&row);
-                } else {
-                    rows.insert(row, count as usize);
-                }
+            RelationRows::Multiset(rows) => add(rows, row, diff),
+            RelationRows::Events { event_time_column, rows } => {
+                let time = match row.get(*event_time_column) {
+                    Some(Datum::Timestamp(t)) => *t,
+                    _ => Micros::MIN,
+                };
+                add(rows, (time, row), diff)
             }
             RelationRows::Keyed { primary_key, rows } => {
                 let key: Row = primary_key.iter().map(|&i| row[i].clone()).collect();
@@ -141,41 +161,49 @@ impl Snapshot {
     }
 }
 
-/// The latest snapshot, and a way to wait for a time to become visible.
-pub struct Store {
-    current: RwLock<Arc<Snapshot>>,
-    /// Source relations and how much event time they keep.
-    retention: Retention,
-    upper_watch: tokio::sync::watch::Sender<Option<Time>>,
+/// The changes that took the store from one snapshot to the next.
+#[derive(Debug)]
+pub struct ChangeBatch {
+    /// The snapshot these changes lead to contains every change before `upper`
+    /// (`None`: compute shut down).
+    pub upper: Option<Time>,
+    /// Consolidated: each row at most once, retractions first.
+    pub changes: Vec<(RelationId, Row, isize)>,
 }
 
-/// Which relations are sources, and the event-time window they keep: rows older
-/// than the newest event time seen minus `keep` leave the relation.
-struct Retention {
+/// The latest snapshot, a way to wait for a time to become visible, and change feeds.
+pub struct Store {
+    current: RwLock<Arc<Snapshot>>,
+    /// How much event time source relations keep, behind their newest event.
     keep: Micros,
-    sources: Vec<bool>,
+    upper_watch: tokio::sync::watch::Sender<Option<Time>>,
+    /// Change feeds (sinks, WebSocket streams, SUBSCRIBE). Locked while a new
+    /// snapshot is installed, so a subscriber's first snapshot and its first
+    /// change batch line up exactly.
+    subscribers: Mutex<Vec<UnboundedSender<Arc<ChangeBatch>>>>,
 }
 
 impl Store {
     /// `keep`: how much event time source relations hold, behind their newest event.
     pub fn new(catalog: &Catalog, keep: Micros) -> Arc<Store> {
-        let sources = catalog
-            .iter()
-            .map(|(_, spec)| match spec.kind {
-                RelationKind::Source { event_time_column } => {
-                    assert_eq!(event_time_column, 0, "{}: a source's event time must be its first column", spec.name);
-                    true
-                }
-                _ => false,
-            })
-            .collect();
         let relations: Vec<_> = catalog.iter().map(|(_, spec)| RelationRows::new(&spec.kind)).collect();
         let batches = relations.iter().map(|_| OnceLock::new()).collect();
         Arc::new(Store {
-            retention: Retention { keep, sources },
+            keep,
             current: RwLock::new(Arc::new(Snapshot { upper: 0, relations, batches })),
             upper_watch: tokio::sync::watch::channel(Some(0)).0,
+            subscribers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The current snapshot and every change after it, batch by batch. The feed
+    /// ends when compute shuts down or the receiver is dropped. Unbounded: a
+    /// subscriber must keep up (or drop the receiver).
+    pub fn subscribe(&self) -> (Arc<Snapshot>, UnboundedReceiver<Arc<ChangeBatch>>) {
+        let mut subscribers = self.subscribers.lock().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        subscribers.push(tx);
+        (self.snapshot(), rx)
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -185,29 +213,34 @@ impl Store {
     /// Applies output batches until compute shuts down. Runs on its own thread.
     pub fn apply_outputs(&self, outputs: Receiver<OutputBatch>) {
         let mut relations = self.snapshot().relations.clone();
-        let mut newest: Vec<Option<Micros>> = vec![None; relations.len()];
         while let Ok(mut batch) = outputs.recv() {
             // Coalesce whatever else is already waiting: fewer, larger snapshots under load.
             while let Ok(more) = outputs.try_recv() {
                 batch.changes.extend(more.changes);
                 batch.upper = more.upper;
             }
-            for (relation, row, diff) in consolidate(batch.changes) {
-                if self.retention.sources[relation]
-                    && let Some(Datum::Timestamp(t)) = row.first()
-                {
-                    newest[relation] = newest[relation].max(Some(*t));
-                }
-                relations[relation].apply(row, diff);
+            let changes = consolidate(batch.changes);
+            for (relation, row, diff) in &changes {
+                relations[*relation].apply(row.clone(), *diff);
             }
-            for (relation, newest) in newest.iter().enumerate() {
-                if let Some(newest) = newest {
-                    relations[relation].expire_before(newest.saturating_sub(self.retention.keep));
+            // Sources keep a window of event time; expiry is not a change (the
+            // dataflow still holds those events), so feeds do not see it.
+            for rows in relations.iter_mut() {
+                if let Some(newest) = rows.newest_event() {
+                    rows.expire_before(newest.saturating_sub(self.keep));
                 }
             }
             let upper = batch.upper.unwrap_or(Time::MAX);
             let batches = relations.iter().map(|_| OnceLock::new()).collect();
-            *self.current.write().unwrap() = Arc::new(Snapshot { upper, relations: relations.clone(), batches });
+            let snapshot = Arc::new(Snapshot { upper, relations: relations.clone(), batches });
+            {
+                let mut subscribers = self.subscribers.lock().unwrap();
+                *self.current.write().unwrap() = snapshot;
+                if !subscribers.is_empty() {
+                    let feed = Arc::new(ChangeBatch { upper: batch.upper, changes });
+                    subscribers.retain(|s| s.send(feed.clone()).is_ok());
+                }
+            }
             self.upper_watch.send_replace(batch.upper);
             if batch.upper.is_none() {
                 break;
