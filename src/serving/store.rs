@@ -69,6 +69,7 @@ impl RelationRows {
     /// The row with this primary key, for tables.
     pub fn get_by_key(&self, key: &Row) -> Option<&Row> {
         match self {
+            RelationRows::Keyed { rows, .. } => rows.get(key),
             _ => None,
         }
     }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use diffmart_dataflows::datum::{Micros, Record};
 use diffmart_dataflows::retail::ProductInventory;
 
-use self::generator::RetailGenerator;
+use self::generator::{GeneratedEvent, RetailGenerator};
 use crate::serving::{Engine, Update};
 
 /// How the embedded generator runs.
@@ -29,21 +29,69 @@ pub struct GeneratorConfig {
 /// Largest batch handed to ingest at once when running behind.
 const MAX_BATCH: usize = 50_000;
 
-/// Loads the catalog into `product_inventory`, then streams events on a thread.
+/// One pipeline's simulated processes: rows loaded before anything else (its
+/// catalog), then an endless stream of events in event-time order.
+pub struct Simulation {
+    pub bootstrap: Vec<GeneratedEvent>,
+    pub events: Box<dyn Iterator<Item = GeneratedEvent> + Send>,
+}
+
+/// Every pipeline's simulation. Each gets its own seed derived from the
+/// configured one, so adding a pipeline never changes another one's events.
+fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
+    let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let retail = Simulation {
+        bootstrap: RetailGenerator::catalog()
+            .iter()
+            .map(|p| GeneratedEvent {
+                relation: ProductInventory::spec().name,
+                row: p.to_row(),
+                event_time: config.start,
+            })
+            .collect(),
+        events: Box::new(RetailGenerator::new(seed(0), config.start)),
+    };
+    vec![retail]
+}
+
+/// The simulations' streams merged into one, in event-time order (ties go to the
+/// earlier simulation, so the merge is deterministic).
+struct MergedEvents {
+    streams: Vec<std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent> + Send>>>,
+}
+
+impl MergedEvents {
+    fn peek_time(&mut self) -> Option<Micros> {
+        self.streams.iter_mut().filter_map(|s| s.peek().map(|e| e.event_time)).min()
+    }
+}
+
+impl Iterator for MergedEvents {
+    type Item = GeneratedEvent;
+    fn next(&mut self) -> Option<GeneratedEvent> {
+        let earliest =
+            self.streams.iter_mut().enumerate().filter_map(|(i, s)| s.peek().map(|e| (e.event_time, i))).min()?.1;
+        self.streams[earliest].next()
+    }
+}
+
+/// Loads every pipeline's bootstrap rows, then streams events on a thread.
 pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::Result<JoinHandle<()>> {
-    let inventory = engine.catalog().id(ProductInventory::spec().name).context("product_inventory missing")?;
-    let catalog: Vec<Update> =
-        RetailGenerator::catalog().iter().map(|p| Update::insert(inventory, p.to_row())).collect();
-    engine.apply_blocking(catalog).map_err(|e| anyhow::anyhow!("loading the generator catalog: {e}"))?;
     let ids: Vec<(&'static str, usize)> = engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();
+    let relation = move |name: &str| {
+        ids.iter().find(|(n, _)| *n == name).map(|(_, id)| *id).with_context(|| format!("no relation {name}"))
+    };
+    let simulations = simulations(&config);
+    let mut bootstrap = Vec::new();
+    for event in simulations.iter().flat_map(|s| &s.bootstrap) {
+        bootstrap.push(Update::insert(relation(event.relation)?, event.row.clone()));
+    }
+    engine.apply_blocking(bootstrap).map_err(|e| anyhow::anyhow!("loading the generator's catalogs: {e}"))?;
+    let mut events = MergedEvents { streams: simulations.into_iter().map(|s| s.events.peekable()).collect() };
     let ingest = engine.ingest();
     std::thread::Builder::new()
         .name("diffmart-generator".into())
         .spawn(move || {
-            let relation = |name: &str| {
-                ids.iter().find(|(n, _)| *n == name).map(|(_, id)| *id).expect("generator relations exist")
-            };
-            let mut events = RetailGenerator::new(config.seed, config.start).peekable();
             let wall_start = Instant::now();
             let mut emitted: u64 = 0;
             let limit = config.events.unwrap_or(u64::MAX);
@@ -56,26 +104,30 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
                 };
                 let mut batch = Vec::new();
                 while batch.len() < MAX_BATCH && (batch.len() as u64) < due.min(limit - emitted) {
-                    let next = events.peek().expect("the generator never ends");
-                    if config.rate.is_none() && next.event_time > simulated_now {
+                    let Some(next) = events.peek_time() else { break };
+                    if config.rate.is_none() && next > simulated_now {
                         break;
                     }
                     let event = events.next().expect("peeked");
-                    batch.push(Update::insert(relation(event.relation), event.row));
+                    match relation(event.relation) {
+                        Ok(id) => batch.push(Update::insert(id, event.row)),
+                        Err(e) => {
+                            tracing::error!("generator stopped: {e}");
+                            return;
+                        }
+                    }
                 }
                 emitted += batch.len() as u64;
                 if !batch.is_empty() {
                     ingest.send(batch);
                     continue;
                 }
+                let Some(next) = events.peek_time() else { break };
                 let wait = match config.rate {
                     Some(rate) => {
                         Duration::from_secs_f64(((emitted + 1) as f64 / rate - elapsed.as_secs_f64()).max(0.0))
                     }
-                    None => {
-                        let next = events.peek().expect("the generator never ends").event_time;
-                        Duration::from_micros((next - simulated_now).max(0) as u64)
-                    }
+                    None => Duration::from_micros((next - simulated_now).max(0) as u64),
                 };
                 std::thread::sleep(wait.min(Duration::from_millis(100)));
             }
