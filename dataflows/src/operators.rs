@@ -12,6 +12,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::Time;
+use crate::datum::Micros;
 
 /// Updates waiting for their time to complete, with the capability to answer at that time.
 type Pending<K, V> = BTreeMap<Time, (Capability<Time>, Vec<((K, V), isize)>)>;
@@ -25,7 +26,17 @@ type Pending<K, V> = BTreeMap<Time, (Capability<Time>, Vec<((K, V), isize)>)>;
 ///
 /// Updates are applied in timestamp order once the input frontier has passed
 /// their time, so the output is a deterministic function of the input collection.
-pub fn max_per_key<'s, K, V>(input: VecCollection<'s, Time, (K, V)>) -> VecCollection<'s, Time, (K, V)>
+///
+/// `forget`: for append-only inputs, `Some((event_time, retention))` drops a key's
+/// values older than its greatest value's event time minus `retention` (never the
+/// greatest itself), so memory follows the retention window instead of history.
+/// The output is unchanged, since a dropped value can never become the maximum
+/// again, but a later retraction of a dropped value would be lost: only use it
+/// where nothing is ever retracted.
+pub fn max_per_key<'s, K, V>(
+    input: VecCollection<'s, Time, (K, V)>,
+    forget: Option<(fn(&V) -> Micros, Micros)>,
+) -> VecCollection<'s, Time, (K, V)>
 where
     K: ExchangeData + Hash,
     V: ExchangeData,
@@ -63,6 +74,9 @@ where
                             }
                         }
                         for (k, old) in before {
+                            if let (Some((event_time, retention)), Some(values)) = (forget, live.get_mut(&k)) {
+                                forget_older(values, event_time, retention);
+                            }
                             let values = live.get(&k);
                             let new = values.and_then(|vs| vs.keys().next_back().cloned());
                             if values.is_some_and(|vs| vs.is_empty()) {
@@ -82,4 +96,19 @@ where
             },
         )
         .as_collection()
+}
+
+/// Drops values older than the greatest value's event time minus `retention`,
+/// keeping the greatest. Values are ordered by event time first, so the old ones
+/// are at the front.
+fn forget_older<V: Ord + Clone>(values: &mut BTreeMap<V, isize>, event_time: fn(&V) -> Micros, retention: Micros) {
+    let Some(newest) = values.keys().next_back().map(event_time) else { return };
+    let horizon = newest.saturating_sub(retention);
+    while values.len() > 1 {
+        let oldest = values.keys().next().expect("non-empty").clone();
+        if event_time(&oldest) >= horizon {
+            break;
+        }
+        values.remove(&oldest);
+    }
 }

@@ -492,7 +492,7 @@ pub struct PricedWindow {
 
 /// Builds the views from input relations given as rows, in `input_specs()` order.
 /// Rows were validated against their specs on the way in.
-pub fn build_from_rows<'s>(_config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
+pub fn build_from_rows<'s>(config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
     let [web_clicks, competitor_prices, purchases, restocks, product_inventory, orders] = inputs else {
         panic!("retail takes {} inputs, got {}", input_specs().len(), inputs.len());
     };
@@ -504,7 +504,7 @@ pub fn build_from_rows<'s>(_config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -
         product_inventory: typed(product_inventory),
         orders: typed(orders),
     };
-    retail(inputs).into_iter().map(|(_, view)| view).collect()
+    retail(inputs, config.retention).into_iter().map(|(_, view)| view).collect()
 }
 
 /// Aggregates carried as differences: `explode` + `count` keeps one record per key
@@ -513,7 +513,8 @@ pub fn build_from_rows<'s>(_config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -
 type CountSum = (isize, isize);
 
 /// Builds the six retail views from the retail inputs, in `view_specs()` order.
-pub fn retail<'s>(inputs: RetailInputs<'s>) -> Vec<(&'static RelationSpec, Coll<'s, Row>)> {
+/// `retention`: how much event time per-event state keeps (see `competitor_latest`).
+pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static RelationSpec, Coll<'s, Row>)> {
     let RetailInputs { web_clicks, competitor_prices, purchases, restocks, product_inventory, orders } = inputs;
 
     // One arrangement of the product master, shared by both views that join it.
@@ -522,7 +523,7 @@ pub fn retail<'s>(inputs: RetailInputs<'s>) -> Vec<(&'static RelationSpec, Coll<
     let minute_flows = minute_join(purchases, restocks);
     let stock_statuses = product_stock_status(minute_flows.clone(), product_inventory.clone(), &products);
     let clicks_per_minute = web_clicks_minutely(web_clicks.clone());
-    let latest_prices = competitor_latest(competitor_prices);
+    let latest_prices = competitor_latest(competitor_prices, retention);
     let priced =
         dynamic_pricing_enriched(stock_statuses.clone(), web_clicks, clicks_per_minute.clone(), latest_prices.clone());
     let sales = sales_profit(orders, priced.clone(), product_inventory, &products);
@@ -678,8 +679,18 @@ fn web_clicks_minutely<'s>(web_clicks: Coll<'s, WebClick>) -> Coll<'s, ((i32, Mi
 /// WHERE rn = 1;
 /// ```
 /// Ties on `ts` go to the higher price, so the answer never depends on arrival order.
-fn competitor_latest<'s>(competitor_prices: Coll<'s, CompetitorPrice>) -> Coll<'s, ((i32, String), (Micros, Decimal))> {
-    max_per_key(competitor_prices.map(|c| ((c.product_id, c.competitor), (c.ts, c.competitor_price))))
+///
+/// `competitor_prices` is an append-only stream, so each key only keeps the
+/// prices within `retention` of its latest one.
+fn competitor_latest<'s>(
+    competitor_prices: Coll<'s, CompetitorPrice>,
+    retention: Micros,
+) -> Coll<'s, ((i32, String), (Micros, Decimal))> {
+    let event_time: fn(&(Micros, Decimal)) -> Micros = |(ts, _)| *ts;
+    max_per_key(
+        competitor_prices.map(|c| ((c.product_id, c.competitor), (c.ts, c.competitor_price))),
+        Some((event_time, retention)),
+    )
 }
 
 /// ```sql
