@@ -99,6 +99,9 @@ impl Options {
         {
             return Err(format!("--generator-rate must be a positive number, got {rate}"));
         }
+        if self.casino_window <= 0 {
+            return Err("--casino-window must be longer than zero".into());
+        }
         for (name, value) in [("--hotel-threshold", self.hotel_threshold), ("--drink-threshold", self.drink_threshold)]
         {
             if value.is_sign_negative() {

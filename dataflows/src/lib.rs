@@ -33,12 +33,15 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Builds a pipeline's views from its inputs (as rows, in `input_specs` order); returns them in `view_specs` order.
+type BuildViews = for<'s> fn(&PipelineConfig, &[VecCollection<'s, Time, Row>]) -> Vec<VecCollection<'s, Time, Row>>;
+
 /// One pipeline: its input relations, its views, and how the views are built.
 struct Pipeline {
     input_specs: fn() -> Vec<&'static RelationSpec>,
     view_specs: fn() -> Vec<&'static RelationSpec>,
     /// Takes the pipeline's inputs as rows, in `input_specs` order; returns its views in `view_specs` order.
-    build: for<'s> fn(&PipelineConfig, &[VecCollection<'s, Time, Row>]) -> Vec<VecCollection<'s, Time, Row>>,
+    build: BuildViews,
 }
 
 const PIPELINES: [Pipeline; 5] = [

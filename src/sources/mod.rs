@@ -1,5 +1,6 @@
 //! Sources: where input events come from. Today the embedded generator.
 
+pub mod casino_generator;
 pub mod generator;
 pub mod timestamps;
 

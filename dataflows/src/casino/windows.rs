@@ -1,0 +1,566 @@
+//! Event time of the casino pipeline: the watermark of `gaming_transactions`, the
+//! per-member tumbling windows that open, close and expire with it, and the
+//! all-time per-member totals.
+//!
+//! # The watermark, defined on arrival order
+//!
+//! Arrival order is logical time (one ingest batch per time); rows within a batch
+//! have no order. So the watermark is defined per batch:
+//!
+//! - after batch `t`, `W(t) = max(transaction_time of every row inserted in batches ≤ t) − 10 s`
+//!   (NULL while no row has arrived; retractions never move it);
+//! - a row of batch `t` is *late* when `W(t − 1)` exists and its `transaction_time < W(t − 1)`:
+//!   every row is judged against the watermark of all earlier batches, then the batch
+//!   advances the watermark. Late rows are counted and left out of `member_window_closed`;
+//! - a window `[start, end)` is *closed* after batch `t` when `end ≤ W(t)`. No on-time row can
+//!   reach a closed window later (it would be older than `end ≤ W`, hence late), so a closed
+//!   window never changes;
+//! - a window *expires* after batch `t` when `end ≤ W(t) − retention`: its state is dropped and
+//!   its rows leave `member_daily_summary` and `member_window_closed`. Rows for an expired
+//!   window (necessarily late) are counted and otherwise ignored, so memory stays flat.
+//!
+//! The answer is the same for any number of workers: every worker sees every batch's
+//! maximum (each worker broadcasts the maximum of its share) and folds it in only once
+//! the batch is complete, so all workers step through the same watermarks.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::{AsCollection, VecCollection};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+
+use super::GamingTransaction;
+use crate::Time;
+use crate::datum::{MICROS_PER_SECOND, Micros};
+
+/// How far the watermark trails the newest transaction time seen.
+pub const ALLOWED_LATENESS: Micros = 10 * MICROS_PER_SECOND;
+
+/// The watermark given the newest transaction time seen so far.
+pub fn watermark(max_event_time: Option<Micros>) -> Option<Micros> {
+    max_event_time.map(|t| t.saturating_sub(ALLOWED_LATENESS))
+}
+
+/// Start of the tumbling window of `size` holding `t`; windows are aligned to the epoch
+/// (RisingWave's `TUMBLE`, PostgreSQL's `date_bin(size, t, '1970-01-01')`).
+pub fn tumble_start(t: Micros, size: Micros) -> Micros {
+    t.div_euclid(size) * size
+}
+
+/// The aggregates of `member_daily_summary` over some set of transactions:
+/// `SUM(CASE WHEN transaction_type = 'bet' THEN amount ELSE 0 END)`, the same for
+/// `'win'`, `COUNT(*)` and `MAX(transaction_time)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Totals {
+    pub total_spend: Decimal,
+    pub total_winnings: Decimal,
+    pub transaction_count: i64,
+    /// A running maximum: `gaming_transactions` is append-only (a source; SQL cannot
+    /// write it), so no retraction ever has to lower it.
+    pub last_transaction: Micros,
+}
+
+impl Totals {
+    fn add(&mut self, tx: &GamingTransaction, diff: isize) {
+        let weight = Decimal::from(diff as i64);
+        match tx.transaction_type.as_str() {
+            "bet" => self.total_spend += tx.amount * weight,
+            "win" => self.total_winnings += tx.amount * weight,
+            // `cashout` and anything else only count in COUNT(*).
+            _ => {}
+        }
+        if diff > 0 && (self.transaction_count <= 0 || tx.transaction_time > self.last_transaction) {
+            self.last_transaction = tx.transaction_time;
+        }
+        self.transaction_count += diff as i64;
+    }
+
+    /// `net_amount`: winnings − bets, the member's gain (negative when they lost).
+    pub fn net_amount(&self) -> Decimal {
+        self.total_winnings - self.total_spend
+    }
+
+    /// These totals as a group of `GROUP BY`: no rows, no group.
+    fn group(&self) -> Option<&Totals> {
+        (self.transaction_count != 0).then_some(self)
+    }
+}
+
+/// A row of `member_daily_summary` or `member_window_closed`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MemberWindow {
+    pub member_id: i64,
+    pub member_name: Option<String>,
+    pub window_start: Micros,
+    pub window_end: Micros,
+    pub totals: Totals,
+}
+
+/// A row of `member_leaderboard`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MemberLifetime {
+    pub member_id: i64,
+    pub member_name: Option<String>,
+    pub totals: Totals,
+}
+
+/// What the member operator emits, as one collection split by view afterwards.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MemberChange {
+    DailySummary(MemberWindow),
+    WindowClosed(MemberWindow),
+    Leaderboard(MemberLifetime),
+    /// One per late row (the difference carries the count).
+    Late,
+}
+
+/// `GROUP BY member_id, member_name`.
+type MemberKey = (i64, Option<String>);
+
+/// One member's window: all its rows (for the summary) and its on-time rows (for the
+/// closed window).
+#[derive(Clone, Debug, Default)]
+struct WindowState {
+    all: Totals,
+    on_time: Totals,
+}
+
+/// The per-worker state machine behind the member views, fed one complete batch at a
+/// time in arrival order. It holds the windows not yet expired and one record per
+/// member, so memory is bounded by `retention` and the number of members.
+#[derive(Clone, Debug)]
+pub struct MemberWindows {
+    size: Micros,
+    retention: Micros,
+    max_event_time: Option<Micros>,
+    /// By window start, then member.
+    windows: BTreeMap<Micros, BTreeMap<MemberKey, WindowState>>,
+    lifetime: BTreeMap<MemberKey, Totals>,
+}
+
+impl MemberWindows {
+    /// Windows of `size` (> 0), dropped `retention` (≥ 0) of event time after they close.
+    pub fn new(size: Micros, retention: Micros) -> MemberWindows {
+        assert!(size > 0, "the casino window must be positive, got {size}µs");
+        MemberWindows {
+            size,
+            retention: retention.max(0),
+            max_event_time: None,
+            windows: BTreeMap::new(),
+            lifetime: BTreeMap::new(),
+        }
+    }
+
+    /// Number of (window, member) states held, for tests of memory bounds.
+    pub fn window_states(&self) -> usize {
+        self.windows.values().map(BTreeMap::len).sum()
+    }
+
+    /// Applies one complete batch: `updates` are its rows at this worker, `batch_max`
+    /// the newest transaction time inserted by the batch at any worker. Pushes the
+    /// resulting changes of every member view to `out`.
+    pub fn process(
+        &mut self,
+        updates: Vec<(GamingTransaction, isize)>,
+        batch_max: Option<Micros>,
+        out: &mut Vec<(MemberChange, isize)>,
+    ) {
+        let size = self.size;
+        let arrival_watermark = watermark(self.max_event_time);
+        // Windows ending at or before this are gone.
+        let expired_through = arrival_watermark.map(|w| w.saturating_sub(self.retention));
+        // The rows of touched groups before this batch, to emit as retractions.
+        let mut members_before: BTreeMap<MemberKey, Option<Totals>> = BTreeMap::new();
+        let mut windows_before: BTreeMap<(Micros, MemberKey), Option<Totals>> = BTreeMap::new();
+        let mut late: isize = 0;
+
+        for (tx, diff) in updates {
+            let key: MemberKey = (tx.member_id, tx.member_name.clone());
+            let lifetime = self.lifetime.entry(key.clone()).or_default();
+            members_before.entry(key.clone()).or_insert_with(|| lifetime.group().cloned());
+            lifetime.add(&tx, diff);
+
+            let is_late = arrival_watermark.is_some_and(|w| tx.transaction_time < w);
+            if is_late {
+                late += diff;
+            }
+            let start = tumble_start(tx.transaction_time, size);
+            if expired_through.is_some_and(|e| start.saturating_add(size) <= e) {
+                continue;
+            }
+            let window = self.windows.entry(start).or_default().entry(key.clone()).or_default();
+            windows_before.entry((start, key)).or_insert_with(|| window.all.group().cloned());
+            window.all.add(&tx, diff);
+            if !is_late {
+                window.on_time.add(&tx, diff);
+            }
+        }
+
+        for (key, before) in members_before {
+            let after = self.lifetime.get(&key).and_then(Totals::group).cloned();
+            if after.is_none() {
+                self.lifetime.remove(&key);
+            }
+            if before != after {
+                let row = |totals| MemberLifetime { member_id: key.0, member_name: key.1.clone(), totals };
+                out.extend(before.map(|t| (MemberChange::Leaderboard(row(t)), -1)));
+                out.extend(after.map(|t| (MemberChange::Leaderboard(row(t)), 1)));
+            }
+        }
+        for ((start, key), before) in windows_before {
+            let members = self.windows.get_mut(&start).expect("touched windows exist");
+            let state = members.get(&key).expect("touched windows exist");
+            let after = state.all.group().cloned();
+            if after.is_none() && state.on_time.group().is_none() {
+                members.remove(&key);
+                if members.is_empty() {
+                    self.windows.remove(&start);
+                }
+            }
+            if before != after {
+                out.extend(before.map(|t| (MemberChange::DailySummary(window_row(&key, start, size, t)), -1)));
+                out.extend(after.map(|t| (MemberChange::DailySummary(window_row(&key, start, size, t)), 1)));
+            }
+        }
+        if late != 0 {
+            out.push((MemberChange::Late, late));
+        }
+
+        // The batch is in: advance the watermark, close and expire windows.
+        self.max_event_time = self.max_event_time.max(batch_max);
+        let Some(now) = watermark(self.max_event_time) else { return };
+        if arrival_watermark != Some(now) {
+            // Windows whose end passed the watermark with this batch: end ∈ (before, now].
+            let lower = arrival_watermark.map_or(Bound::Unbounded, |w| Bound::Excluded(w.saturating_sub(size)));
+            let upper = Bound::Included(now.saturating_sub(size));
+            for (&start, members) in self.windows.range((lower, upper)) {
+                for (key, state) in members {
+                    if let Some(totals) = state.on_time.group() {
+                        out.push((MemberChange::WindowClosed(window_row(key, start, size, totals.clone())), 1));
+                    }
+                }
+            }
+        }
+        // Expired windows were closed first (retention ≥ 0), so both rows go.
+        let horizon = now.saturating_sub(self.retention);
+        while let Some(entry) = self.windows.first_entry() {
+            if entry.key().saturating_add(size) > horizon {
+                break;
+            }
+            let (start, members) = entry.remove_entry();
+            for (key, state) in members {
+                if let Some(totals) = state.all.group() {
+                    out.push((MemberChange::DailySummary(window_row(&key, start, size, totals.clone())), -1));
+                }
+                if let Some(totals) = state.on_time.group() {
+                    out.push((MemberChange::WindowClosed(window_row(&key, start, size, totals.clone())), -1));
+                }
+            }
+        }
+    }
+}
+
+fn window_row(key: &MemberKey, start: Micros, size: Micros, totals: Totals) -> MemberWindow {
+    MemberWindow {
+        member_id: key.0,
+        member_name: key.1.clone(),
+        window_start: start,
+        window_end: start.saturating_add(size),
+        totals,
+    }
+}
+
+/// A batch waiting until it is complete, with the capability to answer at its time.
+struct PendingBatch {
+    capability: Capability<Time>,
+    updates: Vec<(GamingTransaction, isize)>,
+    batch_max: Option<Micros>,
+}
+
+type Pending = BTreeMap<Time, PendingBatch>;
+
+/// What the watermark operator learns about one batch.
+struct PendingStatus {
+    capability: Capability<Time>,
+    batch_max: Option<Micros>,
+    late: i64,
+}
+
+fn pending_status(
+    pending: &mut BTreeMap<Time, PendingStatus>,
+    time: Time,
+    capability: impl FnOnce() -> Capability<Time>,
+) -> &mut PendingStatus {
+    pending.entry(time).or_insert_with(|| PendingStatus { capability: capability(), batch_max: None, late: 0 })
+}
+
+fn pending_batch(
+    pending: &mut Pending,
+    time: Time,
+    capability: impl FnOnce() -> Capability<Time>,
+) -> &mut PendingBatch {
+    pending.entry(time).or_insert_with(|| PendingBatch {
+        capability: capability(),
+        updates: Vec::new(),
+        batch_max: None,
+    })
+}
+
+/// The member views' changes (see [`MemberChange`]) and the watermark relation
+/// `(watermark, late_transactions)`.
+pub struct EventTimeViews<'s> {
+    pub member_changes: VecCollection<'s, Time, MemberChange>,
+    pub watermark: VecCollection<'s, Time, (Micros, i64)>,
+}
+
+/// Runs [`MemberWindows`] over the transactions, keyed by member, with the watermark
+/// shared by every worker.
+pub fn event_time_views<'s>(
+    transactions: VecCollection<'s, Time, GamingTransaction>,
+    size: Micros,
+    retention: Micros,
+) -> EventTimeViews<'s> {
+    // Each worker's newest inserted transaction time per batch, as (batch, time).
+    let batch_maxima: StreamVec<'s, Time, (Time, Micros)> =
+        transactions.inner.clone().unary::<CapacityContainerBuilder<Vec<(Time, Micros)>>, _, _, _>(
+            Pipeline,
+            "CasinoBatchMaxima",
+            |_capability, _info| {
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        let mut maxima: BTreeMap<Time, Micros> = BTreeMap::new();
+                        for (tx, time, diff) in data.drain(..) {
+                            if diff > 0 {
+                                let max = maxima.entry(time).or_insert(tx.transaction_time);
+                                *max = (*max).max(tx.transaction_time);
+                            }
+                        }
+                        for (time, max) in maxima {
+                            output.session(&cap.delayed(&time, 0)).give((time, max));
+                        }
+                    });
+                }
+            },
+        );
+
+    let member_changes = transactions
+        .inner
+        .binary_frontier::<_, CapacityContainerBuilder<Vec<(MemberChange, Time, isize)>>, _, _, _, _>(
+            batch_maxima.clone().broadcast(),
+            Exchange::new(|(tx, _time, _diff): &(GamingTransaction, Time, isize)| tx.member_id.hashed()),
+            Pipeline,
+            "CasinoMemberWindows",
+            move |_capability, _info| {
+                let mut pending: Pending = BTreeMap::new();
+                let mut state = MemberWindows::new(size, retention);
+                move |(rows, rows_frontier), (maxima, maxima_frontier), output| {
+                    rows.for_each(|cap, data| {
+                        for (tx, time, diff) in data.drain(..) {
+                            pending_batch(&mut pending, time, || cap.delayed(&time, 0)).updates.push((tx, diff));
+                        }
+                    });
+                    maxima.for_each(|cap, data| {
+                        for (time, max) in data.drain(..) {
+                            let batch = pending_batch(&mut pending, time, || cap.delayed(&time, 0));
+                            batch.batch_max = batch.batch_max.max(Some(max));
+                        }
+                    });
+                    // Batches in arrival order, each once every worker's share of it is in.
+                    while let Some(entry) = pending.first_entry() {
+                        let time = *entry.key();
+                        if rows_frontier.less_equal(&time) || maxima_frontier.less_equal(&time) {
+                            break;
+                        }
+                        let batch = entry.remove();
+                        let mut changes = Vec::new();
+                        state.process(batch.updates, batch.batch_max, &mut changes);
+                        let mut session = output.session(&batch.capability);
+                        for (change, diff) in changes {
+                            session.give((change, time, diff));
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection();
+
+    // One row, on worker 0: the watermark after each batch and the late rows so far.
+    let late = member_changes.clone().filter(|change| matches!(change, MemberChange::Late));
+    let watermark = batch_maxima
+        .binary_frontier::<_, CapacityContainerBuilder<Vec<((Micros, i64), Time, isize)>>, _, _, _, _>(
+            late.inner,
+            Exchange::new(|_: &(Time, Micros)| 0),
+            Exchange::new(|_: &(MemberChange, Time, isize)| 0),
+            "CasinoWatermark",
+            |_capability, _info| {
+                let mut pending: BTreeMap<Time, PendingStatus> = BTreeMap::new();
+                let mut max_event_time: Option<Micros> = None;
+                let mut late_total: i64 = 0;
+                move |(maxima, maxima_frontier), (late, late_frontier), output| {
+                    maxima.for_each(|cap, data| {
+                        for (time, max) in data.drain(..) {
+                            let status = pending_status(&mut pending, time, || cap.delayed(&time, 0));
+                            status.batch_max = status.batch_max.max(Some(max));
+                        }
+                    });
+                    late.for_each(|cap, data| {
+                        for (_late, time, diff) in data.drain(..) {
+                            pending_status(&mut pending, time, || cap.delayed(&time, 0)).late += diff as i64;
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        let time = *entry.key();
+                        if maxima_frontier.less_equal(&time) || late_frontier.less_equal(&time) {
+                            break;
+                        }
+                        let status = entry.remove();
+                        // No row until the first transaction: before it there is no watermark.
+                        let before = watermark(max_event_time).map(|w| (w, late_total));
+                        max_event_time = max_event_time.max(status.batch_max);
+                        late_total += status.late;
+                        let after = watermark(max_event_time).map(|w| (w, late_total));
+                        if before != after {
+                            let mut session = output.session(&status.capability);
+                            if let Some(row) = before {
+                                session.give((row, time, -1));
+                            }
+                            if let Some(row) = after {
+                                session.give((row, time, 1));
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection();
+
+    EventTimeViews { member_changes, watermark }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datum::MICROS_PER_MINUTE;
+
+    const MINUTE: Micros = MICROS_PER_MINUTE;
+    const SECOND: Micros = MICROS_PER_SECOND;
+
+    fn tx(member_id: i64, kind: &str, amount: i64, at: Micros) -> (GamingTransaction, isize) {
+        let tx = GamingTransaction {
+            transaction_id: at,
+            member_id,
+            member_name: Some(format!("member {member_id}")),
+            transaction_type: kind.to_string(),
+            amount: Decimal::from(amount),
+            game_type: "slot".to_string(),
+            transaction_time: at,
+        };
+        (tx, 1)
+    }
+
+    /// Feeds one batch as a single worker would see it.
+    fn batch(state: &mut MemberWindows, rows: Vec<(GamingTransaction, isize)>) -> Vec<(MemberChange, isize)> {
+        let batch_max = rows.iter().filter(|(_, d)| *d > 0).map(|(t, _)| t.transaction_time).max();
+        let mut out = Vec::new();
+        state.process(rows, batch_max, &mut out);
+        out
+    }
+
+    fn closed(changes: &[(MemberChange, isize)]) -> Vec<(Micros, i64, isize)> {
+        changes
+            .iter()
+            .filter_map(|(c, d)| match c {
+                MemberChange::WindowClosed(w) => Some((w.window_start, w.totals.transaction_count, *d)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn late(changes: &[(MemberChange, isize)]) -> isize {
+        changes.iter().filter(|(c, _)| matches!(c, MemberChange::Late)).map(|(_, d)| d).sum()
+    }
+
+    #[test]
+    fn a_window_closes_once_the_watermark_passes_its_end_and_late_rows_stay_out() {
+        let mut state = MemberWindows::new(5 * MINUTE, 60 * MINUTE);
+        // Window [0, 5m): nothing closes while the newest time is under 5m10s.
+        let out = batch(&mut state, vec![tx(1, "bet", 100, MINUTE), tx(1, "win", 40, 4 * MINUTE)]);
+        assert!(closed(&out).is_empty());
+        let out = batch(&mut state, vec![tx(1, "bet", 10, 5 * MINUTE + 9 * SECOND)]);
+        assert!(closed(&out).is_empty());
+        // 5m10s: the watermark reaches 5m, the window's end.
+        let out = batch(&mut state, vec![tx(2, "bet", 10, 5 * MINUTE + 10 * SECOND)]);
+        assert_eq!(closed(&out), vec![(0, 2, 1)]);
+        // A row for the closed window is late: the summary takes it, the closed window does not.
+        let out = batch(&mut state, vec![tx(1, "bet", 7, 2 * MINUTE)]);
+        assert_eq!(late(&out), 1);
+        assert!(closed(&out).is_empty());
+        let summary: Vec<i64> = out
+            .iter()
+            .filter_map(|(c, d)| match c {
+                MemberChange::DailySummary(w) if *d > 0 => Some(w.totals.transaction_count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(summary, vec![3]);
+    }
+
+    #[test]
+    fn rows_of_one_batch_are_judged_against_the_earlier_batches_only() {
+        let mut state = MemberWindows::new(5 * MINUTE, 60 * MINUTE);
+        // In one batch a row far ahead does not make its batch-mates late.
+        let out = batch(&mut state, vec![tx(1, "bet", 1, 20 * MINUTE), tx(1, "bet", 1, MINUTE)]);
+        assert_eq!(late(&out), 0);
+        // ... and the window of the early row closes with that same batch.
+        assert_eq!(closed(&out), vec![(0, 1, 1)]);
+        // The next batch is judged against 20m − 10s.
+        let out = batch(&mut state, vec![tx(1, "bet", 1, 20 * MINUTE - 10 * SECOND), tx(1, "bet", 1, 19 * MINUTE)]);
+        assert_eq!(late(&out), 1);
+    }
+
+    #[test]
+    fn windows_expire_retention_behind_the_watermark_and_state_stays_flat() {
+        let mut state = MemberWindows::new(MINUTE, 10 * MINUTE);
+        let mut held = Vec::new();
+        for second in 0..(6 * 60 * 60) {
+            let at = second * SECOND;
+            batch(&mut state, vec![tx(second % 7, "bet", 5, at), tx(100 + second % 5, "win", 3, at)]);
+            held.push(state.window_states());
+        }
+        // 12 members over the ~11 windows within retention of the watermark.
+        assert!(held.iter().all(|&n| n <= 12 * 12), "state grew: max {}", held.iter().max().unwrap());
+        // Expiry retracts what was emitted: an expired window leaves both views.
+        let mut state = MemberWindows::new(MINUTE, 2 * MINUTE);
+        batch(&mut state, vec![tx(1, "bet", 5, 0)]);
+        let out = batch(&mut state, vec![tx(1, "bet", 5, 3 * MINUTE + 10 * SECOND)]);
+        let retracted: Vec<&MemberChange> = out.iter().filter(|(_, d)| *d < 0).map(|(c, _)| c).collect();
+        assert!(retracted.iter().any(|c| matches!(c, MemberChange::DailySummary(w) if w.window_start == 0)));
+        assert!(retracted.iter().any(|c| matches!(c, MemberChange::WindowClosed(w) if w.window_start == 0)));
+        // A row for the expired window is counted late and recreates nothing.
+        let out = batch(&mut state, vec![tx(1, "bet", 5, 30 * SECOND)]);
+        assert_eq!(out.iter().filter(|(c, _)| !matches!(c, MemberChange::Leaderboard(_))).count(), 1);
+        assert_eq!(late(&out), 1);
+    }
+
+    #[test]
+    fn totals_follow_the_case_expressions() {
+        let mut totals = Totals::default();
+        for (kind, amount, at) in [("bet", 100, 5), ("win", 30, 9), ("cashout", 1000, 7)] {
+            totals.add(&tx(1, kind, amount, at).0, 1);
+        }
+        assert_eq!(totals.total_spend, Decimal::from(100));
+        assert_eq!(totals.total_winnings, Decimal::from(30));
+        assert_eq!(totals.net_amount(), Decimal::from(-70));
+        assert_eq!(totals.transaction_count, 3);
+        assert_eq!(totals.last_transaction, 9);
+        assert_eq!(tumble_start(-1, 5), -5);
+    }
+}
