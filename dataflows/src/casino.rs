@@ -578,7 +578,8 @@ fn pending_offers<'s>(
         .map(qualifying(HOTEL_OFFER, |w| w.totals.total_spend))
         .concat(drink.map(qualifying(DRINK_OFFER, |w| w.totals.net_amount().abs())));
     let redeemed_days = redeemed_offers.map(|r| (r.member_id, r.offer_type, r.redemption_date)).distinct();
-    max_per_key(candidates)
+    // Windows are retracted when they expire, so nothing here is append-only: no forgetting.
+    max_per_key(candidates, None)
         .map(|((member_id, offer_type), (window_start, member_name, metric, window_end))| {
             ((member_id, offer_type, utc_date(window_start)), (member_name, metric, window_start, window_end))
         })
