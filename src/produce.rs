@@ -69,6 +69,10 @@ pub struct ProduceOptions {
     /// Extra librdkafka producer property (repeatable), e.g. security.protocol=SSL.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub kafka_properties: Vec<(String, String)>,
+
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 /// The original producers' topics, in the order the progress line shows them.

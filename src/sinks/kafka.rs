@@ -88,9 +88,12 @@ pub fn declared_sinks(_topic_prefix: &str) -> Vec<KafkaSink> {
 /// Counts of what the sinks wrote, for logs and tests.
 #[derive(Default, Debug)]
 pub struct SinkCounters {
+    /// Messages handed to the producer.
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
+    /// Every change before this logical time has been handed to the producer.
+    pub written_upper: AtomicU64,
 }
 
 struct SinkContext {
@@ -172,6 +175,7 @@ impl KafkaSinks {
                             writer.write(id, &row, 1, &stop);
                         }
                     }
+                    writer.counters.written_upper.store(snapshot.upper, Ordering::Release);
                     drop(snapshot);
                     writer.follow(feed, &stop);
                 })
@@ -218,6 +222,7 @@ impl SinkWriter {
                             self.write(*relation, row, *diff, stop);
                         }
                     }
+                    self.counters.written_upper.store(batch.upper.unwrap_or(u64::MAX), Ordering::Release);
                     self.producer.poll(Duration::ZERO);
                 }
                 // Waiting for changes is also when delivery reports are served.

@@ -54,7 +54,13 @@ struct Link {
     partitions: HashMap<(String, i32), PartitionStats>,
     /// The latest error librdkafka reported.
     last_error: Option<String>,
+    /// When an error was last logged as a warning, and how many were not since.
+    last_warned: Option<Instant>,
+    unlogged: u64,
 }
+
+/// An outage makes librdkafka report an error every retry: warn at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug)]
 struct PartitionStats {
@@ -81,8 +87,15 @@ impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let text = if reason.is_empty() { error.to_string() } else { reason.to_string() };
         let mut link = self.link.lock().unwrap();
-        if link.last_error.as_deref() != Some(text.as_str()) {
-            tracing::warn!(reader = self.index, "Kafka: {text}");
+        if link.last_warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            let unlogged = std::mem::take(&mut link.unlogged);
+            let more =
+                if unlogged > 0 { format!(" ({unlogged} more errors since the last warning)") } else { String::new() };
+            tracing::warn!(reader = self.index, "Kafka: {text}{more}");
+            link.last_warned = Some(Instant::now());
+        } else {
+            tracing::debug!(reader = self.index, "Kafka: {text}");
+            link.unlogged += 1;
         }
         link.last_error = Some(text);
     }
@@ -385,6 +398,16 @@ impl Reader {
                 last_error: if status == "connected" { None } else { link.last_error.clone() },
                 updated_at: now,
             };
+            let before = self.board.get(SOURCE_KIND, &topic.name, p).map(|s| s.status.clone());
+            match (before.as_deref(), status.status.as_str()) {
+                (Some("disconnected"), "connected") => {
+                    tracing::info!(topic = %topic.name, partition = p, "Kafka partition connected again")
+                }
+                (Some(was), "disconnected") if was != "disconnected" => {
+                    tracing::warn!(topic = %topic.name, partition = p, "Kafka partition disconnected")
+                }
+                _ => {}
+            }
             self.board.set(status, updates);
         }
         for (t, topic) in self.topics.iter().enumerate() {
