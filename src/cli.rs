@@ -226,6 +226,8 @@ mod tests {
             None => panic!("produce not parsed"),
         }
         assert!(Cli::try_parse_from(["diffmart", "--kafka-sink", "nope"]).is_err());
+        let help = Cli::try_parse_from(["diffmart", "produce", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 
     #[test]
