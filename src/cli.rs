@@ -3,12 +3,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use diffmart_dataflows::PipelineConfig;
 use diffmart_dataflows::casino::CasinoConfig;
 use diffmart_dataflows::datum::Micros;
 use rust_decimal::Decimal;
 
+use crate::produce::ProduceOptions;
+use crate::sinks::kafka::parse_sink_option;
+use crate::sources::kafka::StartFrom;
 use crate::sources::timestamps::parse_timestamp;
 
 /// diffmart keeps retail, e-commerce and casino materialized views up to date
@@ -17,7 +20,25 @@ use crate::sources::timestamps::parse_timestamp;
 /// With no options it runs the embedded event generator, so
 /// `psql -h localhost -p 4566 -d dev -U root` has live data to query.
 #[derive(Debug, Parser)]
-#[command(name = "diffmart", version, disable_help_flag = true)]
+#[command(name = "diffmart", version, disable_help_flag = true, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Without a command: run the server.
+    #[command(flatten)]
+    pub server: Options,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the retail demo's events to Kafka (and its orders to PostgreSQL with
+    /// --cdc-url), in the original producers' formats.
+    Produce(ProduceOptions),
+}
+
+/// The server's options.
+#[derive(Debug, Args)]
 pub struct Options {
     /// Address for Postgres clients.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4566")]
@@ -78,6 +99,35 @@ pub struct Options {
     #[arg(long)]
     pub no_generator: bool,
 
+    /// Read the demo's Kafka topics (web_clicks, competitor_prices, purchases,
+    /// restocks) from these brokers. The embedded generator then only loads its
+    /// catalogs (product_inventory), not events.
+    #[arg(long, value_name = "HOST:PORT[,…]")]
+    pub kafka_brokers: Option<String>,
+
+    /// Prefix of every Kafka topic name (sources and built-in sinks).
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub kafka_topic_prefix: String,
+
+    /// Where reading Kafka starts: all history, or only messages written after start-up.
+    #[arg(long, value_name = "WHERE", value_enum, default_value = "earliest")]
+    pub kafka_start: StartFrom,
+
+    /// Consumer group id diffmart's Kafka consumers identify with (partitions are
+    /// assigned by diffmart; offsets are not committed).
+    #[arg(long, value_name = "ID", default_value = "diffmart")]
+    pub kafka_group_id: String,
+
+    /// Write a relation's changes to a Kafka topic as JSON: its columns plus "op"
+    /// (insert/delete) and "diff" (repeatable).
+    #[arg(long = "kafka-sink", value_name = "RELATION=TOPIC", value_parser = parse_sink_option)]
+    pub kafka_sinks: Vec<(String, String)>,
+
+    /// Extra librdkafka property for Kafka sources and sinks, e.g.
+    /// security.protocol=SSL (repeatable; overrides diffmart's settings).
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub kafka_properties: Vec<(String, String)>,
+
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -102,6 +152,9 @@ impl Options {
         if self.casino_window <= 0 {
             return Err("--casino-window must be longer than zero".into());
         }
+        if !self.kafka_sinks.is_empty() && self.kafka_brokers.is_none() {
+            return Err("--kafka-sink needs --kafka-brokers".into());
+        }
         for (name, value) in [("--hotel-threshold", self.hotel_threshold), ("--drink-threshold", self.drink_threshold)]
         {
             if value.is_sign_negative() {
@@ -121,6 +174,14 @@ impl Options {
                 drink_threshold: self.drink_threshold,
             },
         }
+    }
+}
+
+/// `key=value` (librdkafka properties).
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
     }
 }
 
@@ -153,7 +214,24 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{Cli, Command, parse_duration};
+    use clap::Parser;
+
+    #[test]
+    fn the_server_is_the_default_and_produce_a_subcommand() {
+        let cli = Cli::try_parse_from(["diffmart", "-w", "2", "--kafka-brokers", "k:9092"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.server.workers, 2);
+        assert_eq!(cli.server.kafka_brokers.as_deref(), Some("k:9092"));
+        let cli = Cli::try_parse_from(["diffmart", "produce", "--kafka-brokers", "k:9092", "--events", "10"]).unwrap();
+        match cli.command {
+            Some(Command::Produce(options)) => assert_eq!(options.events, Some(10)),
+            None => panic!("produce not parsed"),
+        }
+        assert!(Cli::try_parse_from(["diffmart", "--kafka-sink", "nope"]).is_err());
+        let help = Cli::try_parse_from(["diffmart", "produce", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
 
     #[test]
     fn durations() {

@@ -2,10 +2,13 @@
 //! and served over the Postgres wire protocol.
 //!
 //! The data path runs one way: [`sources`] → compute (the `diffmart-dataflows`
-//! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`].
+//! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`] and [`sinks`].
+//! [`produce`] is a client: it writes the demo's events to Kafka.
 
 pub mod cli;
 pub mod compute;
 pub mod pgwire;
+pub mod produce;
 pub mod serving;
+pub mod sinks;
 pub mod sources;

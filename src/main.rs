@@ -2,9 +2,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use diffmart::cli::Options;
+use diffmart::cli::{Cli, Command, Options};
 use diffmart::compute::{Compute, ComputeConfig};
 use diffmart::serving::Engine;
+use diffmart::sinks::kafka::{KafkaSink, KafkaSinks};
+use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart::sources::{self, GeneratorConfig};
 
 fn main() -> ExitCode {
@@ -12,8 +14,12 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let options = Options::parse();
-    match run(options) {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Produce(options)) => diffmart::produce::run(options),
+        None => run(cli.server),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("diffmart: error: {e:#}");
@@ -44,14 +50,17 @@ fn run(options: Options) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
     let engine: Arc<Engine> = Engine::start(&compute)?;
     if !options.no_generator {
+        // With Kafka, events come from the topics: the generator only loads its catalogs.
+        let events = if options.kafka_brokers.is_some() { Some(0) } else { options.generator_events };
         let config = GeneratorConfig {
             seed: options.generator_seed,
             start: options.generator_start.unwrap_or_else(sources::now_micros),
             rate: options.generator_rate,
-            events: options.generator_events,
+            events,
         };
         sources::spawn_generator(engine.clone(), config)?;
     }
+    let _kafka = start_kafka(&engine, &options, compute.workers)?;
     tracing::info!(
         "serving Postgres clients on {} (psql -h {} -p {} -d dev -U root)",
         options.pg_listen,
@@ -67,4 +76,37 @@ fn run(options: Options) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Kafka sources and sinks, when `--kafka-brokers` is given.
+fn start_kafka(
+    engine: &Arc<Engine>,
+    options: &Options,
+    workers: usize,
+) -> anyhow::Result<Option<(KafkaSources, Option<KafkaSinks>)>> {
+    let Some(brokers) = &options.kafka_brokers else { return Ok(None) };
+    let config = KafkaConfig {
+        brokers: brokers.clone(),
+        topic_prefix: options.kafka_topic_prefix.clone(),
+        start: options.kafka_start,
+        group_id: options.kafka_group_id.clone(),
+        readers: workers,
+        properties: options.kafka_properties.clone(),
+    };
+    let sources = KafkaSources::start(engine, config, sources::kafka::declared_sources())?;
+    let mut sinks = diffmart::sinks::kafka::declared_sinks(&options.kafka_topic_prefix);
+    for (relation, topic) in &options.kafka_sinks {
+        let spec = engine
+            .catalog()
+            .lookup(relation)
+            .map(|(_, spec)| spec)
+            .ok_or_else(|| anyhow::anyhow!("--kafka-sink: no relation named {relation}"))?;
+        sinks.push(KafkaSink::changes(spec, topic));
+    }
+    let sinks = if sinks.is_empty() {
+        None
+    } else {
+        Some(KafkaSinks::start(engine, brokers, &options.kafka_properties, sinks)?)
+    };
+    Ok(Some((sources, sinks)))
 }

@@ -11,6 +11,7 @@ pub mod money;
 pub mod operators;
 pub mod pricing;
 pub mod retail;
+pub mod system;
 
 /// Logical time of the dataflows: the serving layer's batch sequence number.
 /// Event time is data (a column), never this.
@@ -44,7 +45,7 @@ struct Pipeline {
     build: BuildViews,
 }
 
-const PIPELINES: [Pipeline; 5] = [
+const PIPELINES: [Pipeline; 6] = [
     Pipeline { input_specs: retail::input_specs, view_specs: retail::view_specs, build: retail::build_from_rows },
     Pipeline {
         input_specs: ecommerce::input_specs,
@@ -58,6 +59,7 @@ const PIPELINES: [Pipeline; 5] = [
         build: inventory::build_from_rows,
     },
     Pipeline { input_specs: pricing::input_specs, view_specs: pricing::view_specs, build: pricing::build_from_rows },
+    Pipeline { input_specs: system::input_specs, view_specs: system::view_specs, build: system::build_from_rows },
 ];
 
 /// Every input relation of every pipeline, in the order [`build_views`] takes them.

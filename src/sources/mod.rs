@@ -1,7 +1,10 @@
-//! Sources: where input events come from. Today the embedded generator.
+//! Sources: where input events come from: the embedded generator and Kafka
+//! topics; they report on themselves through [`status`].
 
 pub mod casino_generator;
 pub mod generator;
+pub mod kafka;
+pub mod status;
 pub mod timestamps;
 
 use std::sync::Arc;

@@ -1,0 +1,26 @@
+# diffmart in a container: `docker compose up` (see docker-compose.yml) or
+#   docker build -t diffmart . && docker run -p 4566:4566 diffmart --pg-listen 0.0.0.0:4566
+#
+# Build stage: the full Rust image has what the bundled librdkafka build needs
+# (a C toolchain, make, perl, python3, zlib headers).
+FROM rust:1.95-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY dataflows ./dataflows
+COPY src ./src
+COPY tests ./tests
+RUN cargo build --release --locked --bin diffmart \
+ && cp target/release/diffmart /usr/local/bin/diffmart
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates zlib1g \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /usr/local/bin/diffmart /usr/local/bin/diffmart
+# Postgres clients connect here; the server listens on every interface in the container.
+EXPOSE 4566
+ENTRYPOINT ["diffmart"]
+CMD ["--pg-listen", "0.0.0.0:4566"]
