@@ -1,5 +1,6 @@
 //! Sources: where input events come from. Today the embedded generator.
 
+pub mod ecommerce_generator;
 pub mod generator;
 pub mod timestamps;
 
