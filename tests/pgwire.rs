@@ -237,7 +237,7 @@ fn psql_runs_the_readme_examples() {
             .expect("diffmart starts"),
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    let all_events = "SELECT (SELECT count(*) FROM web_clicks) + (SELECT count(*) FROM purchases) + (SELECT count(*) FROM restocks) + (SELECT count(*) FROM competitor_prices) + (SELECT count(*) FROM orders) AS n";
+    let all_events = "SELECT messages FROM diffmart_sources WHERE kind = 'generator' AND status = 'finished'";
     loop {
         let ready = Command::new("psql")
             .args([

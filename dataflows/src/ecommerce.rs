@@ -1,21 +1,79 @@
-//! Placeholder: this pipeline is being written (see the issue); it has no relations yet.
+//! B. E-commerce analytics (`shared/spec/PIPELINES.md` §B, seed 001).
+//!
+//! Three tables written over SQL (`products`, `users`, `user_events`) and seven
+//! views over them. Each view's Rust sits under the SQL that defines it (PostgreSQL
+//! dialect; the seed's RisingWave `HOP` is kept as the one non-PostgreSQL construct):
+//!
+//! - [`traffic`]: `user_events_watermarked`, `pageview_metrics`, `product_view_metrics`,
+//!   `product_performance`;
+//! - [`sales`]: `funnel_analysis`, `revenue_tracker`, `anomaly_detection`.
+//!
+//! The building blocks: [`float_sum`] (an exact, retractable `SUM(double)`),
+//! [`pg_numeric`] (PostgreSQL's numeric `AVG`), [`json_fields`] (`->>` plus a cast),
+//! and [`preceding_rows`] (a window over the N preceding rows as a keyed operator).
+
+pub mod float_sum;
+pub mod inputs;
+pub mod json_fields;
+pub mod pg_numeric;
+pub mod preceding_rows;
+pub mod sales;
+pub mod traffic;
 
 use differential_dataflow::VecCollection;
 
-use crate::datum::{RelationSpec, Row};
-use crate::{PipelineConfig, Time};
+pub use self::inputs::{Product, User, UserEvent};
+use crate::datum::{Column, Record, RelationKind, RelationSpec, Row};
+use crate::{PipelineConfig, Time, typed};
 
+type Coll<'s, D> = VecCollection<'s, Time, D>;
+
+fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
+    RelationSpec { name, kind: RelationKind::View, columns }
+}
+
+/// `products` arranged by `product_id` once, shared by the views that join it.
+type ProductsArranged<'s> = differential_dataflow::operators::arrange::Arranged<
+    's,
+    differential_dataflow::operators::arrange::TraceAgent<
+        differential_dataflow::trace::implementations::ValSpine<String, Product, Time, isize>,
+    >,
+>;
+
+/// Input relations, in the order [`build_from_rows`] takes them.
 pub fn input_specs() -> Vec<&'static RelationSpec> {
-    Vec::new()
+    vec![Product::spec(), User::spec(), UserEvent::spec()]
 }
 
+/// The seven views, in the order [`build_from_rows`] returns them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
-    Vec::new()
+    vec![
+        &traffic::USER_EVENTS_WATERMARKED,
+        &traffic::PAGEVIEW_METRICS,
+        &traffic::PRODUCT_VIEW_METRICS,
+        &sales::FUNNEL_ANALYSIS,
+        &sales::REVENUE_TRACKER,
+        &traffic::PRODUCT_PERFORMANCE,
+        &sales::ANOMALY_DETECTION,
+    ]
 }
 
-pub fn build_from_rows<'s>(
-    _config: &PipelineConfig,
-    _inputs: &[VecCollection<'s, Time, Row>],
-) -> Vec<VecCollection<'s, Time, Row>> {
-    Vec::new()
+/// Builds the views from the input relations given as rows, in `input_specs()` order.
+/// Rows were validated against their specs on the way in.
+pub fn build_from_rows<'s>(_config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
+    let [products, _users, user_events] = inputs else {
+        panic!("ecommerce takes {} inputs, got {}", input_specs().len(), inputs.len());
+    };
+    let products: Coll<'s, Product> = typed(products);
+    let events: Coll<'s, UserEvent> = typed(user_events);
+    let products_by_id = products.clone().map(|p| (p.product_id.clone(), p)).arrange_by_key();
+    vec![
+        traffic::user_events_watermarked(events.clone()),
+        traffic::pageview_metrics(events.clone()),
+        traffic::product_view_metrics(events.clone(), &products_by_id),
+        sales::funnel_analysis(events.clone()),
+        sales::revenue_tracker(events.clone()),
+        traffic::product_performance(events.clone(), products, &products_by_id),
+        sales::anomaly_detection(events),
+    ]
 }

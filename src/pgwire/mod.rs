@@ -63,6 +63,8 @@ fn session_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
     }
     setup_pg_catalog(&context, DATABASE, EmptyContextProvider).map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
     datafusion_postgres::datafusion_pg_functions::register_all(&mut context);
+    // `->`, `->>`, `?` and json_get…() on jsonb columns (held as their canonical text).
+    datafusion_functions_json::register_all(&mut context).map_err(|e| anyhow::anyhow!("JSON functions: {e}"))?;
     Ok(context)
 }
 

@@ -139,13 +139,17 @@ impl Engine {
             .name("diffmart-ingest".into())
             .spawn(move || run_ingest(requests_rx, compute))
             .context("spawning the ingest thread")?;
-        Ok(Arc::new(Engine {
+        let engine = Arc::new(Engine {
             catalog,
             store,
             ingest: Ingest { requests: requests_tx },
             writes: Arc::new(AsyncMutex::new(())),
             _threads: vec![store_thread, ingest_thread],
-        }))
+        });
+        // Complete the first logical time with no updates, so that views which are not
+        // empty over empty inputs (an aggregate's single row) are visible from the start.
+        engine.apply_blocking(Vec::new()).map_err(|e| anyhow::anyhow!("publishing the initial state: {e}"))?;
+        Ok(engine)
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -2,6 +2,7 @@
 //! topics; they report on themselves through [`status`].
 
 pub mod casino_generator;
+pub mod ecommerce_generator;
 pub mod generator;
 pub mod kafka;
 pub mod status;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use diffmart_dataflows::datum::{Micros, Record};
 use diffmart_dataflows::retail::ProductInventory;
+use diffmart_dataflows::system::SourceStatus;
 
 use self::generator::{GeneratedEvent, RetailGenerator};
 use crate::serving::{Engine, Update};
@@ -55,7 +57,11 @@ fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
             .collect(),
         events: Box::new(RetailGenerator::new(seed(0), config.start)),
     };
-    vec![retail]
+    vec![
+        retail,
+        ecommerce_generator::simulation(seed(1), config.start),
+        casino_generator::CasinoGenerator::simulation(seed(2), config.start),
+    ]
 }
 
 /// The simulations' streams merged into one, in event-time order (ties go to the
@@ -92,6 +98,7 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
     }
     engine.apply_blocking(bootstrap).map_err(|e| anyhow::anyhow!("loading the generator's catalogs: {e}"))?;
     let mut events = MergedEvents { streams: simulations.into_iter().map(|s| s.events.peekable()).collect() };
+    let mut status = GeneratorStatus::new(status::StatusRelations::of(engine.catalog())?);
     let ingest = engine.ingest();
     std::thread::Builder::new()
         .name("diffmart-generator".into())
@@ -123,6 +130,9 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
                 }
                 emitted += batch.len() as u64;
                 if !batch.is_empty() {
+                    // The status row travels with the events, so a reader who sees
+                    // `messages = N` sees the first N events too.
+                    status.report("running", emitted, &mut batch);
                     ingest.send(batch);
                     continue;
                 }
@@ -135,9 +145,44 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
                 };
                 std::thread::sleep(wait.min(Duration::from_millis(100)));
             }
+            let mut last = Vec::new();
+            status.report("finished", emitted, &mut last);
+            ingest.send(last);
             tracing::info!(events = emitted, "generator finished");
         })
         .context("spawning the generator")
+}
+
+/// The generator's row in `diffmart_sources`: kind `generator`, name `embedded`;
+/// `messages` (and `position`) count the events emitted so far.
+struct GeneratorStatus {
+    board: status::StatusBoard,
+}
+
+impl GeneratorStatus {
+    fn new(relations: status::StatusRelations) -> GeneratorStatus {
+        GeneratorStatus { board: status::StatusBoard::new(relations) }
+    }
+
+    fn report(&mut self, state: &str, emitted: u64, updates: &mut Vec<Update>) {
+        let emitted = emitted as i64;
+        let row = SourceStatus {
+            kind: "generator".into(),
+            name: "embedded".into(),
+            partition: 0,
+            relation: None,
+            reader: None,
+            status: state.into(),
+            position: Some(emitted),
+            high_watermark: None,
+            lag: None,
+            messages: emitted,
+            errors: 0,
+            last_error: None,
+            updated_at: now_micros(),
+        };
+        self.board.set(row, updates);
+    }
 }
 
 /// Now, as event time.
