@@ -128,6 +128,31 @@ pub struct Options {
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub kafka_properties: Vec<(String, String)>,
 
+    /// Mirror PostgreSQL tables by logical replication (pgoutput), e.g.
+    /// postgres://user:password@host:5432/db. The upstream needs wal_level=logical;
+    /// the mirrored tables then refuse SQL writes and the generator leaves them alone.
+    #[arg(long, value_name = "URL", env = "DIFFMART_CDC_URL")]
+    pub cdc_url: Option<String>,
+
+    /// Upstream tables CDC mirrors (comma-separated, `schema.table`), each into the
+    /// diffmart table of the same name.
+    #[arg(
+        long,
+        value_name = "TABLES",
+        value_delimiter = ',',
+        default_value = "public.product_inventory,public.orders"
+    )]
+    pub cdc_tables: Vec<String>,
+
+    /// Publication CDC reads (created for the tables when missing).
+    #[arg(long, value_name = "NAME", default_value = crate::sources::cdc::DEFAULT_PUBLICATION)]
+    pub cdc_publication: String,
+
+    /// Replication slot CDC creates and streams from (an existing one is dropped and
+    /// recreated at start, since diffmart's tables start empty).
+    #[arg(long, value_name = "NAME", default_value = crate::sources::cdc::DEFAULT_SLOT)]
+    pub cdc_slot: String,
+
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -162,6 +187,16 @@ impl Options {
             }
         }
         Ok(())
+    }
+
+    /// The CDC source's configuration, when `--cdc-url` is given.
+    pub fn cdc_config(&self) -> Option<crate::sources::cdc::CdcConfig> {
+        self.cdc_url.as_ref().map(|url| crate::sources::cdc::CdcConfig {
+            url: url.clone(),
+            tables: self.cdc_tables.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+            publication: self.cdc_publication.clone(),
+            slot: self.cdc_slot.clone(),
+        })
     }
 
     /// The pipelines' launch options.

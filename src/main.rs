@@ -49,6 +49,11 @@ fn run(options: Options) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
     let engine: Arc<Engine> = Engine::start(&compute)?;
+    // CDC claims its tables before the generator starts, so the generator skips them.
+    let _cdc = match options.cdc_config() {
+        Some(config) => Some(sources::cdc::spawn(engine.clone(), config, runtime.handle())?),
+        None => None,
+    };
     if !options.no_generator {
         // With Kafka, events come from the topics: the generator only loads its catalogs.
         let events = if options.kafka_brokers.is_some() { Some(0) } else { options.generator_events };

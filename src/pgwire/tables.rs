@@ -54,7 +54,7 @@ impl RelationTable {
 
     fn writable(&self) -> Result<()> {
         match self.spec.kind {
-            RelationKind::Table { .. } => Ok(()),
+            RelationKind::Table { .. } => self.engine.check_sql_writable(self.id).map_err(external),
             RelationKind::View => Err(sql_error(
                 "42809",
                 format!("cannot write to \"{}\": it is a materialized view, maintained by diffmart", self.spec.name),

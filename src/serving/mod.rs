@@ -3,14 +3,16 @@
 //! - [`Ingest`] stamps incoming updates with logical times and hands them to compute;
 //! - the [`Store`] keeps the published contents of every relation as snapshots;
 //! - [`TableWriter`] is the one way tables change over SQL: it checks keys and
-//!   waits until the write is visible before acknowledging it.
+//!   waits until the write is visible before acknowledging it;
+//! - tables a source owns (CDC mirrors) refuse SQL writes: the source is their one writer.
 
 pub mod arrow;
 pub mod catalog;
 pub mod store;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
@@ -116,6 +118,8 @@ pub struct Engine {
     store: Arc<Store>,
     ingest: Ingest,
     writes: Arc<AsyncMutex<()>>,
+    /// Tables a source owns, with a description of the owner for error messages.
+    owners: RwLock<HashMap<RelationId, String>>,
     _threads: Vec<JoinHandle<()>>,
 }
 
@@ -144,6 +148,7 @@ impl Engine {
             store,
             ingest: Ingest { requests: requests_tx },
             writes: Arc::new(AsyncMutex::new(())),
+            owners: RwLock::new(HashMap::new()),
             _threads: vec![store_thread, ingest_thread],
         });
         // Complete the first logical time with no updates, so that views which are not
@@ -197,6 +202,43 @@ impl Engine {
         if self.store.wait_visible_blocking(time) { Ok(time) } else { Err(shutting_down()) }
     }
 
+    /// Makes `owner` (a source, e.g. "the CDC source of postgres://host/db") the only
+    /// writer of these tables: SQL writes to them are refused from now on, and the
+    /// generator leaves them alone. Fails if one is not a table or already owned.
+    pub fn claim_tables(&self, tables: &[RelationId], owner: &str) -> Result<(), String> {
+        let mut owners = self.owners.write().unwrap();
+        for &id in tables {
+            let spec = self.catalog.spec(id);
+            if !matches!(spec.kind, RelationKind::Table { .. }) {
+                return Err(format!("\"{}\" is not a table, so {owner} cannot mirror into it", spec.name));
+            }
+            if let Some(other) = owners.get(&id) {
+                return Err(format!("\"{}\" is already fed by {other}", spec.name));
+            }
+        }
+        owners.extend(tables.iter().map(|&id| (id, owner.to_string())));
+        Ok(())
+    }
+
+    /// The source that owns this table, if any.
+    pub fn owner_of(&self, table: RelationId) -> Option<String> {
+        self.owners.read().unwrap().get(&table).cloned()
+    }
+
+    /// Refuses SQL writes to a table a source owns (SQLSTATE 42501).
+    pub fn check_sql_writable(&self, table: RelationId) -> Result<(), SqlError> {
+        match self.owner_of(table) {
+            None => Ok(()),
+            Some(owner) => Err(SqlError::new(
+                "42501",
+                format!(
+                    "cannot modify \"{}\": it is mirrored by {owner}, which is its only writer; change the upstream table instead",
+                    self.catalog.spec(table).name
+                ),
+            )),
+        }
+    }
+
     /// Takes the table write lock: writes are checked and applied one at a time.
     pub async fn table_writer(self: &Arc<Self>) -> TableWriter {
         TableWriter { engine: self.clone(), _guard: self.writes.clone().lock_owned().await }
@@ -227,6 +269,7 @@ impl TableWriter {
             let what = if spec.kind == RelationKind::View { "a materialized view" } else { "a source" };
             return Err(SqlError::new("42809", format!("cannot modify \"{}\": it is {what}", spec.name)));
         }
+        self.engine.check_sql_writable(table)?;
         let snapshot = self.snapshot();
         let current = snapshot.relation(table);
         let mut freed = std::collections::HashSet::new();

@@ -1,7 +1,9 @@
-//! Sources: where input events come from: the embedded generator and Kafka
-//! topics; they report on themselves through [`status`].
+//! Sources: where input events come from: the embedded generator, Kafka topics
+//! and PostgreSQL tables (logical replication); they report on themselves
+//! through [`status`].
 
 pub mod casino_generator;
+pub mod cdc;
 pub mod ecommerce_generator;
 pub mod generator;
 pub mod kafka;
@@ -86,15 +88,23 @@ impl Iterator for MergedEvents {
 }
 
 /// Loads every pipeline's bootstrap rows, then streams events on a thread.
+///
+/// Tables another source owns (see [`Engine::claim_tables`], e.g. CDC mirrors) are
+/// left alone: their rows and events are skipped, so claim them before this runs.
 pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::Result<JoinHandle<()>> {
     let ids: Vec<(&'static str, usize)> = engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();
+    let owned: std::collections::HashSet<usize> =
+        ids.iter().map(|(_, id)| *id).filter(|&id| engine.owner_of(id).is_some()).collect();
     let relation = move |name: &str| {
         ids.iter().find(|(n, _)| *n == name).map(|(_, id)| *id).with_context(|| format!("no relation {name}"))
     };
     let simulations = simulations(&config);
     let mut bootstrap = Vec::new();
     for event in simulations.iter().flat_map(|s| &s.bootstrap) {
-        bootstrap.push(Update::insert(relation(event.relation)?, event.row.clone()));
+        let id = relation(event.relation)?;
+        if !owned.contains(&id) {
+            bootstrap.push(Update::insert(id, event.row.clone()));
+        }
     }
     engine.apply_blocking(bootstrap).map_err(|e| anyhow::anyhow!("loading the generator's catalogs: {e}"))?;
     let mut events = MergedEvents { streams: simulations.into_iter().map(|s| s.events.peekable()).collect() };
@@ -121,6 +131,7 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
                     }
                     let event = events.next().expect("peeked");
                     match relation(event.relation) {
+                        Ok(id) if owned.contains(&id) => {}
                         Ok(id) => batch.push(Update::insert(id, event.row)),
                         Err(e) => {
                             tracing::error!("generator stopped: {e}");

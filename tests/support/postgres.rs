@@ -5,7 +5,8 @@
 //! directory, starts `postgres` on a free TCP port of 127.0.0.1 (its Unix socket
 //! in the same temporary directory) and waits until it accepts connections.
 //! Dropping the value shuts the server down (immediate mode) and deletes the
-//! directory.
+//! directory. [`TestPostgres::stop`] and [`TestPostgres::start_again`] restart it
+//! on the same port and cluster (fault tests).
 //!
 //! PostgreSQL refuses to run as root. When the tests do, initdb and the server
 //! run as the `postgres` system user if there is one, else as a `diffmart-test`
@@ -85,33 +86,7 @@ impl TestPostgres {
             if let Some(user) = run_as {
                 chown(&log_path, user);
             }
-            let mut postgres = Command::new(bindir.join("postgres"));
-            postgres
-                .arg("-D")
-                .arg(&data)
-                .arg("-p")
-                .arg(port.to_string())
-                .arg("-k")
-                .arg(dir.path())
-                .args([
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "wal_level=logical",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "TimeZone=UTC",
-                ])
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("cloning the log handle"))
-                .stderr(log);
-            let mut server = as_user(&mut postgres, run_as).spawn().expect("starting postgres");
+            let mut server = launch(&bindir, dir.path(), port, run_as, log);
             match wait_ready(&bindir, dir.path(), port, &mut server) {
                 Ok(()) => return TestPostgres { bindir, dir: Some(dir), port, server },
                 Err(why) => {
@@ -185,6 +160,39 @@ impl TestPostgres {
         self.connect_to(name).await
     }
 
+    /// Stops the server (fast shutdown: clients are disconnected, the cluster is
+    /// checkpointed) and keeps its directory, for [`TestPostgres::start_again`].
+    pub fn stop(&mut self) {
+        if matches!(self.server.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.server.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(self.server.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop(&mut self.server);
+    }
+
+    /// Starts the stopped server again on the same port and cluster. Panics with
+    /// the log if it does not come up.
+    pub fn start_again(&mut self) {
+        let dir = self.socket_dir().to_path_buf();
+        let log_path = dir.join("server.log");
+        let log = fs::OpenOptions::new().append(true).open(&log_path).expect("opening the server log");
+        self.server = launch(&self.bindir, &dir, self.port, run_as(), log);
+        if let Err(why) = wait_ready(&self.bindir, &dir, self.port, &mut self.server) {
+            panic!("PostgreSQL did not start again: {why}\n--- server log ---\n{}", self.log());
+        }
+    }
+
     /// What the server logged so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.socket_dir().join("server.log")).unwrap_or_default()
@@ -220,6 +228,37 @@ fn stop(server: &mut Child) {
     }
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// Starts `postgres` on the cluster in `dir`, logging to `log`.
+fn launch(bindir: &Path, dir: &Path, port: u16, run_as: Option<RunAs>, log: File) -> Child {
+    let mut postgres = Command::new(bindir.join("postgres"));
+    postgres
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "wal_level=logical",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "TimeZone=UTC",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("cloning the log handle"))
+        .stderr(log);
+    as_user(&mut postgres, run_as).spawn().expect("starting postgres")
 }
 
 fn wait_ready(bindir: &Path, dir: &Path, port: u16, server: &mut Child) -> Result<(), String> {

@@ -1,0 +1,574 @@
+//! Postgres CDC: mirrors upstream tables into diffmart's tables of the same
+//! names by logical replication (`pgoutput`).
+//!
+//! - **Start**: the publication is created when missing; the replication slot is
+//!   (re)created with an exported snapshot, the tables are copied inside that
+//!   snapshot and loaded as one batch, and streaming starts at the slot's
+//!   consistent point: every upstream transaction is either in the copy or in
+//!   the stream, never both. diffmart keeps nothing on disk, so a slot left by an
+//!   earlier run is dropped and recreated rather than resumed.
+//! - **Stream**: each upstream transaction becomes one ingest batch of
+//!   retractions and insertions ([`mirror::Transaction`]). Old rows of updates and
+//!   deletes are found by primary key in diffmart's table, so REPLICA IDENTITY
+//!   DEFAULT (key only) and FULL both work. The commit's end LSN is acknowledged
+//!   to the slot only once the batch is visible.
+//! - **Faults**: on any error (connection cut, PostgreSQL restarted, a change that
+//!   cannot be applied) the source reports itself disconnected, waits with
+//!   exponential backoff and resumes from the slot without a new snapshot. The
+//!   slot resends from its confirmed position; transactions whose commit LSN is
+//!   not after the last applied one are skipped, so nothing is applied twice. A
+//!   change that cannot be applied is never skipped: it is retried (and reported)
+//!   until it can. Only if the slot itself disappeared is the snapshot taken
+//!   again, replacing the tables' contents by the net difference.
+//!
+//! The source owns its tables ([`Engine::claim_tables`]): SQL writes to them are
+//! refused and the generator leaves them alone.
+
+pub mod mirror;
+pub mod pgoutput;
+pub mod status;
+pub mod values;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use diffmart_dataflows::datum::Row;
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use tokio::sync::watch;
+use tokio_postgres::SimpleQueryMessage;
+
+use self::mirror::{ColumnMap, MirroredTable, Transaction};
+use self::pgoutput::{Message, OldTuple, RelationOid};
+pub use self::status::{CdcState, CdcStatus};
+use crate::serving::{Engine, Update};
+
+/// The tables mirrored unless configured otherwise.
+pub const DEFAULT_TABLES: &[&str] = &["public.product_inventory", "public.orders"];
+pub const DEFAULT_PUBLICATION: &str = "diffmart_cdc";
+pub const DEFAULT_SLOT: &str = "diffmart_cdc";
+
+/// First wait after a failure; doubles up to [`MAX_BACKOFF`] and resets once streaming.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Rows fetched per round trip while copying the snapshot.
+const SNAPSHOT_FETCH: usize = 10_000;
+/// Session settings that make PostgreSQL print values the way [`values::parse`] reads them.
+const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c IntervalStyle=postgres";
+
+/// How to reach the upstream database and what to mirror.
+#[derive(Clone, Debug)]
+pub struct CdcConfig {
+    /// `postgres://user[:password]@host[:port]/database` (or a libpq key=value string).
+    pub url: String,
+    /// Upstream tables, `schema.table` or `table` (schema `public`); each is mirrored
+    /// into the diffmart table of the same name.
+    pub tables: Vec<String>,
+    pub publication: String,
+    pub slot: String,
+}
+
+impl CdcConfig {
+    /// The default tables, publication and slot.
+    pub fn new(url: impl Into<String>) -> CdcConfig {
+        CdcConfig {
+            url: url.into(),
+            tables: DEFAULT_TABLES.iter().map(|t| t.to_string()).collect(),
+            publication: DEFAULT_PUBLICATION.into(),
+            slot: DEFAULT_SLOT.into(),
+        }
+    }
+}
+
+/// A running CDC source.
+pub struct CdcHandle {
+    status: watch::Receiver<CdcStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CdcHandle {
+    /// The source's status now.
+    pub fn status(&self) -> CdcStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change (for `diffmart_sources`).
+    pub fn watch(&self) -> watch::Receiver<CdcStatus> {
+        self.status.clone()
+    }
+
+    /// Stops streaming. The slot stays (and keeps WAL) until dropped upstream.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Connection parameters, from the URL.
+#[derive(Clone, Debug)]
+struct Upstream {
+    config: tokio_postgres::Config,
+    /// Host name, or the socket directory (starting with `/`).
+    host: String,
+    port: u16,
+    user: String,
+    password: String,
+    database: String,
+}
+
+impl Upstream {
+    fn parse(url: &str) -> anyhow::Result<Upstream> {
+        let config = tokio_postgres::Config::from_str(url).context("--cdc-url is not a PostgreSQL URL")?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            Some(tokio_postgres::config::Host::Unix(dir)) => dir.display().to_string(),
+            None => bail!("--cdc-url names no host"),
+        };
+        let user = config.get_user().context("--cdc-url names no user")?.to_string();
+        let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+        let database = config.get_dbname().unwrap_or(&user).to_string();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        Ok(Upstream { config, host, port, user, password, database })
+    }
+
+    /// `host:port/database`, without credentials.
+    fn display(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+}
+
+/// Checks the configuration, claims the mirrored tables and starts the source on
+/// `runtime`. Returns once the tables are claimed; connecting, the snapshot and
+/// streaming happen in the background (see [`CdcHandle::status`]).
+pub fn spawn(engine: Arc<Engine>, config: CdcConfig, runtime: &tokio::runtime::Handle) -> anyhow::Result<CdcHandle> {
+    let upstream = Upstream::parse(&config.url)?;
+    for (what, name) in [("--cdc-slot", &config.slot), ("--cdc-publication", &config.publication)] {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            bail!("{what} {name:?} must be 1 to 63 lowercase letters, digits or underscores");
+        }
+    }
+    if config.tables.is_empty() {
+        bail!("--cdc-tables names no table");
+    }
+    let mut tables = Vec::new();
+    for qualified in &config.tables {
+        let (schema, name) = qualified.split_once('.').unwrap_or(("public", qualified.as_str()));
+        let (id, spec) = engine
+            .catalog()
+            .lookup(name)
+            .with_context(|| format!("--cdc-tables: diffmart has no table \"{name}\" to mirror {qualified} into"))?;
+        tables.push(MirroredTable::new(schema, name, id, spec).map_err(|e| anyhow!("--cdc-tables: {e}"))?);
+    }
+    let owner = format!("the CDC source of postgres://{}", upstream.display());
+    engine.claim_tables(&tables.iter().map(|t| t.id).collect::<Vec<_>>(), &owner).map_err(|e| anyhow!(e))?;
+    let status = CdcStatus::new(
+        upstream.display(),
+        config.slot.clone(),
+        config.publication.clone(),
+        tables.iter().map(|t| t.display()).collect(),
+    );
+    let (status_tx, status_rx) = watch::channel(status);
+    let source = Source { engine, config, upstream, tables, status: status_tx, position: None };
+    let task = runtime.spawn(source.run());
+    Ok(CdcHandle { status: status_rx, task })
+}
+
+/// Where the stream stands.
+#[derive(Clone, Copy, Debug)]
+struct Position {
+    /// Acknowledged to the slot: streaming resumes here.
+    confirmed: Lsn,
+    /// Commit LSN of the last transaction applied; resent ones up to it are skipped.
+    last_commit: Lsn,
+}
+
+struct Source {
+    engine: Arc<Engine>,
+    config: CdcConfig,
+    upstream: Upstream,
+    tables: Vec<MirroredTable>,
+    status: watch::Sender<CdcStatus>,
+    /// `None` until a snapshot is loaded (and again if the slot was lost).
+    position: Option<Position>,
+}
+
+/// A transaction being received.
+struct Pending {
+    /// Already applied before a reconnect: drop its changes.
+    skip: bool,
+    changes: Vec<Message>,
+}
+
+impl Source {
+    async fn run(mut self) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let error = match self.session(&mut backoff).await {
+                Ok(()) => anyhow!("the replication stream ended"),
+                Err(e) => e,
+            };
+            let message = format!("{error:#}");
+            tracing::warn!(upstream = %self.upstream.display(), "CDC: {message}; retrying in {backoff:?}");
+            self.status.send_modify(|s| {
+                s.state = CdcState::Disconnected;
+                s.reconnects += 1;
+                s.last_error = Some(message);
+                s.last_error_at = Some(super::now_micros());
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn set_state(&self, state: CdcState) {
+        self.status.send_modify(|s| s.state = state);
+    }
+
+    /// One connection: (snapshot or resume, then) stream until something fails.
+    async fn session(&mut self, backoff: &mut Duration) -> anyhow::Result<()> {
+        self.set_state(CdcState::Connecting);
+        let control = self.connect_control().await?;
+        self.check_server(&control).await?;
+        self.ensure_publication(&control).await?;
+        let mut client = match self.position {
+            None => self.snapshot(&control).await?,
+            Some(position) => {
+                let mut client = ReplicationClient::connect(self.replication_config(position.confirmed)).await?;
+                if let Err(e) = client.wait_started().await {
+                    if e.to_string().contains("SQLSTATE 42704") {
+                        tracing::warn!(slot = %self.config.slot, "CDC: the replication slot is gone; taking a new snapshot");
+                        self.position = None;
+                    }
+                    return Err(e).context("resuming replication");
+                }
+                client
+            }
+        };
+        drop(control);
+        self.set_state(CdcState::Streaming);
+        tracing::info!(upstream = %self.upstream.display(), slot = %self.config.slot, "CDC: streaming");
+        *backoff = MIN_BACKOFF;
+        self.stream(&mut client).await
+    }
+
+    /// An ordinary connection for the publication, slot housekeeping and the snapshot copy.
+    async fn connect_control(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = self
+            .upstream
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {}", self.upstream.display()))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+            .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 3")
+            .await
+            .context("setting up the session")?;
+        Ok(client)
+    }
+
+    async fn check_server(&self, control: &tokio_postgres::Client) -> anyhow::Result<()> {
+        let row = control.query_one("SELECT current_setting('wal_level')", &[]).await?;
+        let wal_level: String = row.get(0);
+        if wal_level != "logical" {
+            bail!("the upstream server runs with wal_level={wal_level}; CDC needs wal_level=logical");
+        }
+        Ok(())
+    }
+
+    /// Creates the publication when missing; an existing one must publish every mirrored table.
+    async fn ensure_publication(&self, control: &tokio_postgres::Client) -> anyhow::Result<()> {
+        let publication = &self.config.publication;
+        let exists = control.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[publication]).await?;
+        if exists.is_none() {
+            let tables: Vec<String> = self.tables.iter().map(|t| t.quoted()).collect();
+            let sql =
+                format!("CREATE PUBLICATION {} FOR TABLE {}", mirror::quote_ident(publication), tables.join(", "));
+            control.batch_execute(&sql).await.with_context(|| format!("creating the publication: {sql}"))?;
+            tracing::info!(%publication, "CDC: created the publication");
+            return Ok(());
+        }
+        let published = control
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                &[publication],
+            )
+            .await?;
+        let published: Vec<(String, String)> = published.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for table in &self.tables {
+            if !published.iter().any(|(s, n)| *s == table.schema && *n == table.name) {
+                bail!(
+                    "publication {publication} exists but does not publish {}: \
+                     ALTER PUBLICATION {publication} ADD TABLE {}, or choose another --cdc-publication",
+                    table.display(),
+                    table.quoted()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn replication_config(&self, start: Lsn) -> ReplicationConfig {
+        let u = &self.upstream;
+        ReplicationConfig::new(
+            u.host.clone(),
+            u.user.clone(),
+            u.password.clone(),
+            u.database.clone(),
+            self.config.slot.clone(),
+            self.config.publication.as_str(),
+        )
+        .with_port(u.port)
+        .with_tls(TlsConfig::disabled())
+        .with_start_lsn(start)
+        .with_options(SESSION_OPTIONS)
+        .with_application_name("diffmart-cdc")
+        .with_status_interval(Duration::from_millis(500))
+    }
+
+    /// Recreates the slot with an exported snapshot, copies the tables inside it,
+    /// loads them, and starts streaming at the slot's consistent point.
+    async fn snapshot(&mut self, control: &tokio_postgres::Client) -> anyhow::Result<ReplicationClient> {
+        let slot = &self.config.slot;
+        // What an earlier run left is useless to us: our tables start empty.
+        let dropped = control
+            .query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", &[slot])
+            .await
+            .with_context(|| format!("dropping the replication slot {slot} left by an earlier run"))?;
+        if !dropped.is_empty() {
+            tracing::info!(%slot, "CDC: dropped the replication slot of an earlier run");
+        }
+        let mut creator = ReplicationClient::connect_gated(self.replication_config(Lsn::ZERO)).await?;
+        let created = creator
+            .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT"))
+            .await
+            .with_context(|| format!("creating the replication slot {slot}"))?;
+        let text = |i: usize| -> anyhow::Result<String> {
+            let value = created.first().and_then(|row| row.get(i)).cloned().flatten();
+            let value = value.context("CREATE_REPLICATION_SLOT answered without a consistent point and snapshot")?;
+            Ok(String::from_utf8_lossy(&value).into_owned())
+        };
+        let consistent_point = Lsn::parse(&text(1)?).map_err(|e| anyhow!("consistent point: {e}"))?;
+        let snapshot_name = text(2)?;
+        tracing::info!(%slot, %consistent_point, "CDC: created the replication slot; copying the tables");
+        self.set_state(CdcState::Snapshotting);
+
+        // The exported snapshot lives as long as the creating session stays idle.
+        control.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        control
+            .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", snapshot_name.replace('\'', "''")))
+            .await
+            .context("importing the slot's snapshot")?;
+        let copied = self.copy_tables(control).await;
+        control.batch_execute("COMMIT").await?;
+        drop(creator);
+        let copied = copied?;
+
+        let snapshot = self.engine.snapshot();
+        let mut load = Transaction::new(&snapshot);
+        let mut rows = 0u64;
+        for (table, table_rows) in &copied {
+            load.truncate(table);
+            for row in table_rows {
+                load.insert(table, row.clone()).map_err(|e| anyhow!("snapshot of {}: {e}", table.display()))?;
+                rows += 1;
+            }
+        }
+        let updates = load.into_updates();
+        drop(snapshot);
+        self.apply(updates).await.context("loading the snapshot")?;
+        self.position = Some(Position { confirmed: consistent_point, last_commit: Lsn::ZERO });
+        self.status.send_modify(|s| {
+            s.snapshot_rows += rows;
+            s.confirmed_lsn = Some(consistent_point.to_string());
+        });
+        tracing::info!(rows, "CDC: snapshot loaded");
+
+        let mut client = ReplicationClient::connect(self.replication_config(consistent_point)).await?;
+        client.wait_started().await.context("starting replication")?;
+        Ok(client)
+    }
+
+    /// Every mirrored table's rows, read in the current transaction.
+    async fn copy_tables(&self, control: &tokio_postgres::Client) -> anyhow::Result<Vec<(MirroredTable, Vec<Row>)>> {
+        let mut copied = Vec::new();
+        for table in &self.tables {
+            let columns = control
+                .query(
+                    "SELECT attname::text, atttypid::int8 FROM pg_attribute \
+                     WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    &[&table.quoted()],
+                )
+                .await
+                .with_context(|| format!("reading the columns of {}", table.display()))?;
+            let columns: Vec<(String, u32)> = columns.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u32)).collect();
+            let map = ColumnMap::new(table, &columns).map_err(|e| anyhow!(e))?;
+            let select: Vec<String> = map.selected_columns().iter().map(|c| mirror::quote_ident(c)).collect();
+            control
+                .batch_execute(&format!(
+                    "DECLARE diffmart_snapshot NO SCROLL CURSOR FOR SELECT {} FROM {}",
+                    select.join(", "),
+                    table.quoted()
+                ))
+                .await?;
+            let mut rows = Vec::new();
+            loop {
+                let fetched = control.simple_query(&format!("FETCH {SNAPSHOT_FETCH} FROM diffmart_snapshot")).await?;
+                let before = rows.len();
+                for message in &fetched {
+                    if let SimpleQueryMessage::Row(row) = message {
+                        let values: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+                        rows.push(map.row_from_selected(&values).map_err(|e| anyhow!(e))?);
+                    }
+                }
+                if rows.len() == before {
+                    break;
+                }
+            }
+            control.batch_execute("CLOSE diffmart_snapshot").await?;
+            copied.push((table.clone(), rows));
+        }
+        Ok(copied)
+    }
+
+    /// Applies updates as one batch and waits until they are visible.
+    async fn apply(&self, updates: Vec<Update>) -> anyhow::Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.apply_blocking(updates)).await?.map_err(|e| anyhow!(e))?;
+        Ok(())
+    }
+
+    /// Receives transactions and applies each once committed.
+    async fn stream(&mut self, client: &mut ReplicationClient) -> anyhow::Result<()> {
+        let mut position = self.position.context("streaming needs a position")?;
+        let mut relations: HashMap<RelationOid, Option<ColumnMap>> = HashMap::new();
+        let mut pending: Option<Pending> = None;
+        while let Some(event) = client.recv().await? {
+            match event {
+                ReplicationEvent::Begin { final_lsn, .. } => {
+                    pending = Some(Pending { skip: final_lsn <= position.last_commit, changes: Vec::new() });
+                }
+                ReplicationEvent::XLogData { data, wal_start, .. } => {
+                    let message = pgoutput::decode(&data).with_context(|| format!("at LSN {wal_start}"))?;
+                    match message {
+                        Message::Relation(relation) => {
+                            let table =
+                                self.tables.iter().find(|t| t.schema == relation.namespace && t.name == relation.name);
+                            let map = match table {
+                                Some(table) => Some(ColumnMap::for_relation(table, &relation).map_err(|e| anyhow!(e))?),
+                                None => None,
+                            };
+                            relations.insert(relation.oid, map);
+                        }
+                        Message::Ignored(_) => {}
+                        change => match &mut pending {
+                            Some(p) if !p.skip => p.changes.push(change),
+                            Some(_) => {}
+                            None => bail!("a row change outside a transaction at LSN {wal_start}"),
+                        },
+                    }
+                }
+                ReplicationEvent::Commit { lsn, end_lsn, .. } => {
+                    let transaction = pending.take().context("a commit without a begin")?;
+                    if transaction.skip {
+                        self.status.send_modify(|s| s.transactions_skipped += 1);
+                    } else {
+                        let changes = self
+                            .apply_transaction(&relations, transaction.changes)
+                            .await
+                            .with_context(|| format!("applying the transaction committed at LSN {lsn}"))?;
+                        position.last_commit = lsn;
+                        self.status.send_modify(|s| {
+                            s.transactions_applied += 1;
+                            s.rows_applied += changes;
+                            s.last_applied_lsn = Some(lsn.to_string());
+                        });
+                    }
+                    self.confirm(client, &mut position, end_lsn);
+                }
+                // Between transactions everything the server sent is applied, so its
+                // position can be confirmed: the slot then frees WAL that only held
+                // changes of unpublished tables.
+                ReplicationEvent::KeepAlive { wal_end, .. } if pending.is_none() => {
+                    self.confirm(client, &mut position, wal_end);
+                }
+                ReplicationEvent::KeepAlive { .. } | ReplicationEvent::Message { .. } => {}
+                ReplicationEvent::StoppedAt { .. } => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn confirm(&mut self, client: &ReplicationClient, position: &mut Position, lsn: Lsn) {
+        if lsn > position.confirmed {
+            position.confirmed = lsn;
+            client.update_applied_lsn(lsn);
+            self.status.send_modify(|s| s.confirmed_lsn = Some(lsn.to_string()));
+        }
+        self.position = Some(*position);
+    }
+
+    /// Turns a transaction's changes into one batch against the tables' current
+    /// contents, applies it, and returns how many row changes it had.
+    async fn apply_transaction(
+        &self,
+        relations: &HashMap<RelationOid, Option<ColumnMap>>,
+        changes: Vec<Message>,
+    ) -> anyhow::Result<u64> {
+        let map = |oid: RelationOid| -> anyhow::Result<Option<&ColumnMap>> {
+            match relations.get(&oid) {
+                Some(map) => Ok(map.as_ref()),
+                None => bail!("a change to relation {oid} before its description"),
+            }
+        };
+        let snapshot = self.engine.snapshot();
+        let mut transaction = Transaction::new(&snapshot);
+        for change in &changes {
+            let result = match change {
+                Message::Insert { relation, new } => match map(*relation)? {
+                    Some(map) => map.row(new, None).and_then(|row| transaction.insert(&map.table, row)),
+                    None => Ok(()),
+                },
+                Message::Update { relation, old, new } => match map(*relation)? {
+                    Some(map) => {
+                        // Without an old tuple the key did not change: the new row has it.
+                        let key = match old {
+                            Some(old) => map.key_of_old(old),
+                            None => map.key_of_old(&OldTuple::Key(new.clone())),
+                        };
+                        key.and_then(|key| transaction.update(&map.table, key, |previous| map.row(new, previous)))
+                    }
+                    None => Ok(()),
+                },
+                Message::Delete { relation, old } => match map(*relation)? {
+                    Some(map) => map.key_of_old(old).and_then(|key| transaction.delete(&map.table, key)),
+                    None => Ok(()),
+                },
+                Message::Truncate { relations: truncated } => {
+                    for oid in truncated {
+                        if let Some(Some(map)) = relations.get(oid) {
+                            transaction.truncate(&map.table);
+                        }
+                    }
+                    Ok(())
+                }
+                Message::Relation(_) | Message::Ignored(_) => Ok(()),
+            };
+            result.map_err(|e| anyhow!(e))?;
+        }
+        let count = transaction.changes;
+        let updates = transaction.into_updates();
+        drop(snapshot);
+        self.apply(updates).await?;
+        Ok(count)
+    }
+}
