@@ -139,8 +139,8 @@ pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row>
     });
     let tallies = count_rows_users_sessions(pageviews.clone().map(|(key, who, _)| (key, who)));
     let times = pageviews.flat_map(|(key, _, time)| time.map(|t| (key, t)));
-    let last = max_per_key(times.clone());
-    let first = max_per_key(times.map(|(key, t)| (key, !t))).map(|(key, t)| (key, !t));
+    let last = max_per_key(times.clone(), None);
+    let first = max_per_key(times.map(|(key, t)| (key, !t)), None).map(|(key, t)| (key, !t));
     let extremes = first.join_map(last, |key, first, last| (key.clone(), (*first, *last)));
     let row = |(page_url, device_type, referrer_url): PageKey, (rows, users, sessions): (i64, i64, i64), times| {
         let (first, last) = match times {
