@@ -17,6 +17,9 @@ use crate::datum::Micros;
 /// Updates waiting for their time to complete, with the capability to answer at that time.
 type Pending<K, V> = BTreeMap<Time, (Capability<Time>, Vec<((K, V), isize)>)>;
 
+/// Reads a value's event time.
+pub type EventTimeOf<V> = fn(&V) -> Micros;
+
 /// The greatest value per key, kept up to date under insertions *and* retractions.
 ///
 /// `reduce` would re-read every value of a key whenever one changes, so a key's cost
@@ -35,7 +38,7 @@ type Pending<K, V> = BTreeMap<Time, (Capability<Time>, Vec<((K, V), isize)>)>;
 /// where nothing is ever retracted.
 pub fn max_per_key<'s, K, V>(
     input: VecCollection<'s, Time, (K, V)>,
-    forget: Option<(fn(&V) -> Micros, Micros)>,
+    forget: Option<(EventTimeOf<V>, Micros)>,
 ) -> VecCollection<'s, Time, (K, V)>
 where
     K: ExchangeData + Hash,

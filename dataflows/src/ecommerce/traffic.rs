@@ -74,12 +74,13 @@ pub(super) static PRODUCT_PERFORMANCE: LazyLock<RelationSpec> = LazyLock::new(||
 /// the difference of one record per group: distinct pairs are counted, never rescanned.
 type Tally = (isize, isize, isize);
 
+/// Who an event is from: `(user_id, session_id)`, either may be NULL.
+type Visitor = (Option<String>, Option<String>);
+
 /// `COUNT(*), COUNT(DISTINCT user_id), COUNT(DISTINCT session_id)` per key, for
 /// events given as `(key, (user_id, session_id))`. The distinct pairs are kept by
 /// `distinct` (one record per pair), so an event costs O(log n) whatever the history.
-fn count_rows_users_sessions<'s, K>(
-    keyed: Coll<'s, (K, (Option<String>, Option<String>))>,
-) -> Coll<'s, (K, (i64, i64, i64))>
+fn count_rows_users_sessions<'s, K>(keyed: Coll<'s, (K, Visitor)>) -> Coll<'s, (K, (i64, i64, i64))>
 where
     K: differential_dataflow::ExchangeData + std::hash::Hash,
 {

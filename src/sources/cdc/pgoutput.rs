@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn malformed() {
         assert!(decode(&[b'I', 0, 0]).is_err());
-        assert!(decode(&[b'Z']).is_err());
+        assert!(decode(b"Z").is_err());
         let mut insert = vec![b'I'];
         insert.extend_from_slice(&7u32.to_be_bytes());
         insert.push(b'N');
