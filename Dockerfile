@@ -8,10 +8,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
-COPY dataflows ./dataflows
-COPY src ./src
-COPY tests ./tests
+# Everything Cargo's manifest names (crates, tests, benches); .dockerignore keeps target/ and .git out.
+COPY . .
 RUN cargo build --release --locked --bin diffmart \
  && cp target/release/diffmart /usr/local/bin/diffmart
 

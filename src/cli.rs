@@ -100,8 +100,8 @@ pub struct Options {
     pub no_generator: bool,
 
     /// Read the demo's Kafka topics (web_clicks, competitor_prices, purchases,
-    /// restocks) from these brokers. The embedded generator then only loads its
-    /// catalogs (product_inventory), not events.
+    /// restocks, …) from these brokers. Their relations are then the topics' alone:
+    /// the embedded generator keeps feeding everything else.
     #[arg(long, value_name = "HOST:PORT[,…]")]
     pub kafka_brokers: Option<String>,
 

@@ -54,18 +54,17 @@ fn run(options: Options) -> anyhow::Result<()> {
         Some(config) => Some(sources::cdc::spawn(engine.clone(), config, runtime.handle())?),
         None => None,
     };
+    // Kafka claims its topics' relations before the generator starts, too.
+    let _kafka = start_kafka(&engine, &options, compute.workers)?;
     if !options.no_generator {
-        // With Kafka, events come from the topics: the generator only loads its catalogs.
-        let events = if options.kafka_brokers.is_some() { Some(0) } else { options.generator_events };
         let config = GeneratorConfig {
             seed: options.generator_seed,
             start: options.generator_start.unwrap_or_else(sources::now_micros),
             rate: options.generator_rate,
-            events,
+            events: options.generator_events,
         };
         sources::spawn_generator(engine.clone(), config)?;
     }
-    let _kafka = start_kafka(&engine, &options, compute.workers)?;
     tracing::info!(
         "serving Postgres clients on {} (psql -h {} -p {} -d dev -U root)",
         options.pg_listen,

@@ -8,6 +8,7 @@
 
 pub mod commands;
 pub mod errors;
+pub mod jsonb;
 pub mod session;
 pub mod tables;
 
@@ -15,6 +16,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::planner::ExprPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -56,7 +59,13 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener) -> anyhow::Result
 
 /// A DataFusion context with every relation and PostgreSQL's catalog.
 fn session_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
-    let config = SessionConfig::new().with_default_catalog_and_schema(DATABASE, "public").with_information_schema(true);
+    // datafusion-postgres parses with PostgreSQL's grammar, then hands DataFusion the statement re-printed
+    // as text; re-parsing that with the generic dialect would change operator precedence
+    // (`j->>'k' IS NOT NULL` would become `j->>('k' IS NOT NULL)`).
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(DATABASE, "public")
+        .with_information_schema(true)
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
     let mut context = SessionContext::new_with_config(config);
     for (id, spec) in engine.catalog().iter() {
         context.register_table(spec.name, Arc::new(RelationTable::new(engine.clone(), id)))?;
@@ -65,6 +74,11 @@ fn session_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
     datafusion_postgres::datafusion_pg_functions::register_all(&mut context);
     // `->`, `->>`, `?` and json_get…() on jsonb columns (held as their canonical text).
     datafusion_functions_json::register_all(&mut context).map_err(|e| anyhow::anyhow!("JSON functions: {e}"))?;
+    // Planners are tried in order: ours must see `->` before the JSON crate's.
+    let json_get_json = context.udf("json_get_json")?;
+    let mut planners = vec![Arc::new(jsonb::JsonbArrow::new(json_get_json)) as Arc<dyn ExprPlanner>];
+    planners.extend(context.state().expr_planners().iter().cloned());
+    context = context.into_state_builder().with_expr_planners(planners).build().into();
     Ok(context)
 }
 

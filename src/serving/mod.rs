@@ -119,7 +119,7 @@ pub struct Engine {
     ingest: Ingest,
     writes: Arc<AsyncMutex<()>>,
     /// Tables a source owns, with a description of the owner for error messages.
-    owners: RwLock<HashMap<RelationId, String>>,
+    owners: RwLock<HashMap<RelationId, RelationOwner>>,
     _threads: Vec<JoinHandle<()>>,
 }
 
@@ -151,6 +151,12 @@ impl Engine {
             owners: RwLock::new(HashMap::new()),
             _threads: vec![store_thread, ingest_thread],
         });
+        // The system relations describe diffmart's sources: only they write them.
+        let system: Vec<RelationId> =
+            diffmart_dataflows::system::input_specs().iter().filter_map(|spec| engine.catalog.id(spec.name)).collect();
+        engine
+            .claim_relations(&system, "diffmart", "it reports on diffmart's own sources")
+            .map_err(anyhow::Error::msg)?;
         // Complete the first logical time with no updates, so that views which are not
         // empty over empty inputs (an aggregate's single row) are visible from the start.
         engine.apply_blocking(Vec::new()).map_err(|e| anyhow::anyhow!("publishing the initial state: {e}"))?;
@@ -203,38 +209,37 @@ impl Engine {
     }
 
     /// Makes `owner` (a source, e.g. "the CDC source of postgres://host/db") the only
-    /// writer of these tables: SQL writes to them are refused from now on, and the
-    /// generator leaves them alone. Fails if one is not a table or already owned.
-    pub fn claim_tables(&self, tables: &[RelationId], owner: &str) -> Result<(), String> {
+    /// writer of these input relations: SQL writes to them are refused from now on, and
+    /// the generator leaves them alone. `advice` ends the refusal's message (what to do
+    /// instead). Fails if one is a view or already owned.
+    pub fn claim_relations(&self, relations: &[RelationId], owner: &str, advice: &str) -> Result<(), String> {
         let mut owners = self.owners.write().unwrap();
-        for &id in tables {
+        for &id in relations {
             let spec = self.catalog.spec(id);
-            if !matches!(spec.kind, RelationKind::Table { .. }) {
-                return Err(format!("\"{}\" is not a table, so {owner} cannot mirror into it", spec.name));
+            if matches!(spec.kind, RelationKind::View) {
+                return Err(format!("\"{}\" is a view, so {owner} cannot feed it", spec.name));
             }
             if let Some(other) = owners.get(&id) {
-                return Err(format!("\"{}\" is already fed by {other}", spec.name));
+                return Err(format!("\"{}\" is already fed by {}", spec.name, other.owner));
             }
         }
-        owners.extend(tables.iter().map(|&id| (id, owner.to_string())));
+        let claim = RelationOwner { owner: owner.to_string(), advice: advice.to_string() };
+        owners.extend(relations.iter().map(|&id| (id, claim.clone())));
         Ok(())
     }
 
-    /// The source that owns this table, if any.
-    pub fn owner_of(&self, table: RelationId) -> Option<String> {
-        self.owners.read().unwrap().get(&table).cloned()
+    /// The source that owns this input relation, if any.
+    pub fn owner_of(&self, relation: RelationId) -> Option<String> {
+        self.owners.read().unwrap().get(&relation).map(|o| o.owner.clone())
     }
 
-    /// Refuses SQL writes to a table a source owns (SQLSTATE 42501).
-    pub fn check_sql_writable(&self, table: RelationId) -> Result<(), SqlError> {
-        match self.owner_of(table) {
+    /// Refuses SQL writes to a relation a source owns (SQLSTATE 42501).
+    pub fn check_sql_writable(&self, relation: RelationId) -> Result<(), SqlError> {
+        match self.owners.read().unwrap().get(&relation) {
             None => Ok(()),
-            Some(owner) => Err(SqlError::new(
+            Some(RelationOwner { owner, advice }) => Err(SqlError::new(
                 "42501",
-                format!(
-                    "cannot modify \"{}\": it is mirrored by {owner}, which is its only writer; change the upstream table instead",
-                    self.catalog.spec(table).name
-                ),
+                format!("cannot modify \"{}\": {owner} is its only writer; {advice}", self.catalog.spec(relation).name),
             )),
         }
     }
@@ -243,6 +248,13 @@ impl Engine {
     pub async fn table_writer(self: &Arc<Self>) -> TableWriter {
         TableWriter { engine: self.clone(), _guard: self.writes.clone().lock_owned().await }
     }
+}
+
+/// Who feeds an input relation, and what a client who tried to write it should do instead.
+#[derive(Clone, Debug)]
+struct RelationOwner {
+    owner: String,
+    advice: String,
 }
 
 fn shutting_down() -> SqlError {

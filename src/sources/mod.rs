@@ -89,7 +89,7 @@ impl Iterator for MergedEvents {
 
 /// Loads every pipeline's bootstrap rows, then streams events on a thread.
 ///
-/// Tables another source owns (see [`Engine::claim_tables`], e.g. CDC mirrors) are
+/// Tables another source owns (see [`Engine::claim_relations`], e.g. CDC mirrors) are
 /// left alone: their rows and events are skipped, so claim them before this runs.
 pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::Result<JoinHandle<()>> {
     let ids: Vec<(&'static str, usize)> = engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();

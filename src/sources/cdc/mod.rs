@@ -21,7 +21,7 @@
 //!   until it can. Only if the slot itself disappeared is the snapshot taken
 //!   again, replacing the tables' contents by the net difference.
 //!
-//! The source owns its tables ([`Engine::claim_tables`]): SQL writes to them are
+//! The source owns its tables ([`Engine::claim_relations`]): SQL writes to them are
 //! refused and the generator leaves them alone.
 
 pub mod mirror;
@@ -164,7 +164,8 @@ pub fn spawn(engine: Arc<Engine>, config: CdcConfig, runtime: &tokio::runtime::H
         tables.push(MirroredTable::new(schema, name, id, spec).map_err(|e| anyhow!("--cdc-tables: {e}"))?);
     }
     let owner = format!("the CDC source of postgres://{}", upstream.display());
-    engine.claim_tables(&tables.iter().map(|t| t.id).collect::<Vec<_>>(), &owner).map_err(|e| anyhow!(e))?;
+    let ids: Vec<_> = tables.iter().map(|t| t.id).collect();
+    engine.claim_relations(&ids, &owner, "change the upstream table instead").map_err(|e| anyhow!(e))?;
     let status = CdcStatus::new(
         upstream.display(),
         config.slot.clone(),

@@ -169,6 +169,13 @@ impl KafkaSources {
             }
             topics.push(Topic { name, relation, spec, decode: source.decode });
         }
+        // Each topic's relation is the topic's alone: the generator leaves it be.
+        for topic in &topics {
+            let owner = format!("Kafka topic {}", topic.name);
+            engine
+                .claim_relations(&[topic.relation], &owner, "produce to the topic instead")
+                .map_err(anyhow::Error::msg)?;
+        }
         let status = StatusRelations::of(catalog)?;
         let config = Arc::new(config);
         let topics = Arc::new(topics);
