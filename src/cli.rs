@@ -44,6 +44,10 @@ pub struct Options {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4566")]
     pub pg_listen: SocketAddr,
 
+    /// Address of the HTTP API (generator control; see the README).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
+
     /// Timely worker threads in this process.
     #[arg(short = 'w', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
@@ -60,8 +64,8 @@ pub struct Options {
     #[arg(short = 'h', long, value_name = "FILE")]
     pub hostfile: Option<PathBuf>,
 
-    /// Generator events per wall-clock second [default: the demo's natural rate,
-    /// about 5 events/s, so event time follows the wall clock].
+    /// Generator events per wall-clock second [default: the demos' natural rates,
+    /// so event time follows the wall clock]. Changeable at run time over HTTP.
     #[arg(long, value_name = "R")]
     pub generator_rate: Option<f64>,
 

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod compute;
+pub mod http;
 pub mod pgwire;
 pub mod produce;
 pub mod serving;

@@ -48,6 +48,9 @@ fn run(options: Options) -> anyhow::Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
+    let http_listener = runtime
+        .block_on(tokio::net::TcpListener::bind(options.http_listen))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.http_listen))?;
     let engine: Arc<Engine> = Engine::start(&compute)?;
     // CDC claims its tables before the generator starts, so the generator skips them.
     let _cdc = match options.cdc_config() {
@@ -56,6 +59,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     };
     // Kafka claims its topics' relations before the generator starts, too.
     let _kafka = start_kafka(&engine, &options, compute.workers)?;
+    let mut http = axum::Router::new();
     if !options.no_generator {
         let config = GeneratorConfig {
             seed: options.generator_seed,
@@ -63,7 +67,8 @@ fn run(options: Options) -> anyhow::Result<()> {
             rate: options.generator_rate,
             events: options.generator_events,
         };
-        sources::spawn_generator(engine.clone(), config)?;
+        let generator = sources::spawn_generator(engine.clone(), config)?;
+        http = http.merge(diffmart::http::generator::routes(generator.control));
     }
     tracing::info!(
         "serving Postgres clients on {} (psql -h {} -p {} -d dev -U root)",
@@ -71,9 +76,11 @@ fn run(options: Options) -> anyhow::Result<()> {
         options.pg_listen.ip(),
         options.pg_listen.port()
     );
+    tracing::info!("serving HTTP on http://{}", options.http_listen);
     runtime.block_on(async {
         tokio::select! {
             served = diffmart::pgwire::serve(engine, listener) => served,
+            served = diffmart::http::serve(http_listener, http) => served,
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("interrupted, shutting down");
                 Ok(())

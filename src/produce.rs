@@ -1,8 +1,11 @@
-//! `diffmart produce`: the retail demo's data producers, as one command.
+//! `diffmart produce`: the demos' data producers, as one command.
 //!
-//! Writes the embedded generator's events to the four Kafka topics in the JSON
-//! the original Python producers wrote (same field order, `", "` and `": "`
-//! separators, timestamps as `"YYYY-MM-DD HH:MM:SSZ"`), keyed by product id. With
+//! Writes the embedded generator's events to the Kafka topics diffmart reads
+//! (every declared source, see `sources::kafka::declared_sources`). The retail
+//! topics get the JSON the original Python producers wrote (same field order,
+//! `", "` and `": "` separators, timestamps as `"YYYY-MM-DD HH:MM:SSZ"`), keyed by
+//! product id; `gaming-transactions` the casino generator's JSON, keyed by member;
+//! `user_events` the table's columns, keyed by `event_id`. With
 //! `--cdc-url` it also does what the original `pg_seed.py` did: creates
 //! `public.product_inventory` (seeded with the 20 products) and `public.orders`
 //! in PostgreSQL, and inserts the orders there, for diffmart's CDC to mirror.
@@ -13,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use diffmart_dataflows::casino::GamingTransaction;
 use diffmart_dataflows::datum::{Micros, Record};
+use diffmart_dataflows::ecommerce::UserEvent;
 use diffmart_dataflows::retail::{CompetitorPrice, Order, Purchase, Restock, WebClick};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -25,9 +30,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cli::parse_key_value;
-use crate::sources::generator::{GeneratedEvent, RetailGenerator};
-use crate::sources::now_micros;
+use crate::sinks::row_to_object;
+use crate::sources::generator::GeneratedEvent;
+use crate::sources::kafka::declared_sources;
 use crate::sources::timestamps::parse_timestamp;
+use crate::sources::{MergedEvents, now_micros};
 
 /// Options of `diffmart produce`.
 #[derive(Debug, Args)]
@@ -40,8 +47,8 @@ pub struct ProduceOptions {
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub kafka_topic_prefix: String,
 
-    /// Events per second [default: the demo's natural pace, about 5 events/s, with
-    /// event time following the wall clock].
+    /// Events per second [default: the demos' natural pace, with event time
+    /// following the wall clock].
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
 
@@ -75,11 +82,9 @@ pub struct ProduceOptions {
     pub help: Option<bool>,
 }
 
-/// The original producers' topics, in the order the progress line shows them.
-pub const TOPICS: [&str; 4] = ["web_clicks", "purchases", "restocks", "competitor_prices"];
-
 /// A generated event as the original producers wrote it: its topic, key and JSON.
-/// `None` for orders, which go to PostgreSQL.
+/// `None` for rows no topic carries: orders (which go to PostgreSQL) and the
+/// rows of tables written over SQL.
 pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static str, String, String)>> {
     let time = |micros: Micros| -> anyhow::Result<String> {
         let t = chrono::DateTime::from_timestamp_micros(micros).context("event time out of range")?;
@@ -129,8 +134,27 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
             );
             ("competitor_prices", quote.product_id, json)
         }
-        "orders" => return Ok(None),
-        other => bail!("the producer has no topic for {other}"),
+        "gaming_transactions" => {
+            let bet = GamingTransaction::from_row(&event.row)?;
+            let t = chrono::DateTime::from_timestamp_micros(bet.transaction_time).context("event time out of range")?;
+            let json = format!(
+                r#"{{"transaction_id": {}, "member_id": {}, "member_name": {}, "transaction_type": {}, "amount": {}, "game_type": {}, "transaction_time": "{}"}}"#,
+                bet.transaction_id,
+                bet.member_id,
+                bet.member_name.as_deref().map_or("null".to_string(), text),
+                text(&bet.transaction_type),
+                python_float(bet.amount),
+                text(&bet.game_type),
+                t.format("%Y-%m-%d %H:%M:%S")
+            );
+            return Ok(Some(("gaming-transactions", bet.member_id.to_string(), json)));
+        }
+        "user_events" => {
+            let key = UserEvent::from_row(&event.row)?.event_id;
+            let json = serde_json::Value::Object(row_to_object(UserEvent::spec(), &event.row)).to_string();
+            return Ok(Some(("user_events", key, json)));
+        }
+        _ => return Ok(None),
     };
     let (topic, product_id, json) = encoded;
     Ok(Some((topic, product_id.to_string(), json)))
@@ -180,7 +204,7 @@ async fn prepare_postgres(url: &str) -> anyhow::Result<tokio_postgres::Client> {
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (product_id) DO NOTHING",
         )
         .await?;
-    for p in RetailGenerator::catalog() {
+    for p in crate::sources::generator::RetailGenerator::catalog() {
         client
             .execute(
                 &insert,
@@ -302,7 +326,7 @@ struct Progress {
 impl Progress {
     fn line(&self, total: u64, event_time: Micros, orders: &str) -> String {
         let per_topic: Vec<String> =
-            TOPICS.iter().map(|t| format!("{t} {}", self.counts.get(t).copied().unwrap_or(0))).collect();
+            self.counts.iter().filter(|(t, _)| **t != "orders").map(|(t, n)| format!("{t} {n}")).collect();
         let rate = total as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         let time = chrono::DateTime::from_timestamp_micros(event_time)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -346,7 +370,8 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
     for (key, value) in &options.kafka_properties {
         config.set(key, value);
     }
-    let names: Vec<String> = TOPICS.iter().map(|t| format!("{}{t}", options.kafka_topic_prefix)).collect();
+    let names: Vec<String> =
+        declared_sources().iter().map(|source| format!("{}{}", options.kafka_topic_prefix, source.topic)).collect();
     runtime.block_on(create_topics(&config, &names, options.partitions))?;
     let postgres = match &options.cdc_url {
         Some(url) => Some(runtime.block_on(prepare_postgres(url))?),
@@ -363,7 +388,7 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
         .context("creating the Kafka producer")?;
 
     let start = options.start.unwrap_or_else(now_micros);
-    let mut events = RetailGenerator::new(options.seed, start).peekable();
+    let mut events = MergedEvents::of_every_pipeline(options.seed, start);
     let limit = options.events.unwrap_or(u64::MAX);
     let mut progress = Progress {
         counts: BTreeMap::new(),
@@ -385,8 +410,8 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
         let mut orders = Vec::new();
         let mut sent_now = 0u64;
         while sent_now < due.min(limit - produced).min(10_000) {
-            let next = events.peek().expect("the generator never ends");
-            if options.rate.is_none() && next.event_time > simulated_now {
+            let next = events.peek_time().expect("the generator never ends");
+            if options.rate.is_none() && next > simulated_now {
                 break;
             }
             let event = events.next().expect("peeked");
@@ -398,12 +423,13 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
                     send(&producer, &topic_name, &key, &json)?;
                     *progress.counts.entry(topic).or_default() += 1;
                 }
-                None => {
+                None if event.relation == Order::spec().name => {
                     *progress.counts.entry("orders").or_default() += 1;
                     if postgres.is_some() {
                         orders.push(Order::from_row(&event.row)?);
                     }
                 }
+                None => {}
             }
         }
         produced += sent_now;
@@ -446,7 +472,7 @@ mod tests {
     fn events_look_like_the_original_producers() {
         let start = 1_735_787_045_250_000; // 2025-01-02 03:04:05.25 UTC
         let mut seen = BTreeMap::new();
-        for event in RetailGenerator::new(5, start).take(2000) {
+        for event in MergedEvents::of_every_pipeline(5, start).take(20_000) {
             if let Some((topic, key, json)) = encode_event(&event).unwrap() {
                 seen.entry(topic).or_insert((key, json));
             }
@@ -457,7 +483,17 @@ mod tests {
         let (_, quote) = &seen["competitor_prices"];
         let value: serde_json::Value = serde_json::from_str(quote).unwrap();
         assert!(value["competitor_price"].is_f64(), "{quote}");
-        assert_eq!(seen.len(), 4);
+        let (_, bet) = &seen["gaming-transactions"];
+        let value: serde_json::Value = serde_json::from_str(bet).unwrap();
+        assert!(value["transaction_time"].as_str().is_some_and(|t| t.len() == 19), "{bet}");
+        let (key, user_event) = &seen["user_events"];
+        let value: serde_json::Value = serde_json::from_str(user_event).unwrap();
+        assert_eq!(value["event_id"].as_str(), Some(key.as_str()));
+        let topics: Vec<&str> = declared_sources().iter().map(|s| s.topic).collect();
+        for topic in seen.keys() {
+            assert!(topics.contains(topic), "{topic} is not a topic diffmart reads");
+        }
+        assert_eq!(seen.len(), topics.len(), "every topic gets events: {:?}", seen.keys());
         assert_eq!(python_float(Decimal::new(2000, 2)), "20.0");
         assert_eq!(python_float(Decimal::new(1990, 2)), "19.9");
     }

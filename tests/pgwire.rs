@@ -229,6 +229,7 @@ fn psql_runs_the_readme_examples() {
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_diffmart"))
             .args(["--pg-listen", &format!("127.0.0.1:{port}"), "-w", "2"])
+            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--generator-seed", "3", "--generator-start", "2025-06-01 12:00:00"])
             .args(["--generator-rate", "100000", "--generator-events", &events.to_string()])
             .stdout(Stdio::null())
@@ -272,8 +273,11 @@ fn psql_runs_the_readme_examples() {
         let is_read = query.starts_with("SELECT") || query.starts_with("WITH");
         // Every example must show something: an empty answer means the README promises what the
         // generator's data cannot show.
-        let answered =
-            if is_read { output.contains(" row") && !output.contains("(0 rows)") } else { output.starts_with("UPDATE 1") };
+        let answered = if is_read {
+            output.contains(" row") && !output.contains("(0 rows)")
+        } else {
+            output.starts_with("UPDATE 1")
+        };
         assert!(answered, "unexpected answer to {query}:\n{output}");
     }
 

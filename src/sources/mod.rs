@@ -4,6 +4,7 @@
 
 pub mod casino_generator;
 pub mod cdc;
+pub mod control;
 pub mod ecommerce_generator;
 pub mod generator;
 pub mod kafka;
@@ -19,6 +20,7 @@ use diffmart_dataflows::datum::{Micros, Record};
 use diffmart_dataflows::retail::ProductInventory;
 use diffmart_dataflows::system::SourceStatus;
 
+use self::control::{GeneratorControl, Pace};
 use self::generator::{GeneratedEvent, RetailGenerator};
 use crate::serving::{Engine, Update};
 
@@ -68,12 +70,22 @@ fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
 
 /// The simulations' streams merged into one, in event-time order (ties go to the
 /// earlier simulation, so the merge is deterministic).
-struct MergedEvents {
+pub struct MergedEvents {
     streams: Vec<std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent> + Send>>>,
 }
 
 impl MergedEvents {
-    fn peek_time(&mut self) -> Option<Micros> {
+    /// Every pipeline's events (not their bootstrap rows), as the generator streams them.
+    pub fn of_every_pipeline(seed: u64, start: Micros) -> MergedEvents {
+        let config = GeneratorConfig { seed, start, rate: None, events: None };
+        MergedEvents::new(simulations(&config))
+    }
+
+    fn new(simulations: Vec<Simulation>) -> MergedEvents {
+        MergedEvents { streams: simulations.into_iter().map(|s| s.events.peekable()).collect() }
+    }
+
+    pub fn peek_time(&mut self) -> Option<Micros> {
         self.streams.iter_mut().filter_map(|s| s.peek().map(|e| e.event_time)).min()
     }
 }
@@ -87,11 +99,24 @@ impl Iterator for MergedEvents {
     }
 }
 
+/// The running generator: its control handle and its thread.
+pub struct Generator {
+    pub control: Arc<GeneratorControl>,
+    pub thread: JoinHandle<()>,
+}
+
+impl Generator {
+    /// Waits until it has emitted everything (`--generator-events`) or the engine stops.
+    pub fn join(self) -> std::thread::Result<()> {
+        self.thread.join()
+    }
+}
+
 /// Loads every pipeline's bootstrap rows, then streams events on a thread.
 ///
 /// Tables another source owns (see [`Engine::claim_relations`], e.g. CDC mirrors) are
 /// left alone: their rows and events are skipped, so claim them before this runs.
-pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::Result<JoinHandle<()>> {
+pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::Result<Generator> {
     let ids: Vec<(&'static str, usize)> = engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();
     let owned: std::collections::HashSet<usize> =
         ids.iter().map(|(_, id)| *id).filter(|&id| engine.owner_of(id).is_some()).collect();
@@ -107,29 +132,59 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
         }
     }
     engine.apply_blocking(bootstrap).map_err(|e| anyhow::anyhow!("loading the generator's catalogs: {e}"))?;
-    let mut events = MergedEvents { streams: simulations.into_iter().map(|s| s.events.peekable()).collect() };
+    let mut events = MergedEvents::new(simulations);
     let mut status = GeneratorStatus::new(status::StatusRelations::of(engine.catalog())?);
     let ingest = engine.ingest();
-    std::thread::Builder::new()
+    let control = Arc::new(GeneratorControl::new(Pace::from_rate(config.rate), config.events));
+    let thread_control = control.clone();
+    let thread = std::thread::Builder::new()
         .name("diffmart-generator".into())
         .spawn(move || {
-            let wall_start = Instant::now();
-            let mut emitted: u64 = 0;
+            let control = thread_control;
             let limit = config.events.unwrap_or(u64::MAX);
+            let mut emitted: u64 = 0;
+            // The simulated clock: it follows the wall clock at the natural pace, stands
+            // still while paused, and is the newest event's time at a fixed rate.
+            let mut clock = config.start;
+            // Pacing starts afresh at every change of setting, from where things stand.
+            let mut anchor = (u64::MAX, Instant::now(), emitted, clock);
+            let mut shown = "";
             while emitted < limit {
-                let elapsed = wall_start.elapsed();
-                let simulated_now = config.start + elapsed.as_micros() as Micros;
-                let due = match config.rate {
-                    Some(rate) => ((elapsed.as_secs_f64() * rate) as u64).saturating_sub(emitted),
-                    None => u64::MAX,
+                let setting = control.setting();
+                if setting.revision != anchor.0 {
+                    anchor = (setting.revision, Instant::now(), emitted, clock);
+                }
+                let (_, wall, emitted_before, clock_before) = anchor;
+                if !setting.running {
+                    if shown != "stopped" {
+                        let mut batch = Vec::new();
+                        status.report("stopped", emitted, &mut batch);
+                        ingest.send(batch);
+                        shown = "stopped";
+                    }
+                    control.wait(setting.revision, Duration::from_secs(1));
+                    continue;
+                }
+                let elapsed = wall.elapsed();
+                let natural = setting.pace == Pace::Natural;
+                if natural {
+                    clock = clock_before + elapsed.as_micros() as Micros;
+                }
+                let due = match setting.pace {
+                    Pace::Fixed(rate) => {
+                        ((elapsed.as_secs_f64() * rate) as u64).saturating_sub(emitted - emitted_before)
+                    }
+                    Pace::Natural => u64::MAX,
                 };
                 let mut batch = Vec::new();
+                let mut newest = None;
                 while batch.len() < MAX_BATCH && (batch.len() as u64) < due.min(limit - emitted) {
                     let Some(next) = events.peek_time() else { break };
-                    if config.rate.is_none() && next > simulated_now {
+                    if natural && next > clock {
                         break;
                     }
                     let event = events.next().expect("peeked");
+                    newest = Some(event.event_time);
                     match relation(event.relation) {
                         Ok(id) if owned.contains(&id) => {}
                         Ok(id) => batch.push(Update::insert(id, event.row)),
@@ -140,28 +195,37 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
                     }
                 }
                 emitted += batch.len() as u64;
+                if let Some(newest) = newest {
+                    if !natural {
+                        clock = newest;
+                    }
+                    control.record(emitted, newest);
+                }
                 if !batch.is_empty() {
                     // The status row travels with the events, so a reader who sees
                     // `messages = N` sees the first N events too.
                     status.report("running", emitted, &mut batch);
+                    shown = "running";
                     ingest.send(batch);
                     continue;
                 }
                 let Some(next) = events.peek_time() else { break };
-                let wait = match config.rate {
-                    Some(rate) => {
-                        Duration::from_secs_f64(((emitted + 1) as f64 / rate - elapsed.as_secs_f64()).max(0.0))
-                    }
-                    None => Duration::from_micros((next - simulated_now).max(0) as u64),
+                let wait = match setting.pace {
+                    Pace::Fixed(rate) => Duration::from_secs_f64(
+                        ((emitted - emitted_before + 1) as f64 / rate - elapsed.as_secs_f64()).max(0.0),
+                    ),
+                    Pace::Natural => Duration::from_micros((next - clock).max(0) as u64),
                 };
-                std::thread::sleep(wait.min(Duration::from_millis(100)));
+                control.wait(setting.revision, wait.min(Duration::from_millis(100)));
             }
             let mut last = Vec::new();
             status.report("finished", emitted, &mut last);
             ingest.send(last);
+            control.finish();
             tracing::info!(events = emitted, "generator finished");
         })
-        .context("spawning the generator")
+        .context("spawning the generator")?;
+    Ok(Generator { control, thread })
 }
 
 /// The generator's row in `diffmart_sources`: kind `generator`, name `embedded`;

@@ -11,6 +11,11 @@
 //! a new consumer, reading resumes exactly there. Messages are applied in the
 //! order they are read; offsets are not committed back as a start point, because
 //! the views live in memory: every start reads from `--kafka-start` again.
+//!
+//! A topic may feed a table (`user_events`): then a message is an upsert by the
+//! table's primary key (a row with a key already there replaces it, the same row
+//! again changes nothing). Producers key such messages by the primary key, so one
+//! key stays in one partition and is written by one reader in offset order.
 
 pub mod decode;
 mod reader;
@@ -21,7 +26,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
+use diffmart_dataflows::casino::GamingTransaction;
 use diffmart_dataflows::datum::{Record, RelationSpec, Row};
+use diffmart_dataflows::ecommerce::UserEvent;
 use diffmart_dataflows::retail::{CompetitorPrice, Purchase, Restock, WebClick};
 
 use crate::serving::Engine;
@@ -85,11 +92,23 @@ pub fn retail_sources() -> Vec<KafkaSource> {
     ]
 }
 
+/// The e-commerce events (§B), as JSON objects named like `user_events`' columns
+/// (`event_data` any JSON value); an upsert by `event_id`.
+pub fn ecommerce_sources() -> Vec<KafkaSource> {
+    vec![KafkaSource::json("user_events", UserEvent::spec())]
+}
+
+/// The casino's transactions (§C), as its original generator writes them
+/// (`transaction_time` as `"YYYY-MM-DD HH:MM:SS"`, UTC).
+pub fn casino_sources() -> Vec<KafkaSource> {
+    vec![KafkaSource::json("gaming-transactions", GamingTransaction::spec())]
+}
+
 /// Every topic diffmart reads with `--kafka-brokers`. Other pipelines add theirs
 /// here: a `KafkaSource::json(topic, Record::spec())` line when the JSON fields are
 /// the column names, `KafkaSource::custom` otherwise.
 pub fn declared_sources() -> Vec<KafkaSource> {
-    retail_sources()
+    [retail_sources(), ecommerce_sources(), casino_sources()].concat()
 }
 
 /// Where to start reading partitions at start-up.
