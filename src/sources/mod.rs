@@ -74,11 +74,18 @@ pub struct MergedEvents {
     streams: Vec<std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent> + Send>>>,
 }
 
+/// Every pipeline's simulation as one, as the generator runs it: all bootstrap
+/// rows, then every pipeline's events merged in event-time order.
+pub fn every_pipeline(seed: u64, start: Micros) -> Simulation {
+    let simulations = simulations(&GeneratorConfig { seed, start, rate: None, events: None });
+    let bootstrap = simulations.iter().flat_map(|s| s.bootstrap.iter().cloned()).collect();
+    Simulation { bootstrap, events: Box::new(MergedEvents::new(simulations)) }
+}
+
 impl MergedEvents {
     /// Every pipeline's events (not their bootstrap rows), as the generator streams them.
     pub fn of_every_pipeline(seed: u64, start: Micros) -> MergedEvents {
-        let config = GeneratorConfig { seed, start, rate: None, events: None };
-        MergedEvents::new(simulations(&config))
+        MergedEvents::new(simulations(&GeneratorConfig { seed, start, rate: None, events: None }))
     }
 
     fn new(simulations: Vec<Simulation>) -> MergedEvents {
