@@ -6,6 +6,8 @@ pub mod casino_generator;
 pub mod cdc;
 pub mod ecommerce_generator;
 pub mod generator;
+pub mod inventory_generator;
+pub mod inventory_json;
 pub mod kafka;
 pub mod status;
 pub mod timestamps;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use diffmart_dataflows::datum::{Micros, Record};
+use diffmart_dataflows::inventory::ProductUpdate;
 use diffmart_dataflows::retail::ProductInventory;
 use diffmart_dataflows::system::SourceStatus;
 
@@ -46,7 +49,8 @@ pub struct Simulation {
 
 /// Every pipeline's simulation. Each gets its own seed derived from the
 /// configured one, so adding a pipeline never changes another one's events.
-fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
+/// `loaded_products`: what `product_updates` already holds (a `--catalog` file).
+fn simulations(config: &GeneratorConfig, loaded_products: Vec<ProductUpdate>) -> Vec<Simulation> {
     let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let retail = Simulation {
         bootstrap: RetailGenerator::catalog()
@@ -63,6 +67,7 @@ fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
         retail,
         ecommerce_generator::simulation(seed(1), config.start),
         casino_generator::CasinoGenerator::simulation(seed(2), config.start),
+        inventory_generator::InventoryGenerator::simulation(seed(3), config.start, loaded_products),
     ]
 }
 
@@ -98,7 +103,12 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
     let relation = move |name: &str| {
         ids.iter().find(|(n, _)| *n == name).map(|(_, id)| *id).with_context(|| format!("no relation {name}"))
     };
-    let simulations = simulations(&config);
+    let loaded_products = engine
+        .catalog()
+        .id(ProductUpdate::spec().name)
+        .map(|id| engine.snapshot().rows(id).iter().filter_map(|row| ProductUpdate::from_row(row).ok()).collect())
+        .unwrap_or_default();
+    let simulations = simulations(&config, loaded_products);
     let mut bootstrap = Vec::new();
     for event in simulations.iter().flat_map(|s| &s.bootstrap) {
         let id = relation(event.relation)?;
@@ -162,6 +172,17 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
             tracing::info!(events = emitted, "generator finished");
         })
         .context("spawning the generator")
+}
+
+/// Loads a catalog file (`--catalog`, the original's `initial-products.json` format) into
+/// `product_updates`, whoever else feeds it; returns how many products it held.
+pub fn load_catalog(engine: &Engine, path: &std::path::Path, load_time: Micros) -> anyhow::Result<usize> {
+    let products = inventory_json::load_catalog_file(path, load_time)?;
+    let id = engine.catalog().id(ProductUpdate::spec().name).context("no relation product_updates")?;
+    let updates: Vec<Update> = products.iter().map(|p| Update::insert(id, p.to_row())).collect();
+    engine.apply_blocking(updates).map_err(|e| anyhow::anyhow!("loading the catalog {}: {e}", path.display()))?;
+    tracing::info!(products = products.len(), file = %path.display(), "catalog loaded");
+    Ok(products.len())
 }
 
 /// The generator's row in `diffmart_sources`: kind `generator`, name `embedded`;

@@ -89,7 +89,19 @@ pub fn retail_sources() -> Vec<KafkaSource> {
 /// here: a `KafkaSource::json(topic, Record::spec())` line when the JSON fields are
 /// the column names, `KafkaSource::custom` otherwise.
 pub fn declared_sources() -> Vec<KafkaSource> {
-    retail_sources()
+    let mut sources = retail_sources();
+    sources.extend(inventory_sources());
+    sources
+}
+
+/// The inventory demo's topics (`shared/spec/PIPELINES.md` §D), in the original's JSON.
+pub fn inventory_sources() -> Vec<KafkaSource> {
+    use crate::sources::inventory_json::{decode_order_events, decode_product_updates};
+    use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
+    vec![
+        KafkaSource::custom("product-updates", ProductUpdate::spec(), decode_product_updates),
+        KafkaSource::custom("order-events", OrderEvent::spec(), decode_order_events),
+    ]
 }
 
 /// Where to start reading partitions at start-up.
