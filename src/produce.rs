@@ -6,6 +6,12 @@
 //! `--cdc-url` it also does what the original `pg_seed.py` did: creates
 //! `public.product_inventory` (seeded with the 20 products) and `public.orders`
 //! in PostgreSQL, and inserts the orders there, for diffmart's CDC to mirror.
+//!
+//! With the `inventory` pipeline selected (the default) it also writes the inventory
+//! demo's topics: its generated 200-product catalog to `product-updates` (one product per
+//! message, keyed by productId), then restocks and price changes there and order lines
+//! to `order-events`, in the original's JSON. A product message's Kafka timestamp is its
+//! update time, which diffmart reads back as `update_time`.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write as _};
@@ -26,6 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cli::parse_key_value;
 use crate::sources::generator::{GeneratedEvent, RetailGenerator};
+use crate::sources::inventory_generator::{InventoryGenerator, generated_catalog};
+use crate::sources::inventory_json::{order_json, product_json};
+use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
 use crate::sources::now_micros;
 use crate::sources::timestamps::parse_timestamp;
 
@@ -66,6 +75,12 @@ pub struct ProduceOptions {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
 
+    /// Which demos' events to write (comma-separated): `retail` (web_clicks, purchases,
+    /// restocks, competitor_prices and PostgreSQL orders), `inventory` (product-updates,
+    /// order-events).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum, default_value = "retail,inventory")]
+    pub pipelines: Vec<ProducePipeline>,
+
     /// Extra librdkafka producer property (repeatable), e.g. security.protocol=SSL.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub kafka_properties: Vec<(String, String)>,
@@ -75,8 +90,23 @@ pub struct ProduceOptions {
     pub help: Option<bool>,
 }
 
+/// A demo whose producers `diffmart produce` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProducePipeline {
+    Retail,
+    Inventory,
+}
+
 /// The original producers' topics, in the order the progress line shows them.
 pub const TOPICS: [&str; 4] = ["web_clicks", "purchases", "restocks", "competitor_prices"];
+/// The inventory demo's input topics.
+pub const INVENTORY_TOPICS: [&str; 2] = ["product-updates", "order-events"];
+
+/// The inventory generator's seed for `--seed`: the embedded generator's derivation
+/// (pipeline 3), so `produce` writes what the server would generate itself.
+pub fn inventory_seed(seed: u64) -> u64 {
+    seed.wrapping_add(3u64.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
 
 /// A generated event as the original producers wrote it: its topic, key and JSON.
 /// `None` for orders, which go to PostgreSQL.
@@ -130,6 +160,16 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
             ("competitor_prices", quote.product_id, json)
         }
         "orders" => return Ok(None),
+        "product_updates" => {
+            let product = ProductUpdate::from_row(&event.row)?;
+            let key = product.product_id.clone().unwrap_or_default();
+            return Ok(Some(("product-updates", key, product_json(&product).to_string())));
+        }
+        "order_events" => {
+            let order = OrderEvent::from_row(&event.row)?;
+            let key = order.product_id.clone().unwrap_or_default();
+            return Ok(Some(("order-events", key, order_json(&order).to_string())));
+        }
         other => bail!("the producer has no topic for {other}"),
     };
     let (topic, product_id, json) = encoded;
@@ -302,7 +342,7 @@ struct Progress {
 impl Progress {
     fn line(&self, total: u64, event_time: Micros, orders: &str) -> String {
         let per_topic: Vec<String> =
-            TOPICS.iter().map(|t| format!("{t} {}", self.counts.get(t).copied().unwrap_or(0))).collect();
+            TOPICS.iter().chain(&INVENTORY_TOPICS).map(|t| format!("{t} {}", self.counts.get(t).copied().unwrap_or(0))).collect();
         let rate = total as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         let time = chrono::DateTime::from_timestamp_micros(event_time)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -346,11 +386,14 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
     for (key, value) in &options.kafka_properties {
         config.set(key, value);
     }
-    let names: Vec<String> = TOPICS.iter().map(|t| format!("{}{t}", options.kafka_topic_prefix)).collect();
+    let retail = options.pipelines.contains(&ProducePipeline::Retail);
+    let inventory = options.pipelines.contains(&ProducePipeline::Inventory);
+    let topics = TOPICS.iter().filter(|_| retail).chain(INVENTORY_TOPICS.iter().filter(|_| inventory));
+    let names: Vec<String> = topics.map(|t| format!("{}{t}", options.kafka_topic_prefix)).collect();
     runtime.block_on(create_topics(&config, &names, options.partitions))?;
     let postgres = match &options.cdc_url {
-        Some(url) => Some(runtime.block_on(prepare_postgres(url))?),
-        None => None,
+        Some(url) if retail => Some(runtime.block_on(prepare_postgres(url))?),
+        _ => None,
     };
     let orders_to = if postgres.is_some() { "into PostgreSQL" } else { "skipped: no --cdc-url" };
 
@@ -363,10 +406,27 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
         .context("creating the Kafka producer")?;
 
     let start = options.start.unwrap_or_else(now_micros);
-    let mut events = RetailGenerator::new(options.seed, start).peekable();
+    let mut progress_counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut streams: Vec<Box<dyn Iterator<Item = GeneratedEvent>>> = Vec::new();
+    if retail {
+        streams.push(Box::new(RetailGenerator::new(options.seed, start)));
+    }
+    if inventory {
+        // The catalog first, as the demo's bootstrap file; then the shop's events.
+        let catalog = generated_catalog(inventory_seed(options.seed), start);
+        for product in &catalog {
+            let json = product_json(product).to_string();
+            let topic = format!("{}product-updates", options.kafka_topic_prefix);
+            send(&producer, &topic, product.product_id.as_deref().unwrap_or_default(), &json, Some(start))?;
+        }
+        *progress_counts.entry("product-updates").or_default() += catalog.len() as u64;
+        let seed = inventory_seed(options.seed).wrapping_add(1);
+        streams.push(Box::new(InventoryGenerator::new(seed, start, catalog)));
+    }
+    let mut events = merge_by_time(streams).peekable();
     let limit = options.events.unwrap_or(u64::MAX);
     let mut progress = Progress {
-        counts: BTreeMap::new(),
+        counts: progress_counts,
         started: Instant::now(),
         last_shown: Instant::now(),
         terminal: std::io::stderr().is_terminal(),
@@ -385,7 +445,7 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
         let mut orders = Vec::new();
         let mut sent_now = 0u64;
         while sent_now < due.min(limit - produced).min(10_000) {
-            let next = events.peek().expect("the generator never ends");
+            let Some(next) = events.peek() else { bail!("no pipeline selected (--pipelines)") };
             if options.rate.is_none() && next.event_time > simulated_now {
                 break;
             }
@@ -395,7 +455,9 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
             match encode_event(&event)? {
                 Some((topic, key, json)) => {
                     let topic_name = format!("{}{topic}", options.kafka_topic_prefix);
-                    send(&producer, &topic_name, &key, &json)?;
+                    // Product messages carry their update time as the Kafka timestamp.
+                    let time = (event.relation == "product_updates").then_some(event.event_time);
+                    send(&producer, &topic_name, &key, &json, time)?;
                     *progress.counts.entry(topic).or_default() += 1;
                 }
                 None => {
@@ -425,10 +487,31 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Several event streams, each in event-time order, merged into one (ties go to the
+/// earlier stream).
+fn merge_by_time(streams: Vec<Box<dyn Iterator<Item = GeneratedEvent>>>) -> impl Iterator<Item = GeneratedEvent> {
+    let mut streams: Vec<_> = streams.into_iter().map(Iterator::peekable).collect();
+    std::iter::from_fn(move || {
+        let earliest =
+            streams.iter_mut().enumerate().filter_map(|(i, s)| s.peek().map(|e| (e.event_time, i))).min()?.1;
+        streams[earliest].next()
+    })
+}
+
 /// Queues one message, waiting while the producer's queue is full.
-fn send(producer: &BaseProducer<ProduceContext>, topic: &str, key: &str, json: &str) -> anyhow::Result<()> {
+fn send(
+    producer: &BaseProducer<ProduceContext>,
+    topic: &str,
+    key: &str,
+    json: &str,
+    time: Option<Micros>,
+) -> anyhow::Result<()> {
     loop {
-        match producer.send(BaseRecord::to(topic).key(key).payload(json)) {
+        let mut record = BaseRecord::to(topic).key(key).payload(json);
+        if let Some(micros) = time {
+            record = record.timestamp(micros.div_euclid(1000));
+        }
+        match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 producer.poll(Duration::from_millis(100));

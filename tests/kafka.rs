@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
-use diffmart::produce::{ProduceOptions, encode_event};
+use diffmart::produce::{ProducePipeline, ProduceOptions, encode_event};
 use diffmart::serving::{Engine, Update};
 use diffmart::sinks::kafka::{KafkaSink, KafkaSinks, SinkFormat};
 use diffmart::sinks::row_to_object;
@@ -559,6 +559,7 @@ fn produce_writes_the_topics_and_postgres_and_diffmart_reads_them_back() {
         start: Some(START),
         cdc_url: Some(postgres.url()),
         partitions: 2,
+        pipelines: vec![ProducePipeline::Retail],
         kafka_properties: Vec::new(),
         help: None,
     })
