@@ -78,7 +78,7 @@ pub struct ProduceOptions {
     /// Which demos' events to write (comma-separated): `retail` (web_clicks, purchases,
     /// restocks, competitor_prices and PostgreSQL orders), `inventory` (product-updates,
     /// order-events).
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum, default_value = "retail,inventory")]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum, default_values = ["retail", "inventory"])]
     pub pipelines: Vec<ProducePipeline>,
 
     /// Extra librdkafka producer property (repeatable), e.g. security.protocol=SSL.

@@ -376,12 +376,11 @@ fn every_rule_of_the_table() {
         }
         let current = rows(&engine, "inventory_current");
         assert_eq!(current.len(), 3, "{current:?}");
-        assert_eq!(current[0][..6], ["A".into(), "A name".into(), "Toys".into(), 90.0.into(), 0.into(), "OUT_OF_STOCK".into()]);
+        let a: [Datum; 6] = ["A".into(), "A name".into(), "Toys".into(), 90.0.into(), 0.into(), "OUT_OF_STOCK".into()];
+        assert_eq!(current[0][..6], a);
         assert_eq!(current[0][6], Datum::Timestamp(at(200)));
-        assert_eq!(rows(&engine, "inventory_rejection_counts"), vec![
-            vec!["order".into(), 4i64.into()],
-            vec!["product_update".into(), 2i64.into()],
-        ]);
+        let counts = vec![vec![Datum::from("order"), Datum::from(4i64)], vec![Datum::from("product_update"), Datum::from(2i64)]];
+        assert_eq!(rows(&engine, "inventory_rejection_counts"), counts);
     }
 }
 
@@ -448,11 +447,14 @@ impl Reference {
                 let state = RefProduct { name: name.clone(), price, inventory, last_update: last.max(at), stale_reported: false };
                 self.products.insert(product.clone(), state);
                 if inventory != old_inventory {
-                    let kind = match () {
-                        _ if inventory == 0 => "OUT_OF_STOCK",
-                        _ if old_inventory == 0 => "BACK_IN_STOCK",
-                        _ if inventory < old_inventory => "INVENTORY_DECREASED",
-                        _ => "INVENTORY_INCREASED",
+                    let kind = if inventory == 0 {
+                        "OUT_OF_STOCK"
+                    } else if old_inventory == 0 {
+                        "BACK_IN_STOCK"
+                    } else if inventory < old_inventory {
+                        "INVENTORY_DECREASED"
+                    } else {
+                        "INVENTORY_INCREASED"
                     };
                     let reason = format!("Product update: inventory {old_inventory} -> {inventory}");
                     self.event(&product, kind, (old_inventory, inventory), (old_price, price), at, reason);

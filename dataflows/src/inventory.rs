@@ -486,11 +486,11 @@ struct PendingBatch {
     batch_max: Option<Micros>,
 }
 
-fn pending_batch<'a>(
-    pending: &'a mut std::collections::BTreeMap<Time, PendingBatch>,
+fn pending_batch(
+    pending: &mut std::collections::BTreeMap<Time, PendingBatch>,
     time: Time,
     capability: impl FnOnce() -> Capability<Time>,
-) -> &'a mut PendingBatch {
+) -> &mut PendingBatch {
     pending.entry(time).or_insert_with(|| PendingBatch { capability: capability(), inputs: Vec::new(), batch_max: None })
 }
 
@@ -525,7 +525,7 @@ fn product_states<'s>(inputs: Coll<'s, InventoryInput>, retention: Micros) -> Co
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(InventoryChange, Time, isize)>>, _, _, _, _>(
             batch_maxima.broadcast(),
             Exchange::new(|(input, _time, _diff): &(InventoryInput, Time, isize)| {
-                input.product_key().map(str::to_string).hashed()
+                input.product_key().hashed()
             }),
             Pipeline,
             "InventoryProducts",

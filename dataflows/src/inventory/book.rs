@@ -205,32 +205,28 @@ impl InventoryBook {
     /// Applies one input, pushing the rows it appends to the event, alert and rejection views.
     fn apply(&mut self, input: InventoryInput, out: &mut Vec<InventoryChange>) {
         match input {
-            InventoryInput::Update(update) => match validate_update(&update) {
-                Err(reason) => {
-                    out.push(InventoryChange::Rejection(Rejection {
-                        kind: RejectionKind::ProductUpdate,
-                        order_id: None,
-                        product_id: update.product_id.clone(),
-                        reason,
-                        event_time: update.update_time,
-                    }));
-                }
-                Ok(product_id) => {
-                    let product_id = product_id.to_string();
-                    self.apply_update(&product_id, update, out);
-                }
+            InventoryInput::Update(update) => match validate_update(&update).map(str::to_string) {
+                Err(reason) => out.push(InventoryChange::Rejection(Rejection {
+                    kind: RejectionKind::ProductUpdate,
+                    order_id: None,
+                    product_id: update.product_id.clone(),
+                    reason,
+                    event_time: update.update_time,
+                })),
+                Ok(product_id) => self.apply_update(&product_id, update, out),
             },
-            InventoryInput::Order(order) => match validate_order(&order) {
-                Err(reason) => out.push(order_rejection(&order, reason)),
-                Ok((_, product_id, _)) if !self.products.contains_key(product_id) => {
-                    let reason = format!("Unknown product {product_id}");
-                    out.push(order_rejection(&order, reason));
+            InventoryInput::Order(order) => {
+                let valid = validate_order(&order).map(|(o, p, q)| (o.to_string(), p.to_string(), q));
+                match valid {
+                    Err(reason) => out.push(order_rejection(&order, reason)),
+                    Ok((_, product_id, _)) if !self.products.contains_key(&product_id) => {
+                        out.push(order_rejection(&order, format!("Unknown product {product_id}")));
+                    }
+                    Ok((order_id, product_id, quantity)) => {
+                        self.apply_order(&product_id, &order_id, quantity, order.order_time, out)
+                    }
                 }
-                Ok((order_id, product_id, quantity)) => {
-                    let (order_id, product_id) = (order_id.to_string(), product_id.to_string());
-                    self.apply_order(&product_id, &order_id, quantity, order.order_time, out);
-                }
-            },
+            }
         }
     }
 
