@@ -34,9 +34,9 @@ use crate::cli::parse_key_value;
 use crate::sources::generator::{GeneratedEvent, RetailGenerator};
 use crate::sources::inventory_generator::{InventoryGenerator, generated_catalog};
 use crate::sources::inventory_json::{order_json, product_json};
-use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
 use crate::sources::now_micros;
 use crate::sources::timestamps::parse_timestamp;
+use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
 
 /// Options of `diffmart produce`.
 #[derive(Debug, Args)]
@@ -341,8 +341,11 @@ struct Progress {
 
 impl Progress {
     fn line(&self, total: u64, event_time: Micros, orders: &str) -> String {
-        let per_topic: Vec<String> =
-            TOPICS.iter().chain(&INVENTORY_TOPICS).map(|t| format!("{t} {}", self.counts.get(t).copied().unwrap_or(0))).collect();
+        let per_topic: Vec<String> = TOPICS
+            .iter()
+            .chain(&INVENTORY_TOPICS)
+            .map(|t| format!("{t} {}", self.counts.get(t).copied().unwrap_or(0)))
+            .collect();
         let rate = total as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         let time = chrono::DateTime::from_timestamp_micros(event_time)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -492,8 +495,7 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
 fn merge_by_time(streams: Vec<Box<dyn Iterator<Item = GeneratedEvent>>>) -> impl Iterator<Item = GeneratedEvent> {
     let mut streams: Vec<_> = streams.into_iter().map(Iterator::peekable).collect();
     std::iter::from_fn(move || {
-        let earliest =
-            streams.iter_mut().enumerate().filter_map(|(i, s)| s.peek().map(|e| (e.event_time, i))).min()?.1;
+        let earliest = streams.iter_mut().enumerate().filter_map(|(i, s)| s.peek().map(|e| (e.event_time, i))).min()?.1;
         streams[earliest].next()
     })
 }

@@ -154,7 +154,13 @@ fn alert(kind: &str, product: &str, message: &str, severity: &str, at: Micros) -
 }
 
 fn rejection(kind: &str, order: Option<&str>, product: Option<&str>, reason: &str, at: Micros) -> Row {
-    vec![kind.into(), order.map(str::to_string).into(), product.map(str::to_string).into(), reason.into(), Datum::Timestamp(at)]
+    vec![
+        kind.into(),
+        order.map(str::to_string).into(),
+        product.map(str::to_string).into(),
+        reason.into(),
+        Datum::Timestamp(at),
+    ]
 }
 
 // ------------------------------------------------------------------------------------------
@@ -200,13 +206,27 @@ fn every_rule_of_the_table() {
         step(
             "inventory down",
             vec![update("A", 12, 100.0, at(1))],
-            vec![event("A", "INVENTORY_DECREASED", (20, 12), (100.0, 100.0), at(1), "Product update: inventory 20 -> 12")],
+            vec![event(
+                "A",
+                "INVENTORY_DECREASED",
+                (20, 12),
+                (100.0, 100.0),
+                at(1),
+                "Product update: inventory 20 -> 12",
+            )],
             vec![],
         ),
         step(
             "inventory down into low stock (warning)",
             vec![update("A", 7, 100.0, at(2))],
-            vec![event("A", "INVENTORY_DECREASED", (12, 7), (100.0, 100.0), at(2), "Product update: inventory 12 -> 7")],
+            vec![event(
+                "A",
+                "INVENTORY_DECREASED",
+                (12, 7),
+                (100.0, 100.0),
+                at(2),
+                "Product update: inventory 12 -> 7",
+            )],
             vec![alert("LOW_STOCK", "A", &format!("Low stock: {n} has 7 units left"), "WARNING", at(2))],
         ),
         step(
@@ -236,14 +256,28 @@ fn every_rule_of_the_table() {
         step(
             "inventory up out of low stock",
             vec![update("A", 40, 100.0, at(6))],
-            vec![event("A", "INVENTORY_INCREASED", (3, 40), (100.0, 100.0), at(6), "Product update: inventory 3 -> 40")],
+            vec![event(
+                "A",
+                "INVENTORY_INCREASED",
+                (3, 40),
+                (100.0, 100.0),
+                at(6),
+                "Product update: inventory 3 -> 40",
+            )],
             vec![],
         ),
         step("a change of at most 0.01 is no change", vec![update("A", 40, 100.004, at(7))], vec![], vec![]),
         step(
             "price down by less than 10 %",
             vec![update("A", 40, 95.0, at(8))],
-            vec![event("A", "PRICE_CHANGED", (40, 40), (100.004, 95.0), at(8), "Product update: price 100.00 -> 95.00")],
+            vec![event(
+                "A",
+                "PRICE_CHANGED",
+                (40, 40),
+                (100.004, 95.0),
+                at(8),
+                "Product update: price 100.00 -> 95.00",
+            )],
             vec![],
         ),
         step(
@@ -364,14 +398,22 @@ fn every_rule_of_the_table() {
                 })
                 .collect();
             engine.apply_blocking(updates).unwrap();
-            for (i, (view, want)) in
-                [("inventory_events", &step.events), ("inventory_alerts", &step.alerts), ("inventory_rejections", &step.rejections)]
-                    .into_iter()
-                    .enumerate()
+            for (i, (view, want)) in [
+                ("inventory_events", &step.events),
+                ("inventory_alerts", &step.alerts),
+                ("inventory_rejections", &step.rejections),
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let mut want = want.clone();
                 want.sort();
-                assert_eq!(appended(&before[i], &rows(&engine, view)), want, "{workers} workers, {}: {view}", step.rule);
+                assert_eq!(
+                    appended(&before[i], &rows(&engine, view)),
+                    want,
+                    "{workers} workers, {}: {view}",
+                    step.rule
+                );
             }
         }
         let current = rows(&engine, "inventory_current");
@@ -379,7 +421,8 @@ fn every_rule_of_the_table() {
         let a: [Datum; 6] = ["A".into(), "A name".into(), "Toys".into(), 90.0.into(), 0.into(), "OUT_OF_STOCK".into()];
         assert_eq!(current[0][..6], a);
         assert_eq!(current[0][6], Datum::Timestamp(at(200)));
-        let counts = vec![vec![Datum::from("order"), Datum::from(4i64)], vec![Datum::from("product_update"), Datum::from(2i64)]];
+        let counts =
+            vec![vec![Datum::from("order"), Datum::from(4i64)], vec![Datum::from("product_update"), Datum::from(2i64)]];
         assert_eq!(rows(&engine, "inventory_rejection_counts"), counts);
     }
 }
@@ -433,18 +476,31 @@ impl Reference {
                     } else {
                         format!("Product update of {product} without name")
                     };
-                    self.rejections.push(rejection("product_update", None, empty_to_none(&product).as_deref(), &reason, at));
+                    self.rejections.push(rejection(
+                        "product_update",
+                        None,
+                        empty_to_none(&product).as_deref(),
+                        &reason,
+                        at,
+                    ));
                     return;
                 }
                 let Some(old) = self.products.get(&product) else {
-                    let state = RefProduct { name: name.clone(), price, inventory, last_update: at, stale_reported: false };
+                    let state =
+                        RefProduct { name: name.clone(), price, inventory, last_update: at, stale_reported: false };
                     self.products.insert(product.clone(), state);
                     self.event(&product, "PRODUCT_ADDED", (0, inventory), (0.0, price), at, "Product added".into());
                     self.stock_alert(&product, &name, inventory, at);
                     return;
                 };
                 let (old_inventory, old_price, last) = (old.inventory, old.price, old.last_update);
-                let state = RefProduct { name: name.clone(), price, inventory, last_update: last.max(at), stale_reported: false };
+                let state = RefProduct {
+                    name: name.clone(),
+                    price,
+                    inventory,
+                    last_update: last.max(at),
+                    stale_reported: false,
+                };
                 self.products.insert(product.clone(), state);
                 if inventory != old_inventory {
                     let kind = if inventory == 0 {
@@ -467,13 +523,22 @@ impl Reference {
                     self.event(&product, "PRICE_CHANGED", (old_inventory, inventory), (old_price, price), at, reason);
                     let drop = (old_price - price) / old_price;
                     if old_price > 0.0 && drop >= 0.10 {
-                        let message = format!("Price drop: {name} from {old_price:.2} to {price:.2} ({:.1}% off)", drop * 100.0);
+                        let message =
+                            format!("Price drop: {name} from {old_price:.2} to {price:.2} ({:.1}% off)", drop * 100.0);
                         self.alerts.push(alert("PRICE_DROP", &product, &message, "INFO", at));
                     }
                 }
             }
             Input::Order { order, product, quantity, at } => {
-                let reject = |reason: String| rejection("order", empty_to_none(&order).as_deref(), empty_to_none(&product).as_deref(), &reason, at);
+                let reject = |reason: String| {
+                    rejection(
+                        "order",
+                        empty_to_none(&order).as_deref(),
+                        empty_to_none(&product).as_deref(),
+                        &reason,
+                        at,
+                    )
+                };
                 let reason = if order.is_empty() {
                     Some("Order without orderId".to_string())
                 } else if product.is_empty() {
@@ -494,7 +559,11 @@ impl Reference {
                 let (kind, remaining, reason) = if quantity <= available {
                     ("INVENTORY_DECREASED", available - quantity, format!("Order {order}: {quantity} units sold"))
                 } else {
-                    ("OUT_OF_STOCK", 0, format!("Order {order}: Insufficient inventory (ordered: {quantity}, available: {available})"))
+                    (
+                        "OUT_OF_STOCK",
+                        0,
+                        format!("Order {order}: Insufficient inventory (ordered: {quantity}, available: {available})"),
+                    )
                 };
                 state.inventory = remaining;
                 state.last_update = state.last_update.max(at);
@@ -524,7 +593,14 @@ impl Reference {
             }
         }
         for (product, inv, price, at) in stale {
-            self.event(&product, "STALE_INVENTORY", (inv, inv), (price, price), at, "No inventory update for 1 hour".into());
+            self.event(
+                &product,
+                "STALE_INVENTORY",
+                (inv, inv),
+                (price, price),
+                at,
+                "No inventory update for 1 hour".into(),
+            );
         }
     }
 
@@ -560,16 +636,23 @@ fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
 /// cut into batches.
 fn history() -> impl Strategy<Value = Vec<Vec<Input>>> {
     let product = prop::sample::select(vec!["P1", "P2", "P3", "P4", ""]);
-    let input = (0..10u8, product, 0..16i32, prop::sample::select(vec![10.0, 9.0, 8.0, 10.005, 12.5]), 0..25i64, 0..4u8)
-        .prop_map(|(kind, product, amount, price, gap_minutes, name)| {
-            let at = gap_minutes; // turned into a time below
-            if kind < 4 {
-                let name = if name == 0 && !product.is_empty() { String::new() } else { format!("{product} v{name}") };
-                Input::Update { product: product.into(), name, inventory: amount, price, at }
-            } else {
-                Input::Order { order: format!("o{kind}{amount}"), product: product.into(), quantity: amount - 2, at }
-            }
-        });
+    let input =
+        (0..10u8, product, 0..16i32, prop::sample::select(vec![10.0, 9.0, 8.0, 10.005, 12.5]), 0..25i64, 0..4u8)
+            .prop_map(|(kind, product, amount, price, gap_minutes, name)| {
+                let at = gap_minutes; // turned into a time below
+                if kind < 4 {
+                    let name =
+                        if name == 0 && !product.is_empty() { String::new() } else { format!("{product} v{name}") };
+                    Input::Update { product: product.into(), name, inventory: amount, price, at }
+                } else {
+                    Input::Order {
+                        order: format!("o{kind}{amount}"),
+                        product: product.into(),
+                        quantity: amount - 2,
+                        at,
+                    }
+                }
+            });
     (prop::collection::vec(input, 1..80), prop::collection::vec(1..8usize, 1..80)).prop_map(|(inputs, sizes)| {
         let mut time = T0;
         let inputs: Vec<Input> = inputs
@@ -659,7 +742,10 @@ fn the_original_catalog_loads_and_is_queryable_over_pgwire() {
     let loaded = diffmart::sources::load_catalog(&engine, std::path::Path::new(CATALOG_FILE), T0).unwrap();
     assert_eq!(loaded, 200);
     assert_eq!(
-        query(&engine, "SELECT count(*), count(DISTINCT category), min(product_id), max(product_id) FROM inventory_current"),
+        query(
+            &engine,
+            "SELECT count(*), count(DISTINCT category), min(product_id), max(product_id) FROM inventory_current"
+        ),
         vec![vec![text("200"), text("8"), text("PROD_0001"), text("PROD_0200")]]
     );
     assert_eq!(
@@ -681,7 +767,8 @@ fn the_original_catalog_loads_and_is_queryable_over_pgwire() {
     let config = diffmart::sources::GeneratorConfig { seed: 4, start: T0, rate: Some(100_000.0), events: Some(20_000) };
     diffmart::sources::spawn_generator(engine.clone(), config).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while query(&engine, "SELECT status FROM diffmart_sources WHERE kind = 'generator'") != vec![vec![text("finished")]] {
+    while query(&engine, "SELECT status FROM diffmart_sources WHERE kind = 'generator'") != vec![vec![text("finished")]]
+    {
         assert!(Instant::now() < deadline, "the generator did not finish");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -689,7 +776,8 @@ fn the_original_catalog_loads_and_is_queryable_over_pgwire() {
     assert!(orders[0][0].as_deref().unwrap().parse::<i64>().unwrap() > 100, "{orders:?}");
     assert_eq!(query(&engine, "SELECT count(*) FROM inventory_current"), vec![vec![text("200")]]);
     // Only the generator's deliberate unknown products are rejected.
-    let rejected = query(&engine, "SELECT count(*) FROM inventory_rejections WHERE reason NOT LIKE 'Unknown product PROD_9%'");
+    let rejected =
+        query(&engine, "SELECT count(*) FROM inventory_rejections WHERE reason NOT LIKE 'Unknown product PROD_9%'");
     assert_eq!(rejected, vec![vec![text("0")]]);
 }
 
@@ -699,13 +787,25 @@ fn generated_history_is_the_same_with_one_and_two_workers() {
         let engine = start_engine(workers, Some(30 * MINUTE));
         let simulation = InventoryGenerator::simulation(7, T0, Vec::new());
         let id = |name: &str| engine.catalog().id(name).unwrap();
-        engine.apply_blocking(simulation.bootstrap.iter().map(|e| Update::insert(id(e.relation), e.row.clone())).collect()).unwrap();
+        engine
+            .apply_blocking(
+                simulation.bootstrap.iter().map(|e| Update::insert(id(e.relation), e.row.clone())).collect(),
+            )
+            .unwrap();
         let events: Vec<_> = simulation.events.take(12_000).collect();
         for chunk in events.chunks(211) {
-            engine.apply_blocking(chunk.iter().map(|e| Update::insert(id(e.relation), e.row.clone())).collect()).unwrap();
+            engine
+                .apply_blocking(chunk.iter().map(|e| Update::insert(id(e.relation), e.row.clone())).collect())
+                .unwrap();
         }
-        ["inventory_current", "inventory_events", "inventory_alerts", "inventory_rejections", "inventory_rejection_counts"]
-            .map(|view| (view, rows(&engine, view)))
+        [
+            "inventory_current",
+            "inventory_events",
+            "inventory_alerts",
+            "inventory_rejections",
+            "inventory_rejection_counts",
+        ]
+        .map(|view| (view, rows(&engine, view)))
     };
     let one = contents(1);
     let two = contents(2);
@@ -715,8 +815,10 @@ fn generated_history_is_the_same_with_one_and_two_workers() {
     }
     // Over three hours of orders, 30 minutes of events are kept.
     let events = &one[1].1;
-    let newest = events.iter().filter_map(|r| if let Datum::Timestamp(t) = r[7] { Some(t) } else { None }).max().unwrap();
-    let oldest = events.iter().filter_map(|r| if let Datum::Timestamp(t) = r[7] { Some(t) } else { None }).min().unwrap();
+    let newest =
+        events.iter().filter_map(|r| if let Datum::Timestamp(t) = r[7] { Some(t) } else { None }).max().unwrap();
+    let oldest =
+        events.iter().filter_map(|r| if let Datum::Timestamp(t) = r[7] { Some(t) } else { None }).min().unwrap();
     // (An event is dated by its input, at most a batch, about 4 minutes, before it was emitted.)
     assert!(newest - oldest <= 35 * MINUTE, "events span {} minutes", (newest - oldest) / MINUTE);
     let kinds: std::collections::BTreeSet<String> = events.iter().map(|r| format!("{:?}", r[2])).collect();
@@ -764,13 +866,18 @@ fn product_json(id: &str, inventory: i64, price: f64) -> Value {
 #[test]
 fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
     let mock = MockCluster::new(1).expect("mock cluster starts");
-    for (topic, partitions) in [("product-updates", 2), ("order-events", 2), ("inventory-events", 2), ("inventory-alerts", 1)] {
+    for (topic, partitions) in
+        [("product-updates", 2), ("order-events", 2), ("inventory-events", 2), ("inventory-alerts", 1)]
+    {
         mock.create_topic(topic, partitions, 1).unwrap();
     }
     let brokers = mock.bootstrap_servers();
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "1").create().unwrap();
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "1").create().unwrap();
     let engine = start_engine(2, None);
-    let sources = KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, inventory_sources()).unwrap();
+    let sources =
+        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, inventory_sources())
+            .unwrap();
     let sinks = KafkaSinks::start(&engine, &brokers, &[], inventory_sinks("")).unwrap();
 
     // Products: one object, an array (with an empty id inside), and malformed messages.
@@ -805,10 +912,11 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
     producer.flush(Duration::from_secs(30)).unwrap();
     wait_for("the orders", || messages_read(&engine) == 11);
 
-    let current: BTreeMap<String, (i64, String)> = query(&engine, "SELECT product_id, inventory, status FROM inventory_current")
-        .into_iter()
-        .map(|r| (r[0].clone().unwrap(), (r[1].as_ref().unwrap().parse().unwrap(), r[2].clone().unwrap())))
-        .collect();
+    let current: BTreeMap<String, (i64, String)> =
+        query(&engine, "SELECT product_id, inventory, status FROM inventory_current")
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), (r[1].as_ref().unwrap().parse().unwrap(), r[2].clone().unwrap())))
+            .collect();
     let expected: BTreeMap<String, (i64, String)> = [
         ("K1".to_string(), (3, "LOW_STOCK".to_string())),
         ("K2".to_string(), (0, "OUT_OF_STOCK".to_string())),
@@ -820,7 +928,10 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
         .into_iter()
         .map(|r| r[0].clone().unwrap())
         .collect();
-    assert_eq!(reasons, vec!["Order o5: quantity must be positive, got 0", "Product update without productId", "Unknown product NOPE"]);
+    assert_eq!(
+        reasons,
+        vec!["Order o5: quantity must be positive, got 0", "Product update without productId", "Unknown product NOPE"]
+    );
     let mut errors: Vec<(String, String)> = rows(&engine, SourceError::spec().name)
         .iter()
         .map(|r| SourceError::from_row(r).unwrap())
@@ -833,7 +944,10 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
     assert!(product_errors.iter().any(|e| e.starts_with("invalid JSON")), "{product_errors:?}");
     assert!(product_errors.iter().any(|e| e.contains("missing field \"price\"")), "{product_errors:?}");
     assert!(product_errors.iter().any(|e| e.contains("element 1: expected a product object")), "{product_errors:?}");
-    let o2 = query(&engine, "SELECT event_type, previous_inventory, current_inventory FROM inventory_events WHERE change_reason LIKE 'Order o2%'");
+    let o2 = query(
+        &engine,
+        "SELECT event_type, previous_inventory, current_inventory FROM inventory_events WHERE change_reason LIKE 'Order o2%'",
+    );
     assert_eq!(o2, vec![vec![text("INVENTORY_DECREASED"), text("18"), text("3")]]);
 
     // The sink topics hold every event and alert, as the spec's JSON.
@@ -842,7 +956,11 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
     let mut want: Vec<(String, String)> = rows(&engine, "inventory_events")
         .iter()
         .map(|r| ("inventory-events".to_string(), inventory_sink_json(events_spec, r).to_string()))
-        .chain(rows(&engine, "inventory_alerts").iter().map(|r| ("inventory-alerts".to_string(), inventory_sink_json(alerts_spec, r).to_string())))
+        .chain(
+            rows(&engine, "inventory_alerts")
+                .iter()
+                .map(|r| ("inventory-alerts".to_string(), inventory_sink_json(alerts_spec, r).to_string())),
+        )
         .collect();
     want.sort();
     let upper = engine.snapshot().upper;
@@ -885,7 +1003,8 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
                "currentInventory": 18, "previousPrice": 10.0, "currentPrice": 10.0, "timestamp": T0 / 1000 + 60_000,
                "changeReason": "Order o1: 2 units sold"})
     );
-    let low = raw.iter().find(|v| v["alertType"] == "LOW_STOCK" && v["productId"] == "K1").expect("K1's low stock alert");
+    let low =
+        raw.iter().find(|v| v["alertType"] == "LOW_STOCK" && v["productId"] == "K1").expect("K1's low stock alert");
     assert_eq!(
         *low,
         json!({"alertType": "LOW_STOCK", "productId": "K1", "message": "Low stock: K1 name has 3 units left",
@@ -921,7 +1040,8 @@ fn produce_writes_the_inventory_topics_and_diffmart_reads_them_back() {
 
     let seed = diffmart::produce::inventory_seed(9);
     let catalog = diffmart::sources::inventory_generator::generated_catalog(seed, T0);
-    let generated: Vec<_> = InventoryGenerator::new(seed.wrapping_add(1), T0, catalog.clone()).take(events as usize).collect();
+    let generated: Vec<_> =
+        InventoryGenerator::new(seed.wrapping_add(1), T0, catalog.clone()).take(events as usize).collect();
     // What a round trip keeps: everything but `arrival`, which Kafka offsets replace.
     let without_arrival = |mut row: Row| {
         row.pop();

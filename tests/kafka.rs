@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
-use diffmart::produce::{ProducePipeline, ProduceOptions, encode_event};
+use diffmart::produce::{ProduceOptions, ProducePipeline, encode_event};
 use diffmart::serving::{Engine, Update};
 use diffmart::sinks::kafka::{KafkaSink, KafkaSinks, SinkFormat};
 use diffmart::sinks::row_to_object;

@@ -491,7 +491,11 @@ fn pending_batch(
     time: Time,
     capability: impl FnOnce() -> Capability<Time>,
 ) -> &mut PendingBatch {
-    pending.entry(time).or_insert_with(|| PendingBatch { capability: capability(), inputs: Vec::new(), batch_max: None })
+    pending.entry(time).or_insert_with(|| PendingBatch {
+        capability: capability(),
+        inputs: Vec::new(),
+        batch_max: None,
+    })
 }
 
 /// Runs an [`InventoryBook`] per worker over the inputs exchanged by product id; every
@@ -524,9 +528,7 @@ fn product_states<'s>(inputs: Coll<'s, InventoryInput>, retention: Micros) -> Co
         .inner
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(InventoryChange, Time, isize)>>, _, _, _, _>(
             batch_maxima.broadcast(),
-            Exchange::new(|(input, _time, _diff): &(InventoryInput, Time, isize)| {
-                input.product_key().hashed()
-            }),
+            Exchange::new(|(input, _time, _diff): &(InventoryInput, Time, isize)| input.product_key().hashed()),
             Pipeline,
             "InventoryProducts",
             move |_capability, _info| {

@@ -157,8 +157,8 @@ pub fn decode_order_events(_spec: &RelationSpec, message: &KafkaMessage<'_>) -> 
 /// product objects), every product stamped with `load_time` and its index as arrival.
 pub fn load_catalog_file(path: &Path, load_time: Micros) -> anyhow::Result<Vec<ProductUpdate>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the catalog {}", path.display()))?;
-    let value: Value = serde_json::from_str(&text)
-        .with_context(|| format!("the catalog {} is not valid JSON", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("the catalog {} is not valid JSON", path.display()))?;
     let objects = product_objects(&value).map_err(|e| anyhow::anyhow!("the catalog {}: {e}", path.display()))?;
     objects
         .into_iter()
@@ -230,11 +230,17 @@ mod tests {
         let err = |payload: &[u8]| decode_product_updates(ProductUpdate::spec(), &message(payload, 0)).unwrap_err();
         assert!(err(b"{oops").starts_with("invalid JSON"));
         assert_eq!(err(br#"{"productId": "P", "inventory": 1}"#), "missing field \"price\"");
-        assert!(err(br#"[{"productId": "P", "price": 1, "inventory": "many"}]"#).starts_with("element 0: field \"inventory\""));
+        assert!(
+            err(br#"[{"productId": "P", "price": 1, "inventory": "many"}]"#)
+                .starts_with("element 0: field \"inventory\"")
+        );
         assert!(err(b"[1]").contains("element 0: expected a product object"));
         assert!(err(b"3").contains("expected a product object or an array"));
         let order = |payload: &[u8]| decode_order_events(OrderEvent::spec(), &message(payload, 0));
-        assert_eq!(order(br#"{"orderId": "o", "productId": "P", "quantity": 2}"#).unwrap_err(), "missing field \"timestamp\"");
+        assert_eq!(
+            order(br#"{"orderId": "o", "productId": "P", "quantity": 2}"#).unwrap_err(),
+            "missing field \"timestamp\""
+        );
         let row = order(br#"{"orderId": "o", "productId": "P", "quantity": -1, "timestamp": 1700000000000}"#).unwrap();
         assert_eq!(OrderEvent::from_row(&row[0]).unwrap().quantity, Some(-1), "the pipeline rejects it");
     }

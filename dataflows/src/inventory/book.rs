@@ -26,8 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CurrentProduct, InventoryAlert, InventoryEvent, InventoryInput, OrderEvent, ProductUpdate, Rejection,
-    RejectionKind,
+    CurrentProduct, InventoryAlert, InventoryEvent, InventoryInput, OrderEvent, ProductUpdate, Rejection, RejectionKind,
 };
 use crate::datum::{F64, MICROS_PER_MINUTE, Micros};
 
@@ -243,7 +242,15 @@ impl InventoryBook {
                 reported_stale: false,
             };
             let reason = "Product added".to_string();
-            out.push(event(product_id, &state.name, event_type::PRODUCT_ADDED, (0, inventory), (0.0, price), at, reason));
+            out.push(event(
+                product_id,
+                &state.name,
+                event_type::PRODUCT_ADDED,
+                (0, inventory),
+                (0.0, price),
+                at,
+                reason,
+            ));
             stock_alerts(product_id, &state.name, inventory, at, out);
             self.stale_deadlines.insert((state.stale_deadline(), product_id.to_string()));
             self.products.insert(product_id.to_string(), state);
@@ -294,7 +301,14 @@ impl InventoryBook {
         }
     }
 
-    fn apply_order(&mut self, product_id: &str, order_id: &str, quantity: i32, at: Micros, out: &mut Vec<InventoryChange>) {
+    fn apply_order(
+        &mut self,
+        product_id: &str,
+        order_id: &str,
+        quantity: i32,
+        at: Micros,
+        out: &mut Vec<InventoryChange>,
+    ) {
         let state = self.products.get_mut(product_id).expect("orders of unknown products are rejected first");
         self.stale_deadlines.remove(&(state.stale_deadline(), product_id.to_string()));
         let available = state.inventory;
@@ -542,18 +556,19 @@ mod tests {
         let out = run(&mut book, vec![product("A", 20, 10.0, T0), product("B", 0, 5.0, T0), product("C", 5, 1.0, T0)]);
         let mut added = events(&out);
         added.sort();
-        assert_eq!(added.iter().map(|e| (e.0.as_str(), e.1, e.2)).collect::<Vec<_>>(), vec![
-            ("PRODUCT_ADDED", 0, 0),
-            ("PRODUCT_ADDED", 0, 5),
-            ("PRODUCT_ADDED", 0, 20)
-        ]);
+        assert_eq!(
+            added.iter().map(|e| (e.0.as_str(), e.1, e.2)).collect::<Vec<_>>(),
+            vec![("PRODUCT_ADDED", 0, 0), ("PRODUCT_ADDED", 0, 5), ("PRODUCT_ADDED", 0, 20)]
+        );
         let mut raised = alerts(&out);
         raised.sort();
         assert_eq!(raised, vec![pair("LOW_STOCK", "CRITICAL"), pair("OUT_OF_STOCK", "CRITICAL")]);
         let prices: Vec<(f64, f64)> = out
             .iter()
             .filter_map(|(c, _)| match c {
-                InventoryChange::Event(e) if e.product_id == "A" => Some((e.previous_price.get(), e.current_price.get())),
+                InventoryChange::Event(e) if e.product_id == "A" => {
+                    Some((e.previous_price.get(), e.current_price.get()))
+                }
                 _ => None,
             })
             .collect();
@@ -571,9 +586,15 @@ mod tests {
         assert_eq!(kinds(&out), vec!["INVENTORY_DECREASED"]);
         assert!(alerts(&out).is_empty());
         let out = step(&mut book, 7, 100.0, 2);
-        assert_eq!((kinds(&out), alerts(&out)), (vec!["INVENTORY_DECREASED".into()], vec![pair("LOW_STOCK", "WARNING")]));
+        assert_eq!(
+            (kinds(&out), alerts(&out)),
+            (vec!["INVENTORY_DECREASED".into()], vec![pair("LOW_STOCK", "WARNING")])
+        );
         let out = step(&mut book, 9, 100.0, 3);
-        assert_eq!((kinds(&out), alerts(&out)), (vec!["INVENTORY_INCREASED".into()], vec![pair("LOW_STOCK", "WARNING")]));
+        assert_eq!(
+            (kinds(&out), alerts(&out)),
+            (vec!["INVENTORY_INCREASED".into()], vec![pair("LOW_STOCK", "WARNING")])
+        );
         let out = step(&mut book, 5, 100.0, 4);
         assert_eq!(alerts(&out), vec![pair("LOW_STOCK", "CRITICAL")]);
         let out = step(&mut book, 0, 100.0, 5);
@@ -619,14 +640,15 @@ mod tests {
         assert_eq!(alerts(&out), vec![pair("OUT_OF_STOCK", "CRITICAL")]);
         run(&mut book, vec![product("A", 4, 10.0, T0 + 4)]);
         let out = run(&mut book, vec![order("o4", "A", 10, T0 + 5)]);
-        assert_eq!(events(&out), vec![(
-            "OUT_OF_STOCK".into(),
-            4,
-            0,
-            "Order o4: Insufficient inventory (ordered: 10, available: 4)".into()
-        )]);
+        assert_eq!(
+            events(&out),
+            vec![("OUT_OF_STOCK".into(), 4, 0, "Order o4: Insufficient inventory (ordered: 10, available: 4)".into())]
+        );
         assert_eq!(alerts(&out), vec![pair("OUT_OF_STOCK", "CRITICAL")]);
-        let out = run(&mut book, vec![order("o5", "nope", 1, T0 + 6), order("", "A", 1, T0 + 6), order("o6", "A", 0, T0 + 6)]);
+        let out = run(
+            &mut book,
+            vec![order("o5", "nope", 1, T0 + 6), order("", "A", 1, T0 + 6), order("o6", "A", 0, T0 + 6)],
+        );
         let reasons: Vec<String> = out
             .iter()
             .filter_map(|(c, _)| match c {
@@ -635,13 +657,15 @@ mod tests {
             })
             .collect();
         // Equal times and arrivals: in row order, so the empty order id first.
-        assert_eq!(reasons, vec![
-            "Order without orderId",
-            "Unknown product nope",
-            "Order o6: quantity must be positive, got 0"
-        ]);
-        let counted: isize =
-            out.iter().filter(|(c, _)| matches!(c, InventoryChange::Rejected(RejectionKind::Order))).map(|(_, d)| d).sum();
+        assert_eq!(
+            reasons,
+            vec!["Order without orderId", "Unknown product nope", "Order o6: quantity must be positive, got 0"]
+        );
+        let counted: isize = out
+            .iter()
+            .filter(|(c, _)| matches!(c, InventoryChange::Rejected(RejectionKind::Order)))
+            .map(|(_, d)| d)
+            .sum();
         assert_eq!(counted, 3);
         assert!(events(&out).is_empty());
     }
@@ -673,12 +697,16 @@ mod tests {
     fn stale_after_an_hour_of_clock_once_until_the_next_update() {
         let mut book = InventoryBook::new(24 * 60 * MINUTE);
         run(&mut book, vec![product("A", 20, 10.0, T0), product("B", 20, 10.0, T0 + 30 * MINUTE)]);
-        assert!(kinds(&run(&mut book, vec![order("o1", "B", 1, T0 + 59 * MINUTE)])).iter().all(|k| k != "STALE_INVENTORY"));
+        assert!(
+            kinds(&run(&mut book, vec![order("o1", "B", 1, T0 + 59 * MINUTE)])).iter().all(|k| k != "STALE_INVENTORY")
+        );
         let out = run(&mut book, vec![order("o2", "B", 1, T0 + 60 * MINUTE)]);
         let stale: Vec<(String, Micros)> = out
             .iter()
             .filter_map(|(c, _)| match c {
-                InventoryChange::Event(e) if e.event_type == "STALE_INVENTORY" => Some((e.product_id.clone(), e.event_time)),
+                InventoryChange::Event(e) if e.event_type == "STALE_INVENTORY" => {
+                    Some((e.product_id.clone(), e.event_time))
+                }
                 _ => None,
             })
             .collect();
