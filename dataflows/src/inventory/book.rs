@@ -730,9 +730,11 @@ mod tests {
     fn retention_retracts_old_rows_and_memory_stays_flat() {
         let retention = 10 * MINUTE;
         let mut book = InventoryBook::new(retention);
-        run(&mut book, vec![product("A", 1_000_000, 10.0, T0)]);
-        let mut held = Vec::new();
         let mut live: HashMap<InventoryChange, isize> = HashMap::new();
+        for (change, diff) in run(&mut book, vec![product("A", 1_000_000, 10.0, T0)]) {
+            *live.entry(change).or_default() += diff;
+        }
+        let mut held = Vec::new();
         for second in 1..(3 * 60 * 60) {
             let at = T0 + second * 1_000_000;
             for (change, diff) in run(&mut book, vec![order(&format!("o{second}"), "A", 1, at)]) {
