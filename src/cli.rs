@@ -103,6 +103,12 @@ pub struct Options {
     #[arg(long)]
     pub no_generator: bool,
 
+    /// Inventory: load this catalog into product_updates at start-up (a JSON array of
+    /// products, like the demo's initial-products.json); the generator then orders from
+    /// it instead of its own 200-product catalog.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+
     /// Read the demo's Kafka topics (web_clicks, competitor_prices, purchases,
     /// restocks, …) from these brokers. Their relations are then the topics' alone:
     /// the embedded generator keeps feeding everything else.

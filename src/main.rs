@@ -59,11 +59,16 @@ fn run(options: Options) -> anyhow::Result<()> {
     };
     // Kafka claims its topics' relations before the generator starts, too.
     let _kafka = start_kafka(&engine, &options, compute.workers)?;
+    let start = options.generator_start.unwrap_or_else(sources::now_micros);
+    // The catalog goes in before the generator starts, which then orders from it.
+    if let Some(path) = &options.catalog {
+        sources::load_catalog(&engine, path, start)?;
+    }
     let mut http = axum::Router::new();
     if !options.no_generator {
         let config = GeneratorConfig {
             seed: options.generator_seed,
-            start: options.generator_start.unwrap_or_else(sources::now_micros),
+            start,
             rate: options.generator_rate,
             events: options.generator_events,
         };

@@ -9,6 +9,11 @@
 //! `--cdc-url` it also does what the original `pg_seed.py` did: creates
 //! `public.product_inventory` (seeded with the 20 products) and `public.orders`
 //! in PostgreSQL, and inserts the orders there, for diffmart's CDC to mirror.
+//!
+//! The inventory demo's topics get the original's JSON: the generated 200-product
+//! catalog to `product-updates` first (one product per message, keyed by productId),
+//! then restocks and price changes there and order lines to `order-events`. A product message's Kafka timestamp is its
+//! update time, which diffmart reads back as `update_time`.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write as _};
@@ -31,10 +36,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cli::parse_key_value;
 use crate::sinks::row_to_object;
+use crate::sources::every_pipeline;
 use crate::sources::generator::GeneratedEvent;
+use crate::sources::inventory_json::{order_json, product_json};
 use crate::sources::kafka::declared_sources;
+use crate::sources::now_micros;
 use crate::sources::timestamps::parse_timestamp;
-use crate::sources::{MergedEvents, now_micros};
+use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
 
 /// Options of `diffmart produce`.
 #[derive(Debug, Args)]
@@ -153,6 +161,16 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
             let key = UserEvent::from_row(&event.row)?.event_id;
             let json = serde_json::Value::Object(row_to_object(UserEvent::spec(), &event.row)).to_string();
             return Ok(Some(("user_events", key, json)));
+        }
+        "product_updates" => {
+            let product = ProductUpdate::from_row(&event.row)?;
+            let key = product.product_id.clone().unwrap_or_default();
+            return Ok(Some(("product-updates", key, product_json(&product).to_string())));
+        }
+        "order_events" => {
+            let order = OrderEvent::from_row(&event.row)?;
+            let key = order.product_id.clone().unwrap_or_default();
+            return Ok(Some(("order-events", key, order_json(&order).to_string())));
         }
         _ => return Ok(None),
     };
@@ -388,14 +406,24 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
         .context("creating the Kafka producer")?;
 
     let start = options.start.unwrap_or_else(now_micros);
-    let mut events = MergedEvents::of_every_pipeline(options.seed, start);
-    let limit = options.events.unwrap_or(u64::MAX);
+    let simulation = every_pipeline(options.seed, start);
     let mut progress = Progress {
         counts: BTreeMap::new(),
         started: Instant::now(),
         last_shown: Instant::now(),
         terminal: std::io::stderr().is_terminal(),
     };
+    // The catalogs first, as the demos' bootstrap; only those a topic carries
+    // (the inventory demo's products) are sent, the tables are the server's.
+    for event in &simulation.bootstrap {
+        if let Some((topic, key, json)) = encode_event(event)? {
+            let topic_name = format!("{}{topic}", options.kafka_topic_prefix);
+            send(&producer, &topic_name, &key, &json, message_time(event))?;
+            *progress.counts.entry(topic).or_default() += 1;
+        }
+    }
+    let mut events = simulation.events.peekable();
+    let limit = options.events.unwrap_or(u64::MAX);
     let mut produced: u64 = 0;
     let mut event_time = start;
     let wall_start = Instant::now();
@@ -410,8 +438,8 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
         let mut orders = Vec::new();
         let mut sent_now = 0u64;
         while sent_now < due.min(limit - produced).min(10_000) {
-            let next = events.peek_time().expect("the generator never ends");
-            if options.rate.is_none() && next > simulated_now {
+            let next = events.peek().expect("the generator never ends");
+            if options.rate.is_none() && next.event_time > simulated_now {
                 break;
             }
             let event = events.next().expect("peeked");
@@ -420,7 +448,7 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
             match encode_event(&event)? {
                 Some((topic, key, json)) => {
                     let topic_name = format!("{}{topic}", options.kafka_topic_prefix);
-                    send(&producer, &topic_name, &key, &json)?;
+                    send(&producer, &topic_name, &key, &json, message_time(&event))?;
                     *progress.counts.entry(topic).or_default() += 1;
                 }
                 None if event.relation == Order::spec().name => {
@@ -451,10 +479,26 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Kafka timestamp of an event's message: product updates carry their update
+/// time (the inventory pipeline's clock reads it); others get the producer's.
+fn message_time(event: &GeneratedEvent) -> Option<Micros> {
+    (event.relation == ProductUpdate::spec().name).then_some(event.event_time)
+}
+
 /// Queues one message, waiting while the producer's queue is full.
-fn send(producer: &BaseProducer<ProduceContext>, topic: &str, key: &str, json: &str) -> anyhow::Result<()> {
+fn send(
+    producer: &BaseProducer<ProduceContext>,
+    topic: &str,
+    key: &str,
+    json: &str,
+    time: Option<Micros>,
+) -> anyhow::Result<()> {
     loop {
-        match producer.send(BaseRecord::to(topic).key(key).payload(json)) {
+        let mut record = BaseRecord::to(topic).key(key).payload(json);
+        if let Some(micros) = time {
+            record = record.timestamp(micros.div_euclid(1000));
+        }
+        match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 producer.poll(Duration::from_millis(100));
@@ -472,7 +516,8 @@ mod tests {
     fn events_look_like_the_original_producers() {
         let start = 1_735_787_045_250_000; // 2025-01-02 03:04:05.25 UTC
         let mut seen = BTreeMap::new();
-        for event in MergedEvents::of_every_pipeline(5, start).take(20_000) {
+        let simulation = every_pipeline(5, start);
+        for event in simulation.bootstrap.into_iter().chain(simulation.events.take(20_000)) {
             if let Some((topic, key, json)) = encode_event(&event).unwrap() {
                 seen.entry(topic).or_insert((key, json));
             }

@@ -81,8 +81,10 @@ pub fn parse_sink_option(text: &str) -> Result<(String, String), String> {
 ///   JSON (productId, productName, eventType, …, timestamp in ms, changeReason);
 /// - `inventory_alerts` → `inventory-alerts` (alertType, productId, message, severity, timestamp);
 /// - the price changes → `price-updates` (`{"product_id", "new_price", "timestamp"}`).
-pub fn declared_sinks(_topic_prefix: &str) -> Vec<KafkaSink> {
-    Vec::new()
+pub fn declared_sinks(topic_prefix: &str) -> Vec<KafkaSink> {
+    let mut sinks = Vec::new();
+    sinks.extend(super::inventory::inventory_sinks(topic_prefix));
+    sinks
 }
 
 /// Counts of what the sinks wrote, for logs and tests.

@@ -7,6 +7,8 @@ pub mod cdc;
 pub mod control;
 pub mod ecommerce_generator;
 pub mod generator;
+pub mod inventory_generator;
+pub mod inventory_json;
 pub mod kafka;
 pub mod status;
 pub mod timestamps;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use diffmart_dataflows::datum::{Micros, Record};
+use diffmart_dataflows::inventory::ProductUpdate;
 use diffmart_dataflows::retail::ProductInventory;
 use diffmart_dataflows::system::SourceStatus;
 
@@ -48,7 +51,8 @@ pub struct Simulation {
 
 /// Every pipeline's simulation. Each gets its own seed derived from the
 /// configured one, so adding a pipeline never changes another one's events.
-fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
+/// `loaded_products`: what `product_updates` already holds (a `--catalog` file).
+fn simulations(config: &GeneratorConfig, loaded_products: Vec<ProductUpdate>) -> Vec<Simulation> {
     let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let retail = Simulation {
         bootstrap: RetailGenerator::catalog()
@@ -65,34 +69,30 @@ fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
         retail,
         ecommerce_generator::simulation(seed(1), config.start),
         casino_generator::CasinoGenerator::simulation(seed(2), config.start),
+        inventory_generator::InventoryGenerator::simulation(seed(3), config.start, loaded_products),
     ]
 }
 
 /// The simulations' streams merged into one, in event-time order (ties go to the
 /// earlier simulation, so the merge is deterministic).
-pub struct MergedEvents {
+struct MergedEvents {
     streams: Vec<std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent> + Send>>>,
 }
 
 /// Every pipeline's simulation as one, as the generator runs it: all bootstrap
 /// rows, then every pipeline's events merged in event-time order.
 pub fn every_pipeline(seed: u64, start: Micros) -> Simulation {
-    let simulations = simulations(&GeneratorConfig { seed, start, rate: None, events: None });
+    let simulations = simulations(&GeneratorConfig { seed, start, rate: None, events: None }, Vec::new());
     let bootstrap = simulations.iter().flat_map(|s| s.bootstrap.iter().cloned()).collect();
     Simulation { bootstrap, events: Box::new(MergedEvents::new(simulations)) }
 }
 
 impl MergedEvents {
-    /// Every pipeline's events (not their bootstrap rows), as the generator streams them.
-    pub fn of_every_pipeline(seed: u64, start: Micros) -> MergedEvents {
-        MergedEvents::new(simulations(&GeneratorConfig { seed, start, rate: None, events: None }))
-    }
-
     fn new(simulations: Vec<Simulation>) -> MergedEvents {
         MergedEvents { streams: simulations.into_iter().map(|s| s.events.peekable()).collect() }
     }
 
-    pub fn peek_time(&mut self) -> Option<Micros> {
+    fn peek_time(&mut self) -> Option<Micros> {
         self.streams.iter_mut().filter_map(|s| s.peek().map(|e| e.event_time)).min()
     }
 }
@@ -130,7 +130,12 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
     let relation = move |name: &str| {
         ids.iter().find(|(n, _)| *n == name).map(|(_, id)| *id).with_context(|| format!("no relation {name}"))
     };
-    let simulations = simulations(&config);
+    let loaded_products = engine
+        .catalog()
+        .id(ProductUpdate::spec().name)
+        .map(|id| engine.snapshot().rows(id).iter().filter_map(|row| ProductUpdate::from_row(row).ok()).collect())
+        .unwrap_or_default();
+    let simulations = simulations(&config, loaded_products);
     let mut bootstrap = Vec::new();
     for event in simulations.iter().flat_map(|s| &s.bootstrap) {
         let id = relation(event.relation)?;
@@ -233,6 +238,17 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
         })
         .context("spawning the generator")?;
     Ok(Generator { control, thread })
+}
+
+/// Loads a catalog file (`--catalog`, the original's `initial-products.json` format) into
+/// `product_updates`, whoever else feeds it; returns how many products it held.
+pub fn load_catalog(engine: &Engine, path: &std::path::Path, load_time: Micros) -> anyhow::Result<usize> {
+    let products = inventory_json::load_catalog_file(path, load_time)?;
+    let id = engine.catalog().id(ProductUpdate::spec().name).context("no relation product_updates")?;
+    let updates: Vec<Update> = products.iter().map(|p| Update::insert(id, p.to_row())).collect();
+    engine.apply_blocking(updates).map_err(|e| anyhow::anyhow!("loading the catalog {}: {e}", path.display()))?;
+    tracing::info!(products = products.len(), file = %path.display(), "catalog loaded");
+    Ok(products.len())
 }
 
 /// The generator's row in `diffmart_sources`: kind `generator`, name `embedded`;

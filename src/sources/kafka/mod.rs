@@ -108,7 +108,17 @@ pub fn casino_sources() -> Vec<KafkaSource> {
 /// here: a `KafkaSource::json(topic, Record::spec())` line when the JSON fields are
 /// the column names, `KafkaSource::custom` otherwise.
 pub fn declared_sources() -> Vec<KafkaSource> {
-    [retail_sources(), ecommerce_sources(), casino_sources()].concat()
+    [retail_sources(), ecommerce_sources(), casino_sources(), inventory_sources()].concat()
+}
+
+/// The inventory demo's topics (`shared/spec/PIPELINES.md` §D), in the original's JSON.
+pub fn inventory_sources() -> Vec<KafkaSource> {
+    use crate::sources::inventory_json::{decode_order_events, decode_product_updates};
+    use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
+    vec![
+        KafkaSource::custom("product-updates", ProductUpdate::spec(), decode_product_updates),
+        KafkaSource::custom("order-events", OrderEvent::spec(), decode_order_events),
+    ]
 }
 
 /// Where to start reading partitions at start-up.
