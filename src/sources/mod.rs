@@ -44,21 +44,23 @@ pub struct Simulation {
     pub events: Box<dyn Iterator<Item = GeneratedEvent> + Send>,
 }
 
-/// Every pipeline's simulation. Each gets its own seed derived from the
-/// configured one, so adding a pipeline never changes another one's events.
-fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
-    let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let retail = Simulation {
+/// The retail pipeline's simulation: the product catalog, then the five producers.
+pub fn retail_simulation(seed: u64, start: Micros) -> Simulation {
+    Simulation {
         bootstrap: RetailGenerator::catalog()
             .iter()
-            .map(|p| GeneratedEvent {
-                relation: ProductInventory::spec().name,
-                row: p.to_row(),
-                event_time: config.start,
-            })
+            .map(|p| GeneratedEvent { relation: ProductInventory::spec().name, row: p.to_row(), event_time: start })
             .collect(),
-        events: Box::new(RetailGenerator::new(seed(0), config.start)),
-    };
+        events: Box::new(RetailGenerator::new(seed, start)),
+    }
+}
+
+/// Every pipeline's simulation. Each gets its own seed derived from the
+/// configured one, so adding a pipeline never changes another one's events.
+/// Retail comes first, seeded with the configured seed itself.
+pub fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
+    let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let retail = retail_simulation(seed(0), config.start);
     vec![
         retail,
         ecommerce_generator::simulation(seed(1), config.start),
@@ -68,12 +70,18 @@ fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
 
 /// The simulations' streams merged into one, in event-time order (ties go to the
 /// earlier simulation, so the merge is deterministic).
-struct MergedEvents {
+pub struct MergedEvents {
     streams: Vec<std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent> + Send>>>,
 }
 
 impl MergedEvents {
-    fn peek_time(&mut self) -> Option<Micros> {
+    /// Merges the simulations' event streams; their bootstrap rows are left to the caller.
+    pub fn new(streams: impl IntoIterator<Item = Box<dyn Iterator<Item = GeneratedEvent> + Send>>) -> MergedEvents {
+        MergedEvents { streams: streams.into_iter().map(Iterator::peekable).collect() }
+    }
+
+    /// Event time of the next event.
+    pub fn peek_time(&mut self) -> Option<Micros> {
         self.streams.iter_mut().filter_map(|s| s.peek().map(|e| e.event_time)).min()
     }
 }
