@@ -159,7 +159,7 @@ pub fn run(engine: &Arc<Engine>, updates: Vec<Update>, rate: f64, verdict: Verdi
     let (sent, overloaded) = driver.join().map_err(|_| anyhow::anyhow!("the driver panicked"))??;
     let (freshness_us, last_visible, batches) = monitor.join().map_err(|_| anyhow::anyhow!("the monitor panicked"))?;
     anyhow::ensure!(freshness_us.len() == sent, "the engine shut down during the run");
-    let cpu_nanos = process::engine_cpu_nanos().saturating_sub(cpu_before);
+    let cpu_nanos = process::engine_cpu_nanos().since(&cpu_before);
 
     let tail = sent.div_ceil(100);
     let tail_freshness_ms = freshness_us[sent - tail..].iter().copied().max().unwrap_or(0) as f64 / 1e3;

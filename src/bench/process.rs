@@ -33,16 +33,35 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// CPU time, in nanoseconds, that this process's threads other than the
-/// benchmark's own have spent so far.
-pub fn engine_cpu_nanos() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
-    tasks
-        .flatten()
-        .map(|task| task.path())
-        .filter(|path| !is_bench_thread(path))
-        .map(|path| thread_cpu_nanos(&path))
-        .sum()
+/// CPU time, in nanoseconds, that each of this process's threads other than the
+/// benchmark's own has spent so far, by thread id.
+pub fn engine_cpu_nanos() -> CpuTimes {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return CpuTimes::default() };
+    CpuTimes(
+        tasks
+            .flatten()
+            .map(|task| task.path())
+            .filter(|path| !is_bench_thread(path))
+            .map(|path| {
+                (
+                    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    thread_cpu_nanos(&path),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Per-thread CPU times at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct CpuTimes(std::collections::HashMap<String, u64>);
+
+impl CpuTimes {
+    /// CPU time spent between `earlier` and `self` by the threads alive now (threads
+    /// that started in between count from zero; threads that ended are not counted).
+    pub fn since(&self, earlier: &CpuTimes) -> u64 {
+        self.0.iter().map(|(tid, now)| now.saturating_sub(earlier.0.get(tid).copied().unwrap_or(0))).sum()
+    }
 }
 
 fn is_bench_thread(task: &Path) -> bool {
@@ -78,6 +97,6 @@ mod tests {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
         std::hint::black_box(x);
-        assert!(super::engine_cpu_nanos() > before);
+        assert!(super::engine_cpu_nanos().since(&before) > 0);
     }
 }
