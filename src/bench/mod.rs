@@ -192,9 +192,9 @@ impl BenchOptions {
 pub enum ScenarioOutput {
     Freshness(Vec<throughput::FreshnessResult>),
     MaxRate(Vec<throughput::MaxRateResult>),
-    History(history::HistoryResult),
-    Delta(history::DeltaResult),
-    Reads(reads::ReadsResult),
+    History(Box<history::HistoryResult>),
+    Delta(Box<history::DeltaResult>),
+    Reads(Box<reads::ReadsResult>),
 }
 
 /// Runs the scenarios (each in a child process), prints the table, writes the JSON.
@@ -239,15 +239,24 @@ fn run_scenario(options: &BenchOptions, scenario: Scenario) -> anyhow::Result<Sc
         Scenario::MaxRate => ScenarioOutput::MaxRate(
             combinations().map(|(w, n)| throughput::max_rate(options, w, n)).collect::<anyhow::Result<_>>()?,
         ),
-        Scenario::History => {
-            ScenarioOutput::History(history::history(options, options.workload_preferring(Workload::All), workers)?)
-        }
-        Scenario::Delta => {
-            ScenarioOutput::Delta(history::delta(options, options.workload_preferring(Workload::Retail), workers)?)
-        }
+        Scenario::History => ScenarioOutput::History(Box::new(history::history(
+            options,
+            options.workload_preferring(Workload::All),
+            workers,
+        )?)),
+        Scenario::Delta => ScenarioOutput::Delta(Box::new(history::delta(
+            options,
+            options.workload_preferring(Workload::Retail),
+            workers,
+        )?)),
         Scenario::Reads => {
             let rate = options.read_rate.unwrap_or(50_000.0);
-            ScenarioOutput::Reads(reads::reads(options, options.workload_preferring(Workload::All), workers, rate)?)
+            ScenarioOutput::Reads(Box::new(reads::reads(
+                options,
+                options.workload_preferring(Workload::All),
+                workers,
+                rate,
+            )?))
         }
     })
 }

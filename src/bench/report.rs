@@ -59,9 +59,9 @@ impl Report {
         match output {
             ScenarioOutput::Freshness(runs) => self.freshness.extend(runs),
             ScenarioOutput::MaxRate(searches) => self.max_rate.extend(searches),
-            ScenarioOutput::History(result) => self.history = Some(result),
-            ScenarioOutput::Delta(result) => self.delta = Some(result),
-            ScenarioOutput::Reads(result) => self.reads = Some(result),
+            ScenarioOutput::History(result) => self.history = Some(*result),
+            ScenarioOutput::Delta(result) => self.delta = Some(*result),
+            ScenarioOutput::Reads(result) => self.reads = Some(*result),
         }
     }
 
@@ -134,10 +134,11 @@ impl Report {
                 "event time h", "events", "retained rows", "RSS MB", "cpu µs/ev", "p50 ms", "p99 ms", "fast-fwd ev/s"
             );
             for p in [&h.short, &h.long] {
+                let span = format!("{:.1}-{:.1}", p.event_time_hours, p.window_end_hours);
                 let _ = writeln!(
                     out,
                     "{:>12} {:>12} {:>14} {:>9.0} {:>10.2} {:>9.2} {:>9.2} {:>15.0}",
-                    format!("{:.1}-{:.1}", p.event_time_hours, p.window_end_hours),
+                    span,
                     p.events_before,
                     p.retained_input_rows,
                     p.rss_bytes as f64 / 1e6,
