@@ -35,6 +35,9 @@ pub enum Command {
     /// Write the retail demo's events to Kafka (and its orders to PostgreSQL with
     /// --cdc-url), in the original producers' formats.
     Produce(ProduceOptions),
+    /// Measure the engine end to end on the generator's events (freshness, highest
+    /// sustained rate, cost versus history, deltas, reads); see README "Benchmarks".
+    Bench(crate::bench::BenchOptions),
 }
 
 /// The server's options.
@@ -271,7 +274,7 @@ mod tests {
         let cli = Cli::try_parse_from(["diffmart", "produce", "--kafka-brokers", "k:9092", "--events", "10"]).unwrap();
         match cli.command {
             Some(Command::Produce(options)) => assert_eq!(options.events, Some(10)),
-            None => panic!("produce not parsed"),
+            _ => panic!("produce not parsed"),
         }
         assert!(Cli::try_parse_from(["diffmart", "--kafka-sink", "nope"]).is_err());
         let help = Cli::try_parse_from(["diffmart", "produce", "--help"]).unwrap_err();

@@ -3,8 +3,10 @@
 //!
 //! The data path runs one way: [`sources`] → compute (the `diffmart-dataflows`
 //! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`] and [`sinks`].
-//! [`produce`] is a client: it writes the demo's events to Kafka.
+//! [`produce`] is a client: it writes the demo's events to Kafka; [`bench`]
+//! measures the engine end to end.
 
+pub mod bench;
 pub mod cli;
 pub mod compute;
 pub mod http;

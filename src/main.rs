@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Produce(options)) => diffmart::produce::run(options),
+        Some(Command::Bench(options)) => diffmart::bench::run(options),
         None => run(cli.server),
     };
     match result {

@@ -86,11 +86,21 @@ impl Ingest {
     }
 }
 
-/// Stamps requests with times. Whatever queued up while the last batch was being
-/// handed over goes out together: batches grow with load, latency stays low when idle.
-fn run_ingest(requests: Receiver<IngestRequest>, compute: Compute) {
+/// Logical times ingest lets compute work on at once. Each time has a fixed cost (every
+/// operator of every pipeline is scheduled for it); while compute is busy, requests
+/// queue up and then share the next time, so that cost is spread over more events as
+/// load grows. When idle the previous times are long complete and nothing waits.
+const TIMES_IN_FLIGHT: Time = 2;
+
+/// Stamps requests with times. Whatever queued up while compute was busy goes out
+/// together: batches grow with load, latency stays low when idle.
+fn run_ingest(requests: Receiver<IngestRequest>, compute: Compute, store: Arc<Store>) {
     let mut time: Time = 0;
     while let Ok(first) = requests.recv() {
+        if time >= TIMES_IN_FLIGHT {
+            // False only when compute has shut down; the send below then goes nowhere.
+            store.wait_visible_blocking(time - TIMES_IN_FLIGHT);
+        }
         let mut pending = vec![first];
         while let Ok(more) = requests.try_recv() {
             pending.push(more);
@@ -139,10 +149,13 @@ impl Engine {
                 .spawn(move || store.apply_outputs(outputs_rx))
                 .context("spawning the store thread")?
         };
-        let ingest_thread = std::thread::Builder::new()
-            .name("diffmart-ingest".into())
-            .spawn(move || run_ingest(requests_rx, compute))
-            .context("spawning the ingest thread")?;
+        let ingest_thread = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("diffmart-ingest".into())
+                .spawn(move || run_ingest(requests_rx, compute, store))
+                .context("spawning the ingest thread")?
+        };
         let engine = Arc::new(Engine {
             catalog,
             store,

@@ -49,22 +49,24 @@ pub struct Simulation {
     pub events: Box<dyn Iterator<Item = GeneratedEvent> + Send>,
 }
 
-/// Every pipeline's simulation. Each gets its own seed derived from the
-/// configured one, so adding a pipeline never changes another one's events.
-/// `loaded_products`: what `product_updates` already holds (a `--catalog` file).
-fn simulations(config: &GeneratorConfig, loaded_products: Vec<ProductUpdate>) -> Vec<Simulation> {
-    let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let retail = Simulation {
+/// The retail pipeline's simulation: the product catalog, then the five producers.
+pub fn retail_simulation(seed: u64, start: Micros) -> Simulation {
+    Simulation {
         bootstrap: RetailGenerator::catalog()
             .iter()
-            .map(|p| GeneratedEvent {
-                relation: ProductInventory::spec().name,
-                row: p.to_row(),
-                event_time: config.start,
-            })
+            .map(|p| GeneratedEvent { relation: ProductInventory::spec().name, row: p.to_row(), event_time: start })
             .collect(),
-        events: Box::new(RetailGenerator::new(seed(0), config.start)),
-    };
+        events: Box::new(RetailGenerator::new(seed, start)),
+    }
+}
+
+/// Every pipeline's simulation. Each gets its own seed derived from the
+/// configured one, so adding a pipeline never changes another one's events.
+/// Retail comes first, seeded with the configured seed itself.
+/// `loaded_products`: what `product_updates` already holds (a `--catalog` file).
+pub fn simulations(config: &GeneratorConfig, loaded_products: Vec<ProductUpdate>) -> Vec<Simulation> {
+    let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let retail = retail_simulation(seed(0), config.start);
     vec![
         retail,
         ecommerce_generator::simulation(seed(1), config.start),
@@ -75,7 +77,7 @@ fn simulations(config: &GeneratorConfig, loaded_products: Vec<ProductUpdate>) ->
 
 /// The simulations' streams merged into one, in event-time order (ties go to the
 /// earlier simulation, so the merge is deterministic).
-struct MergedEvents {
+pub struct MergedEvents {
     streams: Vec<std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent> + Send>>>,
 }
 
@@ -84,15 +86,17 @@ struct MergedEvents {
 pub fn every_pipeline(seed: u64, start: Micros) -> Simulation {
     let simulations = simulations(&GeneratorConfig { seed, start, rate: None, events: None }, Vec::new());
     let bootstrap = simulations.iter().flat_map(|s| s.bootstrap.iter().cloned()).collect();
-    Simulation { bootstrap, events: Box::new(MergedEvents::new(simulations)) }
+    Simulation { bootstrap, events: Box::new(MergedEvents::new(simulations.into_iter().map(|s| s.events))) }
 }
 
 impl MergedEvents {
-    fn new(simulations: Vec<Simulation>) -> MergedEvents {
-        MergedEvents { streams: simulations.into_iter().map(|s| s.events.peekable()).collect() }
+    /// Merges the simulations' event streams; their bootstrap rows are left to the caller.
+    pub fn new(streams: impl IntoIterator<Item = Box<dyn Iterator<Item = GeneratedEvent> + Send>>) -> MergedEvents {
+        MergedEvents { streams: streams.into_iter().map(Iterator::peekable).collect() }
     }
 
-    fn peek_time(&mut self) -> Option<Micros> {
+    /// Event time of the next event.
+    pub fn peek_time(&mut self) -> Option<Micros> {
         self.streams.iter_mut().filter_map(|s| s.peek().map(|e| e.event_time)).min()
     }
 }
@@ -144,7 +148,7 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
         }
     }
     engine.apply_blocking(bootstrap).map_err(|e| anyhow::anyhow!("loading the generator's catalogs: {e}"))?;
-    let mut events = MergedEvents::new(simulations);
+    let mut events = MergedEvents::new(simulations.into_iter().map(|s| s.events));
     let mut status = GeneratorStatus::new(status::StatusRelations::of(engine.catalog())?);
     let ingest = engine.ingest();
     let control = Arc::new(GeneratorControl::new(Pace::from_rate(config.rate), config.events));
