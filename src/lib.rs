@@ -2,10 +2,11 @@
 //! and served over the Postgres wire protocol.
 //!
 //! The data path runs one way: [`sources`] → compute (the `diffmart-dataflows`
-//! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`] and [`sinks`].
+//! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`], [`http`] and [`sinks`].
 //! [`produce`] is a client: it writes the demo's events to Kafka.
 
 pub mod cli;
+pub mod http;
 pub mod compute;
 pub mod pgwire;
 pub mod produce;

@@ -1,4 +1,6 @@
-//! `diffmart produce`: the retail demo's data producers, as one command.
+//! `diffmart produce`: the retail demo's data producers, as one command (and,
+//! with `--pipelines pricing`, the pricing demo's event producer: `product-events`
+//! as `{"event_type", "product_id", "user_id", "timestamp": epoch ms, "price"}`).
 //!
 //! Writes the embedded generator's events to the four Kafka topics in the JSON
 //! the original Python producers wrote (same field order, `", "` and `": "`
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use diffmart_dataflows::datum::{Micros, Record};
+use diffmart_dataflows::pricing::ProductEvent;
 use diffmart_dataflows::retail::{CompetitorPrice, Order, Purchase, Restock, WebClick};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -27,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::cli::parse_key_value;
 use crate::sources::generator::{GeneratedEvent, RetailGenerator};
 use crate::sources::now_micros;
+use crate::sources::pricing_generator::PricingGenerator;
 use crate::sources::timestamps::parse_timestamp;
 
 /// Options of `diffmart produce`.
@@ -66,6 +70,11 @@ pub struct ProduceOptions {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
 
+    /// Which pipelines' events to write: `retail` (its four topics and orders),
+    /// `pricing` (`product-events`), or both, comma-separated.
+    #[arg(long, value_name = "LIST", value_enum, value_delimiter = ',', default_value = "retail")]
+    pub pipelines: Vec<ProducedPipeline>,
+
     /// Extra librdkafka producer property (repeatable), e.g. security.protocol=SSL.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub kafka_properties: Vec<(String, String)>,
@@ -75,8 +84,55 @@ pub struct ProduceOptions {
     pub help: Option<bool>,
 }
 
+/// A pipeline whose producers `diffmart produce` stands in for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProducedPipeline {
+    /// The retail demo's four topics (and its orders, into PostgreSQL).
+    Retail,
+    /// The pricing demo's `product-events`.
+    Pricing,
+}
+
 /// The original producers' topics, in the order the progress line shows them.
 pub const TOPICS: [&str; 4] = ["web_clicks", "purchases", "restocks", "competitor_prices"];
+
+/// The pricing demo's topic.
+pub const PRICING_TOPIC: &str = "product-events";
+
+/// The selected pipelines' topics.
+fn topics_of(pipelines: &[ProducedPipeline]) -> Vec<&'static str> {
+    let mut topics = Vec::new();
+    if pipelines.contains(&ProducedPipeline::Retail) {
+        topics.extend(TOPICS);
+    }
+    if pipelines.contains(&ProducedPipeline::Pricing) {
+        topics.push(PRICING_TOPIC);
+    }
+    topics
+}
+
+/// The selected pipelines' generators, merged into one stream in event-time order
+/// (ties go to retail), each with the seed the embedded generator would give it.
+fn events_of(
+    pipelines: &[ProducedPipeline],
+    seed: u64,
+    start: Micros,
+) -> std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent>>> {
+    let mut streams: Vec<std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent>>>> = Vec::new();
+    if pipelines.contains(&ProducedPipeline::Retail) {
+        streams.push((Box::new(RetailGenerator::new(seed, start)) as Box<dyn Iterator<Item = _>>).peekable());
+    }
+    if pipelines.contains(&ProducedPipeline::Pricing) {
+        // `sources::simulations` gives pricing (pipeline 4) this seed.
+        let pricing_seed = seed.wrapping_add(4u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        streams.push((Box::new(PricingGenerator::new(pricing_seed, start)) as Box<dyn Iterator<Item = _>>).peekable());
+    }
+    let merged = std::iter::from_fn(move || {
+        let earliest = streams.iter_mut().enumerate().filter_map(|(i, s)| s.peek().map(|e| (e.event_time, i))).min()?.1;
+        streams[earliest].next()
+    });
+    (Box::new(merged) as Box<dyn Iterator<Item = GeneratedEvent>>).peekable()
+}
 
 /// A generated event as the original producers wrote it: its topic, key and JSON.
 /// `None` for orders, which go to PostgreSQL.
@@ -95,7 +151,7 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
                 click.product_id,
                 text(&click.event_type)
             );
-            ("web_clicks", click.product_id, json)
+            ("web_clicks", click.product_id.to_string(), json)
         }
         "purchases" => {
             let purchase = Purchase::from_row(&event.row)?;
@@ -106,7 +162,7 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
                 purchase.quantity_purchased,
                 text(&purchase.customer_id)
             );
-            ("purchases", purchase.product_id, json)
+            ("purchases", purchase.product_id.to_string(), json)
         }
         "restocks" => {
             let restock = Restock::from_row(&event.row)?;
@@ -116,7 +172,7 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
                 restock.product_id,
                 restock.quantity_restocked
             );
-            ("restocks", restock.product_id, json)
+            ("restocks", restock.product_id.to_string(), json)
         }
         "competitor_prices" => {
             let quote = CompetitorPrice::from_row(&event.row)?;
@@ -127,13 +183,24 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
                 text(&quote.competitor),
                 python_float(quote.competitor_price)
             );
-            ("competitor_prices", quote.product_id, json)
+            ("competitor_prices", quote.product_id.to_string(), json)
+        }
+        "product_events" => {
+            let event = ProductEvent::from_row(&event.row)?;
+            let json = serde_json::json!({
+                "event_type": event.event_type,
+                "product_id": event.product_id,
+                "user_id": event.user_id,
+                "timestamp": event.timestamp.div_euclid(1000),
+                "price": event.price.get(),
+            });
+            (PRICING_TOPIC, event.product_id, json.to_string())
         }
         "orders" => return Ok(None),
         other => bail!("the producer has no topic for {other}"),
     };
-    let (topic, product_id, json) = encoded;
-    Ok(Some((topic, product_id.to_string(), json)))
+    let (topic, key, json) = encoded;
+    Ok(Some((topic, key, json)))
 }
 
 /// How Python's `json.dumps` prints a float rounded to cents: `19.9`, `20.0`.
@@ -293,6 +360,7 @@ impl ProducerContext for ProduceContext {
 
 /// Counts per topic (and orders), for the progress line.
 struct Progress {
+    topics: Vec<&'static str>,
     counts: BTreeMap<&'static str, u64>,
     started: Instant,
     last_shown: Instant,
@@ -302,7 +370,7 @@ struct Progress {
 impl Progress {
     fn line(&self, total: u64, event_time: Micros, orders: &str) -> String {
         let per_topic: Vec<String> =
-            TOPICS.iter().map(|t| format!("{t} {}", self.counts.get(t).copied().unwrap_or(0))).collect();
+            self.topics.iter().map(|t| format!("{t} {}", self.counts.get(t).copied().unwrap_or(0))).collect();
         let rate = total as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         let time = chrono::DateTime::from_timestamp_micros(event_time)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -346,7 +414,11 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
     for (key, value) in &options.kafka_properties {
         config.set(key, value);
     }
-    let names: Vec<String> = TOPICS.iter().map(|t| format!("{}{t}", options.kafka_topic_prefix)).collect();
+    if options.pipelines.is_empty() {
+        bail!("--pipelines needs at least one pipeline");
+    }
+    let topics = topics_of(&options.pipelines);
+    let names: Vec<String> = topics.iter().map(|t| format!("{}{t}", options.kafka_topic_prefix)).collect();
     runtime.block_on(create_topics(&config, &names, options.partitions))?;
     let postgres = match &options.cdc_url {
         Some(url) => Some(runtime.block_on(prepare_postgres(url))?),
@@ -363,9 +435,10 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
         .context("creating the Kafka producer")?;
 
     let start = options.start.unwrap_or_else(now_micros);
-    let mut events = RetailGenerator::new(options.seed, start).peekable();
+    let mut events = events_of(&options.pipelines, options.seed, start);
     let limit = options.events.unwrap_or(u64::MAX);
     let mut progress = Progress {
+        topics,
         counts: BTreeMap::new(),
         started: Instant::now(),
         last_shown: Instant::now(),

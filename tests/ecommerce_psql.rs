@@ -191,6 +191,7 @@ async fn the_seed_test_data_loads_with_psql_and_matches_postgres() {
     let _server = Server(
         Command::new(env!("CARGO_BIN_EXE_diffmart"))
             .args(["--pg-listen", &format!("127.0.0.1:{port}"), "-w", "2", "--no-generator"])
+            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -559,6 +559,7 @@ fn produce_writes_the_topics_and_postgres_and_diffmart_reads_them_back() {
         start: Some(START),
         cdc_url: Some(postgres.url()),
         partitions: 2,
+        pipelines: vec![diffmart::produce::ProducedPipeline::Retail],
         kafka_properties: Vec::new(),
         help: None,
     })

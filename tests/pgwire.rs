@@ -229,6 +229,7 @@ fn psql_runs_the_readme_examples() {
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_diffmart"))
             .args(["--pg-listen", &format!("127.0.0.1:{port}"), "-w", "2"])
+            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--generator-seed", "3", "--generator-start", "2025-06-01 12:00:00"])
             .args(["--generator-rate", "100000", "--generator-events", &events.to_string()])
             .stdout(Stdio::null())

@@ -7,6 +7,7 @@ pub mod cdc;
 pub mod ecommerce_generator;
 pub mod generator;
 pub mod kafka;
+pub mod pricing_generator;
 pub mod status;
 pub mod timestamps;
 
@@ -63,6 +64,7 @@ fn simulations(config: &GeneratorConfig) -> Vec<Simulation> {
         retail,
         ecommerce_generator::simulation(seed(1), config.start),
         casino_generator::CasinoGenerator::simulation(seed(2), config.start),
+        pricing_generator::PricingGenerator::simulation(seed(4), config.start),
     ]
 }
 

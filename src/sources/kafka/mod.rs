@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
 use diffmart_dataflows::datum::{Record, RelationSpec, Row};
+use diffmart_dataflows::pricing::ProductEvent;
 use diffmart_dataflows::retail::{CompetitorPrice, Purchase, Restock, WebClick};
 
 use crate::serving::Engine;
@@ -89,7 +90,11 @@ pub fn retail_sources() -> Vec<KafkaSource> {
 /// here: a `KafkaSource::json(topic, Record::spec())` line when the JSON fields are
 /// the column names, `KafkaSource::custom` otherwise.
 pub fn declared_sources() -> Vec<KafkaSource> {
-    retail_sources()
+    let mut sources = retail_sources();
+    // Pricing (§E): `{"event_type", "product_id", "user_id", "timestamp": epoch ms, "price"}`;
+    // invalid events fail `product_events`' CHECK and are counted as bad messages.
+    sources.push(KafkaSource::json("product-events", ProductEvent::spec()));
+    sources
 }
 
 /// Where to start reading partitions at start-up.
