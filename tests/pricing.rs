@@ -16,7 +16,7 @@ use diffmart::sinks::kafka::{KafkaSinks, declared_sinks};
 use diffmart::sources::generator::GeneratedEvent;
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources, declared_sources};
 use diffmart::sources::pricing_generator::PricingGenerator;
-use diffmart_dataflows::datum::{Datum, F64, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record, Row};
+use diffmart_dataflows::datum::{F64, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record, Row};
 use diffmart_dataflows::pricing::{
     self, CatalogProduct, OverrideRemoval, PriceHistoryRow, PriceOverride, PriceUpdate, ProductEvent, ProductPrice,
     demand_weight, dynamic_price,

@@ -169,7 +169,7 @@ impl ProductPricing {
                 // The override was removed: the price falls back at the removal time.
                 self.removed_at.or(override_before.and_then(|o| o.set_time))
             };
-            self.record(product_id, now.price.get(), &now.price_source.clone(), time, base_set, out);
+            self.record(product_id, now.price.get(), &now.price_source, time, base_set, out);
         }
 
         for (event, copies) in events {
