@@ -6,8 +6,8 @@
 //! [`produce`] is a client: it writes the demo's events to Kafka.
 
 pub mod cli;
-pub mod http;
 pub mod compute;
+pub mod http;
 pub mod pgwire;
 pub mod produce;
 pub mod serving;

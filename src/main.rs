@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::http::HeaderName;
 use clap::Parser;
 use diffmart::cli::{Cli, Command, Options};
-use axum::http::HeaderName;
 use diffmart::compute::{Compute, ComputeConfig};
 use diffmart::http::{AppState, HttpConfig};
 use diffmart::serving::Engine;
@@ -80,7 +80,9 @@ fn run(options: Options) -> anyhow::Result<()> {
         api_key_header: HeaderName::from_bytes(options.api_key_header.as_bytes())?,
     };
     if http_config.admin_api_key.is_none() {
-        tracing::warn!("no admin API key (--admin-api-key or ADMIN_API_KEY): the HTTP override and history routes refuse every request");
+        tracing::warn!(
+            "no admin API key (--admin-api-key or ADMIN_API_KEY): the HTTP override and history routes refuse every request"
+        );
     }
     let http_state = AppState::new(engine.clone(), &http_config);
     runtime.block_on(async {

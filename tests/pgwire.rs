@@ -273,8 +273,11 @@ fn psql_runs_the_readme_examples() {
         let is_read = query.starts_with("SELECT") || query.starts_with("WITH");
         // Every example must show something: an empty answer means the README promises what the
         // generator's data cannot show.
-        let answered =
-            if is_read { output.contains(" row") && !output.contains("(0 rows)") } else { output.starts_with("UPDATE 1") };
+        let answered = if is_read {
+            output.contains(" row") && !output.contains("(0 rows)")
+        } else {
+            output.starts_with("UPDATE 1")
+        };
         assert!(answered, "unexpected answer to {query}:\n{output}");
     }
 

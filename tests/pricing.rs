@@ -105,7 +105,12 @@ impl OracleProduct {
                 seq: self.changes,
             });
         }
-        self.updates.push(PriceUpdate { product_id: id.into(), seq: self.changes, new_price: F64::new(price), timestamp: time });
+        self.updates.push(PriceUpdate {
+            product_id: id.into(),
+            seq: self.changes,
+            new_price: F64::new(price),
+            timestamp: time,
+        });
     }
 }
 
@@ -131,7 +136,9 @@ fn oracle(batches: &[Batch], retention: Micros) -> [Vec<Row>; 3] {
             state.change(&o.product_id, o.override_price.get(), "override", o.set_time, true);
         }
         let mut events = batch.events.clone();
-        events.sort_by(|a, b| (a.timestamp, &a.event_type, &a.user_id, a.price).cmp(&(b.timestamp, &b.event_type, &b.user_id, b.price)));
+        events.sort_by(|a, b| {
+            (a.timestamp, &a.event_type, &a.user_id, a.price).cmp(&(b.timestamp, &b.event_type, &b.user_id, b.price))
+        });
         for e in events {
             let state = products.entry(e.product_id.clone()).or_default();
             if state.active.is_some() || state.removed_at.is_some_and(|r| e.timestamp <= r) {
@@ -146,7 +153,12 @@ fn oracle(batches: &[Batch], retention: Micros) -> [Vec<Row>; 3] {
     let mut views: [Vec<Row>; 3] = Default::default();
     for (id, state) in &products {
         if let Some((price, source)) = state.price() {
-            let row = ProductPrice { product_id: id.clone(), price: F64::new(price), demand: state.demand, price_source: source.into() };
+            let row = ProductPrice {
+                product_id: id.clone(),
+                price: F64::new(price),
+                demand: state.demand,
+                price_source: source.into(),
+            };
             views[0].push(row.to_row());
         }
         let newest = state.updates.iter().filter_map(|u| u.timestamp).max();
@@ -200,9 +212,15 @@ fn run_workload(engine: &Engine, batches: &[Batch]) {
             let old = active.remove(product).unwrap();
             updates.push(Update::delete(overrides, old.to_row()));
             if let Some(previous) = removed.insert(product.clone(), *at) {
-                updates.push(Update::delete(removals, OverrideRemoval { product_id: product.clone(), removed_at: previous }.to_row()));
+                updates.push(Update::delete(
+                    removals,
+                    OverrideRemoval { product_id: product.clone(), removed_at: previous }.to_row(),
+                ));
             }
-            updates.push(Update::insert(removals, OverrideRemoval { product_id: product.clone(), removed_at: *at }.to_row()));
+            updates.push(Update::insert(
+                removals,
+                OverrideRemoval { product_id: product.clone(), removed_at: *at }.to_row(),
+            ));
         }
         for o in &batch.set {
             if let Some(old) = active.insert(o.product_id.clone(), o.clone()) {
@@ -274,8 +292,17 @@ fn the_spec_examples_through_the_engine() {
     };
     engine.apply_blocking(vec![event("purchase", "X1", 1, 100.0), event("cart", "X1", 2, 100.0)]).unwrap();
     engine.apply_blocking(vec![event("view", "X1", 3, 100.0)]).unwrap();
-    let prices: Vec<ProductPrice> = rows(&engine, "product_prices").iter().map(|r| ProductPrice::from_row(r).unwrap()).collect();
-    assert_eq!(prices, vec![ProductPrice { product_id: "X1".into(), price: F64::new(115.0), demand: 9, price_source: "dynamic".into() }]);
+    let prices: Vec<ProductPrice> =
+        rows(&engine, "product_prices").iter().map(|r| ProductPrice::from_row(r).unwrap()).collect();
+    assert_eq!(
+        prices,
+        vec![ProductPrice {
+            product_id: "X1".into(),
+            price: F64::new(115.0),
+            demand: 9,
+            price_source: "dynamic".into()
+        }]
+    );
     // Invalid events never get in: a CHECK on product_events refuses them.
     let error = engine.apply_blocking(vec![event("click", "X1", 4, 100.0)]).unwrap_err();
     assert_eq!(error.sqlstate, "23514", "{error}");
@@ -301,7 +328,10 @@ async fn start_http(engine: &Arc<Engine>, config: HttpConfig) -> SocketAddr {
 async fn request(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = body.unwrap_or("");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if !body.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
     }
@@ -314,7 +344,8 @@ async fn request(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, 
     let answer = String::from_utf8(answer).unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
     (status, body)
 }
 
@@ -348,9 +379,15 @@ async fn http_routes_answer_as_the_spec_says() {
 
     // GET /price/{id}
     let (status, body) = get("/price/PA").await;
-    assert_eq!((status, parse(&body)), (200, json!({"product_id": "PA", "price": 299.0, "demand": 0, "price_source": "base"})));
+    assert_eq!(
+        (status, parse(&body)),
+        (200, json!({"product_id": "PA", "price": 299.0, "demand": 0, "price_source": "base"}))
+    );
     assert_eq!(get("/price/NOPE").await, (404, error_body("unknown product \"NOPE\"")));
-    assert_eq!(get("/price/P$A").await, (400, error_body("invalid product id \"P$A\": it must match ^[A-Za-z0-9_-]+$")));
+    assert_eq!(
+        get("/price/P$A").await,
+        (400, error_body("invalid product id \"P$A\": it must match ^[A-Za-z0-9_-]+$"))
+    );
     assert_eq!(get("/price/P%20A").await.0, 400);
     assert_eq!(get("/nowhere").await, (404, error_body("no such route")));
 
@@ -358,7 +395,10 @@ async fn http_routes_answer_as_the_spec_says() {
     let body = r#"{"product_id": "PA", "override_price": 199.5}"#;
     let missing = error_body("missing API key: send it in the x-api-key header");
     assert_eq!(request(addr, "POST", "/override", None, Some(body)).await, (401, missing.clone()));
-    assert_eq!(request(addr, "POST", "/override", Some("wrong"), Some(body)).await, (401, error_body("invalid API key")));
+    assert_eq!(
+        request(addr, "POST", "/override", Some("wrong"), Some(body)).await,
+        (401, error_body("invalid API key"))
+    );
     assert_eq!(request(addr, "POST", "/override", Some("s3cret-kez"), Some(body)).await.0, 401);
     assert_eq!(request(addr, "DELETE", "/override/PA", None, None).await, (401, missing.clone()));
     assert_eq!(request(addr, "GET", "/history/PA", Some("nope"), None).await, (401, error_body("invalid API key")));
@@ -371,10 +411,22 @@ async fn http_routes_answer_as_the_spec_says() {
     let (status, error) = post("{not json").await;
     assert_eq!(status, 400);
     assert!(parse(&error)["error"].as_str().unwrap().starts_with("invalid JSON body"), "{error}");
-    assert_eq!(post(r#"{"product_id": "PA", "override_price": 0}"#).await, (400, error_body("override_price must be greater than 0, got 0")));
-    assert_eq!(post(r#"{"product_id": "PA", "override_price": -5}"#).await, (400, error_body("override_price must be greater than 0, got -5")));
-    assert_eq!(post(r#"{"product_id": "PA"}"#).await, (400, error_body("override_price is required and must be a number")));
-    assert_eq!(post(r#"{"override_price": 5}"#).await, (400, error_body("product_id is required and must be a string")));
+    assert_eq!(
+        post(r#"{"product_id": "PA", "override_price": 0}"#).await,
+        (400, error_body("override_price must be greater than 0, got 0"))
+    );
+    assert_eq!(
+        post(r#"{"product_id": "PA", "override_price": -5}"#).await,
+        (400, error_body("override_price must be greater than 0, got -5"))
+    );
+    assert_eq!(
+        post(r#"{"product_id": "PA"}"#).await,
+        (400, error_body("override_price is required and must be a number"))
+    );
+    assert_eq!(
+        post(r#"{"override_price": 5}"#).await,
+        (400, error_body("product_id is required and must be a string"))
+    );
     assert_eq!(post(r#"{"product_id": "P/A", "override_price": 5}"#).await.0, 400);
     assert_eq!(post(r#"{"product_id": "ZZ", "override_price": 5}"#).await, (404, error_body("unknown product \"ZZ\"")));
     let (status, answer) = post(r#"{"product_id": "PA", "override_price": 199.5}"#).await;
@@ -387,7 +439,8 @@ async fn http_routes_answer_as_the_spec_says() {
     assert_eq!(parse(&price), json!({"product_id": "PA", "price": 199.5, "demand": 0, "price_source": "override"}));
     let (_, answer) = post(r#"{"product_id": "PA", "override_price": 180, "reason": "clearance"}"#).await;
     assert_eq!(parse(&answer)["reason"], "clearance");
-    let overrides: Vec<PriceOverride> = rows(&engine, "price_overrides").iter().map(|r| PriceOverride::from_row(r).unwrap()).collect();
+    let overrides: Vec<PriceOverride> =
+        rows(&engine, "price_overrides").iter().map(|r| PriceOverride::from_row(r).unwrap()).collect();
     assert_eq!(overrides.len(), 1, "an upsert, not a second row");
     assert_eq!((overrides[0].override_price.get(), overrides[0].reason.as_deref()), (180.0, Some("clearance")));
     assert!(overrides[0].set_time.is_some());
@@ -400,7 +453,10 @@ async fn http_routes_answer_as_the_spec_says() {
     let sources: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["price_source"].as_str().unwrap()).collect();
     assert_eq!(sources, ["override", "override", "base"], "newest first: {body}");
     assert_eq!(entries[0]["price"], 180.0);
-    assert_eq!(history("/history/PA?limit=abc").await, (400, error_body("limit must be a positive integer, got \"abc\"")));
+    assert_eq!(
+        history("/history/PA?limit=abc").await,
+        (400, error_body("limit must be a positive integer, got \"abc\""))
+    );
     assert_eq!(history("/history/PA?limit=0").await, (400, error_body("limit must be a positive integer, got \"0\"")));
     assert_eq!(history("/history/PA?limit=-3").await.0, 400);
     assert_eq!(history("/history/NOPE").await, (404, error_body("unknown product \"NOPE\"")));
@@ -409,13 +465,17 @@ async fn http_routes_answer_as_the_spec_says() {
     assert_eq!(parse(&body).as_array().unwrap().len(), 1);
 
     // DELETE /override/{id}
-    assert_eq!(request(addr, "DELETE", "/override/PB", Some(KEY), None).await, (404, error_body("no override for product \"PB\"")));
+    assert_eq!(
+        request(addr, "DELETE", "/override/PB", Some(KEY), None).await,
+        (404, error_body("no override for product \"PB\""))
+    );
     let (status, body) = request(addr, "DELETE", "/override/PA", Some(KEY), None).await;
     assert_eq!((status, parse(&body)), (200, json!({"product_id": "PA", "deleted": true})));
     assert_eq!(request(addr, "DELETE", "/override/PA", Some(KEY), None).await.0, 404, "deleted already");
     let (_, price) = get("/price/PA").await;
     assert_eq!(parse(&price)["price_source"], "base", "back to the catalog price");
-    let removals: Vec<OverrideRemoval> = rows(&engine, "price_override_removals").iter().map(|r| OverrideRemoval::from_row(r).unwrap()).collect();
+    let removals: Vec<OverrideRemoval> =
+        rows(&engine, "price_override_removals").iter().map(|r| OverrideRemoval::from_row(r).unwrap()).collect();
     assert_eq!(removals.len(), 1, "the removal time is recorded");
     assert!(rows(&engine, "price_overrides").is_empty());
 
@@ -499,35 +559,55 @@ async fn sql_and_http_write_the_same_overrides() {
     client.simple_query("INSERT INTO price_overrides (product_id, override_price) VALUES ('PC', 99.5)").await.unwrap();
     let (_, price) = request(addr, "GET", "/price/PC", None, None).await;
     assert_eq!(parse(&price), json!({"product_id": "PC", "price": 99.5, "demand": 0, "price_source": "override"}));
-    let row = client.query_one("SELECT reason, set_time IS NOT NULL FROM price_overrides WHERE product_id = 'PC'", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT reason, set_time IS NOT NULL FROM price_overrides WHERE product_id = 'PC'", &[])
+        .await
+        .unwrap();
     assert_eq!((row.get::<_, String>(0), row.get::<_, bool>(1)), ("manual override".to_string(), true));
     // The key is enforced across both: SQL cannot insert a second PC override.
-    let error = client.simple_query("INSERT INTO price_overrides (product_id, override_price) VALUES ('PC', 5)").await.unwrap_err();
+    let error = client
+        .simple_query("INSERT INTO price_overrides (product_id, override_price) VALUES ('PC', 5)")
+        .await
+        .unwrap_err();
     assert_eq!(error.code().unwrap().code(), "23505");
     // The CHECK: override_price > 0.
-    let error = client.simple_query("INSERT INTO price_overrides (product_id, override_price) VALUES ('PD', 0)").await.unwrap_err();
+    let error = client
+        .simple_query("INSERT INTO price_overrides (product_id, override_price) VALUES ('PD', 0)")
+        .await
+        .unwrap_err();
     assert_eq!(error.code().unwrap().code(), "23514", "{error}");
     // HTTP upsert replaces it; SQL sees the new row.
     request(addr, "POST", "/override", Some(KEY), Some(r#"{"product_id": "PC", "override_price": 88}"#)).await;
-    let row = client.query_one("SELECT override_price FROM price_overrides WHERE product_id = 'PC'", &[]).await.unwrap();
+    let row =
+        client.query_one("SELECT override_price FROM price_overrides WHERE product_id = 'PC'", &[]).await.unwrap();
     assert_eq!(row.get::<_, f64>(0), 88.0);
     // SQL DELETE records the removal time like HTTP DELETE does.
     client.simple_query("DELETE FROM price_overrides WHERE product_id = 'PC'").await.unwrap();
-    let row = client.query_one("SELECT count(*) FROM price_override_removals WHERE product_id = 'PC'", &[]).await.unwrap();
+    let row =
+        client.query_one("SELECT count(*) FROM price_override_removals WHERE product_id = 'PC'", &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 1);
     let (_, price) = request(addr, "GET", "/price/PC", None, None).await;
     assert_eq!(parse(&price)["price_source"], "base");
     // Events produced before the removal (timestamp ≤ removal time) are still skipped.
     let events = id(&engine, ProductEvent::spec().name);
     let at = diffmart::sources::now_micros() - 60 * MICROS_PER_SECOND;
-    let e = ProductEvent { event_type: "purchase".into(), product_id: "PC".into(), user_id: None, timestamp: at, price: F64::new(129.0) };
+    let e = ProductEvent {
+        event_type: "purchase".into(),
+        product_id: "PC".into(),
+        user_id: None,
+        timestamp: at,
+        price: F64::new(129.0),
+    };
     engine.apply(vec![Update::insert(events, e.to_row())]).await.unwrap();
     let (_, price) = request(addr, "GET", "/price/PC", None, None).await;
     assert_eq!(parse(&price)["demand"], 0, "an event older than the removal was skipped");
     let later = ProductEvent { timestamp: diffmart::sources::now_micros() + 60 * MICROS_PER_SECOND, ..e };
     engine.apply(vec![Update::insert(events, later.to_row())]).await.unwrap();
     let (_, price) = request(addr, "GET", "/price/PC", None, None).await;
-    assert_eq!(parse(&price), json!({"product_id": "PC", "price": 129.0 + 5f64.sqrt() * 5.0, "demand": 5, "price_source": "dynamic"}));
+    assert_eq!(
+        parse(&price),
+        json!({"product_id": "PC", "price": 129.0 + 5f64.sqrt() * 5.0, "demand": 5, "price_source": "dynamic"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,19 +615,23 @@ async fn the_websocket_streams_every_price_change_in_order() {
     let engine = start_engine(2, None);
     load_catalog(&engine);
     let addr = start_http(&engine, HttpConfig::with_admin_key(KEY)).await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/prices")).await.expect("WebSocket connects");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/prices")).await.expect("WebSocket connects");
 
     let events: Vec<GeneratedEvent> = PricingGenerator::new(3, START).take(400).collect();
     let table = id(&engine, ProductEvent::spec().name);
     for (i, chunk) in events.chunks(40).enumerate() {
         engine.apply(chunk.iter().map(|e| Update::insert(table, e.row.clone())).collect()).await.unwrap();
         if i == 4 {
-            let (status, _) = request(addr, "POST", "/override", Some(KEY), Some(r#"{"product_id": "PD", "override_price": 450}"#)).await;
+            let (status, _) =
+                request(addr, "POST", "/override", Some(KEY), Some(r#"{"product_id": "PD", "override_price": 450}"#))
+                    .await;
             assert_eq!(status, 200);
         }
     }
     // What the socket should carry: every price_updates row after the catalog load.
-    let mut expected: Vec<PriceUpdate> = rows(&engine, "price_updates").iter().map(|r| PriceUpdate::from_row(r).unwrap()).collect();
+    let mut expected: Vec<PriceUpdate> =
+        rows(&engine, "price_updates").iter().map(|r| PriceUpdate::from_row(r).unwrap()).collect();
     expected.retain(|u| u.seq > 1);
     let mut received: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -603,7 +687,8 @@ fn product_events_from_kafka_price_and_price_updates_go_back_out() {
 
     // The generator's events, as `diffmart produce --pipelines pricing` writes them, plus bad ones.
     let events: Vec<GeneratedEvent> = PricingGenerator::new(5, START).take(1500).collect();
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "1").create().unwrap();
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "1").create().unwrap();
     let send = |key: &str, payload: &str| loop {
         match producer.send(BaseRecord::to("product-events").key(key).payload(payload)) {
             Ok(()) => break,
@@ -617,9 +702,18 @@ fn product_events_from_kafka_price_and_price_updates_go_back_out() {
         assert_eq!(topic, "product-events");
         send(&key, &json);
         if i == 700 {
-            send("PA", r#"{"event_type": "click", "product_id": "PA", "user_id": "u", "timestamp": 1748779200000, "price": 10}"#);
-            send("PA", r#"{"event_type": "view", "product_id": "", "user_id": "u", "timestamp": 1748779200000, "price": 10}"#);
-            send("PA", r#"{"event_type": "view", "product_id": "PA", "user_id": "u", "timestamp": 1748779200000, "price": 0}"#);
+            send(
+                "PA",
+                r#"{"event_type": "click", "product_id": "PA", "user_id": "u", "timestamp": 1748779200000, "price": 10}"#,
+            );
+            send(
+                "PA",
+                r#"{"event_type": "view", "product_id": "", "user_id": "u", "timestamp": 1748779200000, "price": 10}"#,
+            );
+            send(
+                "PA",
+                r#"{"event_type": "view", "product_id": "PA", "user_id": "u", "timestamp": 1748779200000, "price": 0}"#,
+            );
         }
     }
     producer.flush(Duration::from_secs(30)).unwrap();
@@ -631,18 +725,23 @@ fn product_events_from_kafka_price_and_price_updates_go_back_out() {
     load_catalog(&engine);
     let sinks = KafkaSinks::start(&engine, &brokers, &[], declared_sinks("")).unwrap();
     let pricing_sources = declared_sources().into_iter().filter(|s| s.relation.name == "product_events").collect();
-    let sources = KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, pricing_sources).unwrap();
+    let sources =
+        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, pricing_sources)
+            .unwrap();
     let statuses = |engine: &Engine| -> Vec<SourceStatus> {
         rows(engine, SourceStatus::spec().name).iter().map(|r| SourceStatus::from_row(r).unwrap()).collect()
     };
     wait_for("every message read", Duration::from_secs(90), || {
         let partitions: Vec<SourceStatus> = statuses(&engine).into_iter().filter(|s| s.partition >= 0).collect();
-        partitions.len() == 2 && partitions.iter().map(|s| s.messages).sum::<i64>() == events.len() as i64 + 3 && partitions.iter().all(|s| s.lag == Some(0))
+        partitions.len() == 2
+            && partitions.iter().map(|s| s.messages).sum::<i64>() == events.len() as i64 + 3
+            && partitions.iter().all(|s| s.lag == Some(0))
     });
     // The three bad messages are counted and kept with their reason; nothing stopped.
     let errors: i64 = statuses(&engine).iter().map(|s| s.errors).sum();
     assert_eq!(errors, 3);
-    let reasons: Vec<String> = rows(&engine, SourceError::spec().name).iter().map(|r| SourceError::from_row(r).unwrap().error).collect();
+    let reasons: Vec<String> =
+        rows(&engine, SourceError::spec().name).iter().map(|r| SourceError::from_row(r).unwrap().error).collect();
     assert!(reasons.iter().any(|r| r.contains("event_type must be view, cart or purchase")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("product_id must not be blank")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("price must be a positive number")), "{reasons:?}");
@@ -656,7 +755,8 @@ fn product_events_from_kafka_price_and_price_updates_go_back_out() {
     assert_eq!(pricing_views(&engine), pricing_views(&direct));
 
     // price-updates holds every change, in each product's order.
-    let expected: Vec<PriceUpdate> = rows(&engine, "price_updates").iter().map(|r| PriceUpdate::from_row(r).unwrap()).collect();
+    let expected: Vec<PriceUpdate> =
+        rows(&engine, "price_updates").iter().map(|r| PriceUpdate::from_row(r).unwrap()).collect();
     let counters = sinks.counters.clone();
     wait_for("price updates delivered", Duration::from_secs(60), || {
         counters.delivered.load(std::sync::atomic::Ordering::Acquire) >= expected.len() as u64
@@ -694,7 +794,11 @@ fn product_events_from_kafka_price_and_price_updates_go_back_out() {
     }
     assert_eq!(by_product, want);
     let pa = &by_product["PA"];
-    assert_eq!(pa[0], json!({"product_id": "PA", "new_price": 299.0, "timestamp": START / MICROS_PER_SECOND}), "the base price first");
+    assert_eq!(
+        pa[0],
+        json!({"product_id": "PA", "new_price": 299.0, "timestamp": START / MICROS_PER_SECOND}),
+        "the base price first"
+    );
     sources.stop();
     sinks.stop();
 }
@@ -731,7 +835,8 @@ fn the_generator_prices_the_catalog() {
     wait_for("the generator to finish", Duration::from_secs(60), || {
         rows(&engine, SourceStatus::spec().name).iter().any(|r| SourceStatus::from_row(r).unwrap().status == "finished")
     });
-    let prices: Vec<ProductPrice> = rows(&engine, "product_prices").iter().map(|r| ProductPrice::from_row(r).unwrap()).collect();
+    let prices: Vec<ProductPrice> =
+        rows(&engine, "product_prices").iter().map(|r| ProductPrice::from_row(r).unwrap()).collect();
     assert_eq!(prices.iter().map(|p| p.product_id.as_str()).collect::<Vec<_>>(), pricing::CATALOG.map(|(id, _)| id));
     assert!(prices.iter().any(|p| p.price_source == "dynamic" && p.demand > 0), "{prices:?}");
     for p in &prices {

@@ -103,7 +103,11 @@ pub fn fill_defaults(spec: &RelationSpec, row: &mut Row, now: Micros) {
 }
 
 /// Rows other tables gain (upserted by key) when a table write deletes `row` for good.
-pub fn rows_implied_by_delete(spec: &RelationSpec, row: &[datum::Datum], now: Micros) -> Vec<(&'static RelationSpec, Row)> {
+pub fn rows_implied_by_delete(
+    spec: &RelationSpec,
+    row: &[datum::Datum],
+    now: Micros,
+) -> Vec<(&'static RelationSpec, Row)> {
     pricing::rows_implied_by_delete(spec, row, now)
 }
 

@@ -285,7 +285,10 @@ pub fn check_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
             if positive(price) {
                 Ok(())
             } else {
-                Err(violation("price_overrides_override_price_check", format!("override_price must be > 0, got {price}")))
+                Err(violation(
+                    "price_overrides_override_price_check",
+                    format!("override_price must be > 0, got {price}"),
+                ))
             }
         }
         "pricing_products" => {
@@ -577,11 +580,10 @@ mod tests {
         assert_eq!(dynamic_price(100.0, 9), 115.0);
         assert_eq!(dynamic_price(299.0, 1), 304.0);
         assert_eq!(dynamic_price(129.0, 2), 129.0 + 2f64.sqrt() * 5.0, "no rounding");
-        assert_eq!([demand_weight("view"), demand_weight("cart"), demand_weight("purchase")], [
-            Some(1),
-            Some(3),
-            Some(5)
-        ]);
+        assert_eq!(
+            [demand_weight("view"), demand_weight("cart"), demand_weight("purchase")],
+            [Some(1), Some(3), Some(5)]
+        );
         assert_eq!(demand_weight("click"), None);
     }
 
@@ -617,22 +619,18 @@ mod tests {
 
     #[test]
     fn defaults_and_the_removal_record() {
-        let mut row = PriceOverride {
-            product_id: "PA".into(),
-            override_price: F64::new(5.0),
-            reason: None,
-            set_time: None,
-        }
-        .to_row();
+        let mut row =
+            PriceOverride { product_id: "PA".into(), override_price: F64::new(5.0), reason: None, set_time: None }
+                .to_row();
         fill_defaults(PriceOverride::spec(), &mut row, 42);
         let filled = PriceOverride::from_row(&row).unwrap();
         assert_eq!(filled.reason.as_deref(), Some(DEFAULT_OVERRIDE_REASON));
         assert_eq!(filled.set_time, Some(42));
         let implied = rows_implied_by_delete(PriceOverride::spec(), &row, 99);
-        assert_eq!(implied, vec![(
-            OverrideRemoval::spec(),
-            OverrideRemoval { product_id: "PA".into(), removed_at: 99 }.to_row()
-        )]);
+        assert_eq!(
+            implied,
+            vec![(OverrideRemoval::spec(), OverrideRemoval { product_id: "PA".into(), removed_at: 99 }.to_row())]
+        );
         assert!(rows_implied_by_delete(CatalogProduct::spec(), &row, 99).is_empty());
     }
 

@@ -48,7 +48,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(engine: Arc<Engine>, config: &HttpConfig) -> AppState {
-        let auth = AdminAuth { key: config.admin_api_key.clone().map(String::into_bytes), header: config.api_key_header.clone() };
+        let auth = AdminAuth {
+            key: config.admin_api_key.clone().map(String::into_bytes),
+            header: config.api_key_header.clone(),
+        };
         AppState { engine, auth: Arc::new(auth) }
     }
 }
@@ -71,11 +74,7 @@ impl AdminAuth {
         let Some(given) = headers.get(&self.header) else {
             return Err(ApiError::unauthorized(format!("missing API key: send it in the {} header", self.header)));
         };
-        if bool::from(given.as_bytes().ct_eq(key)) {
-            Ok(())
-        } else {
-            Err(ApiError::unauthorized("invalid API key"))
-        }
+        if bool::from(given.as_bytes().ct_eq(key)) { Ok(()) } else { Err(ApiError::unauthorized("invalid API key")) }
     }
 }
 

@@ -92,7 +92,8 @@ fn current_price(engine: &Engine, snapshot: &Snapshot, product_id: &str) -> Opti
 /// Whether the product has a price or a catalog row.
 fn is_known(engine: &Engine, snapshot: &Snapshot, product_id: &str) -> bool {
     let catalog = snapshot.relation(relation(engine, CatalogProduct::spec()));
-    current_price(engine, snapshot, product_id).is_some() || catalog.get_by_key(&vec![Datum::text(product_id)]).is_some()
+    current_price(engine, snapshot, product_id).is_some()
+        || catalog.get_by_key(&vec![Datum::text(product_id)]).is_some()
 }
 
 fn unknown_product(product_id: &str) -> ApiError {
@@ -100,7 +101,10 @@ fn unknown_product(product_id: &str) -> ApiError {
 }
 
 /// `GET /price/{id}`.
-async fn get_price(State(state): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+async fn get_price(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     let id = product_id(path)?;
     let snapshot = state.engine.snapshot();
     let price = current_price(&state.engine, &snapshot, &id).ok_or_else(|| unknown_product(&id))?;
@@ -224,10 +228,11 @@ async fn get_history(
     if !is_known(engine, &snapshot, &product_id) {
         return Err(unknown_product(&product_id));
     }
-    let mut rows: Vec<PriceHistoryRow> = rows_of_product(&snapshot, relation(engine, PriceHistoryRow::spec()), &product_id)
-        .into_iter()
-        .map(|row| PriceHistoryRow::from_row(row).expect("price_history rows are history rows"))
-        .collect();
+    let mut rows: Vec<PriceHistoryRow> =
+        rows_of_product(&snapshot, relation(engine, PriceHistoryRow::spec()), &product_id)
+            .into_iter()
+            .map(|row| PriceHistoryRow::from_row(row).expect("price_history rows are history rows"))
+            .collect();
     // Newest first: by event time, then by change number.
     rows.sort_by(|a, b| (b.event_time, b.seq).cmp(&(a.event_time, a.seq)));
     rows.truncate(limit);
@@ -323,8 +328,14 @@ mod tests {
         assert_eq!(message("[]"), "the body must be a JSON object");
         assert_eq!(message(r#"{"override_price": 1}"#), "product_id is required and must be a string");
         assert!(message(r#"{"product_id": "P A", "override_price": 1}"#).starts_with("invalid product id"));
-        assert_eq!(message(r#"{"product_id": "PA", "override_price": "1"}"#), "override_price is required and must be a number");
-        assert_eq!(message(r#"{"product_id": "PA", "override_price": 0}"#), "override_price must be greater than 0, got 0");
+        assert_eq!(
+            message(r#"{"product_id": "PA", "override_price": "1"}"#),
+            "override_price is required and must be a number"
+        );
+        assert_eq!(
+            message(r#"{"product_id": "PA", "override_price": 0}"#),
+            "override_price must be greater than 0, got 0"
+        );
         assert_eq!(message(r#"{"product_id": "PA", "override_price": 1, "reason": 5}"#), "reason must be a string");
     }
 }

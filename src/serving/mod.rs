@@ -187,11 +187,10 @@ impl Engine {
                 let name = self.catalog.spec(update.relation).name;
                 return Err(SqlError::new("42809", format!("\"{name}\" is a view and cannot be written")));
             }
-            validate_row(self.catalog.spec(update.relation), &update.row)
-                .map_err(|e| {
-                    let check = e.0.contains("violates check constraint");
-                    SqlError::new(if check { "23514" } else { "22P02" }, e.to_string())
-                })?;
+            validate_row(self.catalog.spec(update.relation), &update.row).map_err(|e| {
+                let check = e.0.contains("violates check constraint");
+                SqlError::new(if check { "23514" } else { "22P02" }, e.to_string())
+            })?;
         }
         Ok(())
     }
@@ -325,7 +324,9 @@ impl TableWriter {
         for row in &delete {
             let key = current.primary_key_of(row).expect("tables are keyed");
             if !taken.contains(&key) {
-                implied.extend(self.implied_upserts(&snapshot, diffmart_dataflows::rows_implied_by_delete(spec, row, now)));
+                implied.extend(
+                    self.implied_upserts(&snapshot, diffmart_dataflows::rows_implied_by_delete(spec, row, now)),
+                );
             }
         }
         let updates: Vec<Update> = delete

@@ -226,7 +226,8 @@ impl ProductPricing {
             self.history.insert(key, row.clone());
             out.push((PricingChange::History(row), 1));
         }
-        let update = PriceUpdate { product_id: product_id.to_string(), seq, new_price: F64::new(price), timestamp: time };
+        let update =
+            PriceUpdate { product_id: product_id.to_string(), seq, new_price: F64::new(price), timestamp: time };
         self.updates.insert(key, update.clone());
         out.push((PricingChange::Update(update), 1));
         if time.is_some() {
@@ -335,7 +336,11 @@ mod tests {
     }
 
     fn catalog(price: f64) -> PricingInput {
-        PricingInput::Catalog(CatalogProduct { product_id: "PA".into(), base_price: F64::new(price), added_at: Some(T0) })
+        PricingInput::Catalog(CatalogProduct {
+            product_id: "PA".into(),
+            base_price: F64::new(price),
+            added_at: Some(T0),
+        })
     }
 
     fn override_at(price: f64, at_s: i64) -> PricingInput {
@@ -381,11 +386,10 @@ mod tests {
             run(vec![vec![(catalog(100.0), 1)], vec![event("view", 1, 100.0)], vec![event("cart", 2, 100.0)]]);
         // demand 1 + 3 = 4: 100 + 2 × 5.
         assert_eq!(price(&state), (110.0, 4, "dynamic".into()));
-        assert_eq!(sources_of_history(&out), vec![
-            ("base".into(), 100.0),
-            ("dynamic".into(), 105.0),
-            ("dynamic".into(), 110.0)
-        ]);
+        assert_eq!(
+            sources_of_history(&out),
+            vec![("base".into(), 100.0), ("dynamic".into(), 105.0), ("dynamic".into(), 110.0)]
+        );
         let (state, _) = run(vec![vec![event("purchase", 1, 100.0), event("view", 2, 100.0), event("cart", 3, 100.0)]]);
         assert_eq!(price(&state), (115.0, 9, "dynamic".into()), "price(100, demand 9) = 115");
     }
@@ -422,13 +426,16 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(updates, vec![
-            (100.0, Some(T0)),
-            (105.0, Some(T0 + MICROS_PER_SECOND)),
-            (80.0, Some(T0 + 2 * MICROS_PER_SECOND)),
-            (105.0, Some(T0 + 10 * MICROS_PER_SECOND)),
-            (110.0, Some(T0 + 11 * MICROS_PER_SECOND)),
-        ]);
+        assert_eq!(
+            updates,
+            vec![
+                (100.0, Some(T0)),
+                (105.0, Some(T0 + MICROS_PER_SECOND)),
+                (80.0, Some(T0 + 2 * MICROS_PER_SECOND)),
+                (105.0, Some(T0 + 10 * MICROS_PER_SECOND)),
+                (110.0, Some(T0 + 11 * MICROS_PER_SECOND)),
+            ]
+        );
     }
 
     #[test]
@@ -439,11 +446,10 @@ mod tests {
             vec![(override_at(80.0, 1), -1), (override_at(70.0, 2), 1)],
         ]);
         assert_eq!(price(&state), (70.0, 0, "override".into()));
-        assert_eq!(sources_of_history(&out), vec![
-            ("base".into(), 100.0),
-            ("override".into(), 80.0),
-            ("override".into(), 70.0)
-        ]);
+        assert_eq!(
+            sources_of_history(&out),
+            vec![("base".into(), 100.0), ("override".into(), 80.0), ("override".into(), 70.0)]
+        );
         // A new base price moves a product still on its base price, not a dynamic one.
         let (state, _) = run(vec![vec![(catalog(100.0), 1)], vec![(catalog(100.0), -1), (catalog(120.0), 1)]]);
         assert_eq!(price(&state), (120.0, 0, "base".into()));
