@@ -234,7 +234,7 @@ async fn get_history(
             .map(|row| PriceHistoryRow::from_row(row).expect("price_history rows are history rows"))
             .collect();
     // Newest first: by event time, then by change number.
-    rows.sort_by(|a, b| (b.event_time, b.seq).cmp(&(a.event_time, a.seq)));
+    rows.sort_by_key(|h| std::cmp::Reverse((h.event_time, h.seq)));
     rows.truncate(limit);
     let entries: Vec<Value> = rows
         .into_iter()
