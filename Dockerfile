@@ -18,7 +18,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates zlib1g \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/diffmart /usr/local/bin/diffmart
-# Postgres clients connect here; the server listens on every interface in the container.
-EXPOSE 4566
+# Postgres clients and the HTTP API; the server listens on every interface in the container.
+EXPOSE 4566 8080
 ENTRYPOINT ["diffmart"]
-CMD ["--pg-listen", "0.0.0.0:4566"]
+CMD ["--pg-listen", "0.0.0.0:4566", "--http-listen", "0.0.0.0:8080"]

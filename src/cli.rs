@@ -32,8 +32,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the retail demo's events to Kafka (and its orders to PostgreSQL with
-    /// --cdc-url), in the original producers' formats.
+    /// Write every demo's events to its Kafka topics (and the retail orders to
+    /// PostgreSQL with --cdc-url), in the original producers' formats.
     Produce(ProduceOptions),
     /// Measure the engine end to end on the generator's events (freshness, highest
     /// sustained rate, cost versus history, deltas, reads); see README "Benchmarks".
@@ -47,9 +47,19 @@ pub struct Options {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4566")]
     pub pg_listen: SocketAddr,
 
-    /// Address of the HTTP API (generator control; see the README).
+    /// Address of the HTTP API (prices, overrides, history, /ws/prices, /metrics,
+    /// generator control).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
+
+    /// Admin API key for the HTTP API's protected routes (overrides, history); without
+    /// one they refuse every request.
+    #[arg(long, value_name = "KEY", env = "ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_api_key: Option<String>,
+
+    /// Header that carries the admin API key.
+    #[arg(long, value_name = "NAME", env = "API_KEY_HEADER", default_value = "X-API-Key")]
+    pub api_key_header: String,
 
     /// Timely worker threads in this process.
     #[arg(short = 'w', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
@@ -189,6 +199,12 @@ impl Options {
         }
         if self.casino_window <= 0 {
             return Err("--casino-window must be longer than zero".into());
+        }
+        if self.admin_api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Err("--admin-api-key (ADMIN_API_KEY) must not be empty".into());
+        }
+        if axum::http::HeaderName::from_bytes(self.api_key_header.as_bytes()).is_err() {
+            return Err(format!("--api-key-header {:?} is not a valid HTTP header name", self.api_key_header));
         }
         if !self.kafka_sinks.is_empty() && self.kafka_brokers.is_none() {
             return Err("--kafka-sink needs --kafka-brokers".into());

@@ -2,7 +2,7 @@
 //! and served over the Postgres wire protocol.
 //!
 //! The data path runs one way: [`sources`] → compute (the `diffmart-dataflows`
-//! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`] and [`sinks`].
+//! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`], [`http`] and [`sinks`].
 //! [`produce`] is a client: it writes the demo's events to Kafka; [`bench`]
 //! measures the engine end to end.
 

@@ -1,9 +1,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::http::HeaderName;
 use clap::Parser;
 use diffmart::cli::{Cli, Command, Options};
 use diffmart::compute::{Compute, ComputeConfig};
+use diffmart::http::{AppState, HttpConfig};
 use diffmart::serving::Engine;
 use diffmart::sinks::kafka::{KafkaSink, KafkaSinks};
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
@@ -49,9 +51,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
-    let http_listener = runtime
-        .block_on(tokio::net::TcpListener::bind(options.http_listen))
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.http_listen))?;
+    let http_listener = runtime.block_on(diffmart::http::bind(options.http_listen))?;
     let engine: Arc<Engine> = Engine::start(&compute)?;
     // CDC claims its tables before the generator starts, so the generator skips them.
     let _cdc = match options.cdc_config() {
@@ -82,11 +82,21 @@ fn run(options: Options) -> anyhow::Result<()> {
         options.pg_listen.ip(),
         options.pg_listen.port()
     );
-    tracing::info!("serving HTTP on http://{}", options.http_listen);
+    tracing::info!("serving HTTP on http://{} (/price/PA, /ws/prices, /metrics)", options.http_listen);
+    let http_config = HttpConfig {
+        admin_api_key: options.admin_api_key.clone(),
+        api_key_header: HeaderName::from_bytes(options.api_key_header.as_bytes())?,
+    };
+    if http_config.admin_api_key.is_none() {
+        tracing::warn!(
+            "no admin API key (--admin-api-key or ADMIN_API_KEY): the HTTP override and history routes refuse every request"
+        );
+    }
+    let http_state = AppState::new(engine.clone(), &http_config);
     runtime.block_on(async {
         tokio::select! {
             served = diffmart::pgwire::serve(engine, listener) => served,
-            served = diffmart::http::serve(http_listener, http) => served,
+            served = diffmart::http::serve(http_listener, http_state, http) => served,
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("interrupted, shutting down");
                 Ok(())

@@ -5,7 +5,9 @@
 //! topics get the JSON the original Python producers wrote (same field order,
 //! `", "` and `": "` separators, timestamps as `"YYYY-MM-DD HH:MM:SSZ"`), keyed by
 //! product id; `gaming-transactions` the casino generator's JSON, keyed by member;
-//! `user_events` the table's columns, keyed by `event_id`. With
+//! `user_events` the table's columns, keyed by `event_id`; `product-events` the
+//! pricing demo's `{"event_type", "product_id", "user_id", "timestamp": epoch ms,
+//! "price"}`, keyed by product. With
 //! `--cdc-url` it also does what the original `pg_seed.py` did: creates
 //! `public.product_inventory` (seeded with the 20 products) and `public.orders`
 //! in PostgreSQL, and inserts the orders there, for diffmart's CDC to mirror.
@@ -24,6 +26,7 @@ use clap::Args;
 use diffmart_dataflows::casino::GamingTransaction;
 use diffmart_dataflows::datum::{Micros, Record};
 use diffmart_dataflows::ecommerce::UserEvent;
+use diffmart_dataflows::pricing::ProductEvent;
 use diffmart_dataflows::retail::{CompetitorPrice, Order, Purchase, Restock, WebClick};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -108,7 +111,7 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
                 click.product_id,
                 text(&click.event_type)
             );
-            ("web_clicks", click.product_id, json)
+            ("web_clicks", click.product_id.to_string(), json)
         }
         "purchases" => {
             let purchase = Purchase::from_row(&event.row)?;
@@ -119,7 +122,7 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
                 purchase.quantity_purchased,
                 text(&purchase.customer_id)
             );
-            ("purchases", purchase.product_id, json)
+            ("purchases", purchase.product_id.to_string(), json)
         }
         "restocks" => {
             let restock = Restock::from_row(&event.row)?;
@@ -129,7 +132,7 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
                 restock.product_id,
                 restock.quantity_restocked
             );
-            ("restocks", restock.product_id, json)
+            ("restocks", restock.product_id.to_string(), json)
         }
         "competitor_prices" => {
             let quote = CompetitorPrice::from_row(&event.row)?;
@@ -140,7 +143,18 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
                 text(&quote.competitor),
                 python_float(quote.competitor_price)
             );
-            ("competitor_prices", quote.product_id, json)
+            ("competitor_prices", quote.product_id.to_string(), json)
+        }
+        "product_events" => {
+            let event = ProductEvent::from_row(&event.row)?;
+            let json = serde_json::json!({
+                "event_type": event.event_type,
+                "product_id": event.product_id,
+                "user_id": event.user_id,
+                "timestamp": event.timestamp.div_euclid(1000),
+                "price": event.price.get(),
+            });
+            ("product-events", event.product_id, json.to_string())
         }
         "gaming_transactions" => {
             let bet = GamingTransaction::from_row(&event.row)?;
@@ -174,8 +188,8 @@ pub fn encode_event(event: &GeneratedEvent) -> anyhow::Result<Option<(&'static s
         }
         _ => return Ok(None),
     };
-    let (topic, product_id, json) = encoded;
-    Ok(Some((topic, product_id.to_string(), json)))
+    let (topic, key, json) = encoded;
+    Ok(Some((topic, key, json)))
 }
 
 /// How Python's `json.dumps` prints a float rounded to cents: `19.9`, `20.0`.

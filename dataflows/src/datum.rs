@@ -395,7 +395,7 @@ pub trait Record: Sized {
     fn from_row(row: &[Datum]) -> Result<Self, RowError>;
 }
 
-/// Checks a row against its relation's column types and NOT NULL constraints.
+/// Checks a row against its relation's column types, NOT NULL and CHECK constraints ([`crate::check_row`]).
 pub fn validate_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
     if row.len() != spec.columns.len() {
         return Err(RowError(format!("{} has {} columns, got a row of {}", spec.name, spec.columns.len(), row.len())));
@@ -439,5 +439,5 @@ pub fn validate_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> 
             });
         }
     }
-    Ok(())
+    crate::check_row(spec, row)
 }

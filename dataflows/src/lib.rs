@@ -91,6 +91,26 @@ pub fn build_views<'s>(
     views
 }
 
+/// CHECK constraints of input relations, beyond column types and NOT NULL (checked
+/// by [`datum::validate_row`], so every way in enforces them).
+pub fn check_row(spec: &RelationSpec, row: &[datum::Datum]) -> Result<(), datum::RowError> {
+    pricing::check_row(spec, row)
+}
+
+/// DEFAULT values of a row a table write inserts (NULL counts as left out).
+pub fn fill_defaults(spec: &RelationSpec, row: &mut Row, now: Micros) {
+    pricing::fill_defaults(spec, row, now)
+}
+
+/// Rows other tables gain (upserted by key) when a table write deletes `row` for good.
+pub fn rows_implied_by_delete(
+    spec: &RelationSpec,
+    row: &[datum::Datum],
+    now: Micros,
+) -> Vec<(&'static RelationSpec, Row)> {
+    pricing::rows_implied_by_delete(spec, row, now)
+}
+
 /// Rows of an input relation as typed records. Rows are validated against their
 /// relation's spec before they enter the dataflow, so a failure here is a bug.
 pub fn typed<'s, T: Record + differential_dataflow::Data>(

@@ -1,21 +1,651 @@
-//! Placeholder: this pipeline is being written (see the issue); it has no relations yet.
+//! E. Demand-driven pricing (`shared/spec/PIPELINES.md` §E, seed 004).
+//!
+//! One event stream (`product_events`) and three tables: the catalog
+//! (`pricing_products`), manual overrides (`price_overrides`) and the time each
+//! product's last override was removed (`price_override_removals`, written by the
+//! engine whenever an override row is deleted, see [`rows_implied_by_delete`]).
+//!
+//! Every view comes out of one per-product state machine ([`state`]): demand is a
+//! running sum and skipping depends on what happened before, so the answer depends
+//! on order, which SQL over a set of rows cannot express. The definitions below are
+//! therefore written as the sequential fold the state machine performs.
+//!
+//! Where state lives, and why it stays bounded: one [`state::ProductPricing`] per
+//! product (O(1) fields), plus the product's `price_history` and `price_updates`
+//! rows younger than `--retention` of event time behind its newest row.
+
+pub mod state;
+
+use std::sync::LazyLock;
 
 use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
 
-use crate::datum::{RelationSpec, Row};
-use crate::{PipelineConfig, Time};
+use self::state::{PricingChange, PricingInput, per_product_pricing};
+use crate::datum::{
+    Column, ColumnType, Datum, F64, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
+    col_not_null,
+};
+use crate::{PipelineConfig, Time, typed};
+use ColumnType::{Float64, Int64, Text, TimestampTz};
+
+type Coll<'s, D> = VecCollection<'s, Time, D>;
+
+/// The seed's catalog: product ids PA..PJ and their base prices.
+pub const CATALOG: [(&str, f64); 10] = [
+    ("PA", 299.0),
+    ("PB", 349.0),
+    ("PC", 129.0),
+    ("PD", 499.0),
+    ("PE", 219.0),
+    ("PF", 179.0),
+    ("PG", 649.0),
+    ("PH", 269.0),
+    ("PI", 399.0),
+    ("PJ", 159.0),
+];
+
+/// `reason` of an override written without one.
+pub const DEFAULT_OVERRIDE_REASON: &str = "manual override";
+
+/// `price_source` values.
+pub const SOURCE_BASE: &str = "base";
+pub const SOURCE_DYNAMIC: &str = "dynamic";
+pub const SOURCE_OVERRIDE: &str = "override";
+
+/// Demand weight of an event type: view 1, cart 3, purchase 5; `None` for anything else.
+pub fn demand_weight(event_type: &str) -> Option<i64> {
+    match event_type {
+        "view" => Some(1),
+        "cart" => Some(3),
+        "purchase" => Some(5),
+        _ => None,
+    }
+}
+
+/// The price after an event: `event_price + sqrt(demand) × 5`, with `demand` the
+/// weighted demand after the event, not rounded (price(100, demand 9) = 115).
+pub fn dynamic_price(event_price: f64, demand: i64) -> f64 {
+    event_price + (demand as f64).sqrt() * 5.0
+}
+
+/// Whether a product id is one the HTTP API accepts: `^[A-Za-z0-9_-]+$`.
+pub fn is_valid_product_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+// ------------------------------------------------------------------------------------------
+// Inputs
+// ------------------------------------------------------------------------------------------
+
+/// `product_events` (Kafka topic `product-events`): one view, cart or purchase.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProductEvent {
+    pub event_type: String,
+    pub product_id: String,
+    pub user_id: Option<String>,
+    /// Epoch milliseconds on the topic; microseconds here, like every timestamp.
+    pub timestamp: Micros,
+    pub price: F64,
+}
+
+impl ProductEvent {
+    /// Why the pricing engine refuses this event, if it does: an unknown event type,
+    /// a blank product id, or a price that is not a positive number.
+    pub fn invalid_reason(&self) -> Option<String> {
+        if demand_weight(&self.event_type).is_none() {
+            return Some(format!("event_type must be view, cart or purchase, got {:?}", self.event_type));
+        }
+        if self.product_id.trim().is_empty() {
+            return Some("product_id must not be blank".into());
+        }
+        let price = self.price.get();
+        if !(price.is_finite() && price > 0.0) {
+            return Some(format!("price must be a positive number, got {price}"));
+        }
+        None
+    }
+}
+
+/// `pricing_products` (table, key `product_id`): the catalog and its base prices.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CatalogProduct {
+    pub product_id: String,
+    pub base_price: F64,
+    /// When the product entered the catalog (`now()` when an INSERT leaves it out):
+    /// the event time of its `base` row in `price_history`.
+    pub added_at: Option<Micros>,
+}
+
+/// `price_overrides` (table, key `product_id`): a manual price that wins while it exists.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PriceOverride {
+    pub product_id: String,
+    pub override_price: F64,
+    /// `manual override` when a write leaves it out.
+    pub reason: Option<String>,
+    /// `now()` when a write leaves it out.
+    pub set_time: Option<Micros>,
+}
+
+/// `price_override_removals` (table, key `product_id`): when the product's override
+/// was last removed. Events with a timestamp at or before it are skipped.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OverrideRemoval {
+    pub product_id: String,
+    pub removed_at: Micros,
+}
+
+fn table(name: &'static str, columns: Vec<Column>) -> RelationSpec {
+    RelationSpec { name, kind: RelationKind::Table { primary_key: vec![0] }, columns }
+}
+fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
+    RelationSpec { name, kind: RelationKind::View, columns }
+}
+
+/// Index of `timestamp` in `product_events`.
+const EVENT_TIME_COLUMN: usize = 3;
+
+static PRODUCT_EVENTS: LazyLock<RelationSpec> = LazyLock::new(|| RelationSpec {
+    name: "product_events",
+    kind: RelationKind::Source { event_time_column: EVENT_TIME_COLUMN },
+    columns: vec![
+        col_not_null("event_type", Text),
+        col_not_null("product_id", Text),
+        col("user_id", Text),
+        col_not_null("timestamp", TimestampTz),
+        col_not_null("price", Float64),
+    ],
+});
+static PRICING_PRODUCTS: LazyLock<RelationSpec> = LazyLock::new(|| {
+    table(
+        "pricing_products",
+        vec![col_not_null("product_id", Text), col_not_null("base_price", Float64), col("added_at", TimestampTz)],
+    )
+});
+static PRICE_OVERRIDES: LazyLock<RelationSpec> = LazyLock::new(|| {
+    table(
+        "price_overrides",
+        vec![
+            col_not_null("product_id", Text),
+            col_not_null("override_price", Float64),
+            col("reason", Text),
+            col("set_time", TimestampTz),
+        ],
+    )
+});
+static PRICE_OVERRIDE_REMOVALS: LazyLock<RelationSpec> = LazyLock::new(|| {
+    table("price_override_removals", vec![col_not_null("product_id", Text), col_not_null("removed_at", TimestampTz)])
+});
+
+fn timestamp_or_null(t: Option<Micros>) -> Datum {
+    t.map_or(Datum::Null, Datum::Timestamp)
+}
+
+impl Record for ProductEvent {
+    fn spec() -> &'static RelationSpec {
+        &PRODUCT_EVENTS
+    }
+    fn to_row(&self) -> Row {
+        vec![
+            self.event_type.as_str().into(),
+            self.product_id.as_str().into(),
+            self.user_id.clone().into(),
+            Datum::Timestamp(self.timestamp),
+            Datum::Float64(self.price),
+        ]
+    }
+    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
+        let r = RowReader::new(Self::spec(), row)?;
+        Ok(ProductEvent {
+            event_type: r.text(0)?,
+            product_id: r.text(1)?,
+            user_id: r.opt_text(2)?,
+            timestamp: r.timestamp(EVENT_TIME_COLUMN)?,
+            price: F64::new(r.f64(4)?),
+        })
+    }
+}
+
+impl Record for CatalogProduct {
+    fn spec() -> &'static RelationSpec {
+        &PRICING_PRODUCTS
+    }
+    fn to_row(&self) -> Row {
+        vec![self.product_id.as_str().into(), Datum::Float64(self.base_price), timestamp_or_null(self.added_at)]
+    }
+    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
+        let r = RowReader::new(Self::spec(), row)?;
+        Ok(CatalogProduct { product_id: r.text(0)?, base_price: F64::new(r.f64(1)?), added_at: r.opt_timestamp(2)? })
+    }
+}
+
+impl Record for PriceOverride {
+    fn spec() -> &'static RelationSpec {
+        &PRICE_OVERRIDES
+    }
+    fn to_row(&self) -> Row {
+        vec![
+            self.product_id.as_str().into(),
+            Datum::Float64(self.override_price),
+            self.reason.clone().into(),
+            timestamp_or_null(self.set_time),
+        ]
+    }
+    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
+        let r = RowReader::new(Self::spec(), row)?;
+        Ok(PriceOverride {
+            product_id: r.text(0)?,
+            override_price: F64::new(r.f64(1)?),
+            reason: r.opt_text(2)?,
+            set_time: r.opt_timestamp(3)?,
+        })
+    }
+}
+
+impl Record for OverrideRemoval {
+    fn spec() -> &'static RelationSpec {
+        &PRICE_OVERRIDE_REMOVALS
+    }
+    fn to_row(&self) -> Row {
+        vec![self.product_id.as_str().into(), Datum::Timestamp(self.removed_at)]
+    }
+    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
+        let r = RowReader::new(Self::spec(), row)?;
+        Ok(OverrideRemoval { product_id: r.text(0)?, removed_at: r.timestamp(1)? })
+    }
+}
 
 pub fn input_specs() -> Vec<&'static RelationSpec> {
-    Vec::new()
+    vec![ProductEvent::spec(), CatalogProduct::spec(), PriceOverride::spec(), OverrideRemoval::spec()]
 }
 
+// ------------------------------------------------------------------------------------------
+// Rules of the inputs that column types cannot say (CHECK, DEFAULT, the removal record)
+// ------------------------------------------------------------------------------------------
+
+fn positive(value: f64) -> bool {
+    value.is_finite() && value > 0.0
+}
+
+/// CHECK constraints: `product_events` rows must be valid events (so a bad Kafka
+/// message is refused and counted in `diffmart_source_errors`, never applied);
+/// `override_price > 0` and `base_price > 0`.
+pub fn check_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
+    let violation = |constraint: &str, why: String| {
+        RowError(format!("new row for relation \"{}\" violates check constraint \"{constraint}\": {why}", spec.name))
+    };
+    match spec.name {
+        "product_events" => match ProductEvent::from_row(row)?.invalid_reason() {
+            Some(why) => Err(violation("product_events_valid_event", why)),
+            None => Ok(()),
+        },
+        "price_overrides" => {
+            let price = PriceOverride::from_row(row)?.override_price.get();
+            if positive(price) {
+                Ok(())
+            } else {
+                Err(violation(
+                    "price_overrides_override_price_check",
+                    format!("override_price must be > 0, got {price}"),
+                ))
+            }
+        }
+        "pricing_products" => {
+            let price = CatalogProduct::from_row(row)?.base_price.get();
+            if positive(price) {
+                Ok(())
+            } else {
+                Err(violation("pricing_products_base_price_check", format!("base_price must be > 0, got {price}")))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// DEFAULTs of a row a write inserts: `reason` → `manual override`, `set_time` and
+/// `added_at` → `now`. A NULL is taken as "left out", since writes cannot tell them apart.
+pub fn fill_defaults(spec: &RelationSpec, row: &mut Row, now: Micros) {
+    let mut default = |column: usize, value: Datum| {
+        if row.get(column).is_some_and(Datum::is_null) {
+            row[column] = value;
+        }
+    };
+    match spec.name {
+        "price_overrides" => {
+            default(2, Datum::text(DEFAULT_OVERRIDE_REASON));
+            default(3, Datum::Timestamp(now));
+        }
+        "pricing_products" => default(2, Datum::Timestamp(now)),
+        _ => {}
+    }
+}
+
+/// Rows other tables gain when a write deletes `row` from `spec` (and does not put
+/// its key back): removing an override records its removal time, which the pricing
+/// state machine needs to keep skipping the events produced while it was active.
+/// The engine upserts them by primary key in the same step as the delete.
+pub fn rows_implied_by_delete(spec: &RelationSpec, row: &[Datum], now: Micros) -> Vec<(&'static RelationSpec, Row)> {
+    match (spec.name, row.first()) {
+        ("price_overrides", Some(Datum::Text(product_id))) => {
+            let removal = OverrideRemoval { product_id: product_id.clone(), removed_at: now };
+            vec![(OverrideRemoval::spec(), removal.to_row())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Views
+// ------------------------------------------------------------------------------------------
+
+/// A row of `product_prices`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProductPrice {
+    pub product_id: String,
+    pub price: F64,
+    pub demand: i64,
+    pub price_source: String,
+}
+
+/// A row of `price_history`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PriceHistoryRow {
+    pub product_id: String,
+    pub price: F64,
+    pub price_source: String,
+    pub event_time: Option<Micros>,
+    /// The product's price change number (1, 2, …): orders rows of equal event time.
+    pub seq: i64,
+}
+
+/// A row of `price_updates`: one price change, what the `price-updates` topic and
+/// the `/ws/prices` stream carry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PriceUpdate {
+    pub product_id: String,
+    /// Second column, so a batch's changes (sorted by row) keep each product's order.
+    pub seq: i64,
+    pub new_price: F64,
+    /// The event time of the change: the event's timestamp, the override's `set_time`,
+    /// the removal time, or the catalog row's `added_at`.
+    pub timestamp: Option<Micros>,
+}
+
+static PRODUCT_PRICES: LazyLock<RelationSpec> = LazyLock::new(|| {
+    view(
+        "product_prices",
+        vec![col("product_id", Text), col("price", Float64), col("demand", Int64), col("price_source", Text)],
+    )
+});
+static PRICE_HISTORY: LazyLock<RelationSpec> = LazyLock::new(|| {
+    view(
+        "price_history",
+        vec![
+            col("product_id", Text),
+            col("price", Float64),
+            col("price_source", Text),
+            col("event_time", TimestampTz),
+            col("seq", Int64),
+        ],
+    )
+});
+static PRICE_UPDATES: LazyLock<RelationSpec> = LazyLock::new(|| {
+    view(
+        "price_updates",
+        vec![col("product_id", Text), col("seq", Int64), col("new_price", Float64), col("timestamp", TimestampTz)],
+    )
+});
+
+impl ProductPrice {
+    pub fn spec() -> &'static RelationSpec {
+        &PRODUCT_PRICES
+    }
+    pub fn to_row(&self) -> Row {
+        vec![
+            self.product_id.as_str().into(),
+            Datum::Float64(self.price),
+            self.demand.into(),
+            self.price_source.as_str().into(),
+        ]
+    }
+    pub fn from_row(row: &[Datum]) -> Result<Self, RowError> {
+        let r = RowReader::new(Self::spec(), row)?;
+        Ok(ProductPrice {
+            product_id: r.text(0)?,
+            price: F64::new(r.f64(1)?),
+            demand: r.i64(2)?,
+            price_source: r.text(3)?,
+        })
+    }
+}
+
+impl PriceHistoryRow {
+    pub fn spec() -> &'static RelationSpec {
+        &PRICE_HISTORY
+    }
+    pub fn to_row(&self) -> Row {
+        vec![
+            self.product_id.as_str().into(),
+            Datum::Float64(self.price),
+            self.price_source.as_str().into(),
+            timestamp_or_null(self.event_time),
+            self.seq.into(),
+        ]
+    }
+    pub fn from_row(row: &[Datum]) -> Result<Self, RowError> {
+        let r = RowReader::new(Self::spec(), row)?;
+        Ok(PriceHistoryRow {
+            product_id: r.text(0)?,
+            price: F64::new(r.f64(1)?),
+            price_source: r.text(2)?,
+            event_time: r.opt_timestamp(3)?,
+            seq: r.i64(4)?,
+        })
+    }
+}
+
+impl PriceUpdate {
+    pub fn spec() -> &'static RelationSpec {
+        &PRICE_UPDATES
+    }
+    pub fn to_row(&self) -> Row {
+        vec![
+            self.product_id.as_str().into(),
+            self.seq.into(),
+            Datum::Float64(self.new_price),
+            timestamp_or_null(self.timestamp),
+        ]
+    }
+    pub fn from_row(row: &[Datum]) -> Result<Self, RowError> {
+        let r = RowReader::new(Self::spec(), row)?;
+        Ok(PriceUpdate {
+            product_id: r.text(0)?,
+            seq: r.i64(1)?,
+            new_price: F64::new(r.f64(2)?),
+            timestamp: r.opt_timestamp(3)?,
+        })
+    }
+
+    /// The `price-updates` message (and, with `"type"`, the WebSocket message):
+    /// `{"product_id", "new_price", "timestamp"}`, timestamp in epoch seconds as the
+    /// original service sent it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "product_id": self.product_id,
+            "new_price": self.new_price.get(),
+            "timestamp": self.timestamp.map(|t| t.div_euclid(crate::datum::MICROS_PER_SECOND)),
+        })
+    }
+}
+
+/// The pricing views, in the order [`pricing`] returns them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
-    Vec::new()
+    vec![&PRODUCT_PRICES, &PRICE_HISTORY, &PRICE_UPDATES]
 }
 
-pub fn build_from_rows<'s>(
-    _config: &PipelineConfig,
-    _inputs: &[VecCollection<'s, Time, Row>],
-) -> Vec<VecCollection<'s, Time, Row>> {
-    Vec::new()
+/// Builds the views from input relations given as rows, in `input_specs()` order.
+pub fn build_from_rows<'s>(config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
+    let [events, catalog, overrides, removals] = inputs else {
+        panic!("pricing takes {} inputs, got {}", input_specs().len(), inputs.len());
+    };
+    pricing(config, typed(events), typed(catalog), typed(overrides), typed(removals))
+}
+
+/// Builds the pricing views, in `view_specs()` order.
+pub fn pricing<'s>(
+    config: &PipelineConfig,
+    events: Coll<'s, ProductEvent>,
+    catalog: Coll<'s, CatalogProduct>,
+    overrides: Coll<'s, PriceOverride>,
+    removals: Coll<'s, OverrideRemoval>,
+) -> Vec<Coll<'s, Row>> {
+    let inputs = catalog
+        .map(|c| (c.product_id.clone(), PricingInput::Catalog(c)))
+        .concat(removals.map(|r| (r.product_id.clone(), PricingInput::Removal(r))))
+        .concat(overrides.map(|o| (o.product_id.clone(), PricingInput::Override(o))))
+        .concat(events.map(|e| (e.product_id.clone(), PricingInput::Event(e))));
+    let changes = per_product_pricing(inputs, config.retention);
+    vec![
+        product_prices(changes.clone()).map(|p| p.to_row()),
+        price_history(changes.clone()).map(|h| h.to_row()),
+        price_updates(changes).map(|u| u.to_row()),
+    ]
+}
+
+/// `product_prices(product_id, price, demand, price_source)`, per product, after
+/// folding its inputs in order (see [`state`]):
+/// ```text
+/// demand       = Σ weight(event_type) over the events not skipped   -- view 1, cart 3, purchase 5
+/// price        = override_price                                     -- while an override exists
+///              | last_event.price + sqrt(demand) * 5                -- after an event was priced
+///              | base_price                                         -- catalog, before any event
+/// price_source = 'override' | 'dynamic' | 'base'                    -- the same cases
+/// skipped      = an override exists when the event is processed
+///             OR event.timestamp <= (SELECT removed_at FROM price_override_removals r
+///                                    WHERE r.product_id = event.product_id)
+/// ```
+fn product_prices<'s>(changes: Coll<'s, PricingChange>) -> Coll<'s, ProductPrice> {
+    changes.flat_map(|change| match change {
+        PricingChange::Price(row) => Some(row),
+        _ => None,
+    })
+}
+
+/// `price_history(product_id, price, price_source, event_time, seq)`: one row per
+/// priced event (`dynamic`, event_time = its timestamp), a `base` row when a catalog
+/// row sets the current price (event_time = `added_at`), an `override` row when an
+/// override is set (event_time = `set_time`). Rows older than `--retention` behind
+/// the product's newest row leave the view.
+/// ```sql
+/// -- as if every price change were appended here, then:
+/// DELETE FROM price_history h
+/// WHERE h.event_time < (SELECT max(event_time) FROM price_history n
+///                       WHERE n.product_id = h.product_id) - INTERVAL '24 hours';
+/// ```
+fn price_history<'s>(changes: Coll<'s, PricingChange>) -> Coll<'s, PriceHistoryRow> {
+    changes.flat_map(|change| match change {
+        PricingChange::History(row) => Some(row),
+        _ => None,
+    })
+}
+
+/// `price_updates(product_id, seq, new_price, timestamp)`: every change of a
+/// product's current price, `price_history`'s rows plus the reverts when an override
+/// is removed, under the same retention. Feeds `price-updates` and `/ws/prices`.
+fn price_updates<'s>(changes: Coll<'s, PricingChange>) -> Coll<'s, PriceUpdate> {
+    changes.flat_map(|change| match change {
+        PricingChange::Update(row) => Some(row),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datum::validate_row;
+
+    fn event(event_type: &str, product_id: &str, price: f64) -> ProductEvent {
+        ProductEvent {
+            event_type: event_type.into(),
+            product_id: product_id.into(),
+            user_id: Some("u1".into()),
+            timestamp: 1_700_000_000_000_000,
+            price: F64::new(price),
+        }
+    }
+
+    #[test]
+    fn the_price_formula() {
+        assert_eq!(dynamic_price(100.0, 9), 115.0);
+        assert_eq!(dynamic_price(299.0, 1), 304.0);
+        assert_eq!(dynamic_price(129.0, 2), 129.0 + 2f64.sqrt() * 5.0, "no rounding");
+        assert_eq!(
+            [demand_weight("view"), demand_weight("cart"), demand_weight("purchase")],
+            [Some(1), Some(3), Some(5)]
+        );
+        assert_eq!(demand_weight("click"), None);
+    }
+
+    #[test]
+    fn product_ids() {
+        assert!(is_valid_product_id("PA"));
+        assert!(is_valid_product_id("sku_1-b"));
+        for bad in ["", "P A", "P/A", "é", "PA;"] {
+            assert!(!is_valid_product_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_events_and_overrides_violate_checks() {
+        let spec = ProductEvent::spec();
+        assert!(validate_row(spec, &event("view", "PA", 10.0).to_row()).is_ok());
+        let error = |e: ProductEvent| validate_row(spec, &e.to_row()).unwrap_err().0;
+        assert!(error(event("click", "PA", 10.0)).contains("event_type must be view, cart or purchase"));
+        assert!(error(event("view", "  ", 10.0)).contains("product_id must not be blank"));
+        assert!(error(event("view", "PA", 0.0)).contains("price must be a positive number, got 0"));
+        assert!(error(event("view", "PA", -3.0)).contains("check constraint"));
+        assert!(error(event("view", "PA", f64::NAN)).contains("positive number"));
+        let over = |price: f64| PriceOverride {
+            product_id: "PA".into(),
+            override_price: F64::new(price),
+            reason: None,
+            set_time: None,
+        };
+        assert!(validate_row(PriceOverride::spec(), &over(1.0).to_row()).is_ok());
+        let e = validate_row(PriceOverride::spec(), &over(0.0).to_row()).unwrap_err().0;
+        assert!(e.contains("violates check constraint \"price_overrides_override_price_check\""), "{e}");
+    }
+
+    #[test]
+    fn defaults_and_the_removal_record() {
+        let mut row =
+            PriceOverride { product_id: "PA".into(), override_price: F64::new(5.0), reason: None, set_time: None }
+                .to_row();
+        fill_defaults(PriceOverride::spec(), &mut row, 42);
+        let filled = PriceOverride::from_row(&row).unwrap();
+        assert_eq!(filled.reason.as_deref(), Some(DEFAULT_OVERRIDE_REASON));
+        assert_eq!(filled.set_time, Some(42));
+        let implied = rows_implied_by_delete(PriceOverride::spec(), &row, 99);
+        assert_eq!(
+            implied,
+            vec![(OverrideRemoval::spec(), OverrideRemoval { product_id: "PA".into(), removed_at: 99 }.to_row())]
+        );
+        assert!(rows_implied_by_delete(CatalogProduct::spec(), &row, 99).is_empty());
+    }
+
+    #[test]
+    fn update_messages_carry_epoch_seconds() {
+        let update = PriceUpdate {
+            product_id: "PA".into(),
+            seq: 3,
+            new_price: F64::new(151.5),
+            timestamp: Some(1_773_713_139_250_000),
+        };
+        assert_eq!(
+            update.to_json(),
+            serde_json::json!({"product_id": "PA", "new_price": 151.5, "timestamp": 1_773_713_139i64})
+        );
+        assert_eq!(PriceUpdate::from_row(&update.to_row()).unwrap(), update);
+    }
 }

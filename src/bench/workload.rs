@@ -59,9 +59,10 @@ impl Feed {
     pub fn new(workload: Workload, engine: &Engine, seed: u64) -> anyhow::Result<Feed> {
         let simulations = match workload {
             Workload::Retail => vec![sources::retail_simulation(seed, EVENT_TIME_START)],
-            Workload::All => {
-                sources::simulations(&GeneratorConfig { seed, start: EVENT_TIME_START, rate: None, events: None }, Vec::new())
-            }
+            Workload::All => sources::simulations(
+                &GeneratorConfig { seed, start: EVENT_TIME_START, rate: None, events: None },
+                Vec::new(),
+            ),
         };
         let ids: HashMap<&'static str, RelationId> =
             engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();

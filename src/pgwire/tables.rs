@@ -94,7 +94,13 @@ impl RelationTable {
 }
 
 fn not_null_or_type(message: &str) -> &'static str {
-    if message.contains("not-null") { "23502" } else { "22P02" }
+    if message.contains("not-null") {
+        "23502"
+    } else if message.contains("violates check constraint") {
+        "23514"
+    } else {
+        "22P02"
+    }
 }
 
 /// A DataFusion error that carries a SQLSTATE to the client.

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use diffmart_dataflows::Time;
-use diffmart_dataflows::datum::{RelationKind, Row, validate_row};
+use diffmart_dataflows::datum::{RelationKind, RelationSpec, Row, validate_row};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
@@ -200,8 +200,10 @@ impl Engine {
                 let name = self.catalog.spec(update.relation).name;
                 return Err(SqlError::new("42809", format!("\"{name}\" is a view and cannot be written")));
             }
-            validate_row(self.catalog.spec(update.relation), &update.row)
-                .map_err(|e| SqlError::new("22P02", e.to_string()))?;
+            validate_row(self.catalog.spec(update.relation), &update.row).map_err(|e| {
+                let check = e.0.contains("violates check constraint");
+                SqlError::new(if check { "23514" } else { "22P02" }, e.to_string())
+            })?;
         }
         Ok(())
     }
@@ -288,8 +290,15 @@ impl TableWriter {
 
     /// Replaces `delete` (rows now in the table) by `insert` in one step, enforcing
     /// the primary key, and returns once the change is visible to every reader.
-    pub async fn replace(&self, table: RelationId, delete: Vec<Row>, insert: Vec<Row>) -> Result<Time, SqlError> {
+    ///
+    /// Inserted rows get their DEFAULTs first; rows the delete implies in other tables
+    /// (`diffmart_dataflows::rows_implied_by_delete`) are upserted in the same step.
+    pub async fn replace(&self, table: RelationId, delete: Vec<Row>, mut insert: Vec<Row>) -> Result<Time, SqlError> {
         let spec = self.engine.catalog.spec(table);
+        let now = wall_clock_micros();
+        for row in &mut insert {
+            diffmart_dataflows::fill_defaults(spec, row, now);
+        }
         if !matches!(spec.kind, RelationKind::Table { .. }) {
             let what = if spec.kind == RelationKind::View { "a materialized view" } else { "a source" };
             return Err(SqlError::new("42809", format!("cannot modify \"{}\": it is {what}", spec.name)));
@@ -324,13 +333,46 @@ impl TableWriter {
                 ));
             }
         }
+        let mut implied = Vec::new();
+        for row in &delete {
+            let key = current.primary_key_of(row).expect("tables are keyed");
+            if !taken.contains(&key) {
+                implied.extend(
+                    self.implied_upserts(&snapshot, diffmart_dataflows::rows_implied_by_delete(spec, row, now)),
+                );
+            }
+        }
         let updates: Vec<Update> = delete
             .into_iter()
             .map(|row| Update::delete(table, row))
             .chain(insert.into_iter().map(|row| Update::insert(table, row)))
+            .chain(implied)
             .collect();
         self.engine.apply(updates).await
     }
+
+    /// Upserts of rows into other tables: each replaces the row its key holds now.
+    fn implied_upserts(&self, snapshot: &Snapshot, rows: Vec<(&'static RelationSpec, Row)>) -> Vec<Update> {
+        let mut updates = Vec::new();
+        for (spec, row) in rows {
+            let id = self.engine.catalog.id(spec.name).expect("implied rows go to catalog tables");
+            let current = snapshot.relation(id);
+            let key = current.primary_key_of(&row).expect("implied rows go to tables");
+            if let Some(old) = current.get_by_key(&key) {
+                updates.push(Update::delete(id, old.clone()));
+            }
+            updates.push(Update::insert(id, row));
+        }
+        updates
+    }
+}
+
+/// Now, for DEFAULT values (microseconds since the epoch).
+fn wall_clock_micros() -> diffmart_dataflows::datum::Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as diffmart_dataflows::datum::Micros)
+        .unwrap_or(0)
 }
 
 fn primary_key_columns(spec: &diffmart_dataflows::datum::RelationSpec) -> String {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use diffmart_dataflows::datum::{Datum, RelationKind, RelationSpec, Row};
+use diffmart_dataflows::pricing::PriceUpdate;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
@@ -82,9 +83,29 @@ pub fn parse_sink_option(text: &str) -> Result<(String, String), String> {
 /// - `inventory_alerts` → `inventory-alerts` (alertType, productId, message, severity, timestamp);
 /// - the price changes → `price-updates` (`{"product_id", "new_price", "timestamp"}`).
 pub fn declared_sinks(topic_prefix: &str) -> Vec<KafkaSink> {
-    let mut sinks = Vec::new();
+    let mut sinks = vec![price_updates_sink(&format!("{topic_prefix}price-updates"))];
     sinks.extend(super::inventory::inventory_sinks(topic_prefix));
     sinks
+}
+
+/// Pricing (§E): every row of `price_updates` (one per price change) as
+/// `{"product_id", "new_price", "timestamp"}` (epoch seconds), keyed by product so a
+/// product's changes stay in order in one partition.
+pub fn price_updates_sink(topic: &str) -> KafkaSink {
+    KafkaSink {
+        relation: PriceUpdate::spec().name.into(),
+        topic: topic.into(),
+        format: SinkFormat::Inserts(encode_price_update),
+        key_column: Some(0),
+    }
+}
+
+fn encode_price_update(_spec: &RelationSpec, row: &Row) -> Value {
+    match PriceUpdate::from_row(row) {
+        Ok(update) => update.to_json(),
+        // The relation's rows are built from `PriceUpdate`s: this cannot fail.
+        Err(e) => panic!("a price_updates row that is not a price update: {e}"),
+    }
 }
 
 /// Counts of what the sinks wrote, for logs and tests.

@@ -10,6 +10,7 @@ pub mod generator;
 pub mod inventory_generator;
 pub mod inventory_json;
 pub mod kafka;
+pub mod pricing_generator;
 pub mod status;
 pub mod timestamps;
 
@@ -72,6 +73,7 @@ pub fn simulations(config: &GeneratorConfig, loaded_products: Vec<ProductUpdate>
         ecommerce_generator::simulation(seed(1), config.start),
         casino_generator::CasinoGenerator::simulation(seed(2), config.start),
         inventory_generator::InventoryGenerator::simulation(seed(3), config.start, loaded_products),
+        pricing_generator::PricingGenerator::simulation(seed(4), config.start),
     ]
 }
 

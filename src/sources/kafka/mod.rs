@@ -29,6 +29,7 @@ use anyhow::{Context, bail};
 use diffmart_dataflows::casino::GamingTransaction;
 use diffmart_dataflows::datum::{Record, RelationSpec, Row};
 use diffmart_dataflows::ecommerce::UserEvent;
+use diffmart_dataflows::pricing::ProductEvent;
 use diffmart_dataflows::retail::{CompetitorPrice, Purchase, Restock, WebClick};
 
 use crate::serving::Engine;
@@ -108,7 +109,7 @@ pub fn casino_sources() -> Vec<KafkaSource> {
 /// here: a `KafkaSource::json(topic, Record::spec())` line when the JSON fields are
 /// the column names, `KafkaSource::custom` otherwise.
 pub fn declared_sources() -> Vec<KafkaSource> {
-    [retail_sources(), ecommerce_sources(), casino_sources(), inventory_sources()].concat()
+    [retail_sources(), ecommerce_sources(), casino_sources(), inventory_sources(), pricing_sources()].concat()
 }
 
 /// The inventory demo's topics (`shared/spec/PIPELINES.md` §D), in the original's JSON.
@@ -119,6 +120,12 @@ pub fn inventory_sources() -> Vec<KafkaSource> {
         KafkaSource::custom("product-updates", ProductUpdate::spec(), decode_product_updates),
         KafkaSource::custom("order-events", OrderEvent::spec(), decode_order_events),
     ]
+}
+
+/// Pricing (§E): `{"event_type", "product_id", "user_id", "timestamp": epoch ms, "price"}`;
+/// invalid events fail `product_events`' CHECK and are counted as bad messages.
+pub fn pricing_sources() -> Vec<KafkaSource> {
+    vec![KafkaSource::json("product-events", ProductEvent::spec())]
 }
 
 /// Where to start reading partitions at start-up.

@@ -1,0 +1,494 @@
+//! The per-product pricing state machine, and the keyed timely operator that runs it.
+//!
+//! # Order
+//!
+//! Logical time is arrival order (one ingest batch per time); a batch's rows have no
+//! order of their own. A product's inputs are folded one complete batch at a time,
+//! in logical-time order, and inside a batch in this order:
+//!
+//! 1. table changes: catalog (`pricing_products`), removal times
+//!    (`price_override_removals`), overrides (`price_overrides`), each retractions
+//!    before insertions, so an UPDATE (retract old, insert new) ends on the new row;
+//! 2. events, by (timestamp, event_type, user_id, price).
+//!
+//! That makes the views a function of the input batches alone, the same for any
+//! number of workers: a product's state lives on one worker (keyed `Exchange`).
+//!
+//! # Rules (spec §E)
+//!
+//! - An event is *skipped* (no demand, no price, no row) while the product has an
+//!   override, and when its timestamp is at or before the product's last removal time.
+//! - Otherwise demand += weight, and price = event.price + sqrt(demand) × 5.
+//! - The current price is the override's, else the last priced event's, else the
+//!   catalog's base price.
+//!
+//! Each event costs O(log r) (r: retained history rows of the product); nothing
+//! re-reads history.
+
+use std::collections::{BTreeMap, HashMap};
+
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::{AsCollection, VecCollection};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::{
+    CatalogProduct, OverrideRemoval, PriceHistoryRow, PriceOverride, PriceUpdate, ProductEvent, ProductPrice,
+    SOURCE_BASE, SOURCE_DYNAMIC, SOURCE_OVERRIDE, demand_weight, dynamic_price,
+};
+use crate::Time;
+use crate::datum::{F64, Micros};
+
+/// One input of the state machine, keyed by product. The variant order is the
+/// order table changes apply in within a batch; events come last.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PricingInput {
+    Catalog(CatalogProduct),
+    Removal(OverrideRemoval),
+    Override(PriceOverride),
+    Event(ProductEvent),
+}
+
+/// What the state machine emits, split into the three views afterwards.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PricingChange {
+    Price(ProductPrice),
+    History(PriceHistoryRow),
+    Update(PriceUpdate),
+}
+
+/// One product's state: O(1) fields plus the history rows still retained.
+#[derive(Clone, Debug, Default)]
+pub struct ProductPricing {
+    base: Option<CatalogProduct>,
+    demand: i64,
+    /// The price after the last priced event.
+    dynamic_price: Option<f64>,
+    active_override: Option<PriceOverride>,
+    removed_at: Option<Micros>,
+    /// Price changes so far: the next change is number `changes + 1`.
+    changes: i64,
+    /// Newest event time of any change, which retention counts back from.
+    newest: Option<Micros>,
+    /// Retained rows of `price_history` and `price_updates`, by (event time, seq);
+    /// a NULL event time sorts first.
+    history: BTreeMap<(Micros, i64), PriceHistoryRow>,
+    updates: BTreeMap<(Micros, i64), PriceUpdate>,
+}
+
+/// Orders a batch's inputs for one product (see the module documentation).
+fn apply_order(input: &(PricingInput, isize)) -> impl Ord + '_ {
+    let (value, diff) = input;
+    let rank = match value {
+        PricingInput::Catalog(_) => 0,
+        PricingInput::Removal(_) => 1,
+        PricingInput::Override(_) => 2,
+        PricingInput::Event(_) => 3,
+    };
+    let event_key = match value {
+        PricingInput::Event(e) => Some((e.timestamp, &e.event_type, &e.user_id, e.price)),
+        _ => None,
+    };
+    (rank, *diff > 0, event_key, value)
+}
+
+impl ProductPricing {
+    /// The product's `product_prices` row, if it has a price at all.
+    pub fn current(&self, product_id: &str) -> Option<ProductPrice> {
+        let (price, source) = if let Some(o) = &self.active_override {
+            (o.override_price.get(), SOURCE_OVERRIDE)
+        } else if let Some(p) = self.dynamic_price {
+            (p, SOURCE_DYNAMIC)
+        } else {
+            (self.base.as_ref()?.base_price.get(), SOURCE_BASE)
+        };
+        Some(ProductPrice {
+            product_id: product_id.to_string(),
+            price: F64::new(price),
+            demand: self.demand,
+            price_source: source.to_string(),
+        })
+    }
+
+    /// Whether the product holds no state worth keeping.
+    pub fn is_empty(&self) -> bool {
+        self.base.is_none()
+            && self.active_override.is_none()
+            && self.dynamic_price.is_none()
+            && self.removed_at.is_none()
+            && self.history.is_empty()
+            && self.updates.is_empty()
+    }
+
+    /// Retained history rows (for tests of the retention bound).
+    pub fn retained_rows(&self) -> usize {
+        self.history.len() + self.updates.len()
+    }
+
+    /// Folds one complete batch of this product's inputs and pushes the resulting
+    /// changes of the three views to `out`.
+    pub fn apply(
+        &mut self,
+        product_id: &str,
+        mut inputs: Vec<(PricingInput, isize)>,
+        retention: Micros,
+        out: &mut Vec<(PricingChange, isize)>,
+    ) {
+        let before = self.current(product_id);
+        let override_before = self.active_override.clone();
+        let base_before = self.base.clone();
+        inputs.sort_by(|a, b| apply_order(a).cmp(&apply_order(b)));
+
+        let mut events = Vec::new();
+        for (input, diff) in inputs {
+            match input {
+                PricingInput::Catalog(row) => retract_or_set(&mut self.base, row, diff),
+                PricingInput::Removal(row) => retract_or_set(&mut self.removed_at, row.removed_at, diff),
+                PricingInput::Override(row) => retract_or_set(&mut self.active_override, row, diff),
+                // `product_events` is a source: nothing retracts its rows.
+                PricingInput::Event(event) if diff > 0 => events.push((event, diff)),
+                PricingInput::Event(_) => {}
+            }
+        }
+
+        // What the table changes did to the current price.
+        let after_tables = self.current(product_id);
+        if self.active_override != override_before
+            && let Some(o) = self.active_override.clone()
+        {
+            self.record(product_id, o.override_price.get(), SOURCE_OVERRIDE, o.set_time, true, out);
+        } else if after_tables != before
+            && let Some(now) = &after_tables
+        {
+            let base_set = now.price_source == SOURCE_BASE && self.base != base_before;
+            let time = if base_set {
+                self.base.as_ref().and_then(|b| b.added_at)
+            } else {
+                // The override was removed: the price falls back at the removal time.
+                self.removed_at.or(override_before.and_then(|o| o.set_time))
+            };
+            self.record(product_id, now.price.get(), &now.price_source, time, base_set, out);
+        }
+
+        for (event, copies) in events {
+            for _ in 0..copies {
+                self.price_event(product_id, &event, out);
+            }
+        }
+
+        self.forget_older_than(retention, out);
+        let after = self.current(product_id);
+        if before != after {
+            out.extend(before.map(|row| (PricingChange::Price(row), -1)));
+            out.extend(after.map(|row| (PricingChange::Price(row), 1)));
+        }
+    }
+
+    fn price_event(&mut self, product_id: &str, event: &ProductEvent, out: &mut Vec<(PricingChange, isize)>) {
+        if self.active_override.is_some() || self.removed_at.is_some_and(|removed| event.timestamp <= removed) {
+            return;
+        }
+        // Rows are checked on the way in (`pricing::check_row`): an invalid event cannot
+        // get here, and if one did it must not move the price.
+        let Some(weight) = demand_weight(&event.event_type).filter(|_| event.invalid_reason().is_none()) else {
+            return;
+        };
+        self.demand += weight;
+        let price = dynamic_price(event.price.get(), self.demand);
+        self.dynamic_price = Some(price);
+        self.record(product_id, price, SOURCE_DYNAMIC, Some(event.timestamp), true, out);
+    }
+
+    /// A change of the current price: a `price_updates` row, and a `price_history`
+    /// row when `history`.
+    fn record(
+        &mut self,
+        product_id: &str,
+        price: f64,
+        source: &str,
+        time: Option<Micros>,
+        history: bool,
+        out: &mut Vec<(PricingChange, isize)>,
+    ) {
+        self.changes += 1;
+        let seq = self.changes;
+        let key = (time.unwrap_or(Micros::MIN), seq);
+        if history {
+            let row = PriceHistoryRow {
+                product_id: product_id.to_string(),
+                price: F64::new(price),
+                price_source: source.to_string(),
+                event_time: time,
+                seq,
+            };
+            self.history.insert(key, row.clone());
+            out.push((PricingChange::History(row), 1));
+        }
+        let update =
+            PriceUpdate { product_id: product_id.to_string(), seq, new_price: F64::new(price), timestamp: time };
+        self.updates.insert(key, update.clone());
+        out.push((PricingChange::Update(update), 1));
+        if time.is_some() {
+            self.newest = self.newest.max(time);
+        }
+    }
+
+    /// Drops (and retracts) rows more than `retention` older than the newest change.
+    fn forget_older_than(&mut self, retention: Micros, out: &mut Vec<(PricingChange, isize)>) {
+        let Some(newest) = self.newest else { return };
+        let horizon = newest.saturating_sub(retention);
+        while let Some(entry) = self.history.first_entry() {
+            if entry.key().0 >= horizon {
+                break;
+            }
+            out.push((PricingChange::History(entry.remove()), -1));
+        }
+        while let Some(entry) = self.updates.first_entry() {
+            if entry.key().0 >= horizon {
+                break;
+            }
+            out.push((PricingChange::Update(entry.remove()), -1));
+        }
+    }
+}
+
+/// A table row's change applied to the one row its key holds: a retraction of the
+/// current row clears it, an insertion replaces it.
+fn retract_or_set<T: PartialEq>(slot: &mut Option<T>, row: T, diff: isize) {
+    if diff > 0 {
+        *slot = Some(row);
+    } else if slot.as_ref() == Some(&row) {
+        *slot = None;
+    }
+}
+
+/// A batch waiting for its time to complete, with the capability to answer at that time.
+type Pending = BTreeMap<Time, (Capability<Time>, Vec<((String, PricingInput), isize)>)>;
+
+/// Runs [`ProductPricing`] per product: inputs are exchanged by product id, each
+/// worker folds its products' complete batches in time order and emits the views'
+/// changes at the batch's time.
+pub fn per_product_pricing<'s>(
+    inputs: VecCollection<'s, Time, (String, PricingInput)>,
+    retention: Micros,
+) -> VecCollection<'s, Time, PricingChange> {
+    inputs
+        .inner
+        .unary_frontier(
+            Exchange::new(|((product_id, _), _t, _r): &((String, PricingInput), Time, isize)| product_id.hashed()),
+            "PerProductPricing",
+            move |_capability, _info| {
+                let mut pending: Pending = BTreeMap::new();
+                let mut products: HashMap<String, ProductPricing> = HashMap::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for (update, t, r) in data.drain(..) {
+                            pending.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push((update, r));
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let (time, (cap, updates)) = entry.remove_entry();
+                        let mut by_product: BTreeMap<String, Vec<(PricingInput, isize)>> = BTreeMap::new();
+                        for ((product_id, input), diff) in updates {
+                            by_product.entry(product_id).or_default().push((input, diff));
+                        }
+                        let mut changes = Vec::new();
+                        for (product_id, inputs) in by_product {
+                            let state = products.entry(product_id.clone()).or_default();
+                            state.apply(&product_id, inputs, retention, &mut changes);
+                            if state.is_empty() {
+                                products.remove(&product_id);
+                            }
+                        }
+                        let mut session = output.session(&cap);
+                        for (change, diff) in changes {
+                            session.give((change, time, diff));
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datum::MICROS_PER_SECOND;
+
+    const T0: Micros = 1_700_000_000 * MICROS_PER_SECOND;
+    const DAY: Micros = 86_400 * MICROS_PER_SECOND;
+
+    fn event(kind: &str, at_s: i64, price: f64) -> (PricingInput, isize) {
+        let e = ProductEvent {
+            event_type: kind.into(),
+            product_id: "PA".into(),
+            user_id: Some("u".into()),
+            timestamp: T0 + at_s * MICROS_PER_SECOND,
+            price: F64::new(price),
+        };
+        (PricingInput::Event(e), 1)
+    }
+
+    fn catalog(price: f64) -> PricingInput {
+        PricingInput::Catalog(CatalogProduct {
+            product_id: "PA".into(),
+            base_price: F64::new(price),
+            added_at: Some(T0),
+        })
+    }
+
+    fn override_at(price: f64, at_s: i64) -> PricingInput {
+        PricingInput::Override(PriceOverride {
+            product_id: "PA".into(),
+            override_price: F64::new(price),
+            reason: Some("test".into()),
+            set_time: Some(T0 + at_s * MICROS_PER_SECOND),
+        })
+    }
+
+    fn removal(at_s: i64) -> PricingInput {
+        PricingInput::Removal(OverrideRemoval { product_id: "PA".into(), removed_at: T0 + at_s * MICROS_PER_SECOND })
+    }
+
+    /// Applies batches in order; returns the state and everything emitted.
+    fn run(batches: Vec<Vec<(PricingInput, isize)>>) -> (ProductPricing, Vec<(PricingChange, isize)>) {
+        let mut state = ProductPricing::default();
+        let mut out = Vec::new();
+        for batch in batches {
+            state.apply("PA", batch, DAY, &mut out);
+        }
+        (state, out)
+    }
+
+    fn price(state: &ProductPricing) -> (f64, i64, String) {
+        let row = state.current("PA").unwrap();
+        (row.price.get(), row.demand, row.price_source)
+    }
+
+    fn sources_of_history(out: &[(PricingChange, isize)]) -> Vec<(String, f64)> {
+        out.iter()
+            .filter_map(|(c, d)| match c {
+                PricingChange::History(h) if *d > 0 => Some((h.price_source.clone(), h.price.get())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn demand_is_a_weighted_running_sum_and_prices_follow_it() {
+        let (state, out) =
+            run(vec![vec![(catalog(100.0), 1)], vec![event("view", 1, 100.0)], vec![event("cart", 2, 100.0)]]);
+        // demand 1 + 3 = 4: 100 + 2 × 5.
+        assert_eq!(price(&state), (110.0, 4, "dynamic".into()));
+        assert_eq!(
+            sources_of_history(&out),
+            vec![("base".into(), 100.0), ("dynamic".into(), 105.0), ("dynamic".into(), 110.0)]
+        );
+        let (state, _) = run(vec![vec![event("purchase", 1, 100.0), event("view", 2, 100.0), event("cart", 3, 100.0)]]);
+        assert_eq!(price(&state), (115.0, 9, "dynamic".into()), "price(100, demand 9) = 115");
+    }
+
+    #[test]
+    fn an_active_override_skips_events_entirely() {
+        let (state, out) = run(vec![
+            vec![(catalog(100.0), 1), event("view", 1, 100.0)],
+            vec![(override_at(80.0, 2), 1)],
+            vec![event("purchase", 3, 100.0), event("cart", 4, 100.0)],
+        ]);
+        assert_eq!(price(&state), (80.0, 1, "override".into()), "no demand change while overridden");
+        assert_eq!(sources_of_history(&out).last().unwrap(), &("override".into(), 80.0));
+    }
+
+    #[test]
+    fn after_removal_events_up_to_the_removal_time_are_still_skipped() {
+        let (state, out) = run(vec![
+            vec![(catalog(100.0), 1), event("view", 1, 100.0)],
+            vec![(override_at(80.0, 2), 1)],
+            // Removed at 10 s: the table loses the row, the removal time is recorded.
+            vec![(override_at(80.0, 2), -1), (removal(10), 1)],
+            // Produced while the override was active (≤ 10 s), read after the removal.
+            vec![event("purchase", 5, 100.0), event("purchase", 10, 100.0)],
+            vec![event("cart", 11, 100.0)],
+        ]);
+        // demand 1 (view) + 3 (cart at 11 s); the purchases were skipped.
+        assert_eq!(price(&state), (110.0, 4, "dynamic".into()));
+        // The removal reverted the price to the last dynamic one, as a price update.
+        let updates: Vec<(f64, Option<Micros>)> = out
+            .iter()
+            .filter_map(|(c, d)| match c {
+                PricingChange::Update(u) if *d > 0 => Some((u.new_price.get(), u.timestamp)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            updates,
+            vec![
+                (100.0, Some(T0)),
+                (105.0, Some(T0 + MICROS_PER_SECOND)),
+                (80.0, Some(T0 + 2 * MICROS_PER_SECOND)),
+                (105.0, Some(T0 + 10 * MICROS_PER_SECOND)),
+                (110.0, Some(T0 + 11 * MICROS_PER_SECOND)),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_override_update_is_one_change_and_the_catalog_only_prices_before_events() {
+        let (state, out) = run(vec![
+            vec![(catalog(100.0), 1)],
+            vec![(override_at(80.0, 1), 1)],
+            vec![(override_at(80.0, 1), -1), (override_at(70.0, 2), 1)],
+        ]);
+        assert_eq!(price(&state), (70.0, 0, "override".into()));
+        assert_eq!(
+            sources_of_history(&out),
+            vec![("base".into(), 100.0), ("override".into(), 80.0), ("override".into(), 70.0)]
+        );
+        // A new base price moves a product still on its base price, not a dynamic one.
+        let (state, _) = run(vec![vec![(catalog(100.0), 1)], vec![(catalog(100.0), -1), (catalog(120.0), 1)]]);
+        assert_eq!(price(&state), (120.0, 0, "base".into()));
+        let (state, _) = run(vec![
+            vec![(catalog(100.0), 1), event("view", 1, 100.0)],
+            vec![(catalog(100.0), -1), (catalog(120.0), 1)],
+        ]);
+        assert_eq!(price(&state), (105.0, 1, "dynamic".into()));
+    }
+
+    #[test]
+    fn events_of_one_batch_apply_in_timestamp_order_and_the_view_nets_out() {
+        // Same events, two arrival orders inside one batch: same result.
+        let a = run(vec![vec![event("view", 2, 50.0), event("purchase", 1, 100.0)]]);
+        let b = run(vec![vec![event("purchase", 1, 100.0), event("view", 2, 50.0)]]);
+        assert_eq!(price(&a.0), price(&b.0));
+        assert_eq!(price(&a.0), (50.0 + 6f64.sqrt() * 5.0, 6, "dynamic".into()));
+        // product_prices: each batch retracts the previous row, so one row remains.
+        let mut net: BTreeMap<PricingChange, isize> = BTreeMap::new();
+        let (_, out) = run(vec![vec![event("view", 1, 10.0)], vec![event("view", 2, 10.0)]]);
+        for (change, diff) in out {
+            if matches!(change, PricingChange::Price(_)) {
+                *net.entry(change).or_default() += diff;
+            }
+        }
+        net.retain(|_, d| *d != 0);
+        assert_eq!(net.len(), 1);
+    }
+
+    #[test]
+    fn history_keeps_the_retention_window() {
+        let mut state = ProductPricing::default();
+        let mut out = Vec::new();
+        for hour in 0..100 {
+            state.apply("PA", vec![event("view", hour * 3600, 10.0)], DAY, &mut out);
+        }
+        // 24 h behind the newest (hour 99): hours 75..=99 stay, in both views.
+        assert_eq!(state.retained_rows(), 2 * 25);
+        let live: isize = out.iter().filter(|(c, _)| matches!(c, PricingChange::History(_))).map(|(_, d)| d).sum();
+        assert_eq!(live, 25);
+    }
+}

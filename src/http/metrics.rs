@@ -1,0 +1,79 @@
+//! `GET /metrics`: Prometheus text format, read from one snapshot.
+//!
+//! - `diffmart_relation_rows{relation, kind}`: rows of every relation;
+//! - `diffmart_snapshot_time`: the snapshot's logical time, i.e. ingest batches applied;
+//! - `diffmart_source_messages_total`, `diffmart_source_errors_total`, `diffmart_source_lag`
+//!   `{kind, name, partition}`: what `diffmart_sources` reports for each stream.
+
+use std::fmt::Write as _;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use diffmart_dataflows::datum::{Record, RelationKind};
+use diffmart_dataflows::system::SourceStatus;
+
+use super::AppState;
+use crate::serving::Engine;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&state.engine))
+}
+
+/// A label value, escaped as the text format wants.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The metrics page for the engine's current snapshot.
+pub fn render(engine: &Engine) -> String {
+    let snapshot = engine.snapshot();
+    let mut out = String::new();
+    out.push_str("# HELP diffmart_relation_rows Rows of each relation in the current snapshot.\n");
+    out.push_str("# TYPE diffmart_relation_rows gauge\n");
+    for (id, spec) in engine.catalog().iter() {
+        let kind = match spec.kind {
+            RelationKind::Table { .. } => "table",
+            RelationKind::Source { .. } => "source",
+            RelationKind::View => "view",
+        };
+        let rows = snapshot.relation(id).len();
+        let _ = writeln!(out, "diffmart_relation_rows{{relation=\"{}\",kind=\"{kind}\"}} {rows}", label(spec.name));
+    }
+    out.push_str("# HELP diffmart_snapshot_time Logical time of the current snapshot: ingest batches applied.\n");
+    out.push_str("# TYPE diffmart_snapshot_time counter\n");
+    let _ = writeln!(out, "diffmart_snapshot_time {}", snapshot.upper);
+
+    let statuses: Vec<SourceStatus> = engine
+        .catalog()
+        .id(SourceStatus::spec().name)
+        .map(|id| snapshot.relation(id).rows().filter_map(|row| SourceStatus::from_row(row).ok()).collect())
+        .unwrap_or_default();
+    let stream = |s: &SourceStatus| {
+        format!("kind=\"{}\",name=\"{}\",partition=\"{}\"", label(&s.kind), label(&s.name), s.partition)
+    };
+    out.push_str("# HELP diffmart_source_messages_total Messages a source stream has read (good and bad).\n");
+    out.push_str("# TYPE diffmart_source_messages_total counter\n");
+    for s in &statuses {
+        let _ = writeln!(out, "diffmart_source_messages_total{{{}}} {}", stream(s), s.messages);
+    }
+    out.push_str("# HELP diffmart_source_errors_total Messages a source stream could not read.\n");
+    out.push_str("# TYPE diffmart_source_errors_total counter\n");
+    for s in &statuses {
+        let _ = writeln!(out, "diffmart_source_errors_total{{{}}} {}", stream(s), s.errors);
+    }
+    out.push_str("# HELP diffmart_source_lag Messages (or WAL bytes) a source stream is behind.\n");
+    out.push_str("# TYPE diffmart_source_lag gauge\n");
+    for s in &statuses {
+        if let Some(lag) = s.lag {
+            let _ = writeln!(out, "diffmart_source_lag{{{}}} {lag}", stream(s));
+        }
+    }
+    out
+}
