@@ -225,7 +225,7 @@ fn readme_queries() -> Vec<String> {
 #[test]
 fn psql_runs_the_readme_examples() {
     let port = free_port();
-    let events = 5_000;
+    let events = 20_000;
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_diffmart"))
             .args(["--pg-listen", &format!("127.0.0.1:{port}"), "-w", "2"])
