@@ -333,7 +333,7 @@ async fn resumes_after_restart_without_loss_or_duplicates() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     stop.store(true, Ordering::Relaxed);
     let committed = writer.await.unwrap();
-    wait_mirrored(&mirror, &client, Duration::from_secs(60), "after restarts").await;
+    wait_mirrored(&mirror, &client, Duration::from_secs(180), "after restarts").await;
 
     let status = mirror.cdc.status();
     assert_eq!(status.snapshot_rows, first.snapshot_rows, "resumed with a new snapshot: {status:#?}");

@@ -16,28 +16,16 @@ mod ecommerce_sql;
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diffmart_dataflows::datum::{ColumnType, RelationSpec};
 use diffmart_dataflows::ecommerce;
 use rust_decimal::Decimal;
 use support::postgres::{SUPERUSER, TestPostgres};
+use support::server::DiffmartProcess;
 use support::{CanonicalRow, canonical_decimal, canonical_float, canonical_text, canonical_timestamp};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn test_data_file() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ecommerce-test-data.sql");
@@ -187,16 +175,8 @@ fn copy_statement(spec: &RelationSpec, rows: &[Vec<Option<String>>]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_test_data_loads_with_psql_and_matches_postgres() {
     let file = test_data_file();
-    let port = free_port();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_diffmart"))
-            .args(["--pg-listen", &format!("127.0.0.1:{port}"), "-w", "2", "--no-generator"])
-            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("diffmart starts"),
-    );
+    let server = DiffmartProcess::start(&["-w", "2", "--no-generator"]);
+    let port = server.pg_port;
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "diffmart never listened on port {port}");

@@ -3,25 +3,15 @@
 //!
 //! Run: `cargo test --release --test generator_control`.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::server::DiffmartProcess;
 
 /// One HTTP/1.1 request; the status code and the JSON body.
 fn request(port: u16, method: &str, path: &str) -> (u16, Value) {
@@ -68,16 +58,8 @@ fn generator_row(pg_port: u16) -> String {
 
 #[test]
 fn the_generator_pauses_resumes_and_changes_rate_over_http() {
-    let (pg, http) = (free_port(), free_port());
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_diffmart"))
-            .args(["--pg-listen", &format!("127.0.0.1:{pg}"), "--http-listen", &format!("127.0.0.1:{http}")])
-            .args(["--generator-rate", "2000", "--generator-start", "2025-06-01 12:00:00"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("diffmart starts"),
-    );
+    let server = DiffmartProcess::start(&["--generator-rate", "2000", "--generator-start", "2025-06-01 12:00:00"]);
+    let (pg, http) = (server.pg_port, server.http_port);
     wait_for("the HTTP API", || TcpStream::connect(("127.0.0.1", http)).is_ok());
 
     let (status, body) = request(http, "GET", "/generator/status");

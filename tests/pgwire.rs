@@ -2,14 +2,17 @@
 //! binary results) against an in-process server, and psql against the binary
 //! running the README's commands.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
 use diffmart::serving::Engine;
 use rust_decimal::Decimal;
+use support::server::DiffmartProcess;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -177,19 +180,6 @@ async fn psycopg_works() {
 // psql against the real binary, with the README's commands.
 // ---------------------------------------------------------------------------------------------
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn psql(port: u16, sql: &str) -> String {
     let output = Command::new("psql")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d", "dev", "-U", "root", "-X", "-v", "ON_ERROR_STOP=1"])
@@ -224,19 +214,20 @@ fn readme_queries() -> Vec<String> {
 
 #[test]
 fn psql_runs_the_readme_examples() {
-    let port = free_port();
     let events = 20_000;
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_diffmart"))
-            .args(["--pg-listen", &format!("127.0.0.1:{port}"), "-w", "2"])
-            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--generator-seed", "3", "--generator-start", "2025-06-01 12:00:00"])
-            .args(["--generator-rate", "100000", "--generator-events", &events.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("diffmart starts"),
-    );
+    let server = DiffmartProcess::start(&[
+        "-w",
+        "2",
+        "--generator-seed",
+        "3",
+        "--generator-start",
+        "2025-06-01 12:00:00",
+        "--generator-rate",
+        "100000",
+        "--generator-events",
+        &events.to_string(),
+    ]);
+    let port = server.pg_port;
     let deadline = Instant::now() + Duration::from_secs(60);
     let all_events = "SELECT messages FROM diffmart_sources WHERE kind = 'generator' AND status = 'finished'";
     loop {

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -207,4 +208,9 @@ pub fn multiset_diff(
         }
     }
     Some(report)
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port").local_addr().unwrap().port()
 }

@@ -80,7 +80,7 @@ impl TestPostgres {
         // server binds it: try a few.
         let mut last_failure = String::new();
         for _attempt in 0..5 {
-            let port = free_port();
+            let port = super::free_port();
             let log_path = dir.path().join("server.log");
             let log = File::create(&log_path).expect("creating the server log");
             if let Some(user) = run_as {
@@ -285,11 +285,6 @@ fn wait_ready(bindir: &Path, dir: &Path, port: u16, server: &mut Child) -> Resul
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// `pg_config --bindir` if it works, else the newest `/usr/lib/postgresql/<version>/bin`.
