@@ -12,6 +12,8 @@
 //!
 //! Run: `cargo test --release --test inventory`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -707,29 +709,6 @@ proptest! {
 // The catalog file, the generator, retention
 // ------------------------------------------------------------------------------------------
 
-/// Runs a query over pgwire against an in-process server on `engine`.
-fn query(engine: &Arc<Engine>, sql: &str) -> Vec<Vec<Option<String>>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(diffmart::pgwire::serve(engine.clone(), listener));
-        let config = format!("host={} port={} user=root dbname=dev", addr.ip(), addr.port());
-        let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        messages
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
-                }
-                _ => None,
-            })
-            .collect()
-    })
-}
-
 fn text(value: &str) -> Option<String> {
     Some(value.to_string())
 }
@@ -742,42 +721,48 @@ fn the_original_catalog_loads_and_is_queryable_over_pgwire() {
     let loaded = diffmart::sources::load_catalog(&engine, std::path::Path::new(CATALOG_FILE), T0).unwrap();
     assert_eq!(loaded, 200);
     assert_eq!(
-        query(
+        support::query(
             &engine,
             "SELECT count(*), count(DISTINCT category), min(product_id), max(product_id) FROM inventory_current"
         ),
         vec![vec![text("200"), text("8"), text("PROD_0001"), text("PROD_0200")]]
     );
     assert_eq!(
-        query(&engine, "SELECT name, price, inventory, status FROM inventory_current WHERE product_id = 'PROD_0001'"),
+        support::query(
+            &engine,
+            "SELECT name, price, inventory, status FROM inventory_current WHERE product_id = 'PROD_0001'"
+        ),
         vec![vec![text("FutureTech UltraBook Pro 15"), text("1899.99"), text("17"), text("IN_STOCK")]]
     );
     assert_eq!(
-        query(&engine, "SELECT event_type, count(*) FROM inventory_events GROUP BY event_type"),
+        support::query(&engine, "SELECT event_type, count(*) FROM inventory_events GROUP BY event_type"),
         vec![vec![text("PRODUCT_ADDED"), text("200")]]
     );
     assert_eq!(
-        query(&engine, "SELECT count(*) FROM inventory_alerts WHERE alert_type = 'LOW_STOCK'"),
+        support::query(&engine, "SELECT count(*) FROM inventory_alerts WHERE alert_type = 'LOW_STOCK'"),
         vec![vec![Some(low.to_string())]]
     );
     assert!(low > 0, "the file has low-stock products");
-    assert_eq!(query(&engine, "SELECT count(*) FROM product_updates"), vec![vec![text("200")]]);
+    assert_eq!(support::query(&engine, "SELECT count(*) FROM product_updates"), vec![vec![text("200")]]);
 
     // The generator then orders from the file's products.
     let config = diffmart::sources::GeneratorConfig { seed: 4, start: T0, rate: Some(100_000.0), events: Some(20_000) };
     diffmart::sources::spawn_generator(engine.clone(), config).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while query(&engine, "SELECT status FROM diffmart_sources WHERE kind = 'generator'") != vec![vec![text("finished")]]
+    while support::query(&engine, "SELECT status FROM diffmart_sources WHERE kind = 'generator'")
+        != vec![vec![text("finished")]]
     {
         assert!(Instant::now() < deadline, "the generator did not finish");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let orders = query(&engine, "SELECT count(*) FROM order_events");
+    let orders = support::query(&engine, "SELECT count(*) FROM order_events");
     assert!(orders[0][0].as_deref().unwrap().parse::<i64>().unwrap() > 100, "{orders:?}");
-    assert_eq!(query(&engine, "SELECT count(*) FROM inventory_current"), vec![vec![text("200")]]);
+    assert_eq!(support::query(&engine, "SELECT count(*) FROM inventory_current"), vec![vec![text("200")]]);
     // Only the generator's deliberate unknown products are rejected.
-    let rejected =
-        query(&engine, "SELECT count(*) FROM inventory_rejections WHERE reason NOT LIKE 'Unknown product PROD_9%'");
+    let rejected = support::query(
+        &engine,
+        "SELECT count(*) FROM inventory_rejections WHERE reason NOT LIKE 'Unknown product PROD_9%'",
+    );
     assert_eq!(rejected, vec![vec![text("0")]]);
 }
 
@@ -913,7 +898,7 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
     wait_for("the orders", || messages_read(&engine) == 11);
 
     let current: BTreeMap<String, (i64, String)> =
-        query(&engine, "SELECT product_id, inventory, status FROM inventory_current")
+        support::query(&engine, "SELECT product_id, inventory, status FROM inventory_current")
             .into_iter()
             .map(|r| (r[0].clone().unwrap(), (r[1].as_ref().unwrap().parse().unwrap(), r[2].clone().unwrap())))
             .collect();
@@ -924,7 +909,7 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
     ]
     .into();
     assert_eq!(current, expected);
-    let reasons: Vec<String> = query(&engine, "SELECT reason FROM inventory_rejections ORDER BY reason")
+    let reasons: Vec<String> = support::query(&engine, "SELECT reason FROM inventory_rejections ORDER BY reason")
         .into_iter()
         .map(|r| r[0].clone().unwrap())
         .collect();
@@ -944,7 +929,7 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
     assert!(product_errors.iter().any(|e| e.starts_with("invalid JSON")), "{product_errors:?}");
     assert!(product_errors.iter().any(|e| e.contains("missing field \"price\"")), "{product_errors:?}");
     assert!(product_errors.iter().any(|e| e.contains("element 1: expected a product object")), "{product_errors:?}");
-    let o2 = query(
+    let o2 = support::query(
         &engine,
         "SELECT event_type, previous_inventory, current_inventory FROM inventory_events WHERE change_reason LIKE 'Order o2%'",
     );

@@ -208,29 +208,6 @@ fn assert_same_retail_relations(from_kafka: &Engine, direct: &Engine) {
     }
 }
 
-/// Runs a query over pgwire against an in-process server on `engine`.
-fn query(engine: &Arc<Engine>, sql: &str) -> Vec<Vec<Option<String>>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(diffmart::pgwire::serve(engine.clone(), listener));
-        let config = format!("host={} port={} user=root dbname=dev", addr.ip(), addr.port());
-        let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        messages
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
-                }
-                _ => None,
-            })
-            .collect()
-    })
-}
-
 #[test]
 fn retail_views_from_kafka_equal_direct_ingest_over_two_workers() {
     let mock = mock_cluster(&[("web_clicks", 4), ("purchases", 3), ("competitor_prices", 2), ("restocks", 1)]);
@@ -267,11 +244,11 @@ fn retail_views_from_kafka_equal_direct_ingest_over_two_workers() {
     assert_same_retail_relations(&engine, &direct);
 
     // The same over SQL.
-    let by_sql = query(&engine, "SELECT count(*), sum(clicks) FROM web_clicks_minutely");
+    let by_sql = support::query(&engine, "SELECT count(*), sum(clicks) FROM web_clicks_minutely");
     let minutely = rows(&direct, "web_clicks_minutely");
     let clicks: i64 = minutely.iter().map(|r| if let Datum::Int64(c) = r[2] { c } else { 0 }).sum();
     assert_eq!(by_sql, vec![vec![Some(minutely.len().to_string()), Some(clicks.to_string())]]);
-    let by_sql = query(
+    let by_sql = support::query(
         &engine,
         "SELECT name, sum(messages), sum(lag), min(status) FROM diffmart_sources WHERE kind = 'kafka' GROUP BY name ORDER BY name",
     );
@@ -375,13 +352,13 @@ fn bad_messages_are_counted_and_kept_and_never_stop_a_source() {
     }
 
     // Queryable over SQL.
-    let by_sql = query(
+    let by_sql = support::query(
         &engine,
         "SELECT partition, position, error FROM diffmart_source_errors WHERE name = 'purchases' ORDER BY partition, position",
     );
     assert_eq!(by_sql.len(), 8);
     assert_eq!(by_sql[0][..2], [Some("0".to_string()), Some("1".to_string())]);
-    let by_sql = query(&engine, "SELECT sum(errors) FROM diffmart_sources WHERE name = 'purchases'");
+    let by_sql = support::query(&engine, "SELECT sum(errors) FROM diffmart_sources WHERE name = 'purchases'");
     assert_eq!(by_sql, vec![vec![Some("8".to_string())]]);
 
     // A topic created later is found and read from its start.
@@ -418,7 +395,7 @@ fn a_broker_outage_at_start_and_mid_stream_loses_and_duplicates_nothing() {
         statuses.len() == 4 && statuses.iter().all(|s| s.partition == -1 && s.status == "disconnected")
     });
     assert!(statuses(&engine)[0].last_error.as_deref().unwrap_or_default().contains("cannot reach the brokers"));
-    assert_eq!(query(&engine, "SELECT count(*) FROM product_inventory"), vec![vec![Some("20".to_string())]]);
+    assert_eq!(support::query(&engine, "SELECT count(*) FROM product_inventory"), vec![vec![Some("20".to_string())]]);
 
     mock.broker_up(-1).unwrap();
     let producer = producer(&brokers);
@@ -442,7 +419,7 @@ fn a_broker_outage_at_start_and_mid_stream_loses_and_duplicates_nothing() {
     let (more_orders, more_messages) = produce(&producer, &events[3000..], false);
     orders.extend(more_orders);
     messages += more_messages;
-    assert_eq!(query(&engine, "SELECT count(*) FROM product_inventory"), vec![vec![Some("20".to_string())]]);
+    assert_eq!(support::query(&engine, "SELECT count(*) FROM product_inventory"), vec![vec![Some("20".to_string())]]);
 
     mock.broker_round_trip_time(-1, Duration::ZERO).unwrap();
     mock.broker_up(-1).unwrap();
