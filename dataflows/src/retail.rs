@@ -6,7 +6,6 @@
 use std::sync::LazyLock;
 
 use differential_dataflow::VecCollection;
-use differential_dataflow::algorithms::prefix_sum::PrefixSum;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +14,7 @@ use crate::datum::{
     col_not_null,
 };
 use crate::money::MoneySum;
-use crate::operators::max_per_key;
+use crate::operators::{max_per_key, prefix_fold_at};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -633,9 +632,10 @@ fn minute_join<'s>(purchases: Coll<'s, Purchase>, restocks: Coll<'s, Restock>) -
 ///          AS stock_level_category
 /// FROM inventory_updates;
 /// ```
-/// The running sum is differential's log-depth prefix sum (positions are minutes,
-/// keys are products), so a change costs O(log minutes), not O(minutes). The prefix
-/// sum covers positions strictly before the query, so each minute asks at `minute + 1`.
+/// The running sum is a prefix fold per product over minute positions
+/// ([`prefix_fold_at`]): a change refolds only the minutes from its own on, so an
+/// in-order event costs O(log minutes), not O(minutes). The fold covers positions
+/// strictly before the query, so each minute asks at `minute + 1`.
 fn product_stock_status<'s>(
     minute_flows: Coll<'s, ((i32, Micros), i64, i64)>,
     product_inventory: Coll<'s, ProductInventory>,
@@ -645,8 +645,7 @@ fn product_stock_status<'s>(
         ((minute_position(window), product_id), restocked - purchased)
     });
     let queries = net_flow.clone().map(|((position, product_id), _)| (position + 1, product_id));
-    let running_net = net_flow
-        .prefix_sum_at(queries, 0i64, |_product, a, b| a + b)
+    let running_net = prefix_fold_at(net_flow, queries, 0i64, |_product, a, b| a + b)
         .map(|((position, product_id), net)| (product_id, (position_minute(position - 1), net)));
     let with_windows = running_net.clone().join_core(products.clone(), |_id, &(window, net), p| {
         Some(stock_status(p, Some(window), p.stock_level.map(|s| s as i64 + net)))
@@ -805,8 +804,7 @@ fn sales_profit<'s>(
         p.status.inventory_window.map(|w| ((minute_position(w), product_id), Some((w, p.final_price))))
     });
     let queries = order_minutes.clone().map(|((position, product_id), _)| (position + 1, product_id));
-    let asof_prices = window_prices
-        .prefix_sum_at(queries, None, |_product, earlier, later| later.or(*earlier))
+    let asof_prices = prefix_fold_at(window_prices, queries, None, |_product, earlier, later| later.or(*earlier))
         .map(|((position, product_id), latest)| ((position - 1, product_id), latest));
     let revenue = order_minutes
         .join_map(asof_prices, |&(_position, product_id), &quantity, latest| {

@@ -113,6 +113,9 @@ impl Compute {
                 publish_to_serving(all, publish);
                 sessions
             });
+            if index == 0 {
+                tracing::debug!(operators = worker.peek_identifier(), "dataflow built");
+            }
             // Local receiver, if this worker is on the process that feeds inputs.
             let receiver = (index < workers_per_process)
                 .then(|| receivers.lock().unwrap().get_mut(index).and_then(Option::take))

@@ -12,7 +12,7 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
@@ -66,21 +66,52 @@ struct IngestRequest {
     stamped: Option<std::sync::mpsc::SyncSender<Time>>,
 }
 
+/// Updates queued for ingest, at most: a source that runs ahead of compute (the
+/// generator at a fixed rate, a Kafka topic's backlog) waits for room instead of
+/// queueing without bound, so memory stays flat under overload.
+const MAX_QUEUED_UPDATES: usize = 500_000;
+
+/// How many updates wait in ingest's queue; senders wait on the condvar for room.
+#[derive(Default)]
+struct QueueRoom {
+    queued: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl QueueRoom {
+    /// Waits until `n` more updates fit (a request always fits an empty queue).
+    fn take(&self, n: usize) {
+        let mut queued = self.queued.lock().unwrap();
+        while *queued > 0 && *queued + n > MAX_QUEUED_UPDATES {
+            queued = self.freed.wait(queued).unwrap();
+        }
+        *queued += n;
+    }
+
+    fn give_back(&self, n: usize) {
+        *self.queued.lock().unwrap() -= n;
+        self.freed.notify_all();
+    }
+}
+
 /// A handle for sources: sends updates to compute. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
     requests: Sender<IngestRequest>,
+    room: Arc<QueueRoom>,
 }
 
 impl Ingest {
-    /// Queues updates; they get the next logical time.
+    /// Queues updates; they get the next logical time. Blocks while the queue is full.
     pub fn send(&self, updates: Vec<Update>) {
+        self.room.take(updates.len());
         let _ = self.requests.send(IngestRequest { updates, stamped: None });
     }
 
     /// Queues updates and returns the logical time they were given.
     pub fn send_stamped(&self, updates: Vec<Update>) -> Option<Time> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.room.take(updates.len());
         self.requests.send(IngestRequest { updates, stamped: Some(tx) }).ok()?;
         rx.recv().ok()
     }
@@ -94,7 +125,7 @@ const TIMES_IN_FLIGHT: Time = 2;
 
 /// Stamps requests with times. Whatever queued up while compute was busy goes out
 /// together: batches grow with load, latency stays low when idle.
-fn run_ingest(requests: Receiver<IngestRequest>, compute: Compute, store: Arc<Store>) {
+fn run_ingest(requests: Receiver<IngestRequest>, room: Arc<QueueRoom>, compute: Compute, store: Arc<Store>) {
     let mut time: Time = 0;
     while let Ok(first) = requests.recv() {
         if time >= TIMES_IN_FLIGHT {
@@ -112,7 +143,9 @@ fn run_ingest(requests: Receiver<IngestRequest>, compute: Compute, store: Arc<St
         for request in &mut pending {
             batch.updates.extend(request.updates.drain(..).map(|u| (u.relation, u.row, u.diff)));
         }
+        let sent = batch.updates.len();
         compute.send(batch);
+        room.give_back(sent);
         for request in pending {
             if let Some(stamped) = request.stamped {
                 let _ = stamped.send(time);
@@ -142,6 +175,7 @@ impl Engine {
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
         let compute = Compute::start(config, outputs_tx)?;
         let (requests_tx, requests_rx) = std::sync::mpsc::channel();
+        let room = Arc::new(QueueRoom::default());
         let store_thread = {
             let store = store.clone();
             std::thread::Builder::new()
@@ -151,15 +185,16 @@ impl Engine {
         };
         let ingest_thread = {
             let store = store.clone();
+            let room = room.clone();
             std::thread::Builder::new()
                 .name("diffmart-ingest".into())
-                .spawn(move || run_ingest(requests_rx, compute, store))
+                .spawn(move || run_ingest(requests_rx, room, compute, store))
                 .context("spawning the ingest thread")?
         };
         let engine = Arc::new(Engine {
             catalog,
             store,
-            ingest: Ingest { requests: requests_tx },
+            ingest: Ingest { requests: requests_tx, room },
             writes: Arc::new(AsyncMutex::new(())),
             owners: RwLock::new(HashMap::new()),
             _threads: vec![store_thread, ingest_thread],
