@@ -91,7 +91,8 @@ fn store_with_clicks(retained: usize) -> (Arc<Store>, Sender<OutputBatch>, Relat
     let (tx, rx) = std::sync::mpsc::channel();
     {
         let store = store.clone();
-        std::thread::spawn(move || store.apply_outputs(rx));
+        let (_no_inputs, inputs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || store.apply_outputs(rx, inputs));
     }
     let changes = (0..retained)
         .map(|i| {

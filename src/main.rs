@@ -11,6 +11,9 @@ use diffmart::sinks::kafka::{KafkaSink, KafkaSinks};
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart::sources::{self, GeneratorConfig};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

@@ -1,10 +1,11 @@
 //! Compute: the timely workers that host the dataflows.
 //!
 //! Input batches arrive already stamped with a logical time (the serving layer's
-//! ingest assigns it). Every relation, inputs included, leaves the dataflow
-//! through one exchange to worker 0, where a sink hands each completed stretch
-//! of time to the serving layer as one [`OutputBatch`]: that is what makes every
-//! published snapshot consistent across views.
+//! ingest assigns it). Every view leaves the dataflow through one exchange to
+//! worker 0, where a sink hands each completed stretch of time to the serving layer
+//! as one [`OutputBatch`]: that is what makes every published snapshot consistent
+//! across views. Inputs do not make that trip: ingest already holds them, and
+//! hands the store its own copy of each batch (see `serving::run_ingest`).
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -34,8 +35,8 @@ pub struct InputBatch {
     pub updates: Vec<(RelationId, Row, isize)>,
 }
 
-/// Every change, to every relation, at the times before `upper`. `upper == None`
-/// means the dataflow has shut down.
+/// Every change to every view at the times before `upper`. `upper == None` means
+/// the dataflow has shut down.
 #[derive(Debug)]
 pub struct OutputBatch {
     pub upper: Option<Time>,
@@ -107,8 +108,10 @@ impl Compute {
                 let (sessions, inputs): (Vec<RowInput>, Vec<VecCollection<Time, Row>>) =
                     diffmart_dataflows::input_specs().iter().map(|_| scope.new_collection()).unzip();
                 let views = diffmart_dataflows::build_views(&pipelines, &inputs);
+                // Views are numbered after the inputs.
+                let first_view = inputs.len();
                 let relations =
-                    inputs.into_iter().chain(views).enumerate().map(|(id, rows)| rows.map(move |row| (id, row)));
+                    views.into_iter().enumerate().map(|(i, rows)| rows.map(move |row| (first_view + i, row)));
                 let all = differential_dataflow::collection::concatenate(scope, relations);
                 publish_to_serving(all, publish);
                 sessions
@@ -203,8 +206,8 @@ impl Drop for Compute {
     }
 }
 
-/// The sink on worker 0: gathers every relation's changes and, each time the
-/// frontier moves, publishes all changes at times now complete.
+/// The sink on worker 0: gathers every view's changes and, each time the frontier
+/// moves, publishes all changes at times now complete.
 fn publish_to_serving(all: VecCollection<Time, (RelationId, Row)>, publish: Option<Sender<OutputBatch>>) {
     let mut pending: BTreeMap<Time, Vec<(RelationId, Row, isize)>> = BTreeMap::new();
     let mut published_upper: Option<Option<Time>> = None;

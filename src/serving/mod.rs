@@ -125,7 +125,16 @@ const TIMES_IN_FLIGHT: Time = 2;
 
 /// Stamps requests with times. Whatever queued up while compute was busy goes out
 /// together: batches grow with load, latency stays low when idle.
-fn run_ingest(requests: Receiver<IngestRequest>, room: Arc<QueueRoom>, compute: Compute, store: Arc<Store>) {
+///
+/// The store gets its own copy of every batch (`to_store`), sent before compute sees
+/// it, so it is already there when compute reports the time complete.
+fn run_ingest(
+    requests: Receiver<IngestRequest>,
+    room: Arc<QueueRoom>,
+    compute: Compute,
+    to_store: Sender<InputBatch>,
+    store: Arc<Store>,
+) {
     let mut time: Time = 0;
     while let Ok(first) = requests.recv() {
         if time >= TIMES_IN_FLIGHT {
@@ -144,6 +153,7 @@ fn run_ingest(requests: Receiver<IngestRequest>, room: Arc<QueueRoom>, compute: 
             batch.updates.extend(request.updates.drain(..).map(|u| (u.relation, u.row, u.diff)));
         }
         let sent = batch.updates.len();
+        let _ = to_store.send(InputBatch { time, updates: batch.updates.clone() });
         compute.send(batch);
         room.give_back(sent);
         for request in pending {
@@ -175,12 +185,13 @@ impl Engine {
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
         let compute = Compute::start(config, outputs_tx)?;
         let (requests_tx, requests_rx) = std::sync::mpsc::channel();
+        let (inputs_tx, inputs_rx) = std::sync::mpsc::channel();
         let room = Arc::new(QueueRoom::default());
         let store_thread = {
             let store = store.clone();
             std::thread::Builder::new()
                 .name("diffmart-store".into())
-                .spawn(move || store.apply_outputs(outputs_rx))
+                .spawn(move || store.apply_outputs(outputs_rx, inputs_rx))
                 .context("spawning the store thread")?
         };
         let ingest_thread = {
@@ -188,7 +199,7 @@ impl Engine {
             let room = room.clone();
             std::thread::Builder::new()
                 .name("diffmart-ingest".into())
-                .spawn(move || run_ingest(requests_rx, room, compute, store))
+                .spawn(move || run_ingest(requests_rx, room, compute, inputs_tx, store))
                 .context("spawning the ingest thread")?
         };
         let engine = Arc::new(Engine {

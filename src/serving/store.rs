@@ -5,6 +5,7 @@
 //! snapshot is an `Arc` clone, and a snapshot never changes, so a query (or a
 //! whole transaction) reads every relation at one time.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -14,7 +15,7 @@ use diffmart_dataflows::datum::{Datum, Micros, RelationKind, Row};
 use imbl::OrdMap;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use crate::compute::{OutputBatch, RelationId};
+use crate::compute::{InputBatch, OutputBatch, RelationId};
 use crate::serving::catalog::Catalog;
 
 /// One relation's rows.
@@ -211,14 +212,23 @@ impl Store {
         self.current.read().unwrap().clone()
     }
 
-    /// Applies output batches until compute shuts down. Runs on its own thread.
-    pub fn apply_outputs(&self, outputs: Receiver<OutputBatch>) {
+    /// Applies compute's output batches, with the input batches ingest sent at the
+    /// same times, until compute shuts down. Runs on its own thread.
+    ///
+    /// Ingest sends an input batch here before compute sees it, so by the time an
+    /// output batch says a time is complete, that time's inputs are waiting in `inputs`.
+    pub fn apply_outputs(&self, outputs: Receiver<OutputBatch>, inputs: Receiver<InputBatch>) {
         let mut relations = self.snapshot().relations.clone();
+        let mut waiting_inputs: VecDeque<InputBatch> = VecDeque::new();
         while let Ok(mut batch) = outputs.recv() {
             // Coalesce whatever else is already waiting: fewer, larger snapshots under load.
             while let Ok(more) = outputs.try_recv() {
                 batch.changes.extend(more.changes);
                 batch.upper = more.upper;
+            }
+            waiting_inputs.extend(inputs.try_iter());
+            while waiting_inputs.front().is_some_and(|i| batch.upper.is_none_or(|upper| i.time < upper)) {
+                batch.changes.extend(waiting_inputs.pop_front().expect("checked").updates);
             }
             let changes = consolidate(batch.changes);
             for (relation, row, diff) in &changes {
@@ -266,7 +276,7 @@ impl Store {
 /// retractions first: in a net change between two states a table key loses its
 /// old row before it gains the new one.
 fn consolidate(mut changes: Vec<(RelationId, Row, isize)>) -> Vec<(RelationId, Row, isize)> {
-    changes.sort();
+    changes.sort_unstable();
     changes.dedup_by(|later, earlier| {
         let same = later.0 == earlier.0 && later.1 == earlier.1;
         if same {
