@@ -18,21 +18,16 @@ pub mod book;
 
 use std::sync::LazyLock;
 
+use differential_dataflow::VecCollection;
 use differential_dataflow::hashable::Hashable;
-use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Broadcast;
 
 use self::book::{InventoryBook, InventoryChange};
 use crate::datum::{
     Column, ColumnType, Datum, F64, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
     col_not_null,
 };
+use crate::operators::{ClockedState, run_clocked};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -479,91 +474,24 @@ fn rejection_row(r: &Rejection) -> Row {
 // The keyed product operator
 // ------------------------------------------------------------------------------------------
 
-/// A batch waiting until it is complete, with the capability to answer at its time.
-struct PendingBatch {
-    capability: Capability<Time>,
-    inputs: Vec<(InventoryInput, isize)>,
-    batch_max: Option<Micros>,
-}
-
-fn pending_batch(
-    pending: &mut std::collections::BTreeMap<Time, PendingBatch>,
-    time: Time,
-    capability: impl FnOnce() -> Capability<Time>,
-) -> &mut PendingBatch {
-    pending.entry(time).or_insert_with(|| PendingBatch {
-        capability: capability(),
-        inputs: Vec::new(),
-        batch_max: None,
-    })
-}
-
 /// Runs an [`InventoryBook`] per worker over the inputs exchanged by product id; every
 /// worker also receives every batch's newest event time, so all share one clock.
 fn product_states<'s>(inputs: Coll<'s, InventoryInput>, retention: Micros) -> Coll<'s, InventoryChange> {
-    // Each worker's newest event time per batch, as (batch, time).
-    let batch_maxima: StreamVec<'s, Time, (Time, Micros)> =
-        inputs.inner.clone().unary::<CapacityContainerBuilder<Vec<(Time, Micros)>>, _, _, _>(
-            Pipeline,
-            "InventoryBatchMaxima",
-            |_capability, _info| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let mut maxima: std::collections::BTreeMap<Time, Micros> = std::collections::BTreeMap::new();
-                        for (row, time, diff) in data.drain(..) {
-                            if diff > 0 {
-                                let max = maxima.entry(time).or_insert(row.event_time());
-                                *max = (*max).max(row.event_time());
-                            }
-                        }
-                        for (time, max) in maxima {
-                            output.session(&cap.delayed(&time, 0)).give((time, max));
-                        }
-                    });
-                }
-            },
-        );
+    let key: fn(&InventoryInput) -> u64 = |input| input.product_key().hashed();
+    run_clocked("InventoryProducts", inputs, key, InventoryInput::event_time, InventoryBook::new(retention)).0
+}
 
-    inputs
-        .inner
-        .binary_frontier::<_, CapacityContainerBuilder<Vec<(InventoryChange, Time, isize)>>, _, _, _, _>(
-            batch_maxima.broadcast(),
-            Exchange::new(|(input, _time, _diff): &(InventoryInput, Time, isize)| input.product_key().hashed()),
-            Pipeline,
-            "InventoryProducts",
-            move |_capability, _info| {
-                let mut pending = std::collections::BTreeMap::new();
-                let mut book = InventoryBook::new(retention);
-                move |(rows, rows_frontier), (maxima, maxima_frontier), output| {
-                    rows.for_each(|cap, data| {
-                        for (input, time, diff) in data.drain(..) {
-                            pending_batch(&mut pending, time, || cap.delayed(&time, 0)).inputs.push((input, diff));
-                        }
-                    });
-                    maxima.for_each(|cap, data| {
-                        for (time, max) in data.drain(..) {
-                            let batch = pending_batch(&mut pending, time, || cap.delayed(&time, 0));
-                            batch.batch_max = batch.batch_max.max(Some(max));
-                        }
-                    });
-                    // Batches in arrival order, each once every worker's share of it is in.
-                    while let Some(entry) = pending.first_entry() {
-                        let time = *entry.key();
-                        if rows_frontier.less_equal(&time) || maxima_frontier.less_equal(&time) {
-                            break;
-                        }
-                        let batch = entry.remove();
-                        let mut changes = Vec::new();
-                        book.process(batch.inputs, batch.batch_max, &mut changes);
-                        let mut session = output.session(&batch.capability);
-                        for (change, diff) in changes {
-                            session.give((change, time, diff));
-                        }
-                    }
-                }
-            },
-        )
-        .as_collection()
+impl ClockedState for InventoryBook {
+    type Input = InventoryInput;
+    type Change = InventoryChange;
+    fn process(
+        &mut self,
+        batch: Vec<(InventoryInput, isize)>,
+        batch_max: Option<Micros>,
+        out: &mut Vec<(InventoryChange, isize)>,
+    ) {
+        InventoryBook::process(self, batch, batch_max, out)
+    }
 }
 
 #[cfg(test)]

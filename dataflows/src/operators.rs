@@ -7,9 +7,12 @@ use std::hash::Hash;
 use differential_dataflow::AsCollection;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{ExchangeData, VecCollection};
-use timely::dataflow::channels::pact::Exchange;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Broadcast;
 
 use crate::Time;
 use crate::datum::Micros;
@@ -114,6 +117,118 @@ fn forget_older<V: Ord + Clone>(values: &mut BTreeMap<V, isize>, event_time: fn(
         }
         values.remove(&oldest);
     }
+}
+
+/// A per-worker state machine over keyed, order-dependent inputs (a casino member's
+/// windows, a product's inventory book), fed one logical time's batch at a time.
+pub trait ClockedState: 'static {
+    type Input: ExchangeData;
+    type Change: ExchangeData;
+    /// Applies one batch of this worker's inputs. `batch_max` is the newest event time
+    /// any worker saw in the batch (the shared clock); changes go to `out`.
+    fn process(
+        &mut self,
+        batch: Vec<(Self::Input, isize)>,
+        batch_max: Option<Micros>,
+        out: &mut Vec<(Self::Change, isize)>,
+    );
+}
+
+/// The newest event time of each batch's insertions, as `(batch, time)`, from this worker.
+pub type BatchMaxima<'s> = StreamVec<'s, Time, (Time, Micros)>;
+
+/// One batch of [`run_clocked`] waiting for its time to complete.
+struct ClockedBatch<I> {
+    capability: Capability<Time>,
+    inputs: Vec<(I, isize)>,
+    batch_max: Option<Micros>,
+}
+
+/// Runs `state` on every worker over `inputs` exchanged by `key`, batch by batch in
+/// logical-time order. Every worker also receives every batch's newest event time
+/// (`event_time` of its insertions), so the state machines share one clock whatever
+/// the worker count. Returns the changes and each worker's batch maxima (the clock's
+/// source, for views of the clock itself such as a watermark).
+pub fn run_clocked<'s, S: ClockedState>(
+    name: &str,
+    inputs: VecCollection<'s, Time, S::Input>,
+    key: fn(&S::Input) -> u64,
+    event_time: fn(&S::Input) -> Micros,
+    mut state: S,
+) -> (VecCollection<'s, Time, S::Change>, BatchMaxima<'s>) {
+    let batch_maxima: BatchMaxima<'s> =
+        inputs.inner.clone().unary::<CapacityContainerBuilder<Vec<(Time, Micros)>>, _, _, _>(
+            Pipeline,
+            &format!("{name}BatchMaxima"),
+            |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        let mut maxima: BTreeMap<Time, Micros> = BTreeMap::new();
+                        for (row, time, diff) in data.drain(..) {
+                            if diff > 0 {
+                                let max = maxima.entry(time).or_insert(event_time(&row));
+                                *max = (*max).max(event_time(&row));
+                            }
+                        }
+                        for (time, max) in maxima {
+                            output.session(&cap.delayed(&time, 0)).give((time, max));
+                        }
+                    });
+                }
+            },
+        );
+    let changes = inputs
+        .inner
+        .binary_frontier::<_, CapacityContainerBuilder<Vec<(S::Change, Time, isize)>>, _, _, _, _>(
+            batch_maxima.clone().broadcast(),
+            Exchange::new(move |(input, _time, _diff): &(S::Input, Time, isize)| key(input)),
+            Pipeline,
+            name,
+            move |_capability, _info| {
+                let mut pending: BTreeMap<Time, ClockedBatch<S::Input>> = BTreeMap::new();
+                move |(rows, rows_frontier), (maxima, maxima_frontier), output| {
+                    rows.for_each(|cap, data| {
+                        for (input, time, diff) in data.drain(..) {
+                            clocked_batch(&mut pending, time, || cap.delayed(&time, 0)).inputs.push((input, diff));
+                        }
+                    });
+                    maxima.for_each(|cap, data| {
+                        for (time, max) in data.drain(..) {
+                            let batch = clocked_batch(&mut pending, time, || cap.delayed(&time, 0));
+                            batch.batch_max = batch.batch_max.max(Some(max));
+                        }
+                    });
+                    // Batches in arrival order, each once every worker's share of it is in.
+                    while let Some(entry) = pending.first_entry() {
+                        let time = *entry.key();
+                        if rows_frontier.less_equal(&time) || maxima_frontier.less_equal(&time) {
+                            break;
+                        }
+                        let batch = entry.remove();
+                        let mut changes = Vec::new();
+                        state.process(batch.inputs, batch.batch_max, &mut changes);
+                        let mut session = output.session(&batch.capability);
+                        for (change, diff) in changes {
+                            session.give((change, time, diff));
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection();
+    (changes, batch_maxima)
+}
+
+fn clocked_batch<I>(
+    pending: &mut BTreeMap<Time, ClockedBatch<I>>,
+    time: Time,
+    capability: impl FnOnce() -> Capability<Time>,
+) -> &mut ClockedBatch<I> {
+    pending.entry(time).or_insert_with(|| ClockedBatch {
+        capability: capability(),
+        inputs: Vec::new(),
+        batch_max: None,
+    })
 }
 
 /// One key's state in [`prefix_fold_at`].

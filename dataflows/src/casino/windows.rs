@@ -31,15 +31,14 @@ use differential_dataflow::{AsCollection, VecCollection};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Broadcast;
 
 use super::GamingTransaction;
 use crate::Time;
 use crate::datum::{MICROS_PER_SECOND, Micros};
+use crate::operators::{ClockedState, run_clocked};
 
 /// How far the watermark trails the newest transaction time seen.
 pub const ALLOWED_LATENESS: Micros = 10 * MICROS_PER_SECOND;
@@ -278,15 +277,6 @@ fn window_row(key: &MemberKey, start: Micros, size: Micros, totals: Totals) -> M
     }
 }
 
-/// A batch waiting until it is complete, with the capability to answer at its time.
-struct PendingBatch {
-    capability: Capability<Time>,
-    updates: Vec<(GamingTransaction, isize)>,
-    batch_max: Option<Micros>,
-}
-
-type Pending = BTreeMap<Time, PendingBatch>;
-
 /// What the watermark operator learns about one batch.
 struct PendingStatus {
     capability: Capability<Time>,
@@ -302,16 +292,17 @@ fn pending_status(
     pending.entry(time).or_insert_with(|| PendingStatus { capability: capability(), batch_max: None, late: 0 })
 }
 
-fn pending_batch(
-    pending: &mut Pending,
-    time: Time,
-    capability: impl FnOnce() -> Capability<Time>,
-) -> &mut PendingBatch {
-    pending.entry(time).or_insert_with(|| PendingBatch {
-        capability: capability(),
-        updates: Vec::new(),
-        batch_max: None,
-    })
+impl ClockedState for MemberWindows {
+    type Input = GamingTransaction;
+    type Change = MemberChange;
+    fn process(
+        &mut self,
+        batch: Vec<(GamingTransaction, isize)>,
+        batch_max: Option<Micros>,
+        out: &mut Vec<(MemberChange, isize)>,
+    ) {
+        MemberWindows::process(self, batch, batch_max, out)
+    }
 }
 
 /// The member views' changes (see [`MemberChange`]) and the watermark relation
@@ -328,69 +319,10 @@ pub fn event_time_views<'s>(
     size: Micros,
     retention: Micros,
 ) -> EventTimeViews<'s> {
-    // Each worker's newest inserted transaction time per batch, as (batch, time).
-    let batch_maxima: StreamVec<'s, Time, (Time, Micros)> =
-        transactions.inner.clone().unary::<CapacityContainerBuilder<Vec<(Time, Micros)>>, _, _, _>(
-            Pipeline,
-            "CasinoBatchMaxima",
-            |_capability, _info| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let mut maxima: BTreeMap<Time, Micros> = BTreeMap::new();
-                        for (tx, time, diff) in data.drain(..) {
-                            if diff > 0 {
-                                let max = maxima.entry(time).or_insert(tx.transaction_time);
-                                *max = (*max).max(tx.transaction_time);
-                            }
-                        }
-                        for (time, max) in maxima {
-                            output.session(&cap.delayed(&time, 0)).give((time, max));
-                        }
-                    });
-                }
-            },
-        );
-
-    let member_changes = transactions
-        .inner
-        .binary_frontier::<_, CapacityContainerBuilder<Vec<(MemberChange, Time, isize)>>, _, _, _, _>(
-            batch_maxima.clone().broadcast(),
-            Exchange::new(|(tx, _time, _diff): &(GamingTransaction, Time, isize)| tx.member_id.hashed()),
-            Pipeline,
-            "CasinoMemberWindows",
-            move |_capability, _info| {
-                let mut pending: Pending = BTreeMap::new();
-                let mut state = MemberWindows::new(size, retention);
-                move |(rows, rows_frontier), (maxima, maxima_frontier), output| {
-                    rows.for_each(|cap, data| {
-                        for (tx, time, diff) in data.drain(..) {
-                            pending_batch(&mut pending, time, || cap.delayed(&time, 0)).updates.push((tx, diff));
-                        }
-                    });
-                    maxima.for_each(|cap, data| {
-                        for (time, max) in data.drain(..) {
-                            let batch = pending_batch(&mut pending, time, || cap.delayed(&time, 0));
-                            batch.batch_max = batch.batch_max.max(Some(max));
-                        }
-                    });
-                    // Batches in arrival order, each once every worker's share of it is in.
-                    while let Some(entry) = pending.first_entry() {
-                        let time = *entry.key();
-                        if rows_frontier.less_equal(&time) || maxima_frontier.less_equal(&time) {
-                            break;
-                        }
-                        let batch = entry.remove();
-                        let mut changes = Vec::new();
-                        state.process(batch.updates, batch.batch_max, &mut changes);
-                        let mut session = output.session(&batch.capability);
-                        for (change, diff) in changes {
-                            session.give((change, time, diff));
-                        }
-                    }
-                }
-            },
-        )
-        .as_collection();
+    let key: fn(&GamingTransaction) -> u64 = |tx| tx.member_id.hashed();
+    let event_time: fn(&GamingTransaction) -> Micros = |tx| tx.transaction_time;
+    let (member_changes, batch_maxima) =
+        run_clocked("CasinoMemberWindows", transactions, key, event_time, MemberWindows::new(size, retention));
 
     // One row, on worker 0: the watermark after each batch and the late rows so far.
     let late = member_changes.clone().filter(|change| matches!(change, MemberChange::Late));
