@@ -523,8 +523,7 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
     let stock_statuses = product_stock_status(minute_flows.clone(), product_inventory.clone(), &products);
     let clicks_per_minute = web_clicks_minutely(web_clicks.clone());
     let latest_prices = competitor_latest(competitor_prices, retention);
-    let priced =
-        dynamic_pricing_enriched(stock_statuses.clone(), web_clicks, clicks_per_minute.clone(), latest_prices.clone());
+    let priced = dynamic_pricing_enriched(stock_statuses.clone(), clicks_per_minute.clone(), latest_prices.clone());
     let sales = sales_profit(orders, priced.clone(), product_inventory, &products);
 
     let views = vec![
@@ -719,19 +718,21 @@ fn competitor_latest<'s>(
 /// LEFT JOIN demand   d ON d.product_id = s.product_id AND d.window_start = s.inventory_window
 /// LEFT JOIN comp_min c ON c.product_id = s.product_id;
 /// ```
-/// The RANGE frame is [w - 15 min, w]: each click counts toward its own minute and
-/// the 15 after it, 16 constant-size updates per click whatever the history. Only
-/// minutes with clicks of their own are rows of `demand`.
+/// The RANGE frame is [w - 15 min, w]: each minute's click count counts toward its
+/// own minute and the 15 after it, 16 constant-size updates per changed minute
+/// whatever the history. Only minutes with clicks of their own are rows of `demand`.
 fn dynamic_pricing_enriched<'s>(
     stock_statuses: Coll<'s, StockStatus>,
-    web_clicks: Coll<'s, WebClick>,
     clicks_per_minute: Coll<'s, ((i32, Micros), isize)>,
     latest_prices: Coll<'s, ((i32, String), (Micros, Decimal))>,
 ) -> Coll<'s, PricedWindow> {
-    let clicks_in_range = web_clicks
-        .flat_map(|c| {
-            let minute = minute_start(c.event_time);
-            (0..16).map(move |k| (c.product_id, minute + k * MICROS_PER_MINUTE))
+    // A minute's count reaches its own minute and the 15 after it. Counting per minute
+    // first means a batch costs 16 updates per minute whose count changed, however
+    // many clicks it took.
+    let clicks_in_range = clicks_per_minute
+        .clone()
+        .explode(|((product_id, minute), clicks)| {
+            (0..16).map(move |k| ((product_id, minute + k * MICROS_PER_MINUTE), clicks))
         })
         .count();
     let demand = clicks_in_range
