@@ -21,7 +21,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,11 +29,12 @@ use diffmart::compute::ComputeConfig;
 use diffmart::serving::{Engine, Update};
 use diffmart_dataflows::PipelineConfig;
 use diffmart_dataflows::casino::{CasinoConfig, GamingTransaction, RedeemedOffer};
-use diffmart_dataflows::datum::{MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record, RelationSpec};
+use diffmart_dataflows::datum::{MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
+use support::oracle::{self, Batch, OracleViews};
 use support::postgres::TestPostgres;
 use tokio_postgres::error::SqlState;
 
@@ -561,19 +561,13 @@ async fn run_seed(context: SeedContext<'_>, batches: usize, coverage: &mut [i64]
     let SeedContext { engine, client, seed, label, settings } = context;
     let id = |name: &str| engine.catalog().id(name).unwrap_or_else(|| panic!("diffmart has no relation {name}"));
     let (transactions, redeemed) = (id("gaming_transactions"), id("redeemed_offers"));
-    let views: Vec<(&'static str, usize, &'static RelationSpec)> = VIEWS
-        .iter()
-        .map(|&name| {
-            let (id, spec) = engine.catalog().lookup(name).unwrap_or_else(|| panic!("diffmart has no view {name}"));
-            (name, id, spec)
-        })
-        .collect();
+    let mut views = OracleViews::new(engine, &VIEWS, key_columns);
     let mut history = History::new(seed);
     let mut script = format!("-- casino oracle: seed {seed}, {label}\n{ORACLE_SCHEMA}\n{settings}\n");
-    let mut sizes = vec![0usize; views.len()];
     let mut stats = SeedStats { updates: 0, shrinks: 0, final_sizes: Vec::new() };
 
     for batch in 1..=batches {
+        let batch_label = format!("casino oracle: seed {seed}, {label}, batch {batch} of {batches}");
         let ops = history.batch();
         let mut updates = Vec::new();
         let mut batch_sql = String::new();
@@ -583,52 +577,20 @@ async fn run_seed(context: SeedContext<'_>, batches: usize, coverage: &mut [i64]
             batch_sql.push('\n');
         }
         stats.updates += updates.len();
-        let _ = write!(script, "\n-- batch {batch}\nBEGIN;\n{batch_sql}COMMIT;\n");
-        client
-            .batch_execute(&format!("BEGIN;\n{batch_sql}COMMIT;"))
-            .await
-            .unwrap_or_else(|e| panic!("seed {seed}, batch {batch}: PostgreSQL rejected the batch: {e:?}"));
         // Every batch gets its own logical time, even an empty one.
-        engine
-            .apply(updates)
-            .await
-            .unwrap_or_else(|e| panic!("seed {seed}, batch {batch}: diffmart rejected the batch: {e}"));
-
-        let snapshot = engine.snapshot();
-        let mut failures = Vec::new();
-        for (i, (name, id, spec)) in views.iter().enumerate() {
-            let expected = support::pg_canonical_rows(client, spec).await;
-            let actual = support::canonical_rows(&snapshot.rows(*id));
-            let columns: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
-            if let Some(diff) =
-                support::multiset_diff(&columns, key_columns(name), &expected, &actual, "postgres", "diffmart", 15)
-            {
-                failures.push(format!("view {name}: {diff}"));
-            }
-            if expected.len() < sizes[i] {
-                stats.shrinks += 1;
-            }
-            sizes[i] = expected.len();
-        }
+        oracle::apply_batch(client, engine, Batch { label: &batch_label, sql: &batch_sql, updates }, &mut script).await;
+        let failures = views.compare(client, &engine.snapshot()).await;
         if !failures.is_empty() {
-            let path = std::env::temp_dir()
-                .join(format!("casino_oracle_seed{seed}_{}_batch{batch}.sql", label.replace([' ', '='], "_")));
-            let saved = match std::fs::write(&path, &script) {
-                Ok(()) => format!("the history up to this batch, as PostgreSQL SQL: {}", path.display()),
-                Err(e) => format!("could not save the history to {}: {e}", path.display()),
-            };
-            let shown: String = batch_sql.lines().take(40).map(|l| format!("    {l}\n")).collect();
-            panic!(
-                "casino oracle mismatch: seed {seed}, {label}, batch {batch} of {batches}\n{}\n{saved}\nlast batch:\n{shown}",
-                failures.join("\n")
-            );
+            let file = format!("casino_oracle_seed{seed}_{label}_batch{batch}");
+            oracle::fail_with_history(&batch_label, &file, &failures, &script, &batch_sql);
         }
         for (slot, (_, sql)) in coverage.iter_mut().zip(COVERAGE) {
             let row = client.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
             *slot += row.get::<_, i64>(0);
         }
     }
-    stats.final_sizes = sizes;
+    stats.shrinks = views.shrinks;
+    stats.final_sizes = views.sizes;
     stats
 }
 

@@ -14,18 +14,18 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
 use diffmart::compute::ComputeConfig;
 use diffmart::serving::{Engine, Update};
-use diffmart_dataflows::datum::{MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record, RelationSpec};
+use diffmart_dataflows::datum::{MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record};
 use diffmart_dataflows::retail::{CompetitorPrice, Order, ProductInventory, Purchase, Restock, WebClick};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
+use support::oracle::{self, Batch, OracleViews};
 use support::postgres::TestPostgres;
 
 /// The seed's inputs as PostgreSQL tables and its six materialized views as plain views.
@@ -864,21 +864,15 @@ async fn run_seed(
     coverage: &mut [i64],
 ) -> SeedStats {
     let ids = Ids::of(engine);
-    let views: Vec<(&'static str, usize, &'static RelationSpec)> = VIEWS
-        .iter()
-        .map(|&name| {
-            let (id, spec) = engine.catalog().lookup(name).unwrap_or_else(|| panic!("diffmart has no view {name}"));
-            (name, id, spec)
-        })
-        .collect();
+    let mut views = OracleViews::new(engine, &VIEWS, key_columns);
     let mut history = History::new(seed);
     let mut script =
         format!("-- retail oracle: seed {seed}, workers {workers}\nSET TimeZone = 'UTC';\n{ORACLE_SCHEMA}\n");
-    let mut sizes = vec![0usize; views.len()];
     let mut stats = SeedStats { updates: 0, shrinks: 0, final_sizes: Vec::new() };
 
     // Batch 0 is the empty state: nothing in, nothing out.
     for batch in 0..=batches {
+        let label = format!("retail oracle: seed {seed}, workers {workers}, batch {batch} of {batches}");
         let mut batch_sql = String::new();
         if batch > 0 {
             let ops = history.batch(batch - 1, batches);
@@ -889,48 +883,12 @@ async fn run_seed(
                 batch_sql.push('\n');
             }
             stats.updates += updates.len();
-            let _ = write!(script, "\n-- batch {batch}\nBEGIN;\n{batch_sql}COMMIT;\n");
-            client
-                .batch_execute(&format!("BEGIN;\n{batch_sql}COMMIT;"))
-                .await
-                .unwrap_or_else(|e| panic!("seed {seed}, batch {batch}: PostgreSQL rejected the batch: {e:?}"));
-            engine
-                .apply(updates)
-                .await
-                .unwrap_or_else(|e| panic!("seed {seed}, batch {batch}: diffmart rejected the batch: {e}"));
+            oracle::apply_batch(client, engine, Batch { label: &label, sql: &batch_sql, updates }, &mut script).await;
         }
-
-        let snapshot = engine.snapshot();
-        let mut failures = Vec::new();
-        for (i, (name, id, spec)) in views.iter().enumerate() {
-            let expected = support::pg_canonical_rows(client, spec).await;
-            let actual = support::canonical_rows(&snapshot.rows(*id));
-            let columns: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
-            if let Some(diff) =
-                support::multiset_diff(&columns, key_columns(name), &expected, &actual, "postgres", "diffmart", 15)
-            {
-                failures.push(format!("view {name}: {diff}"));
-            }
-            if expected.len() < sizes[i] {
-                stats.shrinks += 1;
-            }
-            sizes[i] = expected.len();
-        }
+        let failures = views.compare(client, &engine.snapshot()).await;
         if !failures.is_empty() {
-            let path = std::env::temp_dir().join(format!("retail_oracle_seed{seed}_workers{workers}_batch{batch}.sql"));
-            let saved = match std::fs::write(&path, &script) {
-                Ok(()) => format!("the history up to this batch, as PostgreSQL SQL: {}", path.display()),
-                Err(e) => format!("could not save the history to {}: {e}", path.display()),
-            };
-            let shown: String = batch_sql.lines().take(40).map(|l| format!("    {l}\n")).collect();
-            let more = batch_sql.lines().count().saturating_sub(40);
-            panic!(
-                "retail oracle mismatch: seed {seed}, workers {workers}, batch {batch} of {batches}\n{}\n{saved}\n\
-                 last batch ({} statements):\n{shown}{}",
-                failures.join("\n"),
-                batch_sql.lines().count(),
-                if more > 0 { format!("    ... and {more} more\n") } else { String::new() }
-            );
+            let file = format!("retail_oracle_seed{seed}_workers{workers}_batch{batch}");
+            oracle::fail_with_history(&label, &file, &failures, &script, &batch_sql);
         }
 
         let row = client.query_one(COVERAGE_SQL, &[]).await.expect("coverage query");
@@ -938,6 +896,7 @@ async fn run_seed(
             *slot += row.get::<_, i64>(i);
         }
     }
-    stats.final_sizes = sizes;
+    stats.shrinks = views.shrinks;
+    stats.final_sizes = views.sizes;
     stats
 }

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod oracle;
 pub mod postgres;
 pub mod server;
 
