@@ -29,7 +29,7 @@ fn generator(c: &mut Criterion) {
     group.bench_function("all_pipelines_10k_events", |b| {
         b.iter(|| {
             let config = GeneratorConfig { seed: 1, start: START, rate: None, events: None };
-            let events = MergedEvents::new(simulations(&config).into_iter().map(|s| s.events));
+            let events = MergedEvents::new(simulations(&config, Vec::new()).into_iter().map(|s| s.events));
             black_box(events.take(10_000).count())
         })
     });
@@ -112,7 +112,8 @@ fn store_with_clicks(retained: usize) -> (Arc<Store>, Sender<OutputBatch>, Relat
 fn store(c: &mut Criterion) {
     let retained = 1_000_000;
     let (store, publish, clicks) = store_with_clicks(retained);
-    let mut upper = 1u64;
+    // Read by the setup, advanced by the routine: criterion holds both closures.
+    let upper = std::cell::Cell::new(1u64);
     let mut next = retained as Micros;
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(1000));
@@ -127,12 +128,12 @@ fn store(c: &mut Criterion) {
                         (clicks, click.to_row(), 1)
                     })
                     .collect();
-                OutputBatch { upper: Some(upper + 1), changes }
+                OutputBatch { upper: Some(upper.get() + 1), changes }
             },
             |batch| {
                 publish.send(batch).unwrap();
-                assert!(store.wait_visible_blocking(upper));
-                upper += 1;
+                assert!(store.wait_visible_blocking(upper.get()));
+                upper.set(upper.get() + 1);
             },
             criterion::BatchSize::SmallInput,
         )

@@ -458,7 +458,7 @@ mod tests {
                 } else {
                     values.prefix_sum_at(queries, 0, |_k, a, b| a + b)
                 };
-                answers.inspect(move |(d, t, r)| sink.lock().unwrap().push((d.clone(), *t, *r)));
+                answers.inspect(move |(d, t, r)| sink.lock().unwrap().push((*d, *t, *r)));
                 (values_in, queries_in)
             });
             let mut present: BTreeMap<(u8, u8), i64> = BTreeMap::new();
