@@ -445,3 +445,36 @@ fn display_datum(d: &diffmart_dataflows::datum::Datum) -> String {
         Datum::Json(v) => v.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_full_ingest_queue_makes_senders_wait_for_room() {
+        let room = Arc::new(QueueRoom::default());
+        room.take(MAX_QUEUED_UPDATES);
+        let (sent, waiting) = std::sync::mpsc::channel();
+        let sender = {
+            let room = room.clone();
+            std::thread::spawn(move || {
+                room.take(1);
+                sent.send(()).unwrap();
+            })
+        };
+        assert!(waiting.recv_timeout(Duration::from_millis(200)).is_err(), "a sender got past a full queue");
+        room.give_back(MAX_QUEUED_UPDATES);
+        waiting.recv_timeout(Duration::from_secs(10)).expect("the sender still waits after room was freed");
+        sender.join().unwrap();
+    }
+
+    #[test]
+    fn a_request_larger_than_the_queue_fits_an_empty_one() {
+        let room = QueueRoom::default();
+        room.take(MAX_QUEUED_UPDATES * 2);
+        room.give_back(MAX_QUEUED_UPDATES * 2);
+        assert_eq!(*room.queued.lock().unwrap(), 0);
+    }
+}
