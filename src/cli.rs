@@ -295,6 +295,8 @@ mod tests {
         assert!(Cli::try_parse_from(["diffmart", "--kafka-sink", "nope"]).is_err());
         let help = Cli::try_parse_from(["diffmart", "produce", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        let help = Cli::try_parse_from(["diffmart", "bench", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 
     #[test]

@@ -144,6 +144,10 @@ pub struct BenchOptions {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+
     /// Run one scenario in this process (what the parent asks of its children).
     #[arg(long, value_name = "SCENARIO", hide = true)]
     pub child: Option<Scenario>,
