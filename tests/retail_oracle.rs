@@ -4,7 +4,9 @@
 //! both to diffmart and to a real PostgreSQL, where the six views are plain SQL
 //! VIEWs: the seed's SQL in PostgreSQL dialect (see [`ORACLE_SCHEMA`]). After every
 //! batch all six views must be equal as multisets of rows. Runs with 1 and with 2
-//! timely workers.
+//! timely workers, and again with a `--retention` shorter than the history, where
+//! PostgreSQL gets only the events diffmart should keep and compares the views
+//! through [`RETENTION_SCHEMA`] (the spec's views without the expired windows).
 //!
 //! Run: `cargo test --release --test retail_oracle` (PostgreSQL server binaries must
 //! be installed). Knobs: `RETAIL_ORACLE_SEEDS=1,2,3` and `RETAIL_ORACLE_BATCHES=40`.
@@ -241,6 +243,36 @@ LEFT JOIN product_inventory pi
 GROUP BY o.product_id;
 "#;
 
+/// With retention: the spec's views over the events kept, without the windows at or
+/// behind the horizon (`horizon.h`, the newest retail event time minus retention,
+/// NULL before any event). Comparisons read these first (`search_path`); the views
+/// themselves keep reading the full `public` ones, so `sales_profit` still finds
+/// expired windows, as diffmart's orders keep the window they matched.
+const RETENTION_SCHEMA: &str = r#"
+CREATE TABLE horizon (h timestamptz);
+INSERT INTO horizon VALUES (NULL);
+CREATE SCHEMA kept;
+CREATE VIEW kept.minute_join AS
+SELECT * FROM public.minute_join
+WHERE (SELECT h FROM horizon) IS NULL OR window_start + INTERVAL '1 minute' > (SELECT h FROM horizon);
+CREATE VIEW kept.product_stock_status AS
+SELECT * FROM public.product_stock_status
+WHERE inventory_window IS NULL OR (SELECT h FROM horizon) IS NULL
+   OR inventory_window + INTERVAL '1 minute' > (SELECT h FROM horizon);
+CREATE VIEW kept.web_clicks_minutely AS
+SELECT * FROM public.web_clicks_minutely
+WHERE (SELECT h FROM horizon) IS NULL OR window_start + INTERVAL '1 minute' > (SELECT h FROM horizon);
+CREATE VIEW kept.dynamic_pricing_enriched AS
+SELECT * FROM public.dynamic_pricing_enriched
+WHERE inventory_window IS NULL OR (SELECT h FROM horizon) IS NULL
+   OR inventory_window + INTERVAL '1 minute' > (SELECT h FROM horizon);
+SET search_path = kept, public;
+"#;
+
+/// The retention of the retention runs: shorter than the ~50 minutes a history spans,
+/// and shorter than the lateness of some late events (up to 15 minutes).
+const SHORT_RETENTION: Micros = 12 * MICROS_PER_MINUTE;
+
 const INPUT_TABLES: [&str; 6] =
     ["web_clicks", "competitor_prices", "purchases", "restocks", "product_inventory", "orders"];
 const VIEWS: [&str; 6] = [
@@ -342,10 +374,14 @@ struct History {
     next_order_id: i32,
     last_price_ts: HashMap<(i32, String), Micros>,
     version: u32,
+    /// With retention: how much event time diffmart keeps.
+    retention: Option<Micros>,
+    /// The newest event time of the retail streams so far (diffmart's watermark).
+    watermark: Option<Micros>,
 }
 
 impl History {
-    fn new(seed: u64) -> History {
+    fn new(seed: u64, retention: Option<Micros>) -> History {
         History {
             rng: StdRng::seed_from_u64(seed),
             cursor: T0 + 30 * MICROS_PER_SECOND,
@@ -356,6 +392,38 @@ impl History {
             next_order_id: 1,
             last_price_ts: HashMap::new(),
             version: 0,
+            retention,
+            watermark: None,
+        }
+    }
+
+    /// The watermark minus retention: windows ending at or before it have expired.
+    fn horizon(&self) -> Option<Micros> {
+        self.retention.zip(self.watermark).map(|(retention, watermark)| watermark - retention)
+    }
+
+    /// Whether diffmart keeps this event: with retention, only while its minute's
+    /// window ends after the horizon (this batch's own events included in the watermark).
+    fn keeps(&self, op: &Op) -> bool {
+        let Some(horizon) = self.horizon() else { return true };
+        let window_end = |t: Micros| t.div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE + MICROS_PER_MINUTE;
+        match op {
+            Op::Click(c) => window_end(c.event_time) > horizon,
+            Op::Purchase(p) => window_end(p.purchase_time) > horizon,
+            Op::Restock(r) => window_end(r.restock_time) > horizon,
+            _ => true,
+        }
+    }
+
+    /// With retention, an order for a minute before the newest expired window cannot
+    /// find its ASOF window any more (see `sales_profit` in diffmart): such order
+    /// times are moved to the present, so the comparison stays exact.
+    fn order_time_kept(&mut self, order_time: Option<Micros>) -> Option<Micros> {
+        let Some(horizon) = self.horizon() else { return order_time };
+        let floor = horizon.div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE - MICROS_PER_MINUTE;
+        match order_time {
+            Some(t) if t < floor => Some(self.cursor + self.rng.random_range(0..=60) * MICROS_PER_SECOND),
+            other => other,
         }
     }
 
@@ -467,7 +535,7 @@ impl History {
             let order_time = if self.chance(0.7) { window } else { window - 1 };
             return Order {
                 order_id,
-                order_time: Some(order_time),
+                order_time: self.order_time_kept(Some(order_time)),
                 product_id: Some(product_id),
                 quantity,
                 customer_id,
@@ -499,6 +567,7 @@ impl History {
                 Some(*ACTIVE_PRODUCTS.choose(&mut self.rng).unwrap())
             }
         };
+        let order_time = self.order_time_kept(order_time);
         Order { order_id, order_time, product_id, quantity, customer_id }
     }
 
@@ -560,6 +629,18 @@ impl History {
             ops.push(Op::Restock(Restock { restock_time, product_id, quantity_restocked }));
         }
 
+        // This batch's events move the watermark before its orders are written.
+        for op in &ops {
+            let t = match op {
+                Op::Click(c) => c.event_time,
+                Op::Price(p) => p.ts,
+                Op::Purchase(p) => p.purchase_time,
+                Op::Restock(r) => r.restock_time,
+                _ => continue,
+            };
+            self.watermark = self.watermark.max(Some(t));
+        }
+
         // Product master changes.
         if n > 0 && self.chance(0.45) {
             for _ in 0..self.rng.random_range(1..=3) {
@@ -600,6 +681,7 @@ impl History {
             if self.chance(0.5) {
                 // Only the quantity changes.
                 new = Order { quantity: new.quantity, ..old.clone() };
+                new.order_time = self.order_time_kept(new.order_time);
             }
             self.orders.insert(id, new.clone());
             ops.push(Op::OrderUpdate { old, new });
@@ -801,21 +883,34 @@ const DEFAULT_BATCHES: u64 = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retail_views_match_postgres_with_1_worker() {
-    run_oracle(1).await;
+    run_oracle(1, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retail_views_match_postgres_with_2_workers() {
-    run_oracle(2).await;
+    run_oracle(2, None).await;
 }
 
-async fn run_oracle(workers: usize) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retail_views_match_postgres_with_short_retention_1_worker() {
+    run_oracle(1, Some(SHORT_RETENTION)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retail_views_match_postgres_with_short_retention_2_workers() {
+    run_oracle(2, Some(SHORT_RETENTION)).await;
+}
+
+async fn run_oracle(workers: usize, retention: Option<Micros>) {
     let seeds = env_list("RETAIL_ORACLE_SEEDS", &DEFAULT_SEEDS);
     let batches = env_list("RETAIL_ORACLE_BATCHES", &[DEFAULT_BATCHES])[0] as usize;
     let started = Instant::now();
     let pg = tokio::task::spawn_blocking(TestPostgres::start).await.expect("starting PostgreSQL");
     let client = pg.connect().await;
     client.batch_execute(ORACLE_SCHEMA).await.unwrap_or_else(|e| panic!("creating the oracle schema: {e:?}"));
+    if retention.is_some() {
+        client.batch_execute(RETENTION_SCHEMA).await.unwrap_or_else(|e| panic!("creating the kept views: {e:?}"));
+    }
     eprintln!("[workers={workers}] PostgreSQL {} up after {:?}", pg.port(), started.elapsed());
 
     let mut coverage = [0i64; COVERAGE_NAMES.len()];
@@ -823,8 +918,13 @@ async fn run_oracle(workers: usize) {
         let seed_started = Instant::now();
         let truncate = format!("TRUNCATE {};", INPUT_TABLES.join(", "));
         client.batch_execute(&truncate).await.expect("truncating the oracle tables");
-        let engine = Engine::start(&ComputeConfig { workers, ..Default::default() }).expect("starting diffmart");
-        let stats = run_seed(&engine, &client, seed, workers, batches, &mut coverage).await;
+        let mut config = ComputeConfig { workers, ..Default::default() };
+        if let Some(retention) = retention {
+            config.pipelines.retention = retention;
+            client.batch_execute("UPDATE horizon SET h = NULL;").await.expect("resetting the horizon");
+        }
+        let engine = Engine::start(&config).expect("starting diffmart");
+        let stats = run_seed(&engine, &client, seed, workers, batches, retention, &mut coverage).await;
         drop(engine);
         eprintln!(
             "[workers={workers}] seed {seed}: {batches} batches, {} updates, final view sizes {:?}, {} shrinking \
@@ -835,12 +935,17 @@ async fn run_oracle(workers: usize) {
             seed_started.elapsed()
         );
         assert!(stats.shrinks > 0, "seed {seed}: no batch made any view shrink; the history misses retractions");
+        if retention.is_some() {
+            eprintln!("[workers={workers}] seed {seed}: {} late events dropped", stats.late);
+            assert!(stats.late > 0, "seed {seed}: no event arrived behind the horizon");
+        }
     }
     let report: Vec<String> = COVERAGE_NAMES.iter().zip(coverage).map(|(name, n)| format!("{name}: {n}")).collect();
     eprintln!("[workers={workers}] dynamic_pricing_enriched rows compared, by case: {}", report.join(", "));
     // With the default histories every case must come up; custom (smaller) runs only report.
-    let defaults =
-        std::env::var_os("RETAIL_ORACLE_SEEDS").is_none() && std::env::var_os("RETAIL_ORACLE_BATCHES").is_none();
+    let defaults = std::env::var_os("RETAIL_ORACLE_SEEDS").is_none()
+        && std::env::var_os("RETAIL_ORACLE_BATCHES").is_none()
+        && retention.is_none();
     if defaults {
         for (name, n) in COVERAGE_NAMES.iter().zip(coverage) {
             assert!(n > 0, "the histories never reached case \"{name}\" of dynamic_pricing_enriched");
@@ -851,6 +956,8 @@ async fn run_oracle(workers: usize) {
 
 struct SeedStats {
     updates: usize,
+    /// Events behind the horizon, which diffmart gets and must drop.
+    late: usize,
     shrinks: usize,
     final_sizes: Vec<usize>,
 }
@@ -861,14 +968,18 @@ async fn run_seed(
     seed: u64,
     workers: usize,
     batches: usize,
+    retention: Option<Micros>,
     coverage: &mut [i64],
 ) -> SeedStats {
     let ids = Ids::of(engine);
     let mut views = OracleViews::new(engine, &VIEWS, key_columns);
-    let mut history = History::new(seed);
+    let mut history = History::new(seed, retention);
     let mut script =
         format!("-- retail oracle: seed {seed}, workers {workers}\nSET TimeZone = 'UTC';\n{ORACLE_SCHEMA}\n");
-    let mut stats = SeedStats { updates: 0, shrinks: 0, final_sizes: Vec::new() };
+    if retention.is_some() {
+        script.push_str(RETENTION_SCHEMA);
+    }
+    let mut stats = SeedStats { updates: 0, late: 0, shrinks: 0, final_sizes: Vec::new() };
 
     // Batch 0 is the empty state: nothing in, nothing out.
     for batch in 0..=batches {
@@ -879,8 +990,15 @@ async fn run_seed(
             let mut updates = Vec::new();
             for op in &ops {
                 engine_updates(op, &ids, &mut updates);
-                batch_sql.push_str(&pg_statement(op));
-                batch_sql.push('\n');
+                if history.keeps(op) {
+                    batch_sql.push_str(&pg_statement(op));
+                    batch_sql.push('\n');
+                } else {
+                    stats.late += 1;
+                }
+            }
+            if let Some(h) = history.horizon() {
+                batch_sql.push_str(&format!("UPDATE horizon SET h = {};\n", sql_ts(h)));
             }
             stats.updates += updates.len();
             oracle::apply_batch(client, engine, Batch { label: &label, sql: &batch_sql, updates }, &mut script).await;

@@ -17,6 +17,10 @@ impl MoneySum {
     pub fn new(term: Decimal) -> MoneySum {
         MoneySum { terms: 1, sum: term }
     }
+    /// `terms` non-NULL terms that add up to `sum`.
+    pub fn of(terms: i64, sum: Decimal) -> MoneySum {
+        MoneySum { terms, sum }
+    }
     /// The SQL `SUM`: `None` when no term was summed.
     pub fn total(&self) -> Option<Decimal> {
         (self.terms > 0).then_some(self.sum)

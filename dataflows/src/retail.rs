@@ -5,7 +5,8 @@
 
 use std::sync::LazyLock;
 
-use differential_dataflow::VecCollection;
+use differential_dataflow::difference::Abelian;
+use differential_dataflow::{ExchangeData, VecCollection};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,7 @@ use crate::datum::{
     col_not_null,
 };
 use crate::money::MoneySum;
-use crate::operators::{max_per_key, prefix_fold_at};
+use crate::operators::{Compaction, EventClock, batch_maxima, drop_late, max_per_key, prefix_fold_at, retain_recent};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -451,16 +452,21 @@ impl StockCategory {
     }
 }
 
+/// `COALESCE(clicks_15m, 0) > 30`: the only way clicks reach the price.
+pub fn high_demand(clicks_15m: Option<i64>) -> bool {
+    clicks_15m.unwrap_or(0) > 30
+}
+
 /// `final_price` of `dynamic_pricing_enriched` for a non-NULL base price.
 pub fn final_price(
     category: StockCategory,
     base: Decimal,
-    clicks_15m: Option<i64>,
+    high_demand: bool,
     min_competitor_price: Option<Decimal>,
 ) -> Decimal {
     let rule = category.unrounded_price(base);
     let adjusted = match min_competitor_price {
-        Some(min) if base <= min && clicks_15m.unwrap_or(0) > 30 => rule * Decimal::new(102, 2),
+        Some(min) if base <= min && high_demand => rule * Decimal::new(102, 2),
         Some(min) if rule > min => rule * Decimal::new(99, 2),
         _ => rule,
     };
@@ -506,25 +512,48 @@ pub fn build_from_rows<'s>(config: &PipelineConfig, inputs: &[Coll<'s, Row>]) ->
     retail(inputs, config.retention).into_iter().map(|(_, view)| view).collect()
 }
 
+/// `(product_id, window_start)`: one product's one-minute window.
+type ProductMinute = (i32, Micros);
+/// `((product_id, window_start), total_purchased, total_restocked)`: rows of `minute_join`.
+type MinuteFlows<'s> = Coll<'s, (ProductMinute, i64, i64)>;
+/// A count per product and minute.
+type MinuteCounts<'s> = Coll<'s, (ProductMinute, isize)>;
+/// `((product_id, window_start), (running net flow, clicks_15m))`: see [`window_facts`].
+type WindowFacts<'s> = Coll<'s, (ProductMinute, (i64, Option<i64>))>;
+
 /// Aggregates carried as differences: `explode` + `count` keeps one record per key
 /// however many events fed it, so the cost of an event does not grow with history.
 /// `(rows, sum)`: the number of contributing rows tells an empty group from a zero sum.
 type CountSum = (isize, isize);
 
 /// Builds the six retail views from the retail inputs, in `view_specs()` order.
-/// `retention`: how much event time per-event state keeps (see `competitor_latest`).
+///
+/// `retention` bounds the per-minute views by event time (see [`Horizon`]).
 pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static RelationSpec, Coll<'s, Row>)> {
     let RetailInputs { web_clicks, competitor_prices, purchases, restocks, product_inventory, orders } = inputs;
 
-    // One arrangement of the product master, shared by both views that join it.
+    let horizon = Horizon {
+        clock: EventClock::of(vec![
+            batch_maxima(&web_clicks, |c| c.event_time),
+            batch_maxima(&competitor_prices, |c| c.ts),
+            batch_maxima(&purchases, |p| p.purchase_time),
+            batch_maxima(&restocks, |r| r.restock_time),
+        ]),
+        retention,
+    };
+    // One arrangement of the product master, shared by every view that joins it.
     let products = product_inventory.clone().map(|p| (p.product_id, p)).arrange_by_key();
 
-    let minute_flows = minute_join(purchases, restocks);
-    let stock_statuses = product_stock_status(minute_flows.clone(), product_inventory.clone(), &products);
-    let clicks_per_minute = web_clicks_minutely(web_clicks.clone());
+    let (minute_flows, active_products) = minute_join(purchases, restocks, &horizon);
+    let running_net = running_inventory(minute_flows.clone(), &horizon);
+    let stock_statuses =
+        product_stock_status(running_net.clone(), active_products, product_inventory.clone(), &products);
+    let (clicks_per_minute, clicks_in_range) = web_clicks_minutely(web_clicks, &horizon);
+    let facts = window_facts(running_net, clicks_per_minute.clone(), clicks_in_range);
     let latest_prices = competitor_latest(competitor_prices, retention);
-    let priced = dynamic_pricing_enriched(stock_statuses.clone(), clicks_per_minute.clone(), latest_prices.clone());
-    let sales = sales_profit(orders, priced.clone(), product_inventory, &products);
+    let comp_min = competitor_minimum(latest_prices.clone());
+    let priced = dynamic_pricing_enriched(facts.clone(), stock_statuses.clone(), &products, comp_min.clone());
+    let sales = sales_profit(orders, facts, comp_min, product_inventory, &products, &horizon);
 
     let views = vec![
         minute_flows.map(|((product_id, window_start), purchased, restocked)| {
@@ -569,8 +598,44 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
     view_specs().into_iter().zip(views).collect()
 }
 
-fn timestamp_or_null(t: Option<Micros>) -> Datum {
-    t.map_or(Datum::Null, Datum::Timestamp)
+/// How far back the per-minute views reach.
+///
+/// The watermark is the newest event time of the four retail streams, this batch
+/// included; the horizon is the watermark minus `retention`. A minute window has
+/// expired once its end is at or behind the horizon: its rows leave `minute_join`,
+/// `product_stock_status`, `web_clicks_minutely` and `dynamic_pricing_enriched`, and
+/// events that arrive for it later are too late and are dropped. Everything else is
+/// the spec's SQL over the events that were kept: the running inventory still counts
+/// every expired minute (a base per product), `clicks_15m` of a kept window still
+/// sees the 15 minutes before it, and an order keeps the window its ASOF join found.
+/// So memory follows the retention window, not history.
+pub struct Horizon<'s> {
+    pub clock: EventClock<'s>,
+    pub retention: Micros,
+}
+
+impl<'s> Horizon<'s> {
+    /// Keeps what `expires_at` says only while it is after the horizon.
+    fn retain<D: ExchangeData, R: Abelian + ExchangeData>(
+        &self,
+        collection: VecCollection<'s, Time, D, R>,
+        expires_at: fn(&D) -> Micros,
+    ) -> VecCollection<'s, Time, D, R> {
+        retain_recent(collection, &self.clock, expires_at, self.retention)
+    }
+    /// Prefix folds over minute positions forget the expired minutes.
+    fn compaction(&self) -> Compaction<'s> {
+        Compaction {
+            clock: self.clock.clone(),
+            retention: self.retention,
+            first_kept: |horizon| minute_position(minute_start(horizon)),
+        }
+    }
+}
+
+/// The end of the minute window that starts at `window_start`.
+fn window_end(window_start: Micros) -> Micros {
+    window_start + MICROS_PER_MINUTE
 }
 
 type ProductsArranged<'s> = differential_dataflow::operators::arrange::Arranged<
@@ -594,13 +659,18 @@ type ProductsArranged<'s> = differential_dataflow::operators::arrange::Arranged<
 ///       GROUP BY product_id, window_start) r
 /// ON p.product_id = r.product_id AND p.window_start = r.window_start;
 /// ```
-/// Returns `((product_id, window_start), total_purchased, total_restocked)`.
+/// Returns `((product_id, window_start), total_purchased, total_restocked)` for the
+/// kept windows, and every product that ever had a kept purchase or restock.
 ///
 /// Both sides become one collection of `(rows, sum)` differences, purchases in the
 /// first pair and restocks in the second; a side without rows is the FULL JOIN's
 /// missing side, which COALESCE turns into 0.
-fn minute_join<'s>(purchases: Coll<'s, Purchase>, restocks: Coll<'s, Restock>) -> Coll<'s, ((i32, Micros), i64, i64)> {
-    purchases
+fn minute_join<'s>(
+    purchases: Coll<'s, Purchase>,
+    restocks: Coll<'s, Restock>,
+    horizon: &Horizon<'s>,
+) -> (MinuteFlows<'s>, Coll<'s, i32>) {
+    let flows = purchases
         .explode(|p| {
             let key = (p.product_id, minute_start(p.purchase_time));
             Some((key, ((1isize, p.quantity_purchased as isize), (0isize, 0isize))))
@@ -608,12 +678,32 @@ fn minute_join<'s>(purchases: Coll<'s, Purchase>, restocks: Coll<'s, Restock>) -
         .concat(restocks.explode(|r| {
             let key = (r.product_id, minute_start(r.restock_time));
             Some((key, ((0isize, 0isize), (1isize, r.quantity_restocked as isize))))
-        }))
-        .count()
-        .map(|(product_window, flows)| {
+        }));
+    let kept = drop_late(flows, &horizon.clock, |(_, minute)| window_end(*minute), horizon.retention);
+    // One record per product: (rows, sum) differences never cancel to zero.
+    let active_products = kept.clone().map(|(product_id, _)| product_id).count().map(|(product_id, _)| product_id);
+    let minute_flows =
+        horizon.retain(kept, |(_, minute)| window_end(*minute)).count().map(|(product_window, flows)| {
             let ((_, purchased), (_, restocked)): (CountSum, CountSum) = flows;
             (product_window, purchased as i64, restocked as i64)
-        })
+        });
+    (minute_flows, active_products)
+}
+
+/// The running sum of `product_stock_status`: per product and kept minute,
+/// `(product_id, (window_start, restocked − purchased up to and including it))`.
+///
+/// A prefix fold per product over minute positions ([`prefix_fold_at`]): a change
+/// refolds only the minutes from its own on, so an in-order event costs
+/// O(log minutes), not O(minutes). Expired minutes fold into a base per product. The
+/// fold covers positions strictly before the query, so each minute asks at `minute + 1`.
+fn running_inventory<'s>(minute_flows: MinuteFlows<'s>, horizon: &Horizon<'s>) -> Coll<'s, (i32, (Micros, i64))> {
+    let net_flow = minute_flows.map(|((product_id, window), purchased, restocked)| {
+        ((minute_position(window), product_id), restocked - purchased)
+    });
+    let queries = net_flow.clone().map(|((position, product_id), _)| (position + 1, product_id));
+    prefix_fold_at(net_flow, queries, 0i64, |_product, a, b| a + b, Some(horizon.compaction()))
+        .map(|((position, product_id), net)| (product_id, (position_minute(position - 1), net)))
 }
 
 /// ```sql
@@ -631,29 +721,21 @@ fn minute_join<'s>(purchases: Coll<'s, Purchase>, restocks: Coll<'s, Restock>) -
 ///          AS stock_level_category
 /// FROM inventory_updates;
 /// ```
-/// The running sum is a prefix fold per product over minute positions
-/// ([`prefix_fold_at`]): a change refolds only the minutes from its own on, so an
-/// in-order event costs O(log minutes), not O(minutes). The fold covers positions
-/// strictly before the query, so each minute asks at `minute + 1`.
+/// The running sum is [`running_inventory`]; a product whose minutes all expired has
+/// windows (just none kept), so only a product that never had one gets the NULL row.
 fn product_stock_status<'s>(
-    minute_flows: Coll<'s, ((i32, Micros), i64, i64)>,
+    running_net: Coll<'s, (i32, (Micros, i64))>,
+    active_products: Coll<'s, i32>,
     product_inventory: Coll<'s, ProductInventory>,
     products: &ProductsArranged<'s>,
 ) -> Coll<'s, StockStatus> {
-    let net_flow = minute_flows.map(|((product_id, window), purchased, restocked)| {
-        ((minute_position(window), product_id), restocked - purchased)
-    });
-    let queries = net_flow.clone().map(|((position, product_id), _)| (position + 1, product_id));
-    let running_net = prefix_fold_at(net_flow, queries, 0i64, |_product, a, b| a + b)
-        .map(|((position, product_id), net)| (product_id, (position_minute(position - 1), net)));
-    let with_windows = running_net.clone().join_core(products.clone(), |_id, &(window, net), p| {
+    let with_windows = running_net.join_core(products.clone(), |_id, &(window, net), p| {
         Some(stock_status(p, Some(window), p.stock_level.map(|s| s as i64 + net)))
     });
     // LEFT JOIN: a product without any minute keeps one row with a NULL window.
-    let active = running_net.map(|(product_id, _)| product_id).distinct();
     let without_windows = product_inventory
         .map(|p| (p.product_id, p))
-        .antijoin(active)
+        .antijoin(active_products)
         .map(|(_, p)| stock_status(&p, None, p.stock_level.map(i64::from)));
     with_windows.concat(without_windows)
 }
@@ -664,8 +746,22 @@ fn product_stock_status<'s>(
 /// FROM TUMBLE(web_clicks, event_time, INTERVAL '1 MINUTE')
 /// GROUP BY product_id, window_start;
 /// ```
-fn web_clicks_minutely<'s>(web_clicks: Coll<'s, WebClick>) -> Coll<'s, ((i32, Micros), isize)> {
-    web_clicks.map(|c| (c.product_id, minute_start(c.event_time))).count()
+/// Returns the view (kept windows) and the clicks of every minute that still counts
+/// toward the 15-minute range of a kept window: a click is kept until the last
+/// window it reaches, 15 minutes after its own, has expired. Like every event, a
+/// click is too late once its own window has expired, so the clicks behind an
+/// expired window never change.
+fn web_clicks_minutely<'s>(
+    web_clicks: Coll<'s, WebClick>,
+    horizon: &Horizon<'s>,
+) -> (MinuteCounts<'s>, MinuteCounts<'s>) {
+    let own_window = |&(_, minute): &(i32, Micros)| window_end(minute);
+    let last_window_reached = |&(_, minute): &(i32, Micros)| window_end(minute + 15 * MICROS_PER_MINUTE);
+    let clicks = web_clicks.map(|c| (c.product_id, minute_start(c.event_time)));
+    let clicks = drop_late(clicks, &horizon.clock, own_window, horizon.retention);
+    let clicks_in_range = horizon.retain(clicks, last_window_reached).count();
+    let clicks_per_minute = horizon.retain(clicks_in_range.clone(), |((_, minute), _)| window_end(*minute));
+    (clicks_per_minute, clicks_in_range)
 }
 
 /// ```sql
@@ -689,6 +785,43 @@ fn competitor_latest<'s>(
         competitor_prices.map(|c| ((c.product_id, c.competitor), (c.ts, c.competitor_price))),
         Some((event_time, retention)),
     )
+}
+
+/// ```sql
+/// comp_min AS (SELECT product_id, MIN(competitor_price) AS min_competitor_price
+///              FROM competitor_latest GROUP BY product_id)
+/// ```
+/// At most one row per competitor: this reduce never scans much.
+fn competitor_minimum<'s>(latest_prices: Coll<'s, ((i32, String), (Micros, Decimal))>) -> Coll<'s, (i32, Decimal)> {
+    latest_prices
+        .map(|((product_id, _competitor), (_ts, price))| (product_id, price))
+        .reduce(|_product, prices, output| output.push((*prices[0].0, 1isize)))
+}
+
+/// What a kept window contributes to a price, whichever product row it ends up in:
+/// `((product_id, window_start), (running net flow, clicks_15m))`.
+///
+/// `clicks_15m` is the `demand` CTE of `dynamic_pricing_enriched`: the RANGE frame is
+/// [w - 15 min, w], so each minute's count reaches its own minute and the 15 after it,
+/// 16 constant-size updates per changed minute whatever the history. Only minutes
+/// with clicks of their own are rows of `demand`; other windows get NULL.
+fn window_facts<'s>(
+    running_net: Coll<'s, (i32, (Micros, i64))>,
+    clicks_per_minute: MinuteCounts<'s>,
+    clicks_in_range: MinuteCounts<'s>,
+) -> WindowFacts<'s> {
+    let demand = clicks_in_range
+        .explode(|((product_id, minute), clicks)| {
+            (0..16).map(move |k| ((product_id, minute + k * MICROS_PER_MINUTE), clicks))
+        })
+        .count()
+        .semijoin(clicks_per_minute.map(|(product_window, _)| product_window))
+        .map(|(product_window, clicks)| (product_window, clicks as i64));
+    let windows = running_net.map(|(product_id, (window, net))| ((product_id, window), net));
+    let with_demand = windows.clone().join_map(demand.clone(), |&window, &net, &clicks| (window, (net, Some(clicks))));
+    let without_demand =
+        windows.antijoin(demand.map(|(product_window, _)| product_window)).map(|(window, net)| (window, (net, None)));
+    with_demand.concat(without_demand)
 }
 
 /// ```sql
@@ -718,38 +851,23 @@ fn competitor_latest<'s>(
 /// LEFT JOIN demand   d ON d.product_id = s.product_id AND d.window_start = s.inventory_window
 /// LEFT JOIN comp_min c ON c.product_id = s.product_id;
 /// ```
-/// The RANGE frame is [w - 15 min, w]: each minute's click count counts toward its
-/// own minute and the 15 after it, 16 constant-size updates per changed minute
-/// whatever the history. Only minutes with clicks of their own are rows of `demand`.
+/// A windowed row is its [`window_facts`] joined with the product; the NULL-window
+/// rows of `product_stock_status` have no demand.
 fn dynamic_pricing_enriched<'s>(
+    facts: WindowFacts<'s>,
     stock_statuses: Coll<'s, StockStatus>,
-    clicks_per_minute: Coll<'s, ((i32, Micros), isize)>,
-    latest_prices: Coll<'s, ((i32, String), (Micros, Decimal))>,
+    products: &ProductsArranged<'s>,
+    comp_min: Coll<'s, (i32, Decimal)>,
 ) -> Coll<'s, PricedWindow> {
-    // A minute's count reaches its own minute and the 15 after it. Counting per minute
-    // first means a batch costs 16 updates per minute whose count changed, however
-    // many clicks it took.
-    let clicks_in_range = clicks_per_minute
-        .clone()
-        .explode(|((product_id, minute), clicks)| {
-            (0..16).map(move |k| ((product_id, minute + k * MICROS_PER_MINUTE), clicks))
-        })
-        .count();
-    let demand = clicks_in_range
-        .semijoin(clicks_per_minute.map(|(product_window, _)| product_window))
-        .map(|(product_window, clicks)| (product_window, clicks as i64));
-    // At most one row per competitor: this reduce never scans much.
-    let comp_min = latest_prices
-        .map(|((product_id, _competitor), (_ts, price))| (product_id, price))
-        .reduce(|_product, prices, output| output.push((*prices[0].0, 1isize)));
-
-    let windowed = stock_statuses.clone().flat_map(|s| s.inventory_window.map(|w| ((s.product_id, w), s)));
-    let with_demand = windowed.clone().join_map(demand.clone(), |_, s, &clicks| (s.clone(), Some(clicks)));
-    let without_demand = windowed
-        .antijoin(demand.map(|(product_window, _)| product_window))
-        .map(|(_, s)| (s, None))
-        .concat(stock_statuses.filter(|s| s.inventory_window.is_none()).map(|s| (s, None)));
-    let by_product = with_demand.concat(without_demand).map(|(s, clicks)| (s.product_id, (s, clicks)));
+    let windowed = facts.map(|((product_id, window), facts)| (product_id, (window, facts))).join_core(
+        products.clone(),
+        |_id, &(window, (net, clicks)), p| {
+            let status = stock_status(p, Some(window), p.stock_level.map(|s| s as i64 + net));
+            Some((status, clicks))
+        },
+    );
+    let unwindowed = stock_statuses.filter(|s| s.inventory_window.is_none()).map(|s| (s, None));
+    let by_product = windowed.concat(unwindowed).map(|(s, clicks)| (s.product_id, (s, clicks)));
     let with_competitor =
         by_product.clone().join_map(comp_min.clone(), |_, (s, clicks), &min| price(s, *clicks, Some(min)));
     let without_competitor =
@@ -770,16 +888,29 @@ type SalesRow = (Option<i32>, Option<String>, Option<i64>, Option<Decimal>);
 /// LEFT JOIN product_inventory pi ON pi.product_id = o.product_id
 /// GROUP BY o.product_id;
 /// ```
-/// Windows are whole minutes, so an order's ASOF match is the latest priced window
-/// at or before the order's minute. Orders are summed per (product, minute); "the
-/// latest window so far" is a prefix scan with the monoid "keep the later non-empty
-/// value", asked at each order minute. Totals are `(rows, sum)` differences, so
-/// an order costs O(log minutes) and state stays one record per product and minute.
+/// Windows are whole minutes, so an order's ASOF match is the latest window at or
+/// before the order's minute. Orders are summed per (product, minute); "the latest
+/// window so far" is a prefix scan with the monoid "keep the later non-empty value",
+/// asked at each order minute, so an order costs O(log minutes).
+///
+/// The scan runs over [`window_facts`], not over priced rows: a window's price also
+/// depends on the product's current competitor minimum and base price, and with
+/// prices in the scan one competitor price would re-answer every order of the
+/// product. Instead matched quantities are summed per (product, stock category,
+/// high demand, base price), at most a handful of rows per product, and priced
+/// there: `final_price` is the same for every order in such a group, so the sum
+/// of `final_price × quantity` is exact.
+///
+/// An order keeps its match when that window expires. An order written for a minute
+/// before the newest expired window of its product cannot be matched any more (those
+/// windows are gone): its revenue term is NULL.
 fn sales_profit<'s>(
     orders: Coll<'s, Order>,
-    priced: Coll<'s, PricedWindow>,
+    facts: WindowFacts<'s>,
+    comp_min: Coll<'s, (i32, Decimal)>,
     product_inventory: Coll<'s, ProductInventory>,
     products: &ProductsArranged<'s>,
+    horizon: &Horizon<'s>,
 ) -> Coll<'s, SalesRow> {
     // SUM(o.quantity) per product, NULL when every quantity is NULL.
     let order_totals = orders
@@ -800,20 +931,47 @@ fn sales_profit<'s>(
         .map(|((product_id, minute), (_, quantity)): ((i32, Micros), CountSum)| {
             ((minute_position(minute), product_id), quantity as i64)
         });
-    let window_prices = priced.flat_map(|p| {
-        let product_id = p.status.product_id;
-        p.status.inventory_window.map(|w| ((minute_position(w), product_id), Some((w, p.final_price))))
+    let window_values = facts.map(|((product_id, window), (net, clicks))| {
+        ((minute_position(window), product_id), Some((window, net, high_demand(clicks))))
     });
     let queries = order_minutes.clone().map(|((position, product_id), _)| (position + 1, product_id));
-    let asof_prices = prefix_fold_at(window_prices, queries, None, |_product, earlier, later| later.or(*earlier))
-        .map(|((position, product_id), latest)| ((position - 1, product_id), latest));
-    let revenue = order_minutes
-        .join_map(asof_prices, |&(_position, product_id), &quantity, latest| {
-            let price = latest.as_ref().and_then(|(_window, price)| *price);
-            (product_id, price.map(|p| p * Decimal::from(quantity)))
+    let asof_windows = prefix_fold_at(
+        window_values,
+        queries,
+        None,
+        |_product, earlier, later| later.or(*earlier),
+        Some(horizon.compaction()),
+    )
+    .map(|((position, product_id), latest)| ((position - 1, product_id), latest));
+    // Matched quantities per (product, category, high demand, base price).
+    let matched = order_minutes
+        .join_map(asof_windows, |&(_position, product_id), &quantity, latest| {
+            latest.map(|(_window, net, high_demand)| (product_id, (net, high_demand, quantity)))
         })
-        .explode(|(product_id, term)| term.map(|t| (Some(product_id), MoneySum::new(t))))
-        .count();
+        .flat_map(|matched| matched);
+    let groups = matched
+        .join_core(products.clone(), |&product_id, &(net, high_demand, quantity), p| {
+            let category = StockCategory::of(p.stock_level.map(|s| s as i64 + net));
+            Some(((product_id, category, high_demand, p.base_price), quantity))
+        })
+        .explode(|(group, quantity)| Some((group, (1isize, quantity as isize))))
+        .count()
+        .map(|((product_id, category, high_demand, base), (rows, quantity)): (_, CountSum)| {
+            (product_id, (category, high_demand, base, rows, quantity as i64))
+        });
+    let term = |product_id: i32, &(category, high_demand, base, rows, quantity): &PriceGroup, min: Option<Decimal>| {
+        let sum = base.map(|b| final_price(category, b, high_demand, min) * Decimal::from(quantity));
+        (product_id, sum.map(|s| MoneySum::of(rows as i64, s)))
+    };
+    let terms = groups
+        .clone()
+        .join_map(comp_min.clone(), move |&product_id, group, &min| term(product_id, group, Some(min)))
+        .concat(
+            groups
+                .antijoin(comp_min.map(|(product_id, _)| product_id))
+                .map(move |(product_id, group)| term(product_id, &group, None)),
+        );
+    let revenue = terms.explode(|(product_id, sum)| sum.map(|s| (Some(product_id), s))).count();
     let with_revenue =
         order_totals.clone().join_map(revenue.clone(), |product_id, &total, sum| (*product_id, (total, sum.total())));
     let without_revenue = order_totals
@@ -831,6 +989,14 @@ fn sales_profit<'s>(
         .antijoin(product_inventory.map(|p| Some(p.product_id)))
         .map(|(product_id, (total, revenue))| (product_id, None, total, revenue));
     named.concat(unnamed)
+}
+
+/// Matched orders of one product with one price: `(category, high demand, base
+/// price, order minutes, quantity)`.
+type PriceGroup = (StockCategory, bool, Option<Decimal>, isize, i64);
+
+fn timestamp_or_null(t: Option<Micros>) -> Datum {
+    t.map_or(Datum::Null, Datum::Timestamp)
 }
 
 fn stock_status(p: &ProductInventory, window: Option<Micros>, current_inventory: Option<i64>) -> StockStatus {
@@ -851,7 +1017,7 @@ fn price(s: &StockStatus, clicks_15m: Option<i64>, min_competitor_price: Option<
         clicks_15m,
         min_competitor_price,
         stock_rule_price: s.base_price.map(|b| s.category.stock_rule_price(b)),
-        final_price: s.base_price.map(|b| final_price(s.category, b, clicks_15m, min_competitor_price)),
+        final_price: s.base_price.map(|b| final_price(s.category, b, high_demand(clicks_15m), min_competitor_price)),
     }
 }
 
@@ -884,15 +1050,15 @@ mod tests {
     fn final_price_branches() {
         let base = dec("100.00");
         // No competitor: the stock rule, Low is +20 %.
-        assert_eq!(final_price(StockCategory::Low, base, None, None), dec("120.00"));
+        assert_eq!(final_price(StockCategory::Low, base, false, None), dec("120.00"));
         // Demand branch: base at or under the competitor and more than 30 clicks: ×1.02.
-        assert_eq!(final_price(StockCategory::Medium, base, Some(31), Some(dec("100.00"))), dec("102.00"));
-        assert_eq!(final_price(StockCategory::Medium, base, Some(30), Some(dec("100.00"))), dec("100.00"));
+        assert_eq!(final_price(StockCategory::Medium, base, high_demand(Some(31)), Some(dec("100.00"))), dec("102.00"));
+        assert_eq!(final_price(StockCategory::Medium, base, high_demand(Some(30)), Some(dec("100.00"))), dec("100.00"));
         // Undercut branch: stock rule above the competitor: ×0.99.
-        assert_eq!(final_price(StockCategory::Low, base, None, Some(dec("110.00"))), dec("118.80"));
+        assert_eq!(final_price(StockCategory::Low, base, high_demand(None), Some(dec("110.00"))), dec("118.80"));
         // High is ×0.90, rounded; the floor is half the base price.
-        assert_eq!(final_price(StockCategory::High, dec("19.99"), None, None), dec("17.99"));
-        assert_eq!(final_price(StockCategory::High, dec("0.01"), None, None), dec("0.01"));
+        assert_eq!(final_price(StockCategory::High, dec("19.99"), false, None), dec("17.99"));
+        assert_eq!(final_price(StockCategory::High, dec("0.01"), false, None), dec("0.01"));
         assert_eq!(StockCategory::High.stock_rule_price(dec("19.99")), dec("17.99"));
         assert_eq!(StockCategory::Medium.stock_rule_price(dec("19.99")), dec("19.99"));
     }
