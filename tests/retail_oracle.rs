@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use diffmart::compute::ComputeConfig;
 use diffmart::serving::{Engine, Update};
-use diffmart_dataflows::datum::{MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record};
+use diffmart_dataflows::PipelineConfig;
+use diffmart_dataflows::datum::{Datum, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record};
 use diffmart_dataflows::retail::{CompetitorPrice, Order, ProductInventory, Purchase, Restock, WebClick};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -742,6 +743,7 @@ struct Ids {
     restocks: usize,
     product_inventory: usize,
     orders: usize,
+    retail_watermark: usize,
 }
 
 impl Ids {
@@ -754,6 +756,7 @@ impl Ids {
             restocks: id("restocks"),
             product_inventory: id("product_inventory"),
             orders: id("orders"),
+            retail_watermark: id("retail_watermark"),
         }
     }
 }
@@ -1003,7 +1006,19 @@ async fn run_seed(
             stats.updates += updates.len();
             oracle::apply_batch(client, engine, Batch { label: &label, sql: &batch_sql, updates }, &mut script).await;
         }
-        let failures = views.compare(client, &engine.snapshot()).await;
+        let snapshot = engine.snapshot();
+        let mut failures = views.compare(client, &snapshot).await;
+        // diffmart's own retail_watermark: the watermark, horizon and late events the history expects.
+        let effective_retention = retention.unwrap_or(PipelineConfig::default().retention);
+        let expected: Vec<Vec<Datum>> = history
+            .watermark
+            .map(|w| vec![Datum::Timestamp(w), Datum::Timestamp(w - effective_retention), (stats.late as i64).into()])
+            .into_iter()
+            .collect();
+        let watermark_rows = snapshot.rows(ids.retail_watermark);
+        if watermark_rows != expected {
+            failures.push(format!("view retail_watermark: diffmart has {watermark_rows:?}, expected {expected:?}"));
+        }
         if !failures.is_empty() {
             let file = format!("retail_oracle_seed{seed}_workers{workers}_batch{batch}");
             oracle::fail_with_history(&label, &file, &failures, &script, &batch_sql);

@@ -174,7 +174,10 @@ pub fn batch_maxima<'s, D: ExchangeData>(
 /// the same state at the same logical time whatever the worker count.
 #[derive(Clone)]
 pub struct EventClock<'s> {
+    /// Every worker's batch maxima, on every worker.
     maxima: BatchMaxima<'s>,
+    /// This worker's batch maxima.
+    local: BatchMaxima<'s>,
 }
 
 impl<'s> EventClock<'s> {
@@ -182,7 +185,16 @@ impl<'s> EventClock<'s> {
     pub fn of(streams: Vec<BatchMaxima<'s>>) -> EventClock<'s> {
         let mut streams = streams.into_iter();
         let first = streams.next().expect("a clock needs at least one stream");
-        EventClock { maxima: streams.fold(first, |all, more| all.concat(more)).broadcast() }
+        let local = streams.fold(first, |all, more| all.concat(more));
+        EventClock { maxima: local.clone().broadcast(), local }
+    }
+
+    /// The watermark as a collection: one record, the newest event time so far,
+    /// from the first batch with an event on.
+    pub fn watermark(&self) -> VecCollection<'s, Time, Micros> {
+        let newest: EventTimeOf<Micros> = |t| *t;
+        let maxima = self.local.clone().map(|(time, max)| (((), max), time, 1isize)).as_collection();
+        max_per_key(maxima, Some((newest, 0))).map(|((), watermark)| watermark)
     }
 }
 
@@ -218,6 +230,8 @@ enum Expiry {
     DropLate,
     /// Also retract each record once it expires.
     Retract,
+    /// Keep only what [`Expiry::DropLate`] drops.
+    OnlyLate,
 }
 
 /// Drops the updates whose `expires_at` is at or behind the horizon (the clock's
@@ -234,6 +248,20 @@ where
     R: Abelian + ExchangeData,
 {
     horizon_filter(input, clock, expires_at, retention, Expiry::DropLate)
+}
+
+/// What [`drop_late`] drops (to count it).
+pub fn only_late<'s, D, R>(
+    input: VecCollection<'s, Time, D, R>,
+    clock: &EventClock<'s>,
+    expires_at: fn(&D) -> Micros,
+    retention: Micros,
+) -> VecCollection<'s, Time, D, R>
+where
+    D: ExchangeData,
+    R: Abelian + ExchangeData,
+{
+    horizon_filter(input, clock, expires_at, retention, Expiry::OnlyLate)
 }
 
 /// A temporal filter: like [`drop_late`], and each record it let through is
@@ -303,7 +331,8 @@ where
                         let mut session = output.session(&cap);
                         for (d, r) in batch {
                             let at = expires_at(&d);
-                            if horizon.is_some_and(|h| at <= h) {
+                            let late = horizon.is_some_and(|h| at <= h);
+                            if late != (expiry == Expiry::OnlyLate) {
                                 continue;
                             }
                             if expiry == Expiry::Retract {
@@ -682,8 +711,22 @@ mod tests {
     /// (key, position) (retracting the one there), 1 removes it, 2 toggles a query.
     type Step = (u8, u8, u8, i64);
 
+    /// An answer: `((position, key), fold)`.
+    type Answer = ((usize, u8), i64);
     /// Answers at each time, consolidated: what each implementation says after every batch.
-    type Answers = Vec<Vec<(((usize, u8), i64), isize)>>;
+    type Answers = Vec<Vec<(Answer, isize)>>;
+
+    /// The answers as of each of `batches` batches, from every update captured.
+    fn answers_after_each_batch(updates: &[(Answer, Time, isize)], batches: usize) -> Answers {
+        (0..batches)
+            .map(|time| {
+                let mut at: Vec<_> =
+                    updates.iter().filter(|(_, t, _)| *t <= time as Time).map(|(d, _, r)| (*d, *r)).collect();
+                differential_dataflow::consolidation::consolidate(&mut at);
+                at
+            })
+            .collect()
+    }
 
     fn run(history: &[Vec<Step>], ours: bool) -> Answers {
         let captured = Arc::new(Mutex::new(Vec::new()));
@@ -730,15 +773,7 @@ mod tests {
                 queries.flush();
             }
         });
-        let updates = captured.lock().unwrap().clone();
-        (0..batches)
-            .map(|time| {
-                let mut at: Vec<_> =
-                    updates.iter().filter(|(_, t, _)| *t <= time as Time).map(|(d, _, r)| (*d, *r)).collect();
-                differential_dataflow::consolidation::consolidate(&mut at);
-                at
-            })
-            .collect()
+        answers_after_each_batch(&captured.lock().unwrap(), batches)
     }
 
     /// Like [`run`], with an event-time horizon that moves up by `advance` before each
@@ -815,15 +850,7 @@ mod tests {
                 clock.flush();
             }
         });
-        let updates = captured.lock().unwrap().clone();
-        (0..batches)
-            .map(|time| {
-                let mut at: Vec<_> =
-                    updates.iter().filter(|(_, t, _)| *t <= time as Time).map(|(d, _, r)| (*d, *r)).collect();
-                differential_dataflow::consolidation::consolidate(&mut at);
-                at
-            })
-            .collect()
+        answers_after_each_batch(&captured.lock().unwrap(), batches)
     }
 
     proptest! {

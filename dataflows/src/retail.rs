@@ -1,6 +1,7 @@
 //! A. Retail: live inventory and dynamic pricing (`shared/spec/PIPELINES.md` §A, seed 000).
 //!
-//! Six views over four event streams and two tables. Each view below sits under
+//! Six views over four event streams and two tables, plus diffmart's `retail_watermark`
+//! (the retention horizon and the late events). Each view below sits under
 //! the SQL that defines it; the Rust computes exactly that, incrementally.
 
 use std::sync::LazyLock;
@@ -15,7 +16,9 @@ use crate::datum::{
     col_not_null,
 };
 use crate::money::MoneySum;
-use crate::operators::{Compaction, EventClock, batch_maxima, drop_late, max_per_key, prefix_fold_at, retain_recent};
+use crate::operators::{
+    Compaction, EventClock, batch_maxima, drop_late, max_per_key, only_late, prefix_fold_at, retain_recent,
+};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -380,7 +383,15 @@ static SALES_PROFIT: LazyLock<RelationSpec> = LazyLock::new(|| {
     )
 });
 
-/// The six views, in the order [`retail`] returns them.
+static RETAIL_WATERMARK: LazyLock<RelationSpec> = LazyLock::new(|| {
+    view(
+        "retail_watermark",
+        vec![col("watermark", TimestampTz), col("horizon", TimestampTz), col("late_events", Int64)],
+    )
+});
+
+/// The six views of the spec, then diffmart's `retail_watermark`, in the order
+/// [`retail`] returns them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
     vec![
         &MINUTE_JOIN,
@@ -389,6 +400,7 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
         &COMPETITOR_LATEST,
         &DYNAMIC_PRICING_ENRICHED,
         &SALES_PROFIT,
+        &RETAIL_WATERMARK,
     ]
 }
 
@@ -526,7 +538,7 @@ type WindowFacts<'s> = Coll<'s, (ProductMinute, (i64, Option<i64>))>;
 /// `(rows, sum)`: the number of contributing rows tells an empty group from a zero sum.
 type CountSum = (isize, isize);
 
-/// Builds the six retail views from the retail inputs, in `view_specs()` order.
+/// Builds the retail views from the retail inputs, in `view_specs()` order.
 ///
 /// `retention` bounds the per-minute views by event time (see [`Horizon`]).
 pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static RelationSpec, Coll<'s, Row>)> {
@@ -543,6 +555,22 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
     };
     // One arrangement of the product master, shared by every view that joins it.
     let products = product_inventory.clone().map(|p| (p.product_id, p)).arrange_by_key();
+
+    // An event is too late once its own minute window has expired: it goes no further
+    // than the count in `retail_watermark`.
+    let purchase_window: fn(&Purchase) -> Micros = |p| window_end(minute_start(p.purchase_time));
+    let restock_window: fn(&Restock) -> Micros = |r| window_end(minute_start(r.restock_time));
+    let click_window: fn(&WebClick) -> Micros = |c| window_end(minute_start(c.event_time));
+    let late_events = horizon
+        .late(purchases.clone(), purchase_window)
+        .map(|_| ())
+        .concat(horizon.late(restocks.clone(), restock_window).map(|_| ()))
+        .concat(horizon.late(web_clicks.clone(), click_window).map(|_| ()))
+        .count();
+    let watermark = retail_watermark(&horizon, late_events);
+    let purchases = horizon.drop_late(purchases, purchase_window);
+    let restocks = horizon.drop_late(restocks, restock_window);
+    let web_clicks = horizon.drop_late(web_clicks, click_window);
 
     let (minute_flows, active_products) = minute_join(purchases, restocks, &horizon);
     let running_net = running_inventory(minute_flows.clone(), &horizon);
@@ -594,6 +622,9 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
         sales.map(|(product_id, name, total, revenue)| {
             vec![product_id.into(), name.into(), total.into(), revenue.into()]
         }),
+        watermark.map(|(watermark, horizon, late)| {
+            vec![Datum::Timestamp(watermark), timestamp_or_null(horizon), late.into()]
+        }),
     ];
     view_specs().into_iter().zip(views).collect()
 }
@@ -615,6 +646,14 @@ pub struct Horizon<'s> {
 }
 
 impl<'s> Horizon<'s> {
+    /// Drops what arrives with its `expires_at` at or behind the horizon.
+    fn drop_late<D: ExchangeData>(&self, collection: Coll<'s, D>, expires_at: fn(&D) -> Micros) -> Coll<'s, D> {
+        drop_late(collection, &self.clock, expires_at, self.retention)
+    }
+    /// What [`Horizon::drop_late`] drops.
+    fn late<D: ExchangeData>(&self, collection: Coll<'s, D>, expires_at: fn(&D) -> Micros) -> Coll<'s, D> {
+        only_late(collection, &self.clock, expires_at, self.retention)
+    }
     /// Keeps what `expires_at` says only while it is after the horizon.
     fn retain<D: ExchangeData, R: Abelian + ExchangeData>(
         &self,
@@ -660,7 +699,8 @@ type ProductsArranged<'s> = differential_dataflow::operators::arrange::Arranged<
 /// ON p.product_id = r.product_id AND p.window_start = r.window_start;
 /// ```
 /// Returns `((product_id, window_start), total_purchased, total_restocked)` for the
-/// kept windows, and every product that ever had a kept purchase or restock.
+/// kept windows, and every product that ever had a kept purchase or restock. The
+/// events come without the late ones.
 ///
 /// Both sides become one collection of `(rows, sum)` differences, purchases in the
 /// first pair and restocks in the second; a side without rows is the FULL JOIN's
@@ -679,11 +719,10 @@ fn minute_join<'s>(
             let key = (r.product_id, minute_start(r.restock_time));
             Some((key, ((0isize, 0isize), (1isize, r.quantity_restocked as isize))))
         }));
-    let kept = drop_late(flows, &horizon.clock, |(_, minute)| window_end(*minute), horizon.retention);
     // One record per product: (rows, sum) differences never cancel to zero.
-    let active_products = kept.clone().map(|(product_id, _)| product_id).count().map(|(product_id, _)| product_id);
+    let active_products = flows.clone().map(|(product_id, _)| product_id).count().map(|(product_id, _)| product_id);
     let minute_flows =
-        horizon.retain(kept, |(_, minute)| window_end(*minute)).count().map(|(product_window, flows)| {
+        horizon.retain(flows, |(_, minute)| window_end(*minute)).count().map(|(product_window, flows)| {
             let ((_, purchased), (_, restocked)): (CountSum, CountSum) = flows;
             (product_window, purchased as i64, restocked as i64)
         });
@@ -748,17 +787,15 @@ fn product_stock_status<'s>(
 /// ```
 /// Returns the view (kept windows) and the clicks of every minute that still counts
 /// toward the 15-minute range of a kept window: a click is kept until the last
-/// window it reaches, 15 minutes after its own, has expired. Like every event, a
-/// click is too late once its own window has expired, so the clicks behind an
-/// expired window never change.
+/// window it reaches, 15 minutes after its own, has expired. The clicks come without
+/// the late ones (too late once their own window has expired), so the clicks behind
+/// an expired window never change.
 fn web_clicks_minutely<'s>(
     web_clicks: Coll<'s, WebClick>,
     horizon: &Horizon<'s>,
 ) -> (MinuteCounts<'s>, MinuteCounts<'s>) {
-    let own_window = |&(_, minute): &(i32, Micros)| window_end(minute);
     let last_window_reached = |&(_, minute): &(i32, Micros)| window_end(minute + 15 * MICROS_PER_MINUTE);
     let clicks = web_clicks.map(|c| (c.product_id, minute_start(c.event_time)));
-    let clicks = drop_late(clicks, &horizon.clock, own_window, horizon.retention);
     let clicks_in_range = horizon.retain(clicks, last_window_reached).count();
     let clicks_per_minute = horizon.retain(clicks_in_range.clone(), |((_, minute), _)| window_end(*minute));
     (clicks_per_minute, clicks_in_range)
@@ -994,6 +1031,34 @@ fn sales_profit<'s>(
 /// Matched orders of one product with one price: `(category, high demand, base
 /// price, order minutes, quantity)`.
 type PriceGroup = (StockCategory, bool, Option<Decimal>, isize, i64);
+
+/// `retail_watermark(watermark, horizon, late_events)`: diffmart's own view, like
+/// `casino_watermark`: one row once the first retail event has arrived. `watermark`
+/// is the newest event time of the four retail streams, `horizon` the watermark minus
+/// `--retention` (windows that end by then have expired; NULL if before year 1), and
+/// `late_events` counts the clicks, purchases and restocks dropped because their
+/// window had expired when they arrived.
+/// ```sql
+/// SELECT MAX(event_time) AS watermark, MAX(event_time) - <retention> AS horizon,
+///        COUNT(*) FILTER (WHERE <its window had expired on arrival>) AS late_events
+/// FROM <web_clicks, competitor_prices, purchases and restocks> HAVING COUNT(*) > 0;
+/// ```
+fn retail_watermark<'s>(
+    horizon: &Horizon<'s>,
+    late_events: Coll<'s, ((), isize)>,
+) -> Coll<'s, (Micros, Option<Micros>, i64)> {
+    /// 0001-01-01T00:00:00Z: earlier horizons (absurd retentions) are shown as NULL.
+    const YEAR_ONE: Micros = -62_135_596_800 * crate::datum::MICROS_PER_SECOND;
+    let retention = horizon.retention;
+    let row = move |watermark: Micros, late: isize| {
+        let shown = watermark.checked_sub(retention).filter(|h| *h >= YEAR_ONE);
+        (watermark, shown, late as i64)
+    };
+    let watermark = horizon.clock.watermark().map(|w| ((), w));
+    let with_late = watermark.clone().join_map(late_events.clone(), move |_, &w, &late| row(w, late));
+    let without_late = watermark.antijoin(late_events.map(|_| ())).map(move |((), w)| row(w, 0));
+    with_late.concat(without_late)
+}
 
 fn timestamp_or_null(t: Option<Micros>) -> Datum {
     t.map_or(Datum::Null, Datum::Timestamp)
