@@ -223,68 +223,28 @@ impl Watermark {
     }
 }
 
-/// What [`horizon_filter`] does with the records it lets through.
+/// What [`horizon_filter`] does. The horizon is the clock's watermark minus
+/// `retention`, this batch included; a record is late when its `expires_at` is at
+/// or behind the horizon as it arrives.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Expiry {
-    /// Only drop records that arrive already expired.
+pub enum Expiry {
+    /// Drop late records (events too late to be kept). Stateless; what it lets
+    /// through stays.
     DropLate,
-    /// Also retract each record once it expires.
-    Retract,
-    /// Keep only what [`Expiry::DropLate`] drops.
+    /// Keep only the late records (to count them).
     OnlyLate,
-}
-
-/// Drops the updates whose `expires_at` is at or behind the horizon (the clock's
-/// watermark minus `retention`, this batch included) when they arrive: events too
-/// late to be kept. Stateless; what it lets through stays.
-pub fn drop_late<'s, D, R>(
-    input: VecCollection<'s, Time, D, R>,
-    clock: &EventClock<'s>,
-    expires_at: fn(&D) -> Micros,
-    retention: Micros,
-) -> VecCollection<'s, Time, D, R>
-where
-    D: ExchangeData,
-    R: Abelian + ExchangeData,
-{
-    horizon_filter(input, clock, expires_at, retention, Expiry::DropLate)
-}
-
-/// What [`drop_late`] drops (to count it).
-pub fn only_late<'s, D, R>(
-    input: VecCollection<'s, Time, D, R>,
-    clock: &EventClock<'s>,
-    expires_at: fn(&D) -> Micros,
-    retention: Micros,
-) -> VecCollection<'s, Time, D, R>
-where
-    D: ExchangeData,
-    R: Abelian + ExchangeData,
-{
-    horizon_filter(input, clock, expires_at, retention, Expiry::OnlyLate)
-}
-
-/// A temporal filter: like [`drop_late`], and each record it let through is
-/// retracted at the first logical time whose horizon reaches its `expires_at`. The
-/// held records are consolidated, so memory follows the distinct records within
-/// retention (one per product and minute for per-minute aggregates), not history.
-pub fn retain_recent<'s, D, R>(
-    input: VecCollection<'s, Time, D, R>,
-    clock: &EventClock<'s>,
-    expires_at: fn(&D) -> Micros,
-    retention: Micros,
-) -> VecCollection<'s, Time, D, R>
-where
-    D: ExchangeData,
-    R: Abelian + ExchangeData,
-{
-    horizon_filter(input, clock, expires_at, retention, Expiry::Retract)
+    /// A temporal filter: drop late records, and retract each record it let through
+    /// at the first logical time whose horizon reaches its `expires_at`. The held
+    /// records are consolidated, so memory follows the distinct records within
+    /// retention (one per product and minute for per-minute aggregates), not history.
+    Retract,
 }
 
 /// Updates of [`horizon_filter`] waiting for their time, with a capability for it.
 type PendingUpdates<D, R> = BTreeMap<Time, (Capability<Time>, Vec<(D, R)>)>;
 
-fn horizon_filter<'s, D, R>(
+/// Filters `input` by event-time horizon, as `expiry` says.
+pub fn horizon_filter<'s, D, R>(
     input: VecCollection<'s, Time, D, R>,
     clock: &EventClock<'s>,
     expires_at: fn(&D) -> Micros,

@@ -16,9 +16,7 @@ use crate::datum::{
     col_not_null,
 };
 use crate::money::MoneySum;
-use crate::operators::{
-    Compaction, EventClock, batch_maxima, drop_late, max_per_key, only_late, prefix_fold_at, retain_recent,
-};
+use crate::operators::{Compaction, EventClock, Expiry, batch_maxima, horizon_filter, max_per_key, prefix_fold_at};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -648,11 +646,11 @@ pub struct Horizon<'s> {
 impl<'s> Horizon<'s> {
     /// Drops what arrives with its `expires_at` at or behind the horizon.
     fn drop_late<D: ExchangeData>(&self, collection: Coll<'s, D>, expires_at: fn(&D) -> Micros) -> Coll<'s, D> {
-        drop_late(collection, &self.clock, expires_at, self.retention)
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::DropLate)
     }
     /// What [`Horizon::drop_late`] drops.
     fn late<D: ExchangeData>(&self, collection: Coll<'s, D>, expires_at: fn(&D) -> Micros) -> Coll<'s, D> {
-        only_late(collection, &self.clock, expires_at, self.retention)
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::OnlyLate)
     }
     /// Keeps what `expires_at` says only while it is after the horizon.
     fn retain<D: ExchangeData, R: Abelian + ExchangeData>(
@@ -660,7 +658,7 @@ impl<'s> Horizon<'s> {
         collection: VecCollection<'s, Time, D, R>,
         expires_at: fn(&D) -> Micros,
     ) -> VecCollection<'s, Time, D, R> {
-        retain_recent(collection, &self.clock, expires_at, self.retention)
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::Retract)
     }
     /// Prefix folds over minute positions forget the expired minutes.
     fn compaction(&self) -> Compaction<'s> {
