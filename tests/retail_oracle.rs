@@ -153,6 +153,12 @@ FROM (
 ) t
 WHERE rn = 1;
 
+-- The spec's comp_min CTE, which diffmart also serves as a view.
+CREATE VIEW competitor_minimum AS
+SELECT product_id, MIN(competitor_price) AS min_competitor_price
+FROM competitor_latest
+GROUP BY product_id;
+
 CREATE VIEW dynamic_pricing_enriched AS
 WITH demand AS (
   SELECT
@@ -276,11 +282,12 @@ const SHORT_RETENTION: Micros = 12 * MICROS_PER_MINUTE;
 
 const INPUT_TABLES: [&str; 6] =
     ["web_clicks", "competitor_prices", "purchases", "restocks", "product_inventory", "orders"];
-const VIEWS: [&str; 6] = [
+const VIEWS: [&str; 7] = [
     "minute_join",
     "product_stock_status",
     "web_clicks_minutely",
     "competitor_latest",
+    "competitor_minimum",
     "dynamic_pricing_enriched",
     "sales_profit",
 ];
@@ -289,7 +296,7 @@ const VIEWS: [&str; 6] = [
 fn key_columns(view: &str) -> usize {
     match view {
         "product_stock_status" | "dynamic_pricing_enriched" => 3,
-        "sales_profit" => 1,
+        "sales_profit" | "competitor_minimum" => 1,
         _ => 2,
     }
 }

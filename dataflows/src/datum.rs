@@ -244,6 +244,24 @@ pub struct RelationSpec {
     pub columns: Vec<Column>,
 }
 
+/// A view the dataflow keeps without some of its columns: they are filled in from
+/// another view's row with the same key each time a snapshot is read.
+///
+/// For joins whose materialized result would rewrite many rows on one small change
+/// (a product's every window row on one competitor price): kept apart, the change
+/// touches one row of the lookup view, and the join costs only those who read it.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadTimeLookup {
+    /// The view, as maintained: its own columns, the looked-up ones NULL.
+    pub view: &'static str,
+    /// A view with at most one row per value of its first column, the key.
+    pub lookup: &'static str,
+    /// The column of `view` that holds the key.
+    pub key_column: usize,
+    /// A maintained row with the lookup row of its key (`None`: there is none) → the view's row.
+    pub complete: fn(&[Datum], Option<&[Datum]>) -> Row,
+}
+
 impl RelationSpec {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)

@@ -91,6 +91,11 @@ pub fn build_views<'s>(
     views
 }
 
+/// Views completed when a snapshot is read (see [`datum::ReadTimeLookup`]).
+pub fn read_time_lookups() -> Vec<datum::ReadTimeLookup> {
+    retail::read_time_lookups()
+}
+
 /// CHECK constraints of input relations, beyond column types and NOT NULL (checked
 /// by [`datum::validate_row`], so every way in enforces them).
 pub fn check_row(spec: &RelationSpec, row: &[datum::Datum]) -> Result<(), datum::RowError> {

@@ -1,7 +1,8 @@
 //! A. Retail: live inventory and dynamic pricing (`shared/spec/PIPELINES.md` §A, seed 000).
 //!
-//! Six views over four event streams and two tables, plus diffmart's `retail_watermark`
-//! (the retention horizon and the late events). Each view below sits under
+//! Six views over four event streams and two tables, plus the spec's `comp_min` CTE as
+//! the view `competitor_minimum` and diffmart's `retail_watermark` (the retention
+//! horizon and the late events). Each view below sits under
 //! the SQL that defines it; the Rust computes exactly that, incrementally.
 
 use std::sync::LazyLock;
@@ -12,8 +13,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use crate::datum::{
-    ColumnType, Datum, MICROS_PER_MINUTE, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
-    col_not_null,
+    ColumnType, Datum, MICROS_PER_MINUTE, Micros, ReadTimeLookup, Record, RelationKind, RelationSpec, Row, RowError,
+    RowReader, col, col_not_null,
 };
 use crate::money::MoneySum;
 use crate::operators::{Compaction, EventClock, Expiry, batch_maxima, horizon_filter, max_per_key, prefix_fold_at};
@@ -352,6 +353,9 @@ static COMPETITOR_LATEST: LazyLock<RelationSpec> = LazyLock::new(|| {
         vec![col("product_id", Int32), col("competitor", Text), col("competitor_price", MONEY), col("ts", TimestampTz)],
     )
 });
+static COMPETITOR_MINIMUM: LazyLock<RelationSpec> = LazyLock::new(|| {
+    view("competitor_minimum", vec![col("product_id", Int32), col("min_competitor_price", MONEY)])
+});
 static DYNAMIC_PRICING_ENRICHED: LazyLock<RelationSpec> = LazyLock::new(|| {
     view(
         "dynamic_pricing_enriched",
@@ -388,14 +392,15 @@ static RETAIL_WATERMARK: LazyLock<RelationSpec> = LazyLock::new(|| {
     )
 });
 
-/// The six views of the spec, then diffmart's `retail_watermark`, in the order
-/// [`retail`] returns them.
+/// The six views of the spec, the spec's `comp_min` as `competitor_minimum`, then
+/// diffmart's `retail_watermark`, in the order [`retail`] returns them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
     vec![
         &MINUTE_JOIN,
         &PRODUCT_STOCK_STATUS,
         &WEB_CLICKS_MINUTELY,
         &COMPETITOR_LATEST,
+        &COMPETITOR_MINIMUM,
         &DYNAMIC_PRICING_ENRICHED,
         &SALES_PROFIT,
         &RETAIL_WATERMARK,
@@ -437,6 +442,10 @@ impl StockCategory {
             Some(i) if i <= 50 => StockCategory::Medium,
             _ => StockCategory::High,
         }
+    }
+    /// The category a [`StockCategory::name`] names.
+    pub fn named(name: &str) -> Option<StockCategory> {
+        [StockCategory::Low, StockCategory::Medium, StockCategory::High].into_iter().find(|c| c.name() == name)
     }
     pub fn name(&self) -> &'static str {
         match self {
@@ -493,16 +502,6 @@ pub struct StockStatus {
     pub base_price: Option<Decimal>,
     pub reorder_threshold: Option<i32>,
     pub category: StockCategory,
-}
-
-/// One row of `dynamic_pricing_enriched`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PricedWindow {
-    pub status: StockStatus,
-    pub clicks_15m: Option<i64>,
-    pub min_competitor_price: Option<Decimal>,
-    pub stock_rule_price: Option<Decimal>,
-    pub final_price: Option<Decimal>,
 }
 
 /// Builds the views from input relations given as rows, in `input_specs()` order.
@@ -578,8 +577,8 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
     let facts = window_facts(running_net, clicks_per_minute.clone(), clicks_in_range);
     let latest_prices = competitor_latest(competitor_prices, retention);
     let comp_min = competitor_minimum(latest_prices.clone());
-    let priced = dynamic_pricing_enriched(facts.clone(), stock_statuses.clone(), &products, comp_min.clone());
-    let sales = sales_profit(orders, facts, comp_min, product_inventory, &products, &horizon);
+    let priced = dynamic_pricing_enriched(facts.clone(), stock_statuses.clone(), &products);
+    let sales = sales_profit(orders, facts, comp_min.clone(), product_inventory, &products, &horizon);
 
     let views = vec![
         minute_flows.map(|((product_id, window_start), purchased, restocked)| {
@@ -602,21 +601,8 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
         latest_prices.map(|((product_id, competitor), (ts, price))| {
             vec![product_id.into(), competitor.into(), price.into(), Datum::Timestamp(ts)]
         }),
-        priced.map(|p| {
-            let s = &p.status;
-            vec![
-                s.product_id.into(),
-                s.product_name.clone().into(),
-                timestamp_or_null(s.inventory_window),
-                s.current_inventory.map(Decimal::from).into(),
-                s.category.name().into(),
-                s.base_price.into(),
-                p.clicks_15m.map(Decimal::from).into(),
-                p.min_competitor_price.into(),
-                p.stock_rule_price.into(),
-                p.final_price.into(),
-            ]
-        }),
+        comp_min.map(|(product_id, min)| vec![product_id.into(), min.into()]),
+        priced,
         sales.map(|(product_id, name, total, revenue)| {
             vec![product_id.into(), name.into(), total.into(), revenue.into()]
         }),
@@ -888,26 +874,83 @@ fn window_facts<'s>(
 /// ```
 /// A windowed row is its [`window_facts`] joined with the product; the NULL-window
 /// rows of `product_stock_status` have no demand.
+///
+/// `comp_min` is joined when a snapshot is read, not here ([`read_time_lookups`]). The
+/// join is on `product_id` alone, so materialized, one competitor price would rewrite
+/// every kept window row of its product: 1,440 rows with a day of retention, and a
+/// cost per event that grows with the retention. The dataflow keeps the rows with
+/// `min_competitor_price` and `final_price` NULL, and `competitor_minimum` beside
+/// them; [`with_competitor_minimum`] fills the two in from the product's one
+/// `competitor_minimum` row, in the snapshot being read.
 fn dynamic_pricing_enriched<'s>(
     facts: WindowFacts<'s>,
     stock_statuses: Coll<'s, StockStatus>,
     products: &ProductsArranged<'s>,
-    comp_min: Coll<'s, (i32, Decimal)>,
-) -> Coll<'s, PricedWindow> {
+) -> Coll<'s, Row> {
     let windowed = facts.map(|((product_id, window), facts)| (product_id, (window, facts))).join_core(
         products.clone(),
         |_id, &(window, (net, clicks)), p| {
             let status = stock_status(p, Some(window), p.stock_level.map(|s| s as i64 + net));
-            Some((status, clicks))
+            Some(priced_without_competitor(&status, clicks))
         },
     );
-    let unwindowed = stock_statuses.filter(|s| s.inventory_window.is_none()).map(|s| (s, None));
-    let by_product = windowed.concat(unwindowed).map(|(s, clicks)| (s.product_id, (s, clicks)));
-    let with_competitor =
-        by_product.clone().join_map(comp_min.clone(), |_, (s, clicks), &min| price(s, *clicks, Some(min)));
-    let without_competitor =
-        by_product.antijoin(comp_min.map(|(product_id, _)| product_id)).map(|(_, (s, clicks))| price(&s, clicks, None));
-    with_competitor.concat(without_competitor)
+    let unwindowed = stock_statuses.filter(|s| s.inventory_window.is_none()).map(|s| priced_without_competitor(&s, None));
+    windowed.concat(unwindowed)
+}
+
+/// Columns of `dynamic_pricing_enriched` that [`with_competitor_minimum`] reads or fills in.
+const DPE_STOCK_LEVEL_CATEGORY: usize = 4;
+const DPE_BASE_PRICE: usize = 5;
+const DPE_CLICKS_15M: usize = 6;
+const DPE_MIN_COMPETITOR_PRICE: usize = 7;
+const DPE_FINAL_PRICE: usize = 9;
+
+/// A `dynamic_pricing_enriched` row as the dataflow keeps it: everything but the
+/// two columns that depend on `comp_min`, which are NULL.
+fn priced_without_competitor(s: &StockStatus, clicks_15m: Option<i64>) -> Row {
+    vec![
+        s.product_id.into(),
+        s.product_name.clone().into(),
+        timestamp_or_null(s.inventory_window),
+        s.current_inventory.map(Decimal::from).into(),
+        s.category.name().into(),
+        s.base_price.into(),
+        clicks_15m.map(Decimal::from).into(),
+        Datum::Null,
+        s.base_price.map(|b| s.category.stock_rule_price(b)).into(),
+        Datum::Null,
+    ]
+}
+
+/// `dynamic_pricing_enriched`'s `LEFT JOIN comp_min`, done when a snapshot is read.
+pub fn read_time_lookups() -> Vec<ReadTimeLookup> {
+    vec![ReadTimeLookup {
+        view: DYNAMIC_PRICING_ENRICHED.name,
+        lookup: COMPETITOR_MINIMUM.name,
+        key_column: 0,
+        complete: with_competitor_minimum,
+    }]
+}
+
+/// Fills in `min_competitor_price` and `final_price` of a row kept by
+/// [`dynamic_pricing_enriched`] from its product's `competitor_minimum` row, if any.
+pub fn with_competitor_minimum(row: &[Datum], comp_min: Option<&[Datum]>) -> Row {
+    let kept = RowReader::new(&DYNAMIC_PRICING_ENRICHED, row).expect("a dynamic_pricing_enriched row");
+    let min = comp_min.map(|m| {
+        RowReader::new(&COMPETITOR_MINIMUM, m).and_then(|m| m.decimal(1)).expect("a competitor_minimum row")
+    });
+    let category = match &row[DPE_STOCK_LEVEL_CATEGORY] {
+        Datum::Text(name) => StockCategory::named(name),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("stock_level_category {:?}", row[DPE_STOCK_LEVEL_CATEGORY]));
+    let base = kept.opt_decimal(DPE_BASE_PRICE).expect("base_price is numeric");
+    let clicks = kept.opt_decimal(DPE_CLICKS_15M).expect("clicks_15m is numeric");
+    let demand = high_demand(clicks.map(|c| i64::try_from(c).expect("clicks_15m is a whole number")));
+    let mut completed = row.to_vec();
+    completed[DPE_MIN_COMPETITOR_PRICE] = min.into();
+    completed[DPE_FINAL_PRICE] = base.map(|b| final_price(category, b, demand, min)).into();
+    completed
 }
 
 /// `(product_id, product_name, total_orders, revenue_estimate)`.
@@ -1071,16 +1114,6 @@ fn stock_status(p: &ProductInventory, window: Option<Micros>, current_inventory:
         base_price: p.base_price,
         reorder_threshold: p.reorder_threshold,
         category: StockCategory::of(current_inventory),
-    }
-}
-
-fn price(s: &StockStatus, clicks_15m: Option<i64>, min_competitor_price: Option<Decimal>) -> PricedWindow {
-    PricedWindow {
-        status: s.clone(),
-        clicks_15m,
-        min_competitor_price,
-        stock_rule_price: s.base_price.map(|b| s.category.stock_rule_price(b)),
-        final_price: s.base_price.map(|b| final_price(s.category, b, high_demand(clicks_15m), min_competitor_price)),
     }
 }
 

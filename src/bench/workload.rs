@@ -154,6 +154,6 @@ pub fn retained_input_rows(engine: &Engine) -> u64 {
         .catalog()
         .iter()
         .filter(|(id, _)| engine.catalog().is_input(*id))
-        .map(|(id, _)| snapshot.relation(id).len() as u64)
+        .map(|(id, _)| snapshot.len(id) as u64)
         .sum()
 }

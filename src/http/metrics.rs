@@ -43,7 +43,7 @@ pub fn render(engine: &Engine) -> String {
             RelationKind::Source { .. } => "source",
             RelationKind::View => "view",
         };
-        let rows = snapshot.relation(id).len();
+        let rows = snapshot.len(id);
         let _ = writeln!(out, "diffmart_relation_rows{{relation=\"{}\",kind=\"{kind}\"}} {rows}", label(spec.name));
     }
     out.push_str("# HELP diffmart_snapshot_time Logical time of the current snapshot: ingest batches applied.\n");

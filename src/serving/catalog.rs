@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use diffmart_dataflows::datum::{RelationKind, RelationSpec};
+use diffmart_dataflows::datum::{Datum, ReadTimeLookup, RelationKind, RelationSpec, Row};
 
 use crate::compute::RelationId;
 
@@ -12,6 +12,16 @@ pub struct Catalog {
     relations: Vec<&'static RelationSpec>,
     by_name: HashMap<&'static str, RelationId>,
     inputs: usize,
+    /// Per relation: how a view completed at read time is completed.
+    lookups: Vec<Option<Lookup>>,
+}
+
+/// A [`ReadTimeLookup`] with its lookup view resolved to an id.
+#[derive(Clone, Copy, Debug)]
+pub struct Lookup {
+    pub relation: RelationId,
+    pub key_column: usize,
+    pub complete: fn(&[Datum], Option<&[Datum]>) -> Row,
 }
 
 impl Catalog {
@@ -19,12 +29,30 @@ impl Catalog {
         let input_count = inputs.len();
         let relations: Vec<_> = inputs.into_iter().chain(views).collect();
         let by_name = relations.iter().enumerate().map(|(id, spec)| (spec.name, id)).collect();
-        Catalog { relations, by_name, inputs: input_count }
+        let lookups = vec![None; relations.len()];
+        Catalog { relations, by_name, inputs: input_count, lookups }
     }
 
     /// Every pipeline's relations.
     pub fn all_pipelines() -> Catalog {
         Catalog::new(diffmart_dataflows::input_specs(), diffmart_dataflows::view_specs())
+            .with_read_time_lookups(&diffmart_dataflows::read_time_lookups())
+    }
+
+    /// Marks views as completed at read time. Panics on a name the catalog lacks:
+    /// the pipelines declare them, so that is a bug.
+    pub fn with_read_time_lookups(mut self, lookups: &[ReadTimeLookup]) -> Catalog {
+        for l in lookups {
+            let find = |name: &str| self.id(name).unwrap_or_else(|| panic!("read-time lookup names {name}"));
+            let (view, relation) = (find(l.view), find(l.lookup));
+            self.lookups[view] = Some(Lookup { relation, key_column: l.key_column, complete: l.complete });
+        }
+        self
+    }
+
+    /// How this view is completed when a snapshot is read, if it is.
+    pub fn read_time_lookup(&self, id: RelationId) -> Option<Lookup> {
+        self.lookups[id]
     }
 
     pub fn id(&self, name: &str) -> Option<RelationId> {

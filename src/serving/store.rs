@@ -16,7 +16,7 @@ use imbl::OrdMap;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::compute::{InputBatch, OutputBatch, RelationId};
-use crate::serving::catalog::Catalog;
+use crate::serving::catalog::{Catalog, Lookup};
 
 /// One relation's rows.
 #[derive(Clone, Debug)]
@@ -27,6 +27,9 @@ pub enum RelationRows {
     Keyed { primary_key: Vec<usize>, rows: OrdMap<Row, Row> },
     /// Sources: a multiset ordered by event time, so the oldest rows expire first.
     Events { event_time_column: usize, rows: OrdMap<(Micros, Row), usize> },
+    /// A view completed at read time (see [`Lookup`]): rows with multiplicities,
+    /// computed for one snapshot and never changed.
+    Completed(Vec<(Row, usize)>),
 }
 
 impl RelationRows {
@@ -52,6 +55,9 @@ impl RelationRows {
             RelationRows::Events { rows, .. } => {
                 Box::new(rows.iter().flat_map(|((_, row), count)| std::iter::repeat_n(row, *count)))
             }
+            RelationRows::Completed(rows) => {
+                Box::new(rows.iter().flat_map(|(row, count)| std::iter::repeat_n(row, *count)))
+            }
         }
     }
 
@@ -60,6 +66,7 @@ impl RelationRows {
             RelationRows::Multiset(rows) => rows.values().sum(),
             RelationRows::Keyed { rows, .. } => rows.len(),
             RelationRows::Events { rows, .. } => rows.values().sum(),
+            RelationRows::Completed(rows) => rows.iter().map(|(_, count)| count).sum(),
         }
     }
 
@@ -115,6 +122,7 @@ impl RelationRows {
         }
         match self {
             RelationRows::Multiset(rows) => add(rows, row, diff),
+            RelationRows::Completed(_) => unreachable!("completed rows belong to one snapshot and never change"),
             RelationRows::Events { event_time_column, rows } => {
                 let time = match row.get(*event_time_column) {
                     Some(Datum::Timestamp(t)) => *t,
@@ -142,25 +150,76 @@ impl RelationRows {
 pub struct Snapshot {
     /// Contains every change at times before `upper`.
     pub upper: Time,
+    /// As maintained: a view completed at read time holds its rows before completion.
     relations: Vec<RelationRows>,
+    /// Per relation, how it is completed at read time, if it is.
+    lookups: Arc<[Option<Lookup>]>,
+    /// Views completed at read time, completed on first read.
+    completed: Vec<OnceLock<RelationRows>>,
     /// Arrow copies, built on first read.
     batches: Vec<OnceLock<RecordBatch>>,
 }
 
 impl Snapshot {
+    fn new(upper: Time, relations: Vec<RelationRows>, lookups: Arc<[Option<Lookup>]>) -> Snapshot {
+        let completed = relations.iter().map(|_| OnceLock::new()).collect();
+        let batches = relations.iter().map(|_| OnceLock::new()).collect();
+        Snapshot { upper, relations, lookups, completed, batches }
+    }
+
+    /// A relation's rows at this snapshot.
     pub fn relation(&self, id: RelationId) -> &RelationRows {
-        &self.relations[id]
+        match &self.lookups[id] {
+            None => &self.relations[id],
+            Some(lookup) => {
+                self.completed[id].get_or_init(|| complete(&self.relations[id], &self.relations[lookup.relation], lookup))
+            }
+        }
+    }
+
+    /// How many rows a relation has (without completing a read-time view).
+    pub fn len(&self, id: RelationId) -> usize {
+        self.relations[id].len()
     }
 
     /// Rows of a relation, repeated by multiplicity.
     pub fn rows(&self, id: RelationId) -> Vec<Row> {
-        self.relations[id].rows().cloned().collect()
+        self.relation(id).rows().cloned().collect()
     }
 
     /// The relation as one Arrow batch, converted once per snapshot.
     pub fn batch(&self, id: RelationId, build: impl FnOnce(&RelationRows) -> RecordBatch) -> RecordBatch {
-        self.batches[id].get_or_init(|| build(&self.relations[id])).clone()
+        self.batches[id].get_or_init(|| build(self.relation(id))).clone()
     }
+}
+
+/// Completes every maintained row of a read-time view with the lookup row of its
+/// key. Maintained rows are in row order, and the key is their first column in
+/// every lookup there is, so rows with one key are adjacent: one search per key.
+fn complete(maintained: &RelationRows, lookup_rows: &RelationRows, lookup: &Lookup) -> RelationRows {
+    let (RelationRows::Multiset(rows), RelationRows::Multiset(by_key)) = (maintained, lookup_rows) else {
+        unreachable!("read-time lookups join views")
+    };
+    let find = |key: &Datum| -> Option<&Row> {
+        if key.is_null() {
+            return None; // NULL matches no key in a join
+        }
+        by_key.range(vec![key.clone()]..).next().map(|(row, _)| row).filter(|row| row.first() == Some(key))
+    };
+    let mut last: Option<(&Datum, Option<&Row>)> = None;
+    let completed = rows
+        .iter()
+        .map(|(row, count)| {
+            let key = &row[lookup.key_column];
+            let found = match last {
+                Some((last_key, found)) if last_key == key => found,
+                _ => find(key),
+            };
+            last = Some((key, found));
+            ((lookup.complete)(row, found.map(Vec::as_slice)), *count)
+        })
+        .collect();
+    RelationRows::Completed(completed)
 }
 
 /// The changes that took the store from one snapshot to the next.
@@ -174,8 +233,12 @@ pub struct ChangeBatch {
 }
 
 /// The latest snapshot, a way to wait for a time to become visible, and change feeds.
+///
+/// Feeds leave out views completed at read time: their changes are the join's,
+/// which is the cost completing at read time avoids (no sink or stream follows one).
 pub struct Store {
     current: RwLock<Arc<Snapshot>>,
+    lookups: Arc<[Option<Lookup>]>,
     /// How much event time source relations keep, behind their newest event.
     keep: Micros,
     upper_watch: tokio::sync::watch::Sender<Option<Time>>,
@@ -189,10 +252,11 @@ impl Store {
     /// `keep`: how much event time source relations hold, behind their newest event.
     pub fn new(catalog: &Catalog, keep: Micros) -> Arc<Store> {
         let relations: Vec<_> = catalog.iter().map(|(_, spec)| RelationRows::new(&spec.kind)).collect();
-        let batches = relations.iter().map(|_| OnceLock::new()).collect();
+        let lookups: Arc<[Option<Lookup>]> = catalog.iter().map(|(id, _)| catalog.read_time_lookup(id)).collect();
         Arc::new(Store {
             keep,
-            current: RwLock::new(Arc::new(Snapshot { upper: 0, relations, batches })),
+            current: RwLock::new(Arc::new(Snapshot::new(0, relations, lookups.clone()))),
+            lookups,
             upper_watch: tokio::sync::watch::channel(Some(0)).0,
             subscribers: Mutex::new(Vec::new()),
         })
@@ -230,9 +294,18 @@ impl Store {
             while waiting_inputs.front().is_some_and(|i| batch.upper.is_none_or(|upper| i.time < upper)) {
                 batch.changes.extend(waiting_inputs.pop_front().expect("checked").updates);
             }
+            // Held until the new snapshot is in: whoever subscribes meanwhile gets it,
+            // and the feed only from the next batch on.
+            let mut subscribers = self.subscribers.lock().unwrap();
             let changes = consolidate(batch.changes);
-            for (relation, row, diff) in &changes {
-                relations[*relation].apply(row.clone(), *diff);
+            // Rows are copied for feeds only when someone follows one.
+            let feed = (!subscribers.is_empty()).then(|| {
+                let changes =
+                    changes.iter().filter(|(relation, _, _)| self.lookups[*relation].is_none()).cloned().collect();
+                Arc::new(ChangeBatch { upper: batch.upper, changes })
+            });
+            for (relation, row, diff) in changes {
+                relations[relation].apply(row, diff);
             }
             // Sources keep a window of event time; expiry is not a change (the
             // dataflow still holds those events), so feeds do not see it.
@@ -242,17 +315,15 @@ impl Store {
                 }
             }
             let upper = batch.upper.unwrap_or(Time::MAX);
-            let batches = relations.iter().map(|_| OnceLock::new()).collect();
-            let snapshot = Arc::new(Snapshot { upper, relations: relations.clone(), batches });
-            {
-                let mut subscribers = self.subscribers.lock().unwrap();
-                *self.current.write().unwrap() = snapshot;
-                if !subscribers.is_empty() {
-                    let feed = Arc::new(ChangeBatch { upper: batch.upper, changes });
-                    subscribers.retain(|s| s.send(feed.clone()).is_ok());
-                }
+            let snapshot = Arc::new(Snapshot::new(upper, relations.clone(), self.lookups.clone()));
+            let replaced = std::mem::replace(&mut *self.current.write().unwrap(), snapshot);
+            if let Some(feed) = feed {
+                subscribers.retain(|s| s.send(feed.clone()).is_ok());
             }
+            drop(subscribers);
             self.upper_watch.send_replace(batch.upper);
+            // Freeing what only the old snapshot held waits until readers were told.
+            drop(replaced);
             if batch.upper.is_none() {
                 break;
             }
