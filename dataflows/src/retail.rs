@@ -353,9 +353,8 @@ static COMPETITOR_LATEST: LazyLock<RelationSpec> = LazyLock::new(|| {
         vec![col("product_id", Int32), col("competitor", Text), col("competitor_price", MONEY), col("ts", TimestampTz)],
     )
 });
-static COMPETITOR_MINIMUM: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view("competitor_minimum", vec![col("product_id", Int32), col("min_competitor_price", MONEY)])
-});
+static COMPETITOR_MINIMUM: LazyLock<RelationSpec> =
+    LazyLock::new(|| view("competitor_minimum", vec![col("product_id", Int32), col("min_competitor_price", MONEY)]));
 static DYNAMIC_PRICING_ENRICHED: LazyLock<RelationSpec> = LazyLock::new(|| {
     view(
         "dynamic_pricing_enriched",
@@ -894,7 +893,8 @@ fn dynamic_pricing_enriched<'s>(
             Some(priced_without_competitor(&status, clicks))
         },
     );
-    let unwindowed = stock_statuses.filter(|s| s.inventory_window.is_none()).map(|s| priced_without_competitor(&s, None));
+    let unwindowed =
+        stock_statuses.filter(|s| s.inventory_window.is_none()).map(|s| priced_without_competitor(&s, None));
     windowed.concat(unwindowed)
 }
 
@@ -936,9 +936,8 @@ pub fn read_time_lookups() -> Vec<ReadTimeLookup> {
 /// [`dynamic_pricing_enriched`] from its product's `competitor_minimum` row, if any.
 pub fn with_competitor_minimum(row: &[Datum], comp_min: Option<&[Datum]>) -> Row {
     let kept = RowReader::new(&DYNAMIC_PRICING_ENRICHED, row).expect("a dynamic_pricing_enriched row");
-    let min = comp_min.map(|m| {
-        RowReader::new(&COMPETITOR_MINIMUM, m).and_then(|m| m.decimal(1)).expect("a competitor_minimum row")
-    });
+    let min = comp_min
+        .map(|m| RowReader::new(&COMPETITOR_MINIMUM, m).and_then(|m| m.decimal(1)).expect("a competitor_minimum row"));
     let category = match &row[DPE_STOCK_LEVEL_CATEGORY] {
         Datum::Text(name) => StockCategory::named(name),
         _ => None,

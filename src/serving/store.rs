@@ -171,9 +171,8 @@ impl Snapshot {
     pub fn relation(&self, id: RelationId) -> &RelationRows {
         match &self.lookups[id] {
             None => &self.relations[id],
-            Some(lookup) => {
-                self.completed[id].get_or_init(|| complete(&self.relations[id], &self.relations[lookup.relation], lookup))
-            }
+            Some(lookup) => self.completed[id]
+                .get_or_init(|| complete(&self.relations[id], &self.relations[lookup.relation], lookup)),
         }
     }
 
