@@ -646,7 +646,13 @@ where
 /// left without values.
 fn refold_from<K, D: Ord + Clone, F: Fn(&K, &D, &D) -> D>(state: &mut KeyFold<D>, first: usize, k: &K, combine: &F) {
     let mut fold = state.fold_before(first);
-    state.values.retain(|&p, (at, _)| p < first || !at.is_empty());
+    // Only positions from `first` on can have lost their last value. `retain` would
+    // visit every position of the key, a cost growing with history.
+    let emptied: Vec<usize> =
+        state.values.range(first..).filter(|(_, (at, _))| at.is_empty()).map(|(&p, _)| p).collect();
+    for p in emptied {
+        state.values.remove(&p);
+    }
     for (_, (at, at_fold)) in state.values.range_mut(first..) {
         for (d, &count) in at.iter() {
             for _ in 0..count.max(0) {

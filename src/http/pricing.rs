@@ -33,7 +33,6 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{ApiError, AppState};
 use crate::compute::RelationId;
-use crate::serving::store::RelationRows;
 use crate::serving::{ChangeBatch, Engine, Snapshot};
 use crate::sinks::datum_to_json;
 
@@ -72,16 +71,9 @@ fn check_product_id(id: &str) -> Result<(), ApiError> {
 
 /// The rows of a view whose first column is `product_id`, found by range (views are
 /// ordered by row, so a product's rows are adjacent).
-fn rows_of_product<'a>(snapshot: &'a Snapshot, relation: RelationId, product_id: &str) -> Vec<&'a Row> {
+fn rows_of_product<'a>(snapshot: &'a Snapshot, relation: RelationId, product_id: &str) -> Vec<&'a [Datum]> {
     let key = Datum::text(product_id);
-    match snapshot.relation(relation) {
-        RelationRows::Multiset(rows) => rows
-            .range(vec![key.clone()]..)
-            .take_while(|(row, _)| row.first() == Some(&key))
-            .flat_map(|(row, count)| std::iter::repeat_n(row, *count))
-            .collect(),
-        other => other.rows().filter(|row| row.first() == Some(&key)).collect(),
-    }
+    snapshot.relation(relation).with_first_column(&key).collect()
 }
 
 fn current_price(engine: &Engine, snapshot: &Snapshot, product_id: &str) -> Option<ProductPrice> {
@@ -93,7 +85,7 @@ fn current_price(engine: &Engine, snapshot: &Snapshot, product_id: &str) -> Opti
 fn is_known(engine: &Engine, snapshot: &Snapshot, product_id: &str) -> bool {
     let catalog = snapshot.relation(relation(engine, CatalogProduct::spec()));
     current_price(engine, snapshot, product_id).is_some()
-        || catalog.get_by_key(&vec![Datum::text(product_id)]).is_some()
+        || catalog.get_by_key(&[Datum::text(product_id)]).is_some()
 }
 
 fn unknown_product(product_id: &str) -> ApiError {
@@ -161,7 +153,7 @@ async fn post_override(State(state): State<AppState>, headers: HeaderMap, body: 
         return Err(unknown_product(&product_id));
     }
     let current: Vec<Row> =
-        snapshot.relation(table).get_by_key(&vec![Datum::text(product_id.as_str())]).cloned().into_iter().collect();
+        snapshot.relation(table).get_by_key(&[Datum::text(product_id.as_str())]).map(<[Datum]>::to_vec).into_iter().collect();
     let row = PriceOverride {
         product_id: product_id.clone(),
         override_price: F64::new(price),
@@ -189,7 +181,7 @@ async fn delete_override(
     let engine = &state.engine;
     let table = relation(engine, PriceOverride::spec());
     let writer = engine.table_writer().await;
-    let current = writer.snapshot().relation(table).get_by_key(&vec![Datum::text(product_id.as_str())]).cloned();
+    let current = writer.snapshot().relation(table).get_by_key(&[Datum::text(product_id.as_str())]).map(<[Datum]>::to_vec);
     let Some(row) = current else {
         return Err(ApiError::not_found(format!("no override for product {product_id:?}")));
     };

@@ -13,20 +13,26 @@ use datafusion::arrow::record_batch::RecordBatch;
 use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::{Datum, Micros, RelationKind, Row};
 use imbl::OrdMap;
+use std::ops::Bound;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::compute::{InputBatch, OutputBatch, RelationId};
 use crate::serving::catalog::{Catalog, Lookup};
 
+/// A row as the store keeps it. Snapshots share the maps' nodes, and the first
+/// change to a shared node copies it: with rows behind an `Arc` that copy bumps
+/// reference counts instead of cloning every row (and each of its strings) in the node.
+pub type StoredRow = Arc<[Datum]>;
+
 /// One relation's rows.
 #[derive(Clone, Debug)]
 pub enum RelationRows {
     /// Views: a multiset, row → multiplicity.
-    Multiset(OrdMap<Row, usize>),
+    Multiset(OrdMap<StoredRow, usize>),
     /// Tables: primary key → row, so key checks are O(log n).
-    Keyed { primary_key: Vec<usize>, rows: OrdMap<Row, Row> },
+    Keyed { primary_key: Vec<usize>, rows: OrdMap<StoredRow, StoredRow> },
     /// Sources: a multiset ordered by event time, so the oldest rows expire first.
-    Events { event_time_column: usize, rows: OrdMap<(Micros, Row), usize> },
+    Events { event_time_column: usize, rows: OrdMap<(Micros, StoredRow), usize> },
     /// A view completed at read time (see [`Lookup`]): rows with multiplicities,
     /// computed for one snapshot and never changed.
     Completed(Vec<(Row, usize)>),
@@ -46,18 +52,31 @@ impl RelationRows {
     }
 
     /// Every row, repeated by multiplicity, in key order.
-    pub fn rows(&self) -> Box<dyn Iterator<Item = &Row> + '_> {
+    pub fn rows(&self) -> Box<dyn Iterator<Item = &[Datum]> + '_> {
         match self {
             RelationRows::Multiset(rows) => {
-                Box::new(rows.iter().flat_map(|(row, count)| std::iter::repeat_n(row, *count)))
+                Box::new(rows.iter().flat_map(|(row, count)| std::iter::repeat_n(&row[..], *count)))
             }
-            RelationRows::Keyed { rows, .. } => Box::new(rows.values()),
+            RelationRows::Keyed { rows, .. } => Box::new(rows.values().map(|row| &row[..])),
             RelationRows::Events { rows, .. } => {
-                Box::new(rows.iter().flat_map(|((_, row), count)| std::iter::repeat_n(row, *count)))
+                Box::new(rows.iter().flat_map(|((_, row), count)| std::iter::repeat_n(&row[..], *count)))
             }
             RelationRows::Completed(rows) => {
-                Box::new(rows.iter().flat_map(|(row, count)| std::iter::repeat_n(row, *count)))
+                Box::new(rows.iter().flat_map(|(row, count)| std::iter::repeat_n(&row[..], *count)))
             }
+        }
+    }
+
+    /// The rows of a view whose first column is `first`, found by range: a view's
+    /// rows are ordered, so those are adjacent. Repeated by multiplicity.
+    pub fn with_first_column<'a: 'k, 'k>(&'a self, first: &'k Datum) -> Box<dyn Iterator<Item = &'a [Datum]> + 'k> {
+        match self {
+            RelationRows::Multiset(rows) => Box::new(
+                rows.range::<_, [Datum]>((Bound::Included(std::slice::from_ref(first)), Bound::Unbounded))
+                    .take_while(move |(row, _)| row.first() == Some(first))
+                    .flat_map(|(row, count)| std::iter::repeat_n(&row[..], *count)),
+            ),
+            other => Box::new(other.rows().filter(move |row| row.first() == Some(first))),
         }
     }
 
@@ -75,9 +94,9 @@ impl RelationRows {
     }
 
     /// The row with this primary key, for tables.
-    pub fn get_by_key(&self, key: &Row) -> Option<&Row> {
+    pub fn get_by_key(&self, key: &[Datum]) -> Option<&[Datum]> {
         match self {
-            RelationRows::Keyed { rows, .. } => rows.get(key),
+            RelationRows::Keyed { rows, .. } => rows.get(key).map(|row| &row[..]),
             _ => None,
         }
     }
@@ -103,7 +122,7 @@ impl RelationRows {
         }
     }
 
-    pub fn primary_key_of(&self, row: &Row) -> Option<Row> {
+    pub fn primary_key_of(&self, row: &[Datum]) -> Option<Row> {
         match self {
             RelationRows::Keyed { primary_key, .. } => Some(primary_key.iter().map(|&i| row[i].clone()).collect()),
             _ => None,
@@ -120,6 +139,7 @@ impl RelationRows {
                 rows.insert(key, count as usize);
             }
         }
+        let row = StoredRow::from(row);
         match self {
             RelationRows::Multiset(rows) => add(rows, row, diff),
             RelationRows::Completed(_) => unreachable!("completed rows belong to one snapshot and never change"),
@@ -131,7 +151,7 @@ impl RelationRows {
                 add(rows, (time, row), diff)
             }
             RelationRows::Keyed { primary_key, rows } => {
-                let key: Row = primary_key.iter().map(|&i| row[i].clone()).collect();
+                let key: StoredRow = primary_key.iter().map(|&i| row[i].clone()).collect();
                 match diff {
                     1 => {
                         rows.insert(key, row);
@@ -183,7 +203,7 @@ impl Snapshot {
 
     /// Rows of a relation, repeated by multiplicity.
     pub fn rows(&self, id: RelationId) -> Vec<Row> {
-        self.relation(id).rows().cloned().collect()
+        self.relation(id).rows().map(<[Datum]>::to_vec).collect()
     }
 
     /// The relation as one Arrow batch, converted once per snapshot.
@@ -196,16 +216,16 @@ impl Snapshot {
 /// key. Maintained rows are in row order, and the key is their first column in
 /// every lookup there is, so rows with one key are adjacent: one search per key.
 fn complete(maintained: &RelationRows, lookup_rows: &RelationRows, lookup: &Lookup) -> RelationRows {
-    let (RelationRows::Multiset(rows), RelationRows::Multiset(by_key)) = (maintained, lookup_rows) else {
+    let (RelationRows::Multiset(rows), RelationRows::Multiset(_)) = (maintained, lookup_rows) else {
         unreachable!("read-time lookups join views")
     };
-    let find = |key: &Datum| -> Option<&Row> {
+    let find = |key: &Datum| -> Option<&[Datum]> {
         if key.is_null() {
             return None; // NULL matches no key in a join
         }
-        by_key.range(vec![key.clone()]..).next().map(|(row, _)| row).filter(|row| row.first() == Some(key))
+        lookup_rows.with_first_column(key).next()
     };
-    let mut last: Option<(&Datum, Option<&Row>)> = None;
+    let mut last: Option<(&Datum, Option<&[Datum]>)> = None;
     let completed = rows
         .iter()
         .map(|(row, count)| {
@@ -215,7 +235,7 @@ fn complete(maintained: &RelationRows, lookup_rows: &RelationRows, lookup: &Look
                 _ => find(key),
             };
             last = Some((key, found));
-            ((lookup.complete)(row, found.map(Vec::as_slice)), *count)
+            ((lookup.complete)(row, found), *count)
         })
         .collect();
     RelationRows::Completed(completed)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use diffmart_dataflows::datum::{RelationKind, RelationSpec, Row};
+use diffmart_dataflows::datum::{Datum, RelationKind, RelationSpec, Row};
 
 use super::pgoutput::{OldTuple, RelationMessage, Tuple, TupleValue};
 use super::values;
@@ -43,7 +43,7 @@ impl MirroredTable {
         }
     }
 
-    pub fn key_of(&self, row: &Row) -> Row {
+    pub fn key_of(&self, row: &[Datum]) -> Row {
         self.primary_key().iter().map(|&i| row[i].clone()).collect()
     }
 }
@@ -212,7 +212,7 @@ impl<'a> Transaction<'a> {
     fn current(&self, table: &MirroredTable, key: &Row) -> Option<Row> {
         match self.changed.get(&(table.id, key.clone())) {
             Some(now) => now.clone(),
-            None => self.base.relation(table.id).get_by_key(key).cloned(),
+            None => self.base.relation(table.id).get_by_key(key).map(<[Datum]>::to_vec),
         }
     }
 
@@ -286,11 +286,11 @@ impl<'a> Transaction<'a> {
         let mut updates = Vec::new();
         for ((table, key), now) in self.changed {
             let before = self.base.relation(table).get_by_key(&key);
-            if before == now.as_ref() {
+            if before == now.as_deref() {
                 continue;
             }
             if let Some(before) = before {
-                updates.push(Update::delete(table, before.clone()));
+                updates.push(Update::delete(table, before.to_vec()));
             }
             if let Some(now) = now {
                 updates.push(Update::insert(table, now));
