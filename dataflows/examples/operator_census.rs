@@ -19,9 +19,11 @@ use diffmart_dataflows::{PipelineConfig, Time, casino, ecommerce, inventory, pri
 use timely::logging::{TimelyEvent, TimelyEventBuilder};
 
 type Build = for<'s> fn(&PipelineConfig, &[VecCollection<'s, Time, Row>]) -> Vec<VecCollection<'s, Time, Row>>;
+/// A pipeline's name, its input relations, and how its views are built.
+type Pipeline = (&'static str, fn() -> Vec<&'static RelationSpec>, Build);
 
 fn main() {
-    let pipelines: [(&str, fn() -> Vec<&'static RelationSpec>, Build); 6] = [
+    let pipelines: [Pipeline; 6] = [
         ("retail", retail::input_specs, retail::build_from_rows),
         ("ecommerce", ecommerce::input_specs, ecommerce::build_from_rows),
         ("casino", casino::input_specs, casino::build_from_rows),

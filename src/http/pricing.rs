@@ -84,8 +84,7 @@ fn current_price(engine: &Engine, snapshot: &Snapshot, product_id: &str) -> Opti
 /// Whether the product has a price or a catalog row.
 fn is_known(engine: &Engine, snapshot: &Snapshot, product_id: &str) -> bool {
     let catalog = snapshot.relation(relation(engine, CatalogProduct::spec()));
-    current_price(engine, snapshot, product_id).is_some()
-        || catalog.get_by_key(&[Datum::text(product_id)]).is_some()
+    current_price(engine, snapshot, product_id).is_some() || catalog.get_by_key(&[Datum::text(product_id)]).is_some()
 }
 
 fn unknown_product(product_id: &str) -> ApiError {
@@ -152,8 +151,12 @@ async fn post_override(State(state): State<AppState>, headers: HeaderMap, body: 
     if !is_known(engine, &snapshot, &product_id) {
         return Err(unknown_product(&product_id));
     }
-    let current: Vec<Row> =
-        snapshot.relation(table).get_by_key(&[Datum::text(product_id.as_str())]).map(<[Datum]>::to_vec).into_iter().collect();
+    let current: Vec<Row> = snapshot
+        .relation(table)
+        .get_by_key(&[Datum::text(product_id.as_str())])
+        .map(<[Datum]>::to_vec)
+        .into_iter()
+        .collect();
     let row = PriceOverride {
         product_id: product_id.clone(),
         override_price: F64::new(price),
@@ -181,7 +184,8 @@ async fn delete_override(
     let engine = &state.engine;
     let table = relation(engine, PriceOverride::spec());
     let writer = engine.table_writer().await;
-    let current = writer.snapshot().relation(table).get_by_key(&[Datum::text(product_id.as_str())]).map(<[Datum]>::to_vec);
+    let current =
+        writer.snapshot().relation(table).get_by_key(&[Datum::text(product_id.as_str())]).map(<[Datum]>::to_vec);
     let Some(row) = current else {
         return Err(ApiError::not_found(format!("no override for product {product_id:?}")));
     };
