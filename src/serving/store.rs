@@ -6,6 +6,7 @@
 //! whole transaction) reads every relation at one time.
 
 use std::collections::VecDeque;
+use std::ops::Bound;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -13,7 +14,6 @@ use datafusion::arrow::record_batch::RecordBatch;
 use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::{Datum, Micros, RelationKind, Row};
 use imbl::OrdMap;
-use std::ops::Bound;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::compute::{InputBatch, OutputBatch, RelationId};
