@@ -11,6 +11,8 @@ use diffmart::sinks::kafka::{KafkaSink, KafkaSinks};
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart::sources::{self, GeneratorConfig};
 
+// Without `--features system-allocator`, which leaves malloc to heap profilers.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -130,31 +130,49 @@ impl RelationRows {
     }
 
     fn apply(&mut self, row: Row, diff: isize) {
-        fn add<K: Ord + Clone + std::fmt::Debug>(rows: &mut OrdMap<K, usize>, key: K, diff: isize) {
-            let count = rows.get(&key).copied().unwrap_or(0) as isize + diff;
-            assert!(count >= 0, "negative multiplicity for {key:?}: the dataflow retracted a row it never produced");
-            if count == 0 {
-                rows.remove(&key);
-            } else {
-                rows.insert(key, count as usize);
+        /// Adds `diff` to the multiplicity of `row`. The row is found by value: only a
+        /// row new to the relation is turned into its shared form (`share`), so a
+        /// retraction or a change of multiplicity allocates nothing.
+        fn add<R, K, Q>(rows: &mut OrdMap<K, usize>, row: R, share: impl FnOnce(R) -> K, diff: isize)
+        where
+            R: std::borrow::Borrow<Q>,
+            K: Ord + Clone + std::borrow::Borrow<Q>,
+            Q: Ord + std::fmt::Debug + ?Sized,
+        {
+            let key = row.borrow();
+            let never_produced = || panic!("negative multiplicity for {key:?}: the dataflow retracted a row it never produced");
+            match rows.get_mut(key) {
+                Some(count) => {
+                    let changed = *count as isize + diff;
+                    if changed < 0 {
+                        never_produced();
+                    } else if changed == 0 {
+                        rows.remove(key);
+                    } else {
+                        *count = changed as usize;
+                    }
+                }
+                None if diff > 0 => {
+                    rows.insert(share(row), diff as usize);
+                }
+                None => never_produced(),
             }
         }
-        let row = StoredRow::from(row);
         match self {
-            RelationRows::Multiset(rows) => add(rows, row, diff),
+            RelationRows::Multiset(rows) => add::<_, _, [Datum]>(rows, row, StoredRow::from, diff),
             RelationRows::Completed(_) => unreachable!("completed rows belong to one snapshot and never change"),
             RelationRows::Events { event_time_column, rows } => {
                 let time = match row.get(*event_time_column) {
                     Some(Datum::Timestamp(t)) => *t,
                     _ => Micros::MIN,
                 };
-                add(rows, (time, row), diff)
+                add::<_, _, (Micros, StoredRow)>(rows, (time, StoredRow::from(row)), |key| key, diff)
             }
             RelationRows::Keyed { primary_key, rows } => {
                 let key: StoredRow = primary_key.iter().map(|&i| row[i].clone()).collect();
                 match diff {
                     1 => {
-                        rows.insert(key, row);
+                        rows.insert(key, StoredRow::from(row));
                     }
                     -1 => {
                         rows.remove(&key);
