@@ -140,7 +140,8 @@ impl RelationRows {
             Q: Ord + std::fmt::Debug + ?Sized,
         {
             let key = row.borrow();
-            let never_produced = || panic!("negative multiplicity for {key:?}: the dataflow retracted a row it never produced");
+            let never_produced =
+                || panic!("negative multiplicity for {key:?}: the dataflow retracted a row it never produced");
             match rows.get_mut(key) {
                 Some(count) => {
                     let changed = *count as isize + diff;
