@@ -130,9 +130,10 @@ impl RelationRows {
     }
 
     fn apply(&mut self, row: Row, diff: isize) {
-        /// Adds `diff` to the multiplicity of `row`. The row is found by value: only a
-        /// row new to the relation is turned into its shared form (`share`), so a
-        /// retraction or a change of multiplicity allocates nothing.
+        /// Adds `diff` to the multiplicity of `row`. The row is found by value and only
+        /// a row new to the relation is turned into its shared form (`share`): a view's
+        /// retraction or change of multiplicity allocates nothing. (A source's key pairs
+        /// the event time with the row, so it is shared before the search.)
         fn add<R, K, Q>(rows: &mut OrdMap<K, usize>, row: R, share: impl FnOnce(R) -> K, diff: isize)
         where
             R: std::borrow::Borrow<Q>,
