@@ -53,7 +53,7 @@ pub fn render(engine: &Engine) -> String {
     let statuses: Vec<SourceStatus> = engine
         .catalog()
         .id(SourceStatus::spec().name)
-        .map(|id| snapshot.relation(id).rows().filter_map(|row| SourceStatus::from_row(row).ok()).collect())
+        .map(|id| snapshot.relation(id).rows().filter_map(|row| SourceStatus::from_row(&row).ok()).collect())
         .unwrap_or_default();
     let stream = |s: &SourceStatus| {
         format!("kind=\"{}\",name=\"{}\",partition=\"{}\"", label(&s.kind), label(&s.name), s.partition)

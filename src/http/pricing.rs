@@ -71,7 +71,7 @@ fn check_product_id(id: &str) -> Result<(), ApiError> {
 
 /// The rows of a view whose first column is `product_id`, found by range (views are
 /// ordered by row, so a product's rows are adjacent).
-fn rows_of_product<'a>(snapshot: &'a Snapshot, relation: RelationId, product_id: &str) -> Vec<&'a [Datum]> {
+fn rows_of_product(snapshot: &Snapshot, relation: RelationId, product_id: &str) -> Vec<Row> {
     let key = Datum::text(product_id);
     snapshot.relation(relation).with_first_column(&key).collect()
 }
@@ -151,12 +151,8 @@ async fn post_override(State(state): State<AppState>, headers: HeaderMap, body: 
     if !is_known(engine, &snapshot, &product_id) {
         return Err(unknown_product(&product_id));
     }
-    let current: Vec<Row> = snapshot
-        .relation(table)
-        .get_by_key(&[Datum::text(product_id.as_str())])
-        .map(<[Datum]>::to_vec)
-        .into_iter()
-        .collect();
+    let current: Vec<Row> =
+        snapshot.relation(table).get_by_key(&[Datum::text(product_id.as_str())]).into_iter().collect();
     let row = PriceOverride {
         product_id: product_id.clone(),
         override_price: F64::new(price),
@@ -184,8 +180,7 @@ async fn delete_override(
     let engine = &state.engine;
     let table = relation(engine, PriceOverride::spec());
     let writer = engine.table_writer().await;
-    let current =
-        writer.snapshot().relation(table).get_by_key(&[Datum::text(product_id.as_str())]).map(<[Datum]>::to_vec);
+    let current = writer.snapshot().relation(table).get_by_key(&[Datum::text(product_id.as_str())]);
     let Some(row) = current else {
         return Err(ApiError::not_found(format!("no override for product {product_id:?}")));
     };
@@ -227,7 +222,7 @@ async fn get_history(
     let mut rows: Vec<PriceHistoryRow> =
         rows_of_product(&snapshot, relation(engine, PriceHistoryRow::spec()), &product_id)
             .into_iter()
-            .map(|row| PriceHistoryRow::from_row(row).expect("price_history rows are history rows"))
+            .map(|row| PriceHistoryRow::from_row(&row).expect("price_history rows are history rows"))
             .collect();
     // Newest first: by event time, then by change number.
     rows.sort_by_key(|h| std::cmp::Reverse((h.event_time, h.seq)));

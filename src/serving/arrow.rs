@@ -47,12 +47,14 @@ pub fn schema(spec: &RelationSpec) -> SchemaRef {
 
 /// Builds one Arrow batch from rows that fit `spec` (the store only holds such rows).
 pub fn to_batch(spec: &RelationSpec, rows: &RelationRows) -> RecordBatch {
+    // Unpacked once, then read column by column.
+    let rows: Vec<_> = rows.rows().collect();
     let columns: Vec<ArrayRef> = spec
         .columns
         .iter()
         .enumerate()
         .map(|(i, column)| {
-            let values = rows.rows().map(move |row| &row[i]);
+            let values = rows.iter().map(move |row| &row[i]);
             let array: ArrayRef = match column.ty {
                 ColumnType::Bool => {
                     let mut b = BooleanBuilder::new();

@@ -8,6 +8,7 @@
 
 pub mod arrow;
 pub mod catalog;
+mod packed_row;
 pub mod store;
 
 use std::collections::HashMap;
@@ -355,7 +356,7 @@ impl TableWriter {
         let mut freed = std::collections::HashSet::new();
         for row in &delete {
             let key = current.primary_key_of(row).expect("tables are keyed");
-            if current.get_by_key(&key) != Some(row.as_slice()) {
+            if current.get_by_key(&key).as_ref() != Some(row) {
                 return Err(SqlError::new("40001", format!("row of \"{}\" changed while being written", spec.name)));
             }
             freed.insert(key);
@@ -405,7 +406,7 @@ impl TableWriter {
             let current = snapshot.relation(id);
             let key = current.primary_key_of(&row).expect("implied rows go to tables");
             if let Some(old) = current.get_by_key(&key) {
-                updates.push(Update::delete(id, old.to_vec()));
+                updates.push(Update::delete(id, old));
             }
             updates.push(Update::insert(id, row));
         }

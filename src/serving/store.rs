@@ -5,6 +5,7 @@
 //! snapshot is an `Arc` clone, and a snapshot never changes, so a query (or a
 //! whole transaction) reads every relation at one time.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::mpsc::Receiver;
@@ -18,21 +19,17 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::compute::{InputBatch, OutputBatch, RelationId};
 use crate::serving::catalog::{Catalog, Lookup};
-
-/// A row as the store keeps it. Snapshots share the maps' nodes, and the first
-/// change to a shared node copies it: with rows behind an `Arc` that copy bumps
-/// reference counts instead of cloning every row (and each of its strings) in the node.
-pub type StoredRow = Arc<[Datum]>;
+use crate::serving::packed_row::{PackedRow, encode_key};
 
 /// One relation's rows.
 #[derive(Clone, Debug)]
 pub enum RelationRows {
     /// Views: a multiset, row → multiplicity.
-    Multiset(OrdMap<StoredRow, usize>),
+    Multiset(OrdMap<PackedRow, usize>),
     /// Tables: primary key → row, so key checks are O(log n).
-    Keyed { primary_key: Vec<usize>, rows: OrdMap<StoredRow, StoredRow> },
+    Keyed { primary_key: Vec<usize>, rows: OrdMap<PackedRow, PackedRow> },
     /// Sources: a multiset ordered by event time, so the oldest rows expire first.
-    Events { event_time_column: usize, rows: OrdMap<(Micros, StoredRow), usize> },
+    Events { event_time_column: usize, rows: OrdMap<(Micros, PackedRow), usize> },
     /// A view completed at read time (see [`Lookup`]): rows with multiplicities,
     /// computed for one snapshot and never changed.
     Completed(Vec<(Row, usize)>),
@@ -51,32 +48,41 @@ impl RelationRows {
         }
     }
 
-    /// Every row, repeated by multiplicity, in key order.
-    pub fn rows(&self) -> Box<dyn Iterator<Item = &[Datum]> + '_> {
+    /// Every row, repeated by multiplicity, in row order (in key order for tables).
+    /// Packed rows are unpacked as the iterator reaches them.
+    pub fn rows(&self) -> Box<dyn Iterator<Item = Cow<'_, [Datum]>> + '_> {
+        fn repeat(row: Cow<'_, [Datum]>, count: usize) -> impl Iterator<Item = Cow<'_, [Datum]>> {
+            std::iter::repeat_n(row, count)
+        }
         match self {
             RelationRows::Multiset(rows) => {
-                Box::new(rows.iter().flat_map(|(row, count)| std::iter::repeat_n(&row[..], *count)))
+                Box::new(rows.iter().flat_map(|(row, count)| repeat(Cow::Owned(row.unpack()), *count)))
             }
-            RelationRows::Keyed { rows, .. } => Box::new(rows.values().map(|row| &row[..])),
+            RelationRows::Keyed { rows, .. } => Box::new(rows.values().map(|row| Cow::Owned(row.unpack()))),
             RelationRows::Events { rows, .. } => {
-                Box::new(rows.iter().flat_map(|((_, row), count)| std::iter::repeat_n(&row[..], *count)))
+                Box::new(rows.iter().flat_map(|((_, row), count)| repeat(Cow::Owned(row.unpack()), *count)))
             }
             RelationRows::Completed(rows) => {
-                Box::new(rows.iter().flat_map(|(row, count)| std::iter::repeat_n(&row[..], *count)))
+                Box::new(rows.iter().flat_map(|(row, count)| repeat(Cow::Borrowed(&row[..]), *count)))
             }
         }
     }
 
     /// The rows of a view whose first column is `first`, found by range: a view's
     /// rows are ordered, so those are adjacent. Repeated by multiplicity.
-    pub fn with_first_column<'a: 'k, 'k>(&'a self, first: &'k Datum) -> Box<dyn Iterator<Item = &'a [Datum]> + 'k> {
+    pub fn with_first_column<'a: 'k, 'k>(&'a self, first: &'k Datum) -> Box<dyn Iterator<Item = Row> + 'k> {
         match self {
-            RelationRows::Multiset(rows) => Box::new(
-                rows.range::<_, [Datum]>((Bound::Included(std::slice::from_ref(first)), Bound::Unbounded))
-                    .take_while(move |(row, _)| row.first() == Some(first))
-                    .flat_map(|(row, count)| std::iter::repeat_n(&row[..], *count)),
-            ),
-            other => Box::new(other.rows().filter(move |row| row.first() == Some(first))),
+            RelationRows::Multiset(rows) => {
+                let mut prefix = Vec::new();
+                encode_key(std::slice::from_ref(first), &mut prefix);
+                let from_prefix = rows.range::<_, [u8]>((Bound::Included(&prefix[..]), Bound::Unbounded));
+                Box::new(
+                    from_prefix
+                        .take_while(move |(row, _)| row.key().starts_with(&prefix))
+                        .flat_map(|(row, count)| std::iter::repeat_n(row.unpack(), *count)),
+                )
+            }
+            other => Box::new(other.rows().filter(move |row| row.first() == Some(first)).map(Cow::into_owned)),
         }
     }
 
@@ -94,9 +100,13 @@ impl RelationRows {
     }
 
     /// The row with this primary key, for tables.
-    pub fn get_by_key(&self, key: &[Datum]) -> Option<&[Datum]> {
+    pub fn get_by_key(&self, key: &[Datum]) -> Option<Row> {
         match self {
-            RelationRows::Keyed { rows, .. } => rows.get(key).map(|row| &row[..]),
+            RelationRows::Keyed { rows, .. } => {
+                let mut packed_key = Vec::new();
+                encode_key(key, &mut packed_key);
+                rows.get::<[u8]>(&packed_key).map(PackedRow::unpack)
+            }
             _ => None,
         }
     }
@@ -129,20 +139,19 @@ impl RelationRows {
         }
     }
 
-    fn apply(&mut self, row: Row, diff: isize) {
-        /// Adds `diff` to the multiplicity of `row`. The row is found by value and only
-        /// a row new to the relation is turned into its shared form (`share`): a view's
-        /// retraction or change of multiplicity allocates nothing. (A source's key pairs
-        /// the event time with the row, so it is shared before the search.)
-        fn add<R, K, Q>(rows: &mut OrdMap<K, usize>, row: R, share: impl FnOnce(R) -> K, diff: isize)
+    /// Applies one change. `scratch` is a buffer to pack search keys into.
+    fn apply(&mut self, row: Row, diff: isize, scratch: &mut Vec<u8>) {
+        /// Adds `diff` to the multiplicity of `row`, found by `key`. Only a row new to
+        /// the relation is packed (`pack`): a view's retraction or change of
+        /// multiplicity allocates nothing. (A source's key pairs the event time with
+        /// the packed row, so it is packed before the search.)
+        fn add<K, Q>(rows: &mut OrdMap<K, usize>, key: &Q, pack: impl FnOnce() -> K, diff: isize, row: &[Datum])
         where
-            R: std::borrow::Borrow<Q>,
             K: Ord + Clone + std::borrow::Borrow<Q>,
-            Q: Ord + std::fmt::Debug + ?Sized,
+            Q: Ord + ?Sized,
         {
-            let key = row.borrow();
             let never_produced =
-                || panic!("negative multiplicity for {key:?}: the dataflow retracted a row it never produced");
+                || panic!("negative multiplicity for {row:?}: the dataflow retracted a row it never produced");
             match rows.get_mut(key) {
                 Some(count) => {
                     let changed = *count as isize + diff;
@@ -155,29 +164,36 @@ impl RelationRows {
                     }
                 }
                 None if diff > 0 => {
-                    rows.insert(share(row), diff as usize);
+                    rows.insert(pack(), diff as usize);
                 }
                 None => never_produced(),
             }
         }
         match self {
-            RelationRows::Multiset(rows) => add::<_, _, [Datum]>(rows, row, StoredRow::from, diff),
+            RelationRows::Multiset(rows) => {
+                scratch.clear();
+                encode_key(&row, scratch);
+                add::<_, [u8]>(rows, scratch, || PackedRow::new(&row), diff, &row)
+            }
             RelationRows::Completed(_) => unreachable!("completed rows belong to one snapshot and never change"),
             RelationRows::Events { event_time_column, rows } => {
                 let time = match row.get(*event_time_column) {
                     Some(Datum::Timestamp(t)) => *t,
                     _ => Micros::MIN,
                 };
-                add::<_, _, (Micros, StoredRow)>(rows, (time, StoredRow::from(row)), |key| key, diff)
+                let key = (time, PackedRow::new(&row));
+                add(rows, &key, || key.clone(), diff, &row)
             }
             RelationRows::Keyed { primary_key, rows } => {
-                let key: StoredRow = primary_key.iter().map(|&i| row[i].clone()).collect();
+                let key: Row = primary_key.iter().map(|&i| row[i].clone()).collect();
                 match diff {
                     1 => {
-                        rows.insert(key, StoredRow::from(row));
+                        rows.insert(PackedRow::new(&key), PackedRow::new(&row));
                     }
                     -1 => {
-                        rows.remove(&key);
+                        scratch.clear();
+                        encode_key(&key, scratch);
+                        rows.remove::<[u8]>(scratch);
                     }
                     _ => panic!("table rows change one at a time, got diff {diff} for {row:?}"),
                 }
@@ -223,7 +239,7 @@ impl Snapshot {
 
     /// Rows of a relation, repeated by multiplicity.
     pub fn rows(&self, id: RelationId) -> Vec<Row> {
-        self.relation(id).rows().map(<[Datum]>::to_vec).collect()
+        self.relation(id).rows().map(Cow::into_owned).collect()
     }
 
     /// The relation as one Arrow batch, converted once per snapshot.
@@ -239,23 +255,23 @@ fn complete(maintained: &RelationRows, lookup_rows: &RelationRows, lookup: &Look
     let (RelationRows::Multiset(rows), RelationRows::Multiset(_)) = (maintained, lookup_rows) else {
         unreachable!("read-time lookups join views")
     };
-    let find = |key: &Datum| -> Option<&[Datum]> {
+    let find = |key: &Datum| -> Option<Row> {
         if key.is_null() {
             return None; // NULL matches no key in a join
         }
         lookup_rows.with_first_column(key).next()
     };
-    let mut last: Option<(&Datum, Option<&[Datum]>)> = None;
+    let mut last: Option<(Datum, Option<Row>)> = None;
     let completed = rows
         .iter()
         .map(|(row, count)| {
+            let row = row.unpack();
             let key = &row[lookup.key_column];
-            let found = match last {
-                Some((last_key, found)) if last_key == key => found,
-                _ => find(key),
-            };
-            last = Some((key, found));
-            ((lookup.complete)(row, found), *count)
+            if last.as_ref().is_none_or(|(last_key, _)| last_key != key) {
+                last = Some((key.clone(), find(key)));
+            }
+            let found = last.as_ref().and_then(|(_, found)| found.as_deref());
+            ((lookup.complete)(&row, found), *count)
         })
         .collect();
     RelationRows::Completed(completed)
@@ -323,6 +339,7 @@ impl Store {
     pub fn apply_outputs(&self, outputs: Receiver<OutputBatch>, inputs: Receiver<InputBatch>) {
         let mut relations = self.snapshot().relations.clone();
         let mut waiting_inputs: VecDeque<InputBatch> = VecDeque::new();
+        let mut scratch = Vec::new();
         while let Ok(mut batch) = outputs.recv() {
             // Coalesce whatever else is already waiting: fewer, larger snapshots under load.
             while let Ok(more) = outputs.try_recv() {
@@ -344,7 +361,7 @@ impl Store {
                 Arc::new(ChangeBatch { upper: batch.upper, changes })
             });
             for (relation, row, diff) in changes {
-                relations[relation].apply(row, diff);
+                relations[relation].apply(row, diff, &mut scratch);
             }
             // Sources keep a window of event time; expiry is not a change (the
             // dataflow still holds those events), so feeds do not see it.

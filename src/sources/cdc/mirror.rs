@@ -212,7 +212,7 @@ impl<'a> Transaction<'a> {
     fn current(&self, table: &MirroredTable, key: &Row) -> Option<Row> {
         match self.changed.get(&(table.id, key.clone())) {
             Some(now) => now.clone(),
-            None => self.base.relation(table.id).get_by_key(key).map(<[Datum]>::to_vec),
+            None => self.base.relation(table.id).get_by_key(key),
         }
     }
 
@@ -264,7 +264,7 @@ impl<'a> Transaction<'a> {
         let base = self.base.relation(table.id);
         let keys: Vec<Row> = base
             .rows()
-            .map(|row| table.key_of(row))
+            .map(|row| table.key_of(&row))
             .chain(
                 self.changed
                     .range((table.id, Row::new())..)
@@ -286,11 +286,11 @@ impl<'a> Transaction<'a> {
         let mut updates = Vec::new();
         for ((table, key), now) in self.changed {
             let before = self.base.relation(table).get_by_key(&key);
-            if before == now.as_deref() {
+            if before == now {
                 continue;
             }
             if let Some(before) = before {
-                updates.push(Update::delete(table, before.to_vec()));
+                updates.push(Update::delete(table, before));
             }
             if let Some(now) = now {
                 updates.push(Update::insert(table, now));

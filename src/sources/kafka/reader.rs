@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diffmart_dataflows::Time;
-use diffmart_dataflows::datum::{Datum, RelationKind, Row, validate_row};
+use diffmart_dataflows::datum::{RelationKind, Row, validate_row};
 use diffmart_dataflows::system::{SourceError, SourceStatus};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -198,7 +198,7 @@ impl TableUpserts {
         let key = rows.primary_key_of(&row).expect("upserts go to tables");
         let current = match self.unsettled.get(&(relation, key.clone())) {
             Some(row) => Some(row.clone()),
-            None => rows.get_by_key(&key).map(<[Datum]>::to_vec),
+            None => rows.get_by_key(&key),
         };
         match current {
             Some(old) if old == row => return,
