@@ -130,9 +130,7 @@ impl RelationRows {
             return;
         }
         let expired = partition_point(rows, |(time, _)| *time < horizon);
-        if expired > 0 {
-            *rows = rows.skip(expired);
-        }
+        *rows = rows.skip(expired);
     }
 
     /// The event time of a row of a source (`None` for other relations).
@@ -152,15 +150,10 @@ impl RelationRows {
 
     /// Applies one change. `scratch` is a buffer to pack search keys into.
     fn apply(&mut self, row: Row, diff: isize, scratch: &mut Vec<u8>) {
-        /// Adds `diff` to the multiplicity of `row`, found by `key`. Only a row new to
-        /// the relation is packed (`pack`): a view's retraction or change of
-        /// multiplicity allocates nothing. (A source's key pairs the event time with
-        /// the packed row, so it is packed before the search.)
-        fn add<K, Q>(rows: &mut OrdMap<K, usize>, key: &Q, pack: impl FnOnce() -> K, diff: isize, row: &[Datum])
-        where
-            K: Ord + Clone + std::borrow::Borrow<Q>,
-            Q: Ord + ?Sized,
-        {
+        /// Adds `diff` to the multiplicity of a view's `row`, found by its packed `key`.
+        /// Only a row new to the view is packed: a retraction or a change of
+        /// multiplicity allocates nothing.
+        fn add(rows: &mut OrdMap<PackedRow, usize>, key: &[u8], diff: isize, row: &[Datum]) {
             let never_produced =
                 || panic!("negative multiplicity for {row:?}: the dataflow retracted a row it never produced");
             match rows.get_mut(key) {
@@ -175,7 +168,7 @@ impl RelationRows {
                     }
                 }
                 None if diff > 0 => {
-                    rows.insert(pack(), diff as usize);
+                    rows.insert(PackedRow::new(row), diff as usize);
                 }
                 None => never_produced(),
             }
@@ -184,7 +177,7 @@ impl RelationRows {
             RelationRows::Multiset(rows) => {
                 scratch.clear();
                 encode_key(&row, scratch);
-                add::<_, [u8]>(rows, scratch, || PackedRow::new(&row), diff, &row)
+                add(rows, scratch, diff, &row)
             }
             RelationRows::Completed(_) => unreachable!("completed rows belong to one snapshot and never change"),
             RelationRows::Events { event_time_column, rows } => {
