@@ -8,6 +8,7 @@
 
 pub mod arrow;
 pub mod catalog;
+mod events;
 mod packed_row;
 pub mod store;
 
