@@ -72,10 +72,36 @@ pub struct ProductPricing {
     changes: i64,
     /// Newest event time of any change, which retention counts back from.
     newest: Option<Micros>,
-    /// Retained rows of `price_history` and `price_updates`, by (event time, seq);
-    /// a NULL event time sorts first.
-    history: BTreeMap<(Micros, i64), PriceHistoryRow>,
-    updates: BTreeMap<(Micros, i64), PriceUpdate>,
+    /// Retained price changes by (event time, seq), a NULL event time first: each
+    /// is a `price_updates` row, and a `price_history` row too when it has a source.
+    retained: BTreeMap<(Micros, i64), RetainedChange>,
+}
+
+/// What rebuilds a retained change's rows when it expires and is retracted. A
+/// 24-hour history holds one per product event, so it keeps no product id and no
+/// strings (the rows had both, in two maps: ~300 bytes a change, now 56).
+#[derive(Clone, Debug)]
+struct RetainedChange {
+    price: F64,
+    time: Option<Micros>,
+    /// The `price_source` of its `price_history` row, if it has one.
+    history_source: Option<&'static str>,
+}
+
+impl RetainedChange {
+    fn history_row(&self, product_id: &str, seq: i64) -> Option<PriceHistoryRow> {
+        self.history_source.map(|source| PriceHistoryRow {
+            product_id: product_id.to_string(),
+            price: self.price,
+            price_source: source.to_string(),
+            event_time: self.time,
+            seq,
+        })
+    }
+
+    fn update_row(&self, product_id: &str, seq: i64) -> PriceUpdate {
+        PriceUpdate { product_id: product_id.to_string(), seq, new_price: self.price, timestamp: self.time }
+    }
 }
 
 /// Orders a batch's inputs for one product (see the module documentation).
@@ -118,13 +144,12 @@ impl ProductPricing {
             && self.active_override.is_none()
             && self.dynamic_price.is_none()
             && self.removed_at.is_none()
-            && self.history.is_empty()
-            && self.updates.is_empty()
+            && self.retained.is_empty()
     }
 
     /// Retained history rows (for tests of the retention bound).
     pub fn retained_rows(&self) -> usize {
-        self.history.len() + self.updates.len()
+        self.retained.values().map(|change| 1 + usize::from(change.history_source.is_some())).sum()
     }
 
     /// Folds one complete batch of this product's inputs and pushes the resulting
@@ -169,7 +194,11 @@ impl ProductPricing {
                 // The override was removed: the price falls back at the removal time.
                 self.removed_at.or(override_before.and_then(|o| o.set_time))
             };
-            self.record(product_id, now.price.get(), &now.price_source, time, base_set, out);
+            let source = [SOURCE_BASE, SOURCE_DYNAMIC, SOURCE_OVERRIDE]
+                .into_iter()
+                .find(|source| *source == now.price_source)
+                .expect("a current price has one of the three sources");
+            self.record(product_id, now.price.get(), source, time, base_set, out);
         }
 
         for (event, copies) in events {
@@ -178,7 +207,7 @@ impl ProductPricing {
             }
         }
 
-        self.forget_older_than(retention, out);
+        self.forget_older_than(product_id, retention, out);
         let after = self.current(product_id);
         if before != after {
             out.extend(before.map(|row| (PricingChange::Price(row), -1)));
@@ -207,49 +236,33 @@ impl ProductPricing {
         &mut self,
         product_id: &str,
         price: f64,
-        source: &str,
+        source: &'static str,
         time: Option<Micros>,
         history: bool,
         out: &mut Vec<(PricingChange, isize)>,
     ) {
         self.changes += 1;
         let seq = self.changes;
-        let key = (time.unwrap_or(Micros::MIN), seq);
-        if history {
-            let row = PriceHistoryRow {
-                product_id: product_id.to_string(),
-                price: F64::new(price),
-                price_source: source.to_string(),
-                event_time: time,
-                seq,
-            };
-            self.history.insert(key, row.clone());
-            out.push((PricingChange::History(row), 1));
-        }
-        let update =
-            PriceUpdate { product_id: product_id.to_string(), seq, new_price: F64::new(price), timestamp: time };
-        self.updates.insert(key, update.clone());
-        out.push((PricingChange::Update(update), 1));
+        let change = RetainedChange { price: F64::new(price), time, history_source: history.then_some(source) };
+        out.extend(change.history_row(product_id, seq).map(|row| (PricingChange::History(row), 1)));
+        out.push((PricingChange::Update(change.update_row(product_id, seq)), 1));
+        self.retained.insert((time.unwrap_or(Micros::MIN), seq), change);
         if time.is_some() {
             self.newest = self.newest.max(time);
         }
     }
 
     /// Drops (and retracts) rows more than `retention` older than the newest change.
-    fn forget_older_than(&mut self, retention: Micros, out: &mut Vec<(PricingChange, isize)>) {
+    fn forget_older_than(&mut self, product_id: &str, retention: Micros, out: &mut Vec<(PricingChange, isize)>) {
         let Some(newest) = self.newest else { return };
         let horizon = newest.saturating_sub(retention);
-        while let Some(entry) = self.history.first_entry() {
+        while let Some(entry) = self.retained.first_entry() {
             if entry.key().0 >= horizon {
                 break;
             }
-            out.push((PricingChange::History(entry.remove()), -1));
-        }
-        while let Some(entry) = self.updates.first_entry() {
-            if entry.key().0 >= horizon {
-                break;
-            }
-            out.push((PricingChange::Update(entry.remove()), -1));
+            let ((_, seq), change) = entry.remove_entry();
+            out.extend(change.history_row(product_id, seq).map(|row| (PricingChange::History(row), -1)));
+            out.push((PricingChange::Update(change.update_row(product_id, seq)), -1));
         }
     }
 }
