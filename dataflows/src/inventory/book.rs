@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -125,7 +126,29 @@ pub struct InventoryBook {
     /// (deadline, product) of every product not yet reported stale.
     stale_deadlines: BTreeSet<(Micros, String)>,
     /// Rows of the append-only views, oldest first, with the clock they were emitted at.
-    retained: VecDeque<(Micros, InventoryChange)>,
+    retained: VecDeque<(Micros, RetainedRow)>,
+}
+
+/// A retained row, serialized: kept only to be retracted when it expires, and a
+/// retention window holds one per inventory event. As a value it took a 136-byte slot
+/// (the size of the largest variant) and a heap string per text column; serialized
+/// (bincode, variable-length integers) it is one allocation of about its text.
+#[derive(Debug)]
+struct RetainedRow(Box<[u8]>);
+
+impl RetainedRow {
+    fn options() -> impl Options {
+        bincode::DefaultOptions::new()
+    }
+
+    fn new(change: &InventoryChange) -> RetainedRow {
+        let bytes = Self::options().serialize(change).expect("an inventory row serializes");
+        RetainedRow(bytes.into_boxed_slice())
+    }
+
+    fn change(&self) -> InventoryChange {
+        Self::options().deserialize(&self.0).expect("a retained row deserializes as it was serialized")
+    }
 }
 
 impl InventoryBook {
@@ -189,14 +212,14 @@ impl InventoryBook {
             if let InventoryChange::Rejection(rejection) = &change {
                 out.push((InventoryChange::Rejected(rejection.kind), 1));
             }
-            out.push((change.clone(), 1));
-            self.retained.push_back((emitted_at, change));
+            self.retained.push_back((emitted_at, RetainedRow::new(&change)));
+            out.push((change, 1));
         }
         if let Some(clock) = self.clock {
             let horizon = clock.saturating_sub(self.retention);
             while self.retained.front().is_some_and(|(at, _)| *at < horizon) {
-                let (_, change) = self.retained.pop_front().expect("non-empty");
-                out.push((change, -1));
+                let (_, row) = self.retained.pop_front().expect("non-empty");
+                out.push((row.change(), -1));
             }
         }
     }
@@ -477,6 +500,43 @@ mod tests {
 
     const T0: Micros = 1_748_779_200_000_000;
     const MINUTE: Micros = MICROS_PER_MINUTE;
+
+    /// A retained row comes back exactly as it was emitted, so its retraction cancels it.
+    #[test]
+    fn retained_rows_round_trip() {
+        let changes = [
+            InventoryChange::Event(InventoryEvent {
+                product_id: "P1".into(),
+                product_name: "Name — ünïcode".into(),
+                event_type: event_type::PRICE_CHANGED.into(),
+                previous_inventory: -3,
+                current_inventory: i32::MAX,
+                previous_price: F64::new(0.1 + 0.2),
+                current_price: F64::new(-1e300),
+                event_time: Micros::MIN,
+                change_reason: String::new(),
+            }),
+            InventoryChange::Alert(InventoryAlert {
+                alert_type: alert_type::LOW_STOCK.into(),
+                product_id: "P2".into(),
+                message: "x".repeat(300),
+                severity: severity::CRITICAL.into(),
+                alert_time: T0,
+            }),
+            InventoryChange::Rejection(Rejection {
+                kind: RejectionKind::Order,
+                order_id: Some("O1".into()),
+                product_id: None,
+                reason: "quantity must be positive".into(),
+                event_time: -1,
+            }),
+        ];
+        for change in changes {
+            let back = RetainedRow::new(&change).change();
+            assert_eq!(back, change);
+            assert_eq!(format!("{back:?}"), format!("{change:?}"));
+        }
+    }
 
     fn product(id: &str, inventory: i32, price: f64, at: Micros) -> InventoryInput {
         InventoryInput::Update(ProductUpdate {
