@@ -4,7 +4,7 @@
 //! The data path runs one way: [`sources`] → compute (the `diffmart-dataflows`
 //! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`], [`http`] and [`sinks`].
 //! [`produce`] is a client: it writes the demo's events to Kafka; [`bench`]
-//! measures the engine end to end.
+//! measures the engine end to end; [`server`] is the command line's wiring of them all.
 
 pub mod bench;
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod compute;
 pub mod http;
 pub mod pgwire;
 pub mod produce;
+pub mod server;
 pub mod serving;
 pub mod sinks;
 pub mod sources;

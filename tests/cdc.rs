@@ -372,7 +372,7 @@ async fn source_owns_its_tables() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(diffmart::pgwire::serve(mirror.engine.clone(), listener));
+    diffmart::pgwire::spawn(mirror.engine.clone(), listener);
     let (client, connection) = tokio_postgres::connect(
         &format!("host={} port={} user=root dbname=dev", addr.ip(), addr.port()),
         tokio_postgres::NoTls,

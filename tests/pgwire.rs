@@ -21,7 +21,7 @@ async fn start_server(workers: usize) -> (Arc<Engine>, SocketAddr) {
     let engine = Engine::start(&ComputeConfig { workers, ..Default::default() }).expect("engine starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(diffmart::pgwire::serve(engine.clone(), listener));
+    diffmart::pgwire::spawn(engine.clone(), listener);
     (engine, addr)
 }
 

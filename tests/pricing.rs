@@ -320,7 +320,7 @@ fn the_spec_examples_through_the_engine() {
 async fn start_http(engine: &Arc<Engine>, config: HttpConfig) -> SocketAddr {
     let listener = diffmart::http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(diffmart::http::serve(listener, AppState::new(engine.clone(), &config), axum::Router::new()));
+    diffmart::http::spawn(listener, AppState::new(engine.clone(), &config), axum::Router::new());
     addr
 }
 
@@ -552,7 +552,7 @@ async fn sql_and_http_write_the_same_overrides() {
     let addr = start_http(&engine, HttpConfig::with_admin_key(KEY)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pg = listener.local_addr().unwrap();
-    tokio::spawn(diffmart::pgwire::serve(engine.clone(), listener));
+    diffmart::pgwire::spawn(engine.clone(), listener);
     let config = format!("host={} port={} user=root dbname=dev", pg.ip(), pg.port());
     let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);

@@ -142,3 +142,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub async fn serve(listener: TcpListener, state: AppState, others: Router) -> anyhow::Result<()> {
     axum::serve(listener, router(state, others)).await.map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
 }
+
+/// [`serve`] on a task of the current tokio runtime (spawned in the library for the
+/// reason [`crate::pgwire::spawn`] gives).
+pub fn spawn(listener: TcpListener, state: AppState, others: Router) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(serve(listener, state, others))
+}

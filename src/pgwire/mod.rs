@@ -57,6 +57,14 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener) -> anyhow::Result
     }
 }
 
+/// [`serve`] on a task of the current tokio runtime. Spawned here, in the library,
+/// so that callers (tests, embedders) do not instantiate pgwire's and DataFusion's
+/// generic code again: a crate that spawns the `serve` future itself compiles its
+/// whole state machine, which costs a test binary about a minute and a half.
+pub fn spawn(engine: Arc<Engine>, listener: TcpListener) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(serve(engine, listener))
+}
+
 /// A DataFusion context with every relation and PostgreSQL's catalog.
 fn session_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
     // datafusion-postgres parses with PostgreSQL's grammar, then hands DataFusion the statement re-printed

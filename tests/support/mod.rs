@@ -222,7 +222,7 @@ pub fn query(engine: &std::sync::Arc<diffmart::serving::Engine>, sql: &str) -> V
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(diffmart::pgwire::serve(engine.clone(), listener));
+        diffmart::pgwire::spawn(engine.clone(), listener);
         let config = format!("host={} port={} user=root dbname=dev", addr.ip(), addr.port());
         let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);

@@ -1,0 +1,147 @@
+//! The `diffmart` command: parses the command line and wires sources, compute,
+//! serving and the servers together (`src/main.rs` only sets the allocator and
+//! calls [`main`]). It lives in the library so its code, which instantiates most of
+//! the query layer's and the servers' generic code, is compiled once here rather
+//! than again in the binary.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::http::HeaderName;
+use clap::Parser;
+
+use crate::cli::{Cli, Command, Options};
+use crate::compute::{Compute, ComputeConfig};
+use crate::http::{AppState, HttpConfig};
+use crate::serving::Engine;
+use crate::sinks::kafka::{KafkaSink, KafkaSinks};
+use crate::sources::kafka::{KafkaConfig, KafkaSources};
+use crate::sources::{self, GeneratorConfig};
+
+/// Runs the command line's command: the server, `produce` or `bench`.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Produce(options)) => crate::produce::run(options),
+        Some(Command::Bench(options)) => crate::bench::run(options),
+        None => run(cli.server),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("diffmart: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: Options) -> anyhow::Result<()> {
+    options.check().map_err(anyhow::Error::msg)?;
+    let compute = ComputeConfig {
+        workers: options.workers.into(),
+        processes: options.processes.into(),
+        process: options.process.into(),
+        hostfile: options.hostfile.as_ref().map(|p| p.display().to_string()),
+        pipelines: options.pipeline_config(),
+    };
+    if compute.process != 0 {
+        // Workers only: process 0 owns the inputs and serves clients.
+        tracing::info!(process = compute.process, workers = compute.workers, "joining the cluster");
+        let (outputs, _) = std::sync::mpsc::channel();
+        Compute::start(&compute, outputs)?.join();
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(options.pg_listen))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
+    let http_listener = runtime.block_on(crate::http::bind(options.http_listen))?;
+    let engine: Arc<Engine> = Engine::start(&compute)?;
+    // CDC claims its tables before the generator starts, so the generator skips them.
+    let _cdc = match options.cdc_config() {
+        Some(config) => Some(sources::cdc::spawn(engine.clone(), config, runtime.handle())?),
+        None => None,
+    };
+    // Kafka claims its topics' relations before the generator starts, too.
+    let _kafka = start_kafka(&engine, &options, compute.workers)?;
+    let start = options.generator_start.unwrap_or_else(sources::now_micros);
+    // The catalog goes in before the generator starts, which then orders from it.
+    if let Some(path) = &options.catalog {
+        sources::load_catalog(&engine, path, start)?;
+    }
+    let mut http = axum::Router::new();
+    if !options.no_generator {
+        let config = GeneratorConfig {
+            seed: options.generator_seed,
+            start,
+            rate: options.generator_rate,
+            events: options.generator_events,
+        };
+        let generator = sources::spawn_generator(engine.clone(), config)?;
+        http = http.merge(crate::http::generator::routes(generator.control));
+    }
+    tracing::info!(
+        "serving Postgres clients on {} (psql -h {} -p {} -d dev -U root)",
+        options.pg_listen,
+        options.pg_listen.ip(),
+        options.pg_listen.port()
+    );
+    tracing::info!("serving HTTP on http://{} (/price/PA, /ws/prices, /metrics)", options.http_listen);
+    let http_config = HttpConfig {
+        admin_api_key: options.admin_api_key.clone(),
+        api_key_header: HeaderName::from_bytes(options.api_key_header.as_bytes())?,
+    };
+    if http_config.admin_api_key.is_none() {
+        tracing::warn!(
+            "no admin API key (--admin-api-key or ADMIN_API_KEY): the HTTP override and history routes refuse every request"
+        );
+    }
+    let http_state = AppState::new(engine.clone(), &http_config);
+    runtime.block_on(async {
+        tokio::select! {
+            served = crate::pgwire::serve(engine, listener) => served,
+            served = crate::http::serve(http_listener, http_state, http) => served,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted, shutting down");
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Kafka sources and sinks, when `--kafka-brokers` is given.
+fn start_kafka(
+    engine: &Arc<Engine>,
+    options: &Options,
+    workers: usize,
+) -> anyhow::Result<Option<(KafkaSources, Option<KafkaSinks>)>> {
+    let Some(brokers) = &options.kafka_brokers else { return Ok(None) };
+    let config = KafkaConfig {
+        brokers: brokers.clone(),
+        topic_prefix: options.kafka_topic_prefix.clone(),
+        start: options.kafka_start,
+        group_id: options.kafka_group_id.clone(),
+        readers: workers,
+        properties: options.kafka_properties.clone(),
+    };
+    let sources = KafkaSources::start(engine, config, sources::kafka::declared_sources())?;
+    let mut sinks = crate::sinks::kafka::declared_sinks(&options.kafka_topic_prefix);
+    for (relation, topic) in &options.kafka_sinks {
+        let spec = engine
+            .catalog()
+            .lookup(relation)
+            .map(|(_, spec)| spec)
+            .ok_or_else(|| anyhow::anyhow!("--kafka-sink: no relation named {relation}"))?;
+        sinks.push(KafkaSink::changes(spec, topic));
+    }
+    let sinks = if sinks.is_empty() {
+        None
+    } else {
+        Some(KafkaSinks::start(engine, brokers, &options.kafka_properties, sinks)?)
+    };
+    Ok(Some((sources, sinks)))
+}
