@@ -47,6 +47,7 @@ fn run(options: Options) -> anyhow::Result<()> {
         process: options.process.into(),
         hostfile: options.hostfile.as_ref().map(|p| p.display().to_string()),
         pipelines: options.pipeline_config(),
+        operator_profile: None,
     };
     if compute.process != 0 {
         // Workers only: process 0 owns the inputs and serves clients.

@@ -35,16 +35,21 @@ fn every_scenario_runs_and_writes_the_json_report() {
         .args(["--probe-duration", "1s", "--search-start", "2000", "--search-max", "4000", "--search-steps", "1"])
         .args(["--history-rate", "2000", "--history-window", "1s", "--history-short", "1m", "--history-long", "3m"])
         .args(["--delta-state", "5000", "--delta-events", "100", "--delta-repeats", "3"])
-        .args(["--read-duration", "1s", "--read-prefill", "10m", "--json"])
+        .args(["--read-duration", "1s", "--read-prefill", "10m", "--operator-profile", "5", "--json"])
         .arg(&json)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "bench failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
-    for section in
-        ["Freshness", "Highest offered rate", "Cost versus history", "Delta of 100 events", "Reads over pgwire"]
-    {
+    for section in [
+        "Freshness",
+        "Busiest operators",
+        "Highest offered rate",
+        "Cost versus history",
+        "Delta of 100 events",
+        "Reads over pgwire",
+    ] {
         assert!(stdout.contains(section), "no {section} in the table:\n{stdout}");
     }
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -62,6 +67,15 @@ fn every_scenario_runs_and_writes_the_json_report() {
         assert_latency(&report, &format!("/freshness/{i}/freshness_ms"));
         boolean(&report, &format!("/freshness/{i}/sustained"));
         assert!(number(&report, &format!("/freshness/{i}/cpu_us_per_event")) > 0.0);
+        // The five busiest operators, busiest first, each a share of all operators' time.
+        let operators = freshness[i]["operators"].as_array().unwrap();
+        assert_eq!(operators.len(), 5);
+        let busy: Vec<f64> = operators.iter().map(|o| o["busy_ms"].as_f64().unwrap()).collect();
+        assert!(busy.windows(2).all(|w| w[0] >= w[1]), "not busiest first: {busy:?}");
+        assert!(busy.iter().sum::<f64>() <= number(&report, &format!("/freshness/{i}/operators_busy_ms")) + 1e-6);
+        let known = ["compute", "retail", "ecommerce", "casino", "inventory", "pricing", "system"];
+        assert!(operators.iter().all(|o| known.contains(&o["pipeline"].as_str().unwrap())), "{operators:?}");
+        assert!(operators.iter().any(|o| o["pipeline"] != "compute"), "no pipeline operator among {operators:?}");
     }
 
     let searches = report["max_rate"].as_array().unwrap();

@@ -39,6 +39,7 @@ type BuildViews = for<'s> fn(&PipelineConfig, &[VecCollection<'s, Time, Row>]) -
 
 /// One pipeline: its input relations, its views, and how the views are built.
 struct Pipeline {
+    name: &'static str,
     input_specs: fn() -> Vec<&'static RelationSpec>,
     view_specs: fn() -> Vec<&'static RelationSpec>,
     /// Takes the pipeline's inputs as rows, in `input_specs` order; returns its views in `view_specs` order.
@@ -46,20 +47,42 @@ struct Pipeline {
 }
 
 const PIPELINES: [Pipeline; 6] = [
-    Pipeline { input_specs: retail::input_specs, view_specs: retail::view_specs, build: retail::build_from_rows },
     Pipeline {
+        name: "retail",
+        input_specs: retail::input_specs,
+        view_specs: retail::view_specs,
+        build: retail::build_from_rows,
+    },
+    Pipeline {
+        name: "ecommerce",
         input_specs: ecommerce::input_specs,
         view_specs: ecommerce::view_specs,
         build: ecommerce::build_from_rows,
     },
-    Pipeline { input_specs: casino::input_specs, view_specs: casino::view_specs, build: casino::build_from_rows },
     Pipeline {
+        name: "casino",
+        input_specs: casino::input_specs,
+        view_specs: casino::view_specs,
+        build: casino::build_from_rows,
+    },
+    Pipeline {
+        name: "inventory",
         input_specs: inventory::input_specs,
         view_specs: inventory::view_specs,
         build: inventory::build_from_rows,
     },
-    Pipeline { input_specs: pricing::input_specs, view_specs: pricing::view_specs, build: pricing::build_from_rows },
-    Pipeline { input_specs: system::input_specs, view_specs: system::view_specs, build: system::build_from_rows },
+    Pipeline {
+        name: "pricing",
+        input_specs: pricing::input_specs,
+        view_specs: pricing::view_specs,
+        build: pricing::build_from_rows,
+    },
+    Pipeline {
+        name: "system",
+        input_specs: system::input_specs,
+        view_specs: system::view_specs,
+        build: system::build_from_rows,
+    },
 ];
 
 /// Every input relation of every pipeline, in the order [`build_views`] takes them.
@@ -78,11 +101,22 @@ pub fn build_views<'s>(
     config: &PipelineConfig,
     inputs: &[VecCollection<'s, Time, Row>],
 ) -> Vec<VecCollection<'s, Time, Row>> {
+    build_views_announcing(config, inputs, &mut |_| {})
+}
+
+/// [`build_views`], calling `starting(pipeline)` before each pipeline builds its
+/// operators (a profiler tells whose operators are whose by the ids allocated since).
+pub fn build_views_announcing<'s>(
+    config: &PipelineConfig,
+    inputs: &[VecCollection<'s, Time, Row>],
+    starting: &mut dyn FnMut(&'static str),
+) -> Vec<VecCollection<'s, Time, Row>> {
     assert_eq!(inputs.len(), input_specs().len(), "one collection per input relation");
     let mut rest = inputs;
     let mut views = Vec::new();
     for pipeline in &PIPELINES {
         let (mine, others) = rest.split_at((pipeline.input_specs)().len());
+        starting(pipeline.name);
         let built = (pipeline.build)(config, mine);
         assert_eq!(built.len(), (pipeline.view_specs)().len(), "one collection per view");
         views.extend(built);

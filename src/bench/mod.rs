@@ -70,6 +70,10 @@ pub struct BenchOptions {
     #[arg(long, value_name = "EVENTS/S", default_value_t = 100_000.0)]
     pub rate: f64,
 
+    /// freshness: also time every timely operator and list the N busiest (with their pipeline).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub operator_profile: usize,
+
     /// freshness: how long events are offered.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_wall_duration)]
     pub duration: Duration,

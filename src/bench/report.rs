@@ -97,6 +97,28 @@ impl Report {
             for f in &self.freshness {
                 let _ = writeln!(out, "{}", run_row(f.workload, f.workers, &f.run));
             }
+            for f in self.freshness.iter().filter(|f| !f.operators.is_empty()) {
+                let _ = writeln!(
+                    out,
+                    "\nBusiest operators ({}, {} worker(s)): {:.0} ms busy in all, summed over workers",
+                    f.workload.name(),
+                    f.workers,
+                    f.operators_busy_ms
+                );
+                let _ = writeln!(
+                    out,
+                    "{:>9} {:>6} {:>11} {:>10} {:>6}  {:<10} operator (input)",
+                    "busy ms", "share", "schedulings", "records in", "id", "pipeline"
+                );
+                for o in &f.operators {
+                    let share = 100.0 * o.busy_ms / f.operators_busy_ms.max(f64::MIN_POSITIVE);
+                    let _ = writeln!(
+                        out,
+                        "{:>9.1} {:>5.1}% {:>11} {:>10} {:>6}  {:<10} {} ({})",
+                        o.busy_ms, share, o.schedulings, o.records_in, o.id, o.pipeline, o.operator, o.input_type
+                    );
+                }
+            }
         }
         if !self.max_rate.is_empty() {
             let _ = writeln!(out, "\nHighest offered rate sustained (backlog not growing)");

@@ -1,10 +1,13 @@
 //! Freshness at a fixed offered rate, and the highest rate sustained.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::BenchOptions;
 use super::open_loop::{self, OpenLoopResult, Verdict};
-use super::workload::{Feed, Workload, start_engine};
+use super::workload::{Feed, Workload, start_engine_profiled};
+use crate::compute::profile::{OperatorProfile, OperatorTime};
 
 /// One open-loop run of a workload on a number of workers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -13,6 +16,12 @@ pub struct FreshnessResult {
     pub workers: usize,
     #[serde(flatten)]
     pub run: OpenLoopResult,
+    /// The busiest operators, with `--operator-profile N`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<OperatorTime>,
+    /// Every operator's busy time together (the listed ones are a share of it).
+    #[serde(default)]
+    pub operators_busy_ms: f64,
 }
 
 /// A fresh engine (catalogs loaded), offered `seconds` of events at `rate`.
@@ -23,8 +32,9 @@ pub fn offer(
     workers: usize,
     rate: f64,
     seconds: f64,
+    operator_profile: Option<Arc<OperatorProfile>>,
 ) -> anyhow::Result<OpenLoopResult> {
-    let engine = start_engine(workers, options.retention)?;
+    let engine = start_engine_profiled(workers, options.retention, operator_profile)?;
     let mut feed = Feed::new(workload, &engine, options.seed)?;
     feed.load_bootstrap(&engine)?;
     let events = feed.take((rate * seconds).ceil().max(1.0) as usize)?;
@@ -33,7 +43,8 @@ pub fn offer(
 
 pub fn freshness(options: &BenchOptions, workload: Workload, workers: usize) -> anyhow::Result<FreshnessResult> {
     let seconds = options.duration.as_secs_f64();
-    let run = offer(options, workload, workers, options.rate, seconds)?;
+    let profile = (options.operator_profile > 0).then(Arc::<OperatorProfile>::default);
+    let run = offer(options, workload, workers, options.rate, seconds, profile.clone())?;
     tracing::info!(
         workload = workload.name(),
         workers,
@@ -42,7 +53,10 @@ pub fn freshness(options: &BenchOptions, workload: Workload, workers: usize) -> 
         sustained = run.sustained,
         "freshness"
     );
-    Ok(FreshnessResult { workload, workers, run })
+    let mut operators = profile.map(|p| p.operators()).unwrap_or_default();
+    let operators_busy_ms = operators.iter().map(|o| o.busy_ms).sum();
+    operators.truncate(options.operator_profile);
+    Ok(FreshnessResult { workload, workers, run, operators, operators_busy_ms })
 }
 
 /// The rate search of one workload on a number of workers.
@@ -64,7 +78,7 @@ pub fn max_rate(options: &BenchOptions, workload: Workload, workers: usize) -> a
     let seconds = options.probe_duration.as_secs_f64();
     let mut probes = Vec::new();
     let mut probe = |rate: f64| -> anyhow::Result<bool> {
-        let run = offer(options, workload, workers, rate, seconds)?;
+        let run = offer(options, workload, workers, rate, seconds, None)?;
         tracing::info!(
             workload = workload.name(),
             workers,

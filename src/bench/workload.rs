@@ -11,6 +11,7 @@ use diffmart_dataflows::PipelineConfig;
 use diffmart_dataflows::datum::Micros;
 use serde::{Deserialize, Serialize};
 
+use crate::compute::profile::OperatorProfile;
 use crate::compute::{ComputeConfig, RelationId};
 use crate::serving::{Engine, Update};
 use crate::sources::generator::GeneratedEvent;
@@ -40,8 +41,17 @@ impl Workload {
 
 /// An engine with its own workers, fed by nothing but the benchmark.
 pub fn start_engine(workers: usize, retention: Micros) -> anyhow::Result<Arc<Engine>> {
+    start_engine_profiled(workers, retention, None)
+}
+
+/// [`start_engine`], summing each operator's time into `operator_profile` if given.
+pub fn start_engine_profiled(
+    workers: usize,
+    retention: Micros,
+    operator_profile: Option<Arc<OperatorProfile>>,
+) -> anyhow::Result<Arc<Engine>> {
     let pipelines = PipelineConfig { retention, ..PipelineConfig::default() };
-    Engine::start(&ComputeConfig { workers, pipelines, ..ComputeConfig::default() })
+    Engine::start(&ComputeConfig { workers, pipelines, operator_profile, ..ComputeConfig::default() })
 }
 
 /// A workload's events as input updates, in event-time order.

@@ -7,7 +7,11 @@
 //! across views. Inputs do not make that trip: ingest already holds them, and
 //! hands the store its own copy of each batch (see `serving::run_ingest`).
 
+pub mod profile;
+
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
@@ -21,6 +25,8 @@ use diffmart_dataflows::{PipelineConfig, Time};
 use timely::WorkerConfig;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
+
+use self::profile::{OperatorProfile, PipelineBoundaries};
 
 /// One input relation's session: rows in, at the times ingest assigns.
 type RowInput = InputSession<Time, Row, isize>;
@@ -53,11 +59,20 @@ pub struct ComputeConfig {
     pub hostfile: Option<String>,
     /// Launch options of the pipelines themselves (windows, thresholds, retention).
     pub pipelines: PipelineConfig,
+    /// Sum each operator's scheduled time here (the benchmarks' `--operator-profile`).
+    pub operator_profile: Option<Arc<OperatorProfile>>,
 }
 
 impl Default for ComputeConfig {
     fn default() -> Self {
-        ComputeConfig { workers: 1, processes: 1, process: 0, hostfile: None, pipelines: PipelineConfig::default() }
+        ComputeConfig {
+            workers: 1,
+            processes: 1,
+            process: 0,
+            hostfile: None,
+            pipelines: PipelineConfig::default(),
+            operator_profile: None,
+        }
     }
 }
 
@@ -100,14 +115,22 @@ impl Compute {
         let thread_tx = Mutex::new(thread_tx);
         let workers_per_process = config.workers;
         let pipelines = config.pipelines.clone();
+        let operator_profile = config.operator_profile.clone();
 
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
             let publish = if index == 0 { outputs.lock().unwrap().take() } else { None };
+            let boundaries: Rc<RefCell<PipelineBoundaries>> = Rc::default();
+            if let Some(profile) = &operator_profile {
+                profile.attach(worker, boundaries.clone());
+            }
             let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
                 let (sessions, inputs): (Vec<RowInput>, Vec<VecCollection<Time, Row>>) =
                     diffmart_dataflows::input_specs().iter().map(|_| scope.new_collection()).unzip();
-                let views = diffmart_dataflows::build_views(&pipelines, &inputs);
+                let mut starting =
+                    |pipeline| boundaries.borrow_mut().push((scope.worker().peek_identifier(), pipeline));
+                let views = diffmart_dataflows::build_views_announcing(&pipelines, &inputs, &mut starting);
+                boundaries.borrow_mut().push((scope.worker().peek_identifier(), "compute"));
                 // Views are numbered after the inputs.
                 let first_view = inputs.len();
                 let relations =
