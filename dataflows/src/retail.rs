@@ -17,7 +17,9 @@ use crate::datum::{
     RowReader, col, col_not_null,
 };
 use crate::money::MoneySum;
-use crate::operators::{Compaction, EventClock, Expiry, batch_maxima, horizon_filter, max_per_key, prefix_fold_at};
+use crate::operators::{
+    Compaction, EventClock, Expiry, batch_maxima, horizon_filter, max_per_key, prefix_fold_at, range_sum_at,
+};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -822,21 +824,19 @@ fn competitor_minimum<'s>(latest_prices: Coll<'s, ((i32, String), (Micros, Decim
 /// `((product_id, window_start), (running net flow, clicks_15m))`.
 ///
 /// `clicks_15m` is the `demand` CTE of `dynamic_pricing_enriched`: the RANGE frame is
-/// [w - 15 min, w], so each minute's count reaches its own minute and the 15 after it,
-/// 16 constant-size updates per changed minute whatever the history. Only minutes
-/// with clicks of their own are rows of `demand`; other windows get NULL.
+/// [w - 15 min, w], so a changed minute's count re-answers the windows of it and of
+/// the 15 minutes after it (`range_sum_at`), whatever the history. Only minutes with
+/// clicks of their own are rows of `demand`; other windows get NULL.
 fn window_facts<'s>(
     running_net: Coll<'s, (i32, (Micros, i64))>,
     clicks_per_minute: MinuteCounts<'s>,
     clicks_in_range: MinuteCounts<'s>,
 ) -> WindowFacts<'s> {
-    let demand = clicks_in_range
-        .explode(|((product_id, minute), clicks)| {
-            (0..16).map(move |k| ((product_id, minute + k * MICROS_PER_MINUTE), clicks))
-        })
-        .count()
-        .semijoin(clicks_per_minute.map(|(product_window, _)| product_window))
-        .map(|(product_window, clicks)| (product_window, clicks as i64));
+    let demand = range_sum_at(
+        clicks_in_range.map(|(product_minute, clicks)| (product_minute, clicks as i64)),
+        clicks_per_minute.map(|(product_window, _)| product_window),
+        15 * MICROS_PER_MINUTE,
+    );
     let windows = running_net.map(|(product_id, (window, net))| ((product_id, window), net));
     let with_demand = windows.clone().join_map(demand.clone(), |&window, &net, &clicks| (window, (net, Some(clicks))));
     let without_demand =
