@@ -26,6 +26,19 @@ fn assert_latency(report: &Value, pointer: &str) {
     assert!(0.0 <= median && median <= p99 && p99 <= max, "{pointer}: {median} {p99} {max}");
 }
 
+/// Five busiest operators (`--operator-profile 5`), busiest first, each a share of
+/// all operators' time, each of a known pipeline, and not all of them compute's own.
+fn assert_operator_summary(summary: &Value) {
+    let operators = summary["busiest"].as_array().unwrap();
+    assert_eq!(operators.len(), 5);
+    let busy: Vec<f64> = operators.iter().map(|o| o["busy_ms"].as_f64().unwrap()).collect();
+    assert!(busy.windows(2).all(|w| w[0] >= w[1]), "not busiest first: {busy:?}");
+    assert!(busy.iter().sum::<f64>() <= summary["busy_ms"].as_f64().unwrap() + 1e-6);
+    let known = ["compute", "retail", "ecommerce", "casino", "inventory", "pricing", "system"];
+    assert!(operators.iter().all(|o| known.contains(&o["pipeline"].as_str().unwrap())), "{operators:?}");
+    assert!(operators.iter().any(|o| o["pipeline"] != "compute"), "no pipeline operator among {operators:?}");
+}
+
 #[test]
 fn every_scenario_runs_and_writes_the_json_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,15 +80,7 @@ fn every_scenario_runs_and_writes_the_json_report() {
         assert_latency(&report, &format!("/freshness/{i}/freshness_ms"));
         boolean(&report, &format!("/freshness/{i}/sustained"));
         assert!(number(&report, &format!("/freshness/{i}/cpu_us_per_event")) > 0.0);
-        // The five busiest operators, busiest first, each a share of all operators' time.
-        let operators = freshness[i]["operators"].as_array().unwrap();
-        assert_eq!(operators.len(), 5);
-        let busy: Vec<f64> = operators.iter().map(|o| o["busy_ms"].as_f64().unwrap()).collect();
-        assert!(busy.windows(2).all(|w| w[0] >= w[1]), "not busiest first: {busy:?}");
-        assert!(busy.iter().sum::<f64>() <= number(&report, &format!("/freshness/{i}/operators_busy_ms")) + 1e-6);
-        let known = ["compute", "retail", "ecommerce", "casino", "inventory", "pricing", "system"];
-        assert!(operators.iter().all(|o| known.contains(&o["pipeline"].as_str().unwrap())), "{operators:?}");
-        assert!(operators.iter().any(|o| o["pipeline"] != "compute"), "no pipeline operator among {operators:?}");
+        assert_operator_summary(&freshness[i]["operators"]);
     }
 
     let searches = report["max_rate"].as_array().unwrap();
@@ -102,6 +107,7 @@ fn every_scenario_runs_and_writes_the_json_report() {
     assert_eq!(number(&report, "/delta/absorb_ms/samples"), 3.0);
     assert_latency(&report, "/delta/absorb_ms");
     assert!(number(&report, "/delta/retained_input_rows") >= 5000.0);
+    assert_operator_summary(&report["delta"]["operators"]);
 
     // Reads ran at half the rate the search sustained for `all` on 1 worker.
     let sustained_all = number(&report, "/max_rate/1/max_sustained_rate");

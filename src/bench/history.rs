@@ -12,7 +12,9 @@ use super::process;
 use super::stats::Latency;
 use super::workload::{
     EVENT_TIME_START, Feed, LoadResult, Workload, load_closed_loop, retained_input_rows, start_engine,
+    start_engine_profiled,
 };
+use crate::compute::profile::OperatorSummary;
 
 /// The engine after some event time of history, measured at the offered rate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,17 +120,24 @@ pub struct DeltaResult {
     pub delta_events: usize,
     /// Time from handing a delta to ingest until a snapshot shows all of it.
     pub absorb_ms: Latency,
+    /// The busiest operators during the deltas (not the load), with `--operator-profile N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operators: Option<OperatorSummary>,
 }
 
 /// Retention for the delta scenario: far more event time than any state size needs.
 const KEEP_EVERYTHING: Micros = 3650 * 24 * 3600 * MICROS_PER_SECOND;
 
 pub fn delta(options: &BenchOptions, workload: Workload, workers: usize) -> anyhow::Result<DeltaResult> {
-    let engine = start_engine(workers, KEEP_EVERYTHING)?;
+    let profile = options.new_operator_profile();
+    let engine = start_engine_profiled(workers, KEEP_EVERYTHING, profile.clone())?;
     let mut feed = Feed::new(workload, &engine, options.seed)?;
     feed.load_bootstrap(&engine)?;
     let load = load_closed_loop(&engine, &mut feed, Micros::MAX, options.delta_state)?;
     tracing::info!(events = load.events, per_second = load.events_per_second, "state loaded");
+    if let Some(profile) = &profile {
+        profile.reset();
+    }
     let mut absorb = Vec::with_capacity(options.delta_repeats as usize);
     for _ in 0..options.delta_repeats {
         let delta = feed.take(options.delta_events)?;
@@ -148,5 +157,6 @@ pub fn delta(options: &BenchOptions, workload: Workload, workers: usize) -> anyh
         rss_bytes_per_retained_event: rss as f64 / retained.max(1) as f64,
         delta_events: options.delta_events,
         absorb_ms: Latency::of_durations(&absorb),
+        operators: profile.map(|p| p.summary(options.operator_profile)),
     })
 }

@@ -70,7 +70,7 @@ pub struct BenchOptions {
     #[arg(long, value_name = "EVENTS/S", default_value_t = 100_000.0)]
     pub rate: f64,
 
-    /// freshness: also time every timely operator and list the N busiest (with their pipeline).
+    /// freshness and delta: also time every timely operator and list the N busiest (with their pipeline).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub operator_profile: usize,
 
@@ -186,6 +186,11 @@ impl BenchOptions {
 
     fn first_workers(&self) -> usize {
         self.workers[0].into()
+    }
+
+    /// A profile to sum operator times into, with `--operator-profile N` (N > 0).
+    fn new_operator_profile(&self) -> Option<std::sync::Arc<crate::compute::profile::OperatorProfile>> {
+        (self.operator_profile > 0).then(Default::default)
     }
 
     /// `preferred` if it is among `--workloads`, else the first listed.

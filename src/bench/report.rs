@@ -10,6 +10,7 @@ use super::open_loop::OpenLoopResult;
 use super::reads::ReadsResult;
 use super::throughput::{FreshnessResult, MaxRateResult};
 use super::{ScenarioOutput, Workload};
+use crate::compute::profile::OperatorSummary;
 
 /// Where and when the figures were taken.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -97,26 +98,10 @@ impl Report {
             for f in &self.freshness {
                 let _ = writeln!(out, "{}", run_row(f.workload, f.workers, &f.run));
             }
-            for f in self.freshness.iter().filter(|f| !f.operators.is_empty()) {
-                let _ = writeln!(
-                    out,
-                    "\nBusiest operators ({}, {} worker(s)): {:.0} ms busy in all, summed over workers",
-                    f.workload.name(),
-                    f.workers,
-                    f.operators_busy_ms
-                );
-                let _ = writeln!(
-                    out,
-                    "{:>9} {:>6} {:>11} {:>10} {:>6}  {:<10} operator (input)",
-                    "busy ms", "share", "schedulings", "records in", "id", "pipeline"
-                );
-                for o in &f.operators {
-                    let share = 100.0 * o.busy_ms / f.operators_busy_ms.max(f64::MIN_POSITIVE);
-                    let _ = writeln!(
-                        out,
-                        "{:>9.1} {:>5.1}% {:>11} {:>10} {:>6}  {:<10} {} ({})",
-                        o.busy_ms, share, o.schedulings, o.records_in, o.id, o.pipeline, o.operator, o.input_type
-                    );
+            for f in &self.freshness {
+                if let Some(operators) = &f.operators {
+                    let runs = format!("{}, {} worker(s)", f.workload.name(), f.workers);
+                    operator_table(&mut out, &runs, operators);
                 }
             }
         }
@@ -202,6 +187,9 @@ impl Report {
                 d.rss_bytes as f64 / 1e6,
                 d.rss_bytes_per_retained_event
             );
+            if let Some(operators) = &d.operators {
+                operator_table(&mut out, &format!("the deltas, {} worker(s)", d.workers), operators);
+            }
         }
         if let Some(r) = &self.reads {
             let _ = writeln!(
@@ -302,5 +290,23 @@ fn shell_word(arg: &str) -> String {
         arg.to_string()
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The busiest operators of a run (`--operator-profile N`).
+fn operator_table(out: &mut String, runs: &str, operators: &OperatorSummary) {
+    let _ = writeln!(out, "\nBusiest operators ({runs}): {:.0} ms busy in all, summed over workers", operators.busy_ms);
+    let _ = writeln!(
+        out,
+        "{:>9} {:>6} {:>11} {:>10} {:>6}  {:<10} operator (input)",
+        "busy ms", "share", "schedulings", "records in", "id", "pipeline"
+    );
+    for o in &operators.busiest {
+        let share = 100.0 * o.busy_ms / operators.busy_ms.max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            out,
+            "{:>9.1} {:>5.1}% {:>11} {:>10} {:>6}  {:<10} {} ({})",
+            o.busy_ms, share, o.schedulings, o.records_in, o.id, o.pipeline, o.operator, o.input_type
+        );
     }
 }

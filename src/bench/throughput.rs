@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::BenchOptions;
 use super::open_loop::{self, OpenLoopResult, Verdict};
 use super::workload::{Feed, Workload, start_engine_profiled};
-use crate::compute::profile::{OperatorProfile, OperatorTime};
+use crate::compute::profile::{OperatorProfile, OperatorSummary};
 
 /// One open-loop run of a workload on a number of workers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -17,11 +17,8 @@ pub struct FreshnessResult {
     #[serde(flatten)]
     pub run: OpenLoopResult,
     /// The busiest operators, with `--operator-profile N`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub operators: Vec<OperatorTime>,
-    /// Every operator's busy time together (the listed ones are a share of it).
-    #[serde(default)]
-    pub operators_busy_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operators: Option<OperatorSummary>,
 }
 
 /// A fresh engine (catalogs loaded), offered `seconds` of events at `rate`.
@@ -43,7 +40,7 @@ pub fn offer(
 
 pub fn freshness(options: &BenchOptions, workload: Workload, workers: usize) -> anyhow::Result<FreshnessResult> {
     let seconds = options.duration.as_secs_f64();
-    let profile = (options.operator_profile > 0).then(Arc::<OperatorProfile>::default);
+    let profile = options.new_operator_profile();
     let run = offer(options, workload, workers, options.rate, seconds, profile.clone())?;
     tracing::info!(
         workload = workload.name(),
@@ -53,10 +50,8 @@ pub fn freshness(options: &BenchOptions, workload: Workload, workers: usize) -> 
         sustained = run.sustained,
         "freshness"
     );
-    let mut operators = profile.map(|p| p.operators()).unwrap_or_default();
-    let operators_busy_ms = operators.iter().map(|o| o.busy_ms).sum();
-    operators.truncate(options.operator_profile);
-    Ok(FreshnessResult { workload, workers, run, operators, operators_busy_ms })
+    let operators = profile.map(|p| p.summary(options.operator_profile));
+    Ok(FreshnessResult { workload, workers, run, operators })
 }
 
 /// The rate search of one workload on a number of workers.

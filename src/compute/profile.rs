@@ -55,6 +55,14 @@ pub struct OperatorTime {
     pub input_type: String,
 }
 
+/// The busiest operators of a run, and every operator's time together.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OperatorSummary {
+    /// Every operator's busy time together (each listed one is a share of it).
+    pub busy_ms: f64,
+    pub busiest: Vec<OperatorTime>,
+}
+
 /// Which pipeline built the operators from an id on: `(first id, pipeline)`, in id order.
 pub type PipelineBoundaries = Vec<(usize, &'static str)>;
 
@@ -127,6 +135,23 @@ impl OperatorProfile {
                 }
             }
         });
+    }
+
+    /// Forgets what was summed so far (what the operators are stays known).
+    pub fn reset(&self) {
+        for totals in self.operators.lock().unwrap().values_mut() {
+            totals.schedulings = 0;
+            totals.busy = Duration::ZERO;
+            totals.records_in = 0;
+        }
+    }
+
+    /// The `n` busiest operators, and all operators' time together.
+    pub fn summary(&self, n: usize) -> OperatorSummary {
+        let mut busiest = self.operators();
+        let busy_ms = busiest.iter().map(|o| o.busy_ms).sum();
+        busiest.truncate(n);
+        OperatorSummary { busy_ms, busiest }
     }
 
     /// Every operator that ran, the busiest first.
