@@ -754,15 +754,20 @@ where
         .as_collection()
 }
 
-/// Applies one time's updates of [`range_sum_at`] and returns the answers that
-/// changed: `(key, position, (multiplicity, sum) before, (multiplicity, sum) after)`.
+/// A query's state in [`range_sum_at`]: its multiplicity and the sum emitted with it.
+type RangeAnswer = (isize, i64);
+
+/// A query's answer before and after a time: `(key, position, before, after)`.
+type RangeAnswerChange<K> = (K, Micros, RangeAnswer, RangeAnswer);
+
+/// Applies one time's updates of [`range_sum_at`] and returns the answers that changed.
 fn apply_range_updates<K: Eq + Hash + Clone>(
     keys: &mut HashMap<K, KeyRanges>,
     updates: Vec<(K, RangeUpdate)>,
     preceding: Micros,
-) -> Vec<(K, Micros, (isize, i64), (isize, i64))> {
+) -> Vec<RangeAnswerChange<K>> {
     // Per touched key: value positions changed, and each touched query as it was.
-    let mut touched: HashMap<K, (Vec<Micros>, BTreeMap<Micros, (isize, i64)>)> = HashMap::new();
+    let mut touched: HashMap<K, (Vec<Micros>, BTreeMap<Micros, RangeAnswer>)> = HashMap::new();
     for (k, update) in updates {
         let state = keys.entry(k.clone()).or_default();
         let (changed, before) = touched.entry(k).or_default();
@@ -971,9 +976,12 @@ mod tests {
     /// a query.
     type RangeStep = (u8, u8, u8, i64);
 
+    /// Range sums after each batch: `((key, position), sum)` with multiplicities.
+    type RangeAnswers = Vec<Vec<(((u8, Micros), i64), isize)>>;
+
     /// Range sums after every batch, by [`range_sum_at`] or by the `explode` + `count`
-    /// + `semijoin` formulation it replaces.
-    fn run_ranges(history: &[Vec<RangeStep>], preceding: Micros, ours: bool) -> Vec<Vec<(((u8, Micros), i64), isize)>> {
+    /// + join formulation it replaces.
+    fn run_ranges(history: &[Vec<RangeStep>], preceding: Micros, ours: bool) -> RangeAnswers {
         let captured = Arc::new(Mutex::new(Vec::new()));
         let sink = captured.clone();
         let batches = history.len();
