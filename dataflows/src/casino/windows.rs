@@ -132,6 +132,15 @@ struct WindowState {
     on_time: Totals,
 }
 
+/// The value at `key`, inserted as the default if absent; unlike `entry`, the key is
+/// cloned only when it is inserted.
+fn get_or_insert_default<'m, V: Default>(map: &'m mut BTreeMap<MemberKey, V>, key: &MemberKey) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.clone(), V::default());
+    }
+    map.get_mut(key).expect("just made sure")
+}
+
 /// The per-worker state machine behind the member views, fed one complete batch at a
 /// time in arrival order. It holds the windows not yet expired and one record per
 /// member, so memory is bounded by `retention` and the number of members.
@@ -178,14 +187,17 @@ impl MemberWindows {
         let expired_through = arrival_watermark.map(|w| w.saturating_sub(self.retention));
         // The rows of touched groups before this batch, to emit as retractions.
         let mut members_before: BTreeMap<MemberKey, Option<Totals>> = BTreeMap::new();
-        let mut windows_before: BTreeMap<(Micros, MemberKey), Option<Totals>> = BTreeMap::new();
+        let mut windows_before: BTreeMap<Micros, BTreeMap<MemberKey, Option<Totals>>> = BTreeMap::new();
         let mut late: isize = 0;
 
+        // Keys are copied only where they are new (to the batch or to the state): a
+        // member's name is a heap string, and most transactions are of known members.
         for (tx, diff) in updates {
             let key: MemberKey = (tx.member_id, tx.member_name.clone());
-            let lifetime = self.lifetime.entry(key.clone()).or_default();
-            members_before.entry(key.clone()).or_insert_with(|| lifetime.group().cloned());
-            lifetime.add(&tx, diff);
+            if !members_before.contains_key(&key) {
+                members_before.insert(key.clone(), self.lifetime.get(&key).and_then(Totals::group).cloned());
+            }
+            get_or_insert_default(&mut self.lifetime, &key).add(&tx, diff);
 
             let is_late = arrival_watermark.is_some_and(|w| tx.transaction_time < w);
             if is_late {
@@ -195,8 +207,11 @@ impl MemberWindows {
             if expired_through.is_some_and(|e| start.saturating_add(size) <= e) {
                 continue;
             }
-            let window = self.windows.entry(start).or_default().entry(key.clone()).or_default();
-            windows_before.entry((start, key)).or_insert_with(|| window.all.group().cloned());
+            let window = get_or_insert_default(self.windows.entry(start).or_default(), &key);
+            let before = windows_before.entry(start).or_default();
+            if !before.contains_key(&key) {
+                before.insert(key, window.all.group().cloned());
+            }
             window.all.add(&tx, diff);
             if !is_late {
                 window.on_time.add(&tx, diff);
@@ -214,7 +229,9 @@ impl MemberWindows {
                 out.extend(after.map(|t| (MemberChange::Leaderboard(row(t)), 1)));
             }
         }
-        for ((start, key), before) in windows_before {
+        for (start, key, before) in
+            windows_before.into_iter().flat_map(|(start, members)| members.into_iter().map(move |(k, b)| (start, k, b)))
+        {
             let members = self.windows.get_mut(&start).expect("touched windows exist");
             let state = members.get(&key).expect("touched windows exist");
             let after = state.all.group().cloned();
