@@ -44,7 +44,19 @@ fn every_scenario_runs_and_writes_the_json_report() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_diffmart"))
-        .args(["bench", "--workloads", "retail,all", "--workers", "1", "--rate", "2000", "--duration", "1s"])
+        .args([
+            "bench",
+            "--workloads",
+            "retail,all",
+            "--workers",
+            "1",
+            "--rate",
+            "2000",
+            "--duration",
+            "1s",
+            "--warmup",
+            "1s",
+        ])
         .args(["--probe-duration", "1s", "--search-start", "2000", "--search-max", "4000", "--search-steps", "1"])
         .args(["--history-rate", "2000", "--history-window", "1s", "--history-short", "1m", "--history-long", "3m"])
         .args(["--delta-state", "5000", "--delta-events", "100", "--delta-repeats", "3"])
@@ -76,8 +88,13 @@ fn every_scenario_runs_and_writes_the_json_report() {
         assert_eq!(freshness[i]["workload"], *workload);
         assert_eq!(freshness[i]["workers"], 1);
         assert_eq!(number(&report, &format!("/freshness/{i}/offered_rate")), 2000.0);
-        assert_eq!(number(&report, &format!("/freshness/{i}/events_sent")), 2000.0);
+        // A second of warm-up, then the measured second: each measured apart.
+        assert_eq!(number(&report, &format!("/freshness/{i}/events_sent")), 4000.0);
+        assert_eq!(number(&report, &format!("/freshness/{i}/warmup_seconds")), 1.0);
         assert_latency(&report, &format!("/freshness/{i}/freshness_ms"));
+        assert_latency(&report, &format!("/freshness/{i}/warmup_freshness_ms"));
+        assert_eq!(number(&report, &format!("/freshness/{i}/freshness_ms/samples")), 2000.0);
+        assert_eq!(number(&report, &format!("/freshness/{i}/warmup_freshness_ms/samples")), 2000.0);
         boolean(&report, &format!("/freshness/{i}/sustained"));
         assert!(number(&report, &format!("/freshness/{i}/cpu_us_per_event")) > 0.0);
         assert_operator_summary(&freshness[i]["operators"]);

@@ -1,7 +1,7 @@
 //! Cost versus history: the same offered rate after a short and after a long
 //! stretch of event time (fast-forwarded), and small deltas on a large state.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use diffmart_dataflows::datum::{MICROS_PER_SECOND, Micros};
 use serde::{Deserialize, Serialize};
@@ -66,7 +66,7 @@ pub fn history(options: &BenchOptions, workload: Workload, workers: usize) -> an
         let hours = |t: Micros| (t - EVENT_TIME_START) as f64 / (3600 * MICROS_PER_SECOND) as f64;
         let event_time_hours = hours(feed.event_time);
         let events = feed.take(window_events)?;
-        let window = open_loop::run(&engine, events, options.history_rate, Verdict::default())?;
+        let window = open_loop::run(&engine, events, options.history_rate, Duration::ZERO, Verdict::default())?;
         let point = HistoryPoint {
             event_time_hours,
             window_end_hours: hours(feed.event_time),

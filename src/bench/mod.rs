@@ -78,6 +78,12 @@ pub struct BenchOptions {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_wall_duration)]
     pub duration: Duration,
 
+    /// freshness and max-rate: events offered on the same schedule before the measured
+    /// `--duration` (or probe), on the freshly started engine; their freshness is
+    /// reported apart as the start-up transient.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_warmup)]
+    pub warmup: Duration,
+
     /// max-rate: how long each probe offers events.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_wall_duration)]
     pub probe_duration: Duration,
@@ -164,6 +170,11 @@ pub struct BenchOptions {
 /// Seconds-and-up wall-clock durations, with the same syntax as event-time ones.
 fn parse_wall_duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map(|micros| Duration::from_micros(micros as u64))
+}
+
+/// A warm-up's length: a wall-clock duration, or `0` / `0s` for none.
+fn parse_warmup(text: &str) -> Result<Duration, String> {
+    if matches!(text.trim(), "0" | "0s") { Ok(Duration::ZERO) } else { parse_wall_duration(text) }
 }
 
 impl BenchOptions {

@@ -7,6 +7,13 @@
 //! snapshot, hence a SELECT, sees it) and records, for every event, visible − due.
 //! Measuring from the due time, not the send time, counts the queueing delay too
 //! (no coordinated omission).
+//!
+//! A run may start with a warm-up: its events are offered on the same schedule, but
+//! their freshness is reported apart (`warmup_freshness_ms`), and CPU per event counts
+//! from the end of it. A freshly started engine spends its first few hundred
+//! milliseconds growing arrangements and faulting in memory, which in a 3-second run
+//! is a tenth of the events and would decide the p99 of what is meant to be the
+//! steady state.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,7 +56,13 @@ pub struct OpenLoopResult {
     pub scheduled_seconds: f64,
     /// Events per second between the first event's due time and the last one's visibility.
     pub achieved_rate: f64,
-    /// Due time to visibility, over every event sent.
+    /// Seconds of the schedule offered as warm-up, before what is measured.
+    #[serde(default)]
+    pub warmup_seconds: f64,
+    /// Due time to visibility of the warm-up's events (the start-up transient).
+    #[serde(default)]
+    pub warmup_freshness_ms: Latency,
+    /// Due time to visibility, over every event sent after the warm-up.
     pub freshness_ms: Latency,
     /// How late the last 1 % of the events were, at worst: a backlog that grew shows here.
     pub tail_freshness_ms: f64,
@@ -59,19 +72,32 @@ pub struct OpenLoopResult {
     pub sustained: bool,
     /// Batches the driver handed to ingest (each at most one logical time).
     pub batches: u64,
-    /// CPU time of diffmart's threads (not the benchmark's) per event, in microseconds.
+    /// CPU time of diffmart's threads (not the benchmark's) per event after the
+    /// warm-up, in microseconds.
     pub cpu_us_per_event: f64,
 }
 
-/// Offers `updates` at `rate` events per second and waits until every sent event is visible.
-pub fn run(engine: &Arc<Engine>, updates: Vec<Update>, rate: f64, verdict: Verdict) -> anyhow::Result<OpenLoopResult> {
+/// Offers `updates` at `rate` events per second and waits until every sent event is
+/// visible. The events of the first `warmup` of the schedule are measured apart.
+pub fn run(
+    engine: &Arc<Engine>,
+    updates: Vec<Update>,
+    rate: f64,
+    warmup: Duration,
+    verdict: Verdict,
+) -> anyhow::Result<OpenLoopResult> {
     anyhow::ensure!(rate.is_finite() && rate > 0.0, "the offered rate must be positive, got {rate}");
     let total = updates.len();
+    let warmup_events = ((warmup.as_secs_f64() * rate).ceil() as usize).min(total);
     let visible_events = Arc::new(AtomicUsize::new(0));
     let (batches_tx, batches_rx) = std::sync::mpsc::channel::<(Time, usize, usize)>();
     // A little slack, so both threads are running before the first event is due.
     let start = Instant::now() + Duration::from_millis(20);
-    let cpu_before = process::engine_cpu_nanos();
+    // CPU is counted from the first event after the warm-up (the driver takes it).
+    let (cpu_tx, cpu_rx) = std::sync::mpsc::channel();
+    if warmup_events == 0 {
+        let _ = cpu_tx.send(process::engine_cpu_nanos());
+    }
 
     let monitor = {
         let store = engine.store().clone();
@@ -142,7 +168,13 @@ pub fn run(engine: &Arc<Engine>, updates: Vec<Update>, rate: f64, verdict: Verdi
                         std::thread::sleep(next_due.saturating_duration_since(now));
                         continue;
                     }
-                    let count = (due - sent).min(MAX_BATCH);
+                    let mut count = (due - sent).min(MAX_BATCH);
+                    if sent < warmup_events {
+                        // A batch ends with the warm-up, so CPU is counted from its end.
+                        count = count.min(warmup_events - sent);
+                    } else if sent == warmup_events && warmup_events > 0 {
+                        let _ = cpu_tx.send(process::engine_cpu_nanos());
+                    }
                     let batch: Vec<Update> = pending.by_ref().take(count).collect();
                     let time = ingest.send_stamped(batch).context("the engine shut down")?;
                     let _ = batches_tx.send((time, sent, count));
@@ -159,10 +191,14 @@ pub fn run(engine: &Arc<Engine>, updates: Vec<Update>, rate: f64, verdict: Verdi
     let (sent, overloaded) = driver.join().map_err(|_| anyhow::anyhow!("the driver panicked"))??;
     let (freshness_us, last_visible, batches) = monitor.join().map_err(|_| anyhow::anyhow!("the monitor panicked"))?;
     anyhow::ensure!(freshness_us.len() == sent, "the engine shut down during the run");
-    let cpu_nanos = process::engine_cpu_nanos().since(&cpu_before);
+    let measured_events = sent.saturating_sub(warmup_events);
+    // No CPU figure if the run stopped (overloaded) before the warm-up ended.
+    let cpu_nanos = cpu_rx.try_recv().map_or(0, |before| process::engine_cpu_nanos().since(&before));
 
     let tail = sent.div_ceil(100);
     let tail_freshness_ms = freshness_us[sent - tail..].iter().copied().max().unwrap_or(0) as f64 / 1e3;
+    let mut freshness_us = freshness_us;
+    let measured_us = freshness_us.split_off(warmup_events.min(sent));
     let scheduled_seconds = total as f64 / rate;
     let allowance_ms = verdict.drain_allowance.as_secs_f64() * 1e3 + verdict.drain_share * scheduled_seconds * 1e3;
     let active = last_visible.saturating_duration_since(start).as_secs_f64();
@@ -172,11 +208,13 @@ pub fn run(engine: &Arc<Engine>, updates: Vec<Update>, rate: f64, verdict: Verdi
         events_sent: sent as u64,
         scheduled_seconds,
         achieved_rate: sent as f64 / active.max(1e-9),
-        freshness_ms: Latency::of_micros(freshness_us),
+        warmup_seconds: warmup_events as f64 / rate,
+        warmup_freshness_ms: Latency::of_micros(freshness_us),
+        freshness_ms: Latency::of_micros(measured_us),
         tail_freshness_ms,
         overloaded,
         sustained: !overloaded && tail_freshness_ms <= allowance_ms,
         batches,
-        cpu_us_per_event: cpu_nanos as f64 / 1e3 / (sent.max(1) as f64),
+        cpu_us_per_event: cpu_nanos as f64 / 1e3 / (measured_events.max(1) as f64),
     })
 }

@@ -74,7 +74,7 @@ pub fn reads(options: &BenchOptions, workload: Workload, workers: usize, rate: f
 
     let window = (rate * options.read_duration.as_secs_f64()).ceil() as usize;
     let events = feed.take(window)?;
-    let ingest_only = open_loop::run(&engine, events, rate, Verdict::default())?;
+    let ingest_only = open_loop::run(&engine, events, rate, Duration::ZERO, Verdict::default())?;
 
     let phase = Arc::new(AtomicU8::new(WARM_UP));
     let point = clients.spawn(query_loop(addr, POINT_LOOKUP, true, phase.clone()));
@@ -83,7 +83,7 @@ pub fn reads(options: &BenchOptions, workload: Workload, workers: usize, rate: f
     // Let both clients connect and run their first queries before the window opens.
     std::thread::sleep(Duration::from_millis(300));
     phase.store(MEASURING, Ordering::Release);
-    let ingest_with_reads = open_loop::run(&engine, events, rate, Verdict::default())?;
+    let ingest_with_reads = open_loop::run(&engine, events, rate, Duration::ZERO, Verdict::default())?;
     phase.store(STOP, Ordering::Release);
     let point_lookup = clients.block_on(point).context("the point-lookup client panicked")??;
     let full_scan = clients.block_on(scan).context("the scan client panicked")??;

@@ -98,6 +98,19 @@ impl Report {
             for f in &self.freshness {
                 let _ = writeln!(out, "{}", run_row(f.workload, f.workers, &f.run));
             }
+            for f in self.freshness.iter().filter(|f| f.run.warmup_seconds > 0.0) {
+                let w = &f.run.warmup_freshness_ms;
+                let _ = writeln!(
+                    out,
+                    "  warm-up ({}, {} worker(s), first {:.1} s, not in the row above): p50 / p99 / max {:.2} / {:.2} / {:.2} ms",
+                    f.workload.name(),
+                    f.workers,
+                    f.run.warmup_seconds,
+                    w.median,
+                    w.p99,
+                    w.max
+                );
+            }
             for f in &self.freshness {
                 if let Some(operators) = &f.operators {
                     let runs = format!("{}, {} worker(s)", f.workload.name(), f.workers);

@@ -21,8 +21,8 @@ pub struct FreshnessResult {
     pub operators: Option<OperatorSummary>,
 }
 
-/// A fresh engine (catalogs loaded), offered `seconds` of events at `rate`.
-/// Events are generated before the clock starts.
+/// A fresh engine (catalogs loaded), offered `--warmup` and then `seconds` of events
+/// at `rate`. Events are generated before the clock starts.
 pub fn offer(
     options: &BenchOptions,
     workload: Workload,
@@ -34,8 +34,9 @@ pub fn offer(
     let engine = start_engine_profiled(workers, options.retention, operator_profile)?;
     let mut feed = Feed::new(workload, &engine, options.seed)?;
     feed.load_bootstrap(&engine)?;
-    let events = feed.take((rate * seconds).ceil().max(1.0) as usize)?;
-    open_loop::run(&engine, events, rate, Verdict::default())
+    let warmup = options.warmup;
+    let events = feed.take((rate * (warmup.as_secs_f64() + seconds)).ceil().max(1.0) as usize)?;
+    open_loop::run(&engine, events, rate, warmup, Verdict::default())
 }
 
 pub fn freshness(options: &BenchOptions, workload: Workload, workers: usize) -> anyhow::Result<FreshnessResult> {
