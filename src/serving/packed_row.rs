@@ -81,6 +81,11 @@ impl PackedRow {
 
     fn split(&self) -> (usize, &[u8]) {
         let mut bytes = &self.0.slice[..];
+        // Every comparison in the store's maps comes through here: a multiplicity below
+        // 128 (nearly every row's) is its one byte, without the LEB128 reader.
+        if let Some(&small) = bytes.first().filter(|&&b| b < 0x80) {
+            return (small as usize, &bytes[1..]);
+        }
         let multiplicity = leb128::read::unsigned(&mut bytes).expect("a packed row starts with its multiplicity");
         (multiplicity as usize, bytes)
     }
@@ -90,11 +95,15 @@ fn write_multiplicity(multiplicity: usize, bytes: &mut Vec<u8>) {
     leb128::write::unsigned(bytes, multiplicity as u64).expect("writing to a Vec cannot fail");
 }
 
-/// Appends `row`, packed, to `bytes`: its key (see [`encode_key`]), then the scale of
-/// each numeric datum in column order, then how many such scales there are. The
-/// scales only restore how a decimal was written: `1.5` and `1.50` are one key.
+/// Appends `row`, packed, to `bytes`: how many numeric datums it has, the scale of
+/// each in column order, then its key (see [`encode_key`]). The scales only restore
+/// how a decimal was written: `1.5` and `1.50` are one key. They go first so that
+/// finding the key reads only the row's first bytes: the store's searches compare
+/// keys of rows behind pointers, and a second cache line per comparison showed in
+/// its profile.
 pub fn pack(row: &[Datum], bytes: &mut Vec<u8>) {
-    encode_key(row, bytes);
+    let count_at = bytes.len();
+    bytes.push(0);
     let mut count = 0u8;
     for datum in row {
         if let Datum::Numeric(value) = datum {
@@ -102,19 +111,20 @@ pub fn pack(row: &[Datum], bytes: &mut Vec<u8>) {
             count = count.checked_add(1).expect("a row holds at most 255 numeric datums");
         }
     }
-    bytes.push(count);
+    bytes[count_at] = count;
+    encode_key(row, bytes);
 }
 
 /// The key of a row [`pack`] wrote.
 pub fn key_of(packed: &[u8]) -> &[u8] {
-    let scales = *packed.last().expect("a packed row ends with its scale count") as usize;
-    &packed[..packed.len() - 1 - scales]
+    let scales = *packed.first().expect("a packed row starts with its scale count") as usize;
+    &packed[1 + scales..]
 }
 
 /// The datums of a row [`pack`] wrote.
 pub fn unpack(packed: &[u8]) -> Row {
     let key = key_of(packed);
-    let mut scales = packed[key.len()..packed.len() - 1].iter();
+    let mut scales = packed[1..packed.len() - key.len()].iter();
     let mut input = Deserializer::new(key);
     let mut row = Row::new();
     while input.has_remaining() {
