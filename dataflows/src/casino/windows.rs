@@ -208,10 +208,7 @@ impl MemberWindows {
                 continue;
             }
             let window = get_or_insert_default(self.windows.entry(start).or_default(), &key);
-            let before = windows_before.entry(start).or_default();
-            if !before.contains_key(&key) {
-                before.insert(key, window.all.group().cloned());
-            }
+            windows_before.entry(start).or_default().entry(key).or_insert_with(|| window.all.group().cloned());
             window.all.add(&tx, diff);
             if !is_late {
                 window.on_time.add(&tx, diff);
