@@ -44,19 +44,8 @@ fn every_scenario_runs_and_writes_the_json_report() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_diffmart"))
-        .args([
-            "bench",
-            "--workloads",
-            "retail,all",
-            "--workers",
-            "1",
-            "--rate",
-            "2000",
-            "--duration",
-            "1s",
-            "--warmup",
-            "1s",
-        ])
+        .args(["bench", "--workloads", "retail,all", "--workers", "1", "--rate", "2000", "--duration", "1s"])
+        .args(["--warmup", "1s"])
         .args(["--probe-duration", "1s", "--search-start", "2000", "--search-max", "4000", "--search-steps", "1"])
         .args(["--history-rate", "2000", "--history-window", "1s", "--history-short", "1m", "--history-long", "3m"])
         .args(["--delta-state", "5000", "--delta-events", "100", "--delta-repeats", "3"])

@@ -93,11 +93,6 @@ pub fn run(
     let (batches_tx, batches_rx) = std::sync::mpsc::channel::<(Time, usize, usize)>();
     // A little slack, so both threads are running before the first event is due.
     let start = Instant::now() + Duration::from_millis(20);
-    // CPU is counted from the first event after the warm-up (the driver takes it).
-    let (cpu_tx, cpu_rx) = std::sync::mpsc::channel();
-    if warmup_events == 0 {
-        let _ = cpu_tx.send(process::engine_cpu_nanos());
-    }
 
     let monitor = {
         let store = engine.store().clone();
@@ -154,8 +149,10 @@ pub fn run(
         let visible_events = visible_events.clone();
         std::thread::Builder::new()
             .name(format!("{}driver", process::BENCH_THREAD_PREFIX))
-            .spawn(move || -> anyhow::Result<(usize, bool)> {
+            .spawn(move || -> anyhow::Result<(usize, bool, Option<process::CpuTimes>)> {
                 let overload_events = (verdict.overload_lag.as_secs_f64() * rate).max(1.0) as usize;
+                // CPU is counted from the first event after the warm-up.
+                let mut cpu_before = None;
                 let mut pending = updates.into_iter();
                 let mut sent = 0usize;
                 while sent < total {
@@ -172,32 +169,32 @@ pub fn run(
                     if sent < warmup_events {
                         // A batch ends with the warm-up, so CPU is counted from its end.
                         count = count.min(warmup_events - sent);
-                    } else if sent == warmup_events && warmup_events > 0 {
-                        let _ = cpu_tx.send(process::engine_cpu_nanos());
+                    } else if cpu_before.is_none() {
+                        cpu_before = Some(process::engine_cpu_nanos());
                     }
                     let batch: Vec<Update> = pending.by_ref().take(count).collect();
                     let time = ingest.send_stamped(batch).context("the engine shut down")?;
                     let _ = batches_tx.send((time, sent, count));
                     sent += count;
                     if sent - visible_events.load(Ordering::Acquire) > overload_events {
-                        return Ok((sent, true));
+                        return Ok((sent, true, cpu_before));
                     }
                 }
-                Ok((sent, false))
+                Ok((sent, false, cpu_before))
             })
             .context("spawning the driver")?
     };
 
-    let (sent, overloaded) = driver.join().map_err(|_| anyhow::anyhow!("the driver panicked"))??;
-    let (freshness_us, last_visible, batches) = monitor.join().map_err(|_| anyhow::anyhow!("the monitor panicked"))?;
+    let (sent, overloaded, cpu_before) = driver.join().map_err(|_| anyhow::anyhow!("the driver panicked"))??;
+    let (mut freshness_us, last_visible, batches) =
+        monitor.join().map_err(|_| anyhow::anyhow!("the monitor panicked"))?;
     anyhow::ensure!(freshness_us.len() == sent, "the engine shut down during the run");
     let measured_events = sent.saturating_sub(warmup_events);
     // No CPU figure if the run stopped (overloaded) before the warm-up ended.
-    let cpu_nanos = cpu_rx.try_recv().map_or(0, |before| process::engine_cpu_nanos().since(&before));
+    let cpu_nanos = cpu_before.map_or(0, |before| process::engine_cpu_nanos().since(&before));
 
     let tail = sent.div_ceil(100);
     let tail_freshness_ms = freshness_us[sent - tail..].iter().copied().max().unwrap_or(0) as f64 / 1e3;
-    let mut freshness_us = freshness_us;
     let measured_us = freshness_us.split_off(warmup_events.min(sent));
     let scheduled_seconds = total as f64 / rate;
     let allowance_ms = verdict.drain_allowance.as_secs_f64() * 1e3 + verdict.drain_share * scheduled_seconds * 1e3;

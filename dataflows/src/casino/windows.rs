@@ -187,13 +187,14 @@ impl MemberWindows {
         let expired_through = arrival_watermark.map(|w| w.saturating_sub(self.retention));
         // The rows of touched groups before this batch, to emit as retractions.
         let mut members_before: BTreeMap<MemberKey, Option<Totals>> = BTreeMap::new();
-        let mut windows_before: BTreeMap<Micros, BTreeMap<MemberKey, Option<Totals>>> = BTreeMap::new();
+        let mut windows_before: BTreeMap<(Micros, MemberKey), Option<Totals>> = BTreeMap::new();
         let mut late: isize = 0;
 
-        // Keys are copied only where they are new (to the batch or to the state): a
-        // member's name is a heap string, and most transactions are of known members.
-        for (tx, diff) in updates {
-            let key: MemberKey = (tx.member_id, tx.member_name.clone());
+        // A member's name is a heap string and most transactions are of known members:
+        // the key takes the transaction's name (totals never read it), and is copied only
+        // where it is new to the batch or to the state.
+        for (mut tx, diff) in updates {
+            let key: MemberKey = (tx.member_id, tx.member_name.take());
             if !members_before.contains_key(&key) {
                 members_before.insert(key.clone(), self.lifetime.get(&key).and_then(Totals::group).cloned());
             }
@@ -208,7 +209,7 @@ impl MemberWindows {
                 continue;
             }
             let window = get_or_insert_default(self.windows.entry(start).or_default(), &key);
-            windows_before.entry(start).or_default().entry(key).or_insert_with(|| window.all.group().cloned());
+            windows_before.entry((start, key)).or_insert_with(|| window.all.group().cloned());
             window.all.add(&tx, diff);
             if !is_late {
                 window.on_time.add(&tx, diff);
@@ -226,9 +227,7 @@ impl MemberWindows {
                 out.extend(after.map(|t| (MemberChange::Leaderboard(row(t)), 1)));
             }
         }
-        for (start, key, before) in
-            windows_before.into_iter().flat_map(|(start, members)| members.into_iter().map(move |(k, b)| (start, k, b)))
-        {
+        for ((start, key), before) in windows_before {
             let members = self.windows.get_mut(&start).expect("touched windows exist");
             let state = members.get(&key).expect("touched windows exist");
             let after = state.all.group().cloned();
