@@ -56,11 +56,13 @@ fn run(options: Options) -> anyhow::Result<()> {
         Compute::start(&compute, outputs)?.join();
         return Ok(());
     }
+    // Sources (CDC) run here; clients on a runtime of their own, at a lower priority.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let listener = runtime
+    let clients = client_runtime("diffmart-client", None, options.client_nice)?;
+    let listener = clients
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
-    let http_listener = runtime.block_on(crate::http::bind(options.http_listen))?;
+    let http_listener = clients.block_on(crate::http::bind(options.http_listen))?;
     let engine: Arc<Engine> = Engine::start(&compute)?;
     // CDC claims its tables before the generator starts, so the generator skips them.
     let _cdc = match options.cdc_config() {
@@ -102,17 +104,58 @@ fn run(options: Options) -> anyhow::Result<()> {
         );
     }
     let http_state = AppState::new(engine.clone(), &http_config);
-    runtime.block_on(async {
+    let pgwire = clients.spawn(crate::pgwire::serve(engine, listener));
+    let http_server = clients.spawn(crate::http::serve(http_listener, http_state, http));
+    let served = |joined: Result<anyhow::Result<()>, tokio::task::JoinError>| joined.unwrap_or_else(|e| Err(e.into()));
+    let result = runtime.block_on(async {
         tokio::select! {
-            served = crate::pgwire::serve(engine, listener) => served,
-            served = crate::http::serve(http_listener, http_state, http) => served,
+            joined = pgwire => served(joined),
+            joined = http_server => served(joined),
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("interrupted, shutting down");
                 Ok(())
             }
         }
-    })
+    });
+    clients.shutdown_background();
+    result
 }
+
+/// A runtime for the threads that serve clients, each at nice value `nice`.
+///
+/// A query parses, plans, converts a snapshot to Arrow and encodes its rows on
+/// these threads; a full scan of a large view is tens of milliseconds of CPU. On a
+/// machine whose cores ingestion keeps busy, a lower priority makes the kernel run
+/// the timely workers, the store and the sources first, so clients take the CPU
+/// that ingestion leaves and reads wait instead of ingestion. Linux's nice value is
+/// per thread; elsewhere this only names the threads.
+pub fn client_runtime(name: &str, worker_threads: Option<usize>, nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    builder.thread_name(name).enable_all();
+    if nice > 0 {
+        builder.on_thread_start(move || lower_this_threads_priority(nice));
+    }
+    Ok(builder.build()?)
+}
+
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority(nice: u8) {
+    // SAFETY: plain system calls on the calling thread; raising one's own nice
+    // value needs no privilege.
+    let (tid, result) = unsafe {
+        let tid = libc::gettid();
+        (tid, libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, libc::c_int::from(nice)))
+    };
+    if result != 0 {
+        tracing::warn!(tid, nice, error = %std::io::Error::last_os_error(), "cannot lower a client thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority(_nice: u8) {}
 
 /// Kafka sources and sinks, when `--kafka-brokers` is given.
 fn start_kafka(

@@ -125,6 +125,7 @@ fn every_scenario_runs_and_writes_the_json_report() {
     assert_eq!(number(&report, "/reads/point_lookup/rows"), 1.0, "sales_profit has one row per product");
     assert!(number(&report, "/reads/full_scan/rows") > 0.0);
     boolean(&report, "/reads/reads_stall_ingestion");
+    assert_eq!(number(&report, "/reads/client_nice"), 19.0, "the server's default --client-nice");
 }
 
 #[test]

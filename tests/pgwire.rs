@@ -191,12 +191,20 @@ fn psql(port: u16, sql: &str) -> String {
 }
 
 fn psql_value(port: u16, sql: &str) -> String {
+    psql_try(port, sql).unwrap_or_else(|stderr| panic!("psql failed on {sql}:\n{stderr}"))
+}
+
+/// psql's unaligned output, or its error output if it failed.
+fn psql_try(port: u16, sql: &str) -> Result<String, String> {
     let output = Command::new("psql")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d", "dev", "-U", "root", "-X", "-At", "-c", sql])
         .output()
-        .unwrap();
-    assert!(output.status.success(), "psql failed on {sql}:\n{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
+        .expect("psql runs (apt-get install postgresql-client)");
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).unwrap().trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
 }
 
 /// The SQL blocks of the README's "Example queries" section.
@@ -210,6 +218,42 @@ fn readme_queries() -> Vec<String> {
         .map(|block| block.split("```").next().unwrap().trim().to_string())
         .filter(|q| !q.is_empty())
         .collect()
+}
+
+/// Each thread of a process: its name and its nice value (`/proc/PID/task/TID/stat`:
+/// the name is in parentheses, and the nice value is the 19th field).
+fn threads_and_nice_values(pid: u32) -> Vec<(String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // fields[0] is the state, the 3rd field of the line; the nice value is the 19th.
+        threads.push((stat[open + 1..close].to_string(), fields[19 - 3].parse().unwrap()));
+    }
+    threads
+}
+
+#[test]
+fn client_threads_run_at_the_client_nice_value_and_compute_at_full_priority() {
+    let server = DiffmartProcess::start(&["--no-generator", "--client-nice", "7"]);
+    let port = server.pg_port;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while psql_try(port, "SELECT 1").is_err() {
+        assert!(Instant::now() < deadline, "diffmart did not start serving");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let threads = threads_and_nice_values(server.pid());
+    let nice_of = |name: &str| -> Vec<i64> {
+        threads.iter().filter(|(thread, _)| thread.starts_with(name)).map(|(_, nice)| *nice).collect()
+    };
+    let clients = nice_of("diffmart-client");
+    assert!(!clients.is_empty(), "no client threads in {threads:?}");
+    assert!(clients.iter().all(|&nice| nice == 7), "{threads:?}");
+    let workers = nice_of("timely:work");
+    assert!(!workers.is_empty() && workers.iter().all(|&nice| nice == 0), "{threads:?}");
+    // The query that answered ran on those threads, and they still answer.
+    assert_eq!(psql_value(port, "SELECT count(*) FROM orders"), "0");
 }
 
 #[test]

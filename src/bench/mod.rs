@@ -142,6 +142,11 @@ pub struct BenchOptions {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_wall_duration)]
     pub read_duration: Duration,
 
+    /// reads: nice value of the server's client threads (as the server's --client-nice;
+    /// 0 measures reads at ingestion's priority).
+    #[arg(long, value_name = "N", default_value_t = crate::cli::DEFAULT_CLIENT_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub client_nice: u8,
+
     /// reads: event time loaded before measuring, so the views hold a full retention of rows.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     pub read_prefill: Micros,

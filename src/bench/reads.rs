@@ -38,6 +38,8 @@ pub struct ReadsResult {
     pub offered_rate: f64,
     /// Event time loaded before measuring, in hours.
     pub prefill_hours: f64,
+    /// Nice value of the server's client threads (`--client-nice`).
+    pub client_nice: u8,
     /// Ingestion alone.
     pub ingest_only: OpenLoopResult,
     /// The same rate with both queries running back to back.
@@ -57,12 +59,9 @@ pub fn reads(options: &BenchOptions, workload: Workload, workers: usize, rate: f
     load_closed_loop(&engine, &mut feed, EVENT_TIME_START + options.read_prefill, u64::MAX)?;
     let prefill_hours = (feed.event_time - EVENT_TIME_START) as f64 / 3.6e9;
 
-    // The server runs as it does in `diffmart`; the clients get a runtime of their own.
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("diffmart-pgwire")
-        .enable_all()
-        .build()?;
+    // The server runs as it does in `diffmart` (at `--client-nice`); the clients get a
+    // runtime of their own.
+    let server = crate::server::client_runtime("diffmart-pgwire", Some(2), options.client_nice)?;
     let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     server.spawn(crate::pgwire::serve(engine.clone(), listener));
@@ -98,6 +97,7 @@ pub fn reads(options: &BenchOptions, workload: Workload, workers: usize, rate: f
         workers,
         offered_rate: rate,
         prefill_hours,
+        client_nice: options.client_nice,
         ingest_only,
         ingest_with_reads,
         point_lookup,

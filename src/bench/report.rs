@@ -207,11 +207,12 @@ impl Report {
         if let Some(r) = &self.reads {
             let _ = writeln!(
                 out,
-                "\nReads over pgwire while ingesting {:.0} ev/s ({}, {} worker(s), {:.1} h of event time loaded)",
+                "\nReads over pgwire while ingesting {:.0} ev/s ({}, {} worker(s), {:.1} h of event time loaded, client threads at nice {})",
                 r.offered_rate,
                 r.workload.name(),
                 r.workers,
-                r.prefill_hours
+                r.prefill_hours,
+                r.client_nice
             );
             let _ = writeln!(
                 out,

@@ -23,6 +23,11 @@ impl DiffmartProcess {
         DiffmartProcess { pg_port, http_port, child }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
