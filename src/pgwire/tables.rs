@@ -14,12 +14,12 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
-use diffmart_dataflows::datum::{RelationKind, RelationSpec, Row, validate_row};
+use diffmart_dataflows::datum::{ColumnType, Datum, RelationKind, RelationSpec, Row, validate_row};
 use futures::StreamExt;
 
 use super::session;
@@ -50,6 +50,37 @@ impl RelationTable {
     fn batch(&self) -> RecordBatch {
         let snapshot = session::current_snapshot(&self.engine);
         snapshot.batch(self.id, |rows| arrow::to_batch(self.spec, rows))
+    }
+
+    /// The value a filter pins a view's first column to: `first = literal`, either
+    /// way round, with a literal of the column's own type (DataFusion has coerced
+    /// it by now; a cast or any other shape is left to DataFusion). A view's rows are
+    /// ordered by their first column, so those rows are one range of the snapshot:
+    /// a lookup by it reads the range instead of converting the whole view.
+    fn first_column_value(&self, filter: &Expr) -> Option<Datum> {
+        if self.spec.kind != RelationKind::View {
+            return None;
+        }
+        let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = filter else { return None };
+        let (column, value) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(column), Expr::Literal(value, _)) | (Expr::Literal(value, _), Expr::Column(column)) => {
+                (column, value)
+            }
+            _ => return None,
+        };
+        let first = self.spec.columns.first()?;
+        if column.name != first.name || value.is_null() {
+            return None;
+        }
+        let literal = value.to_array().ok()?;
+        let same_type = match literal.data_type() {
+            DataType::Utf8View | DataType::LargeUtf8 => first.ty == ColumnType::Text,
+            other => *other == arrow::data_type(first.ty),
+        };
+        if !same_type {
+            return None;
+        }
+        arrow::datum_at(&literal, 0, first.ty).ok()
     }
 
     fn writable(&self) -> Result<()> {
@@ -127,14 +158,33 @@ impl TableProvider for RelationTable {
         }
     }
 
+    /// `first_column = literal` on a view narrows the scan to that range; DataFusion
+    /// still applies every filter to what the scan returns (`Inexact`).
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|filter| match self.first_column_value(filter) {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(MemorySourceConfig::try_new_exec(&[vec![self.batch()]], self.schema.clone(), projection.cloned())?)
+        let batch = match filters.iter().find_map(|filter| self.first_column_value(filter)) {
+            Some(first) => {
+                let snapshot = session::current_snapshot(&self.engine);
+                arrow::rows_to_batch(self.spec, &snapshot.with_first_column(self.id, &first))
+            }
+            None => self.batch(),
+        };
+        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema.clone(), projection.cloned())?)
     }
 
     async fn insert_into(

@@ -45,16 +45,21 @@ pub fn schema(spec: &RelationSpec) -> SchemaRef {
     ))
 }
 
-/// Builds one Arrow batch from rows that fit `spec` (the store only holds such rows).
+/// Builds one Arrow batch of a relation's rows.
 pub fn to_batch(spec: &RelationSpec, rows: &RelationRows) -> RecordBatch {
     // Unpacked once, then read column by column.
     let rows: Vec<_> = rows.rows().collect();
+    rows_to_batch(spec, &rows)
+}
+
+/// Builds one Arrow batch from rows that fit `spec` (the store only holds such rows).
+pub fn rows_to_batch<R: AsRef<[Datum]>>(spec: &RelationSpec, rows: &[R]) -> RecordBatch {
     let columns: Vec<ArrayRef> = spec
         .columns
         .iter()
         .enumerate()
         .map(|(i, column)| {
-            let values = rows.iter().map(move |row| &row[i]);
+            let values = rows.iter().map(move |row| &row.as_ref()[i]);
             let array: ArrayRef = match column.ty {
                 ColumnType::Bool => {
                     let mut b = BooleanBuilder::new();
@@ -133,7 +138,10 @@ pub fn from_batch(spec: &RelationSpec, batch: &RecordBatch) -> Result<Vec<Row>, 
     Ok(rows)
 }
 
-fn datum_at(array: &ArrayRef, i: usize, ty: ColumnType) -> Result<Datum, String> {
+/// Value `i` of `array` as a datum of column type `ty`, converted as storing it
+/// into such a column would (an integer to a wider one, a numeric rounded to the
+/// column's scale).
+pub fn datum_at(array: &ArrayRef, i: usize, ty: ColumnType) -> Result<Datum, String> {
     if array.is_null(i) {
         return Ok(Datum::Null);
     }

@@ -74,16 +74,10 @@ impl RelationRows {
     /// rows are ordered, so those are adjacent. Repeated by multiplicity.
     pub fn with_first_column<'a: 'k, 'k>(&'a self, first: &'k Datum) -> Box<dyn Iterator<Item = Row> + 'k> {
         match self {
-            RelationRows::Multiset(rows) => {
-                let mut prefix = Vec::new();
-                encode_key(std::slice::from_ref(first), &mut prefix);
-                let from_prefix = rows.range::<_, [u8]>((Bound::Included(&prefix[..]), Bound::Unbounded));
-                Box::new(
-                    from_prefix
-                        .take_while(move |row| row.key().starts_with(&prefix))
-                        .flat_map(|row| std::iter::repeat_n(row.unpack(), row.multiplicity())),
-                )
-            }
+            RelationRows::Multiset(rows) => Box::new(
+                view_rows_with_first_column(rows, first)
+                    .flat_map(|row| std::iter::repeat_n(row.unpack(), row.multiplicity())),
+            ),
             other => Box::new(other.rows().filter(move |row| row.first() == Some(first)).map(Cow::into_owned)),
         }
     }
@@ -209,6 +203,18 @@ impl RelationRows {
     }
 }
 
+/// A view's packed rows whose first column is `first`: rows are ordered by their
+/// packed bytes, which begin with the first column, so they are one range.
+fn view_rows_with_first_column<'a>(
+    rows: &'a OrdSet<PackedRow>,
+    first: &Datum,
+) -> impl Iterator<Item = &'a PackedRow> + use<'a> {
+    let mut prefix = Vec::new();
+    encode_key(std::slice::from_ref(first), &mut prefix);
+    rows.range::<_, [u8]>((Bound::Included(&prefix[..]), Bound::Unbounded))
+        .take_while(move |row| row.key().starts_with(&prefix))
+}
+
 /// The event time of a source's row (NULL sorts first, and expires first).
 fn event_time(row: &[Datum], event_time_column: usize) -> Micros {
     match row.get(event_time_column) {
@@ -247,6 +253,20 @@ impl Snapshot {
         }
     }
 
+    /// A view's rows whose first column is `first` (a range of the view, not a
+    /// scan), repeated by multiplicity. A view completed at read time completes only
+    /// these, unless this snapshot has completed it whole already.
+    pub fn with_first_column(&self, id: RelationId, first: &Datum) -> Vec<Row> {
+        match (&self.lookups[id], &self.relations[id], self.completed[id].get()) {
+            (Some(lookup), RelationRows::Multiset(rows), None) => {
+                let completed =
+                    complete_rows(view_rows_with_first_column(rows, first), &self.relations[lookup.relation], lookup);
+                completed.into_iter().flat_map(|(row, count)| std::iter::repeat_n(row, count)).collect()
+            }
+            _ => self.relation(id).with_first_column(first).collect(),
+        }
+    }
+
     /// How many rows a relation has (without completing a read-time view).
     pub fn len(&self, id: RelationId) -> usize {
         self.relations[id].len()
@@ -264,12 +284,20 @@ impl Snapshot {
 }
 
 /// Completes every maintained row of a read-time view with the lookup row of its
-/// key. Maintained rows are in row order, and the key is their first column in
-/// every lookup there is, so rows with one key are adjacent: one search per key.
+/// key.
 fn complete(maintained: &RelationRows, lookup_rows: &RelationRows, lookup: &Lookup) -> RelationRows {
-    let (RelationRows::Multiset(rows), RelationRows::Multiset(_)) = (maintained, lookup_rows) else {
-        unreachable!("read-time lookups join views")
-    };
+    let RelationRows::Multiset(rows) = maintained else { unreachable!("read-time lookups complete views") };
+    RelationRows::Completed(complete_rows(rows.iter(), lookup_rows, lookup))
+}
+
+/// Completes maintained rows given in row order. The key is their first column in
+/// every lookup there is, so rows with one key are adjacent: one search per key.
+fn complete_rows<'a>(
+    rows: impl Iterator<Item = &'a PackedRow>,
+    lookup_rows: &RelationRows,
+    lookup: &Lookup,
+) -> Vec<(Row, usize)> {
+    let RelationRows::Multiset(_) = lookup_rows else { unreachable!("read-time lookups join views") };
     let find = |key: &Datum| -> Option<Row> {
         if key.is_null() {
             return None; // NULL matches no key in a join
@@ -277,19 +305,16 @@ fn complete(maintained: &RelationRows, lookup_rows: &RelationRows, lookup: &Look
         lookup_rows.with_first_column(key).next()
     };
     let mut last: Option<(Datum, Option<Row>)> = None;
-    let completed = rows
-        .iter()
-        .map(|packed| {
-            let row = packed.unpack();
-            let key = &row[lookup.key_column];
-            if last.as_ref().is_none_or(|(last_key, _)| last_key != key) {
-                last = Some((key.clone(), find(key)));
-            }
-            let found = last.as_ref().and_then(|(_, found)| found.as_deref());
-            ((lookup.complete)(&row, found), packed.multiplicity())
-        })
-        .collect();
-    RelationRows::Completed(completed)
+    rows.map(|packed| {
+        let row = packed.unpack();
+        let key = &row[lookup.key_column];
+        if last.as_ref().is_none_or(|(last_key, _)| last_key != key) {
+            last = Some((key.clone(), find(key)));
+        }
+        let found = last.as_ref().and_then(|(_, found)| found.as_deref());
+        ((lookup.complete)(&row, found), packed.multiplicity())
+    })
+    .collect()
 }
 
 /// The changes that took the store from one snapshot to the next.
