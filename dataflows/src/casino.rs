@@ -119,8 +119,7 @@ impl Record for GamingTransaction {
             Datum::Timestamp(self.transaction_time),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(GamingTransaction {
             transaction_id: r.i64(0)?,
             member_id: r.i64(1)?,
@@ -146,8 +145,7 @@ impl Record for RedeemedOffer {
             Datum::Date(self.redemption_date),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(RedeemedOffer {
             member_id: r.i64(0)?,
             member_name: r.opt_text(1)?,

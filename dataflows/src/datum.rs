@@ -6,6 +6,7 @@
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::fmt;
 
 /// Microseconds since the Unix epoch, UTC. Every timestamp in diffmart.
@@ -293,6 +294,9 @@ impl std::error::Error for RowError {}
 pub struct RowReader<'a> {
     spec: &'a RelationSpec,
     row: &'a [Datum],
+    /// Texts moved out of a row the reader was given to own (see
+    /// [`Record::from_owned_row`]), handed out instead of copies; each once.
+    moved: Option<RefCell<Vec<Option<String>>>>,
 }
 
 impl<'a> RowReader<'a> {
@@ -300,7 +304,26 @@ impl<'a> RowReader<'a> {
         if row.len() != spec.columns.len() {
             return Err(RowError(format!("{} expects {} columns, got {}", spec.name, spec.columns.len(), row.len())));
         }
-        Ok(RowReader { spec, row })
+        Ok(RowReader { spec, row, moved: None })
+    }
+
+    /// A reader of `row` whose text and jsonb values were moved out into `moved`
+    /// (by [`move_texts`]): reading one hands over the string instead of a copy.
+    fn moving(spec: &'a RelationSpec, row: &'a [Datum], moved: Vec<Option<String>>) -> Result<Self, RowError> {
+        Ok(RowReader { moved: Some(RefCell::new(moved)), ..RowReader::new(spec, row)? })
+    }
+
+    /// Text `v` of column `i`: moved out of an owned row, or copied.
+    fn string(&self, i: usize, v: &str) -> Result<String, RowError> {
+        match &self.moved {
+            None => Ok(v.to_string()),
+            Some(moved) => moved.borrow_mut()[i].take().ok_or_else(|| {
+                RowError(format!(
+                    "column \"{}\" of {} was read twice from an owned row",
+                    self.spec.columns[i].name, self.spec.name
+                ))
+            }),
+        }
     }
 
     fn wrong(&self, i: usize, want: &str) -> RowError {
@@ -333,7 +356,7 @@ impl<'a> RowReader<'a> {
     pub fn opt_text(&self, i: usize) -> Result<Option<String>, RowError> {
         match &self.row[i] {
             Datum::Null => Ok(None),
-            Datum::Text(v) => Ok(Some(v.clone())),
+            Datum::Text(v) => self.string(i, v).map(Some),
             _ => Err(self.wrong(i, "text")),
         }
     }
@@ -376,7 +399,7 @@ impl<'a> RowReader<'a> {
     pub fn opt_json(&self, i: usize) -> Result<Option<String>, RowError> {
         match &self.row[i] {
             Datum::Null => Ok(None),
-            Datum::Json(v) => Ok(Some(v.clone())),
+            Datum::Json(v) => self.string(i, v).map(Some),
             _ => Err(self.wrong(i, "jsonb")),
         }
     }
@@ -410,7 +433,29 @@ impl<'a> RowReader<'a> {
 pub trait Record: Sized {
     fn spec() -> &'static RelationSpec;
     fn to_row(&self) -> Row;
-    fn from_row(row: &[Datum]) -> Result<Self, RowError>;
+    /// The record whose fields `r` reads (each column at most once).
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError>;
+
+    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
+        Self::read(&RowReader::new(Self::spec(), row)?)
+    }
+
+    /// As [`Record::from_row`], but a text is moved out of the row instead of
+    /// copied: what the dataflow does with every input row (see [`crate::typed`]).
+    fn from_owned_row(mut row: Row) -> Result<Self, RowError> {
+        let moved = move_texts(&mut row);
+        Self::read(&RowReader::moving(Self::spec(), &row, moved)?)
+    }
+}
+
+/// Moves every text and jsonb value out of `row`, leaving empty strings, indexed by column.
+fn move_texts(row: &mut Row) -> Vec<Option<String>> {
+    row.iter_mut()
+        .map(|datum| match datum {
+            Datum::Text(s) | Datum::Json(s) => Some(std::mem::take(s)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Checks a row against its relation's column types, NOT NULL and CHECK constraints ([`crate::check_row`]).
@@ -458,4 +503,76 @@ pub fn validate_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> 
         }
     }
     crate::check_row(spec, row)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::LazyLock;
+
+    use super::*;
+
+    static NOTES: LazyLock<RelationSpec> = LazyLock::new(|| RelationSpec {
+        name: "notes",
+        kind: RelationKind::View,
+        columns: vec![col("id", ColumnType::Int64), col("title", ColumnType::Text), col("body", ColumnType::Json)],
+    });
+
+    #[derive(Debug, PartialEq)]
+    struct Note {
+        id: Option<i64>,
+        title: Option<String>,
+        body: Option<String>,
+    }
+
+    impl Record for Note {
+        fn spec() -> &'static RelationSpec {
+            &NOTES
+        }
+        fn to_row(&self) -> Row {
+            vec![self.id.into(), self.title.clone().into(), self.body.clone().map_or(Datum::Null, Datum::Json)]
+        }
+        fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
+            Ok(Note { id: r.opt_i64(0)?, title: r.opt_text(1)?, body: r.opt_json(2)? })
+        }
+    }
+
+    /// Reads `title` twice, which a reader of an owned row cannot do.
+    struct TitleTwice;
+
+    impl Record for TitleTwice {
+        fn spec() -> &'static RelationSpec {
+            &NOTES
+        }
+        fn to_row(&self) -> Row {
+            unreachable!()
+        }
+        fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
+            r.opt_text(1)?;
+            r.opt_text(1)?;
+            Ok(TitleTwice)
+        }
+    }
+
+    #[test]
+    fn an_owned_row_reads_as_a_borrowed_one() {
+        for note in [
+            Note { id: Some(7), title: Some("café ☕".into()), body: Some(r#"{"a": [1, 2]}"#.into()) },
+            Note { id: None, title: None, body: None },
+            Note { id: Some(-1), title: Some(String::new()), body: None },
+        ] {
+            let row = note.to_row();
+            assert_eq!(Note::from_row(&row).unwrap(), note);
+            assert_eq!(Note::from_owned_row(row).unwrap(), note);
+        }
+        let wrong = vec![Datum::Int64(1), Datum::Int32(2), Datum::Null];
+        assert_eq!(Note::from_owned_row(wrong.clone()).unwrap_err(), Note::from_row(&wrong).unwrap_err());
+    }
+
+    #[test]
+    fn an_owned_row_hands_out_each_text_once() {
+        let row = vec![Datum::Int64(1), Datum::Text("t".into()), Datum::Null];
+        assert!(TitleTwice::from_row(&row).is_ok());
+        let error = TitleTwice::from_owned_row(row).err().unwrap();
+        assert!(error.0.contains("\"title\" of notes was read twice"), "{error}");
+    }
 }

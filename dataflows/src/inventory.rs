@@ -135,8 +135,7 @@ impl Record for ProductUpdate {
             self.arrival.into(),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(ProductUpdate {
             product_id: r.opt_text(0)?,
             name: r.opt_text(1)?,
@@ -168,8 +167,7 @@ impl Record for OrderEvent {
             self.arrival.into(),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(OrderEvent {
             order_id: r.opt_text(0)?,
             product_id: r.opt_text(1)?,

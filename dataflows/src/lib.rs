@@ -155,7 +155,7 @@ pub fn rows_implied_by_delete(
 pub fn typed<'s, T: Record + differential_dataflow::Data>(
     rows: &VecCollection<'s, Time, Row>,
 ) -> VecCollection<'s, Time, T> {
-    rows.clone().map(|row| match T::from_row(&row) {
+    rows.clone().map(|row| match T::from_owned_row(row) {
         Ok(record) => record,
         Err(e) => panic!("row reached the dataflow unvalidated: {e}"),
     })

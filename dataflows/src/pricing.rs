@@ -195,8 +195,7 @@ impl Record for ProductEvent {
             Datum::Float64(self.price),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(ProductEvent {
             event_type: r.text(0)?,
             product_id: r.text(1)?,
@@ -214,8 +213,7 @@ impl Record for CatalogProduct {
     fn to_row(&self) -> Row {
         vec![self.product_id.as_str().into(), Datum::Float64(self.base_price), timestamp_or_null(self.added_at)]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(CatalogProduct { product_id: r.text(0)?, base_price: F64::new(r.f64(1)?), added_at: r.opt_timestamp(2)? })
     }
 }
@@ -232,8 +230,7 @@ impl Record for PriceOverride {
             timestamp_or_null(self.set_time),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(PriceOverride {
             product_id: r.text(0)?,
             override_price: F64::new(r.f64(1)?),
@@ -250,8 +247,7 @@ impl Record for OverrideRemoval {
     fn to_row(&self) -> Row {
         vec![self.product_id.as_str().into(), Datum::Timestamp(self.removed_at)]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(OverrideRemoval { product_id: r.text(0)?, removed_at: r.timestamp(1)? })
     }
 }

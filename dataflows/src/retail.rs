@@ -178,8 +178,7 @@ impl Record for WebClick {
     fn to_row(&self) -> Row {
         vec![Datum::Timestamp(self.event_time), self.product_id.into(), self.event_type.as_str().into()]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(WebClick { event_time: r.timestamp(0)?, product_id: r.i32(1)?, event_type: r.text(2)? })
     }
 }
@@ -196,8 +195,7 @@ impl Record for CompetitorPrice {
             self.competitor_price.into(),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(CompetitorPrice {
             ts: r.timestamp(0)?,
             product_id: r.i32(1)?,
@@ -219,8 +217,7 @@ impl Record for Purchase {
             self.customer_id.as_str().into(),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(Purchase {
             purchase_time: r.timestamp(0)?,
             product_id: r.i32(1)?,
@@ -237,8 +234,7 @@ impl Record for Restock {
     fn to_row(&self) -> Row {
         vec![Datum::Timestamp(self.restock_time), self.product_id.into(), self.quantity_restocked.into()]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(Restock { restock_time: r.timestamp(0)?, product_id: r.i32(1)?, quantity_restocked: r.i32(2)? })
     }
 }
@@ -257,8 +253,7 @@ impl Record for ProductInventory {
             self.base_price.into(),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(ProductInventory {
             product_id: r.i32(0)?,
             product_name: r.opt_text(1)?,
@@ -283,8 +278,7 @@ impl Record for Order {
             self.customer_id.clone().into(),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(Order {
             order_id: r.i32(0)?,
             order_time: r.opt_timestamp(1)?,

@@ -134,8 +134,7 @@ impl Record for SourceStatus {
             Datum::Timestamp(self.updated_at),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(SourceStatus {
             kind: r.text(0)?,
             name: r.text(1)?,
@@ -170,8 +169,7 @@ impl Record for SourceError {
             Datum::Timestamp(self.error_time),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(SourceError {
             kind: r.text(0)?,
             name: r.text(1)?,

@@ -133,8 +133,7 @@ impl Record for Product {
             self.is_active.into(),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(Product {
             product_id: r.text(0)?,
             name: r.opt_text(1)?,
@@ -162,8 +161,7 @@ impl Record for User {
             timestamp_or_null(self.last_login),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(User {
             user_id: r.text(0)?,
             email: r.opt_text(1)?,
@@ -194,8 +192,7 @@ impl Record for UserEvent {
             json_or_null(&self.event_data),
         ]
     }
-    fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
+    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
         Ok(UserEvent {
             event_id: r.text(0)?,
             user_id: r.opt_text(1)?,
