@@ -286,13 +286,12 @@ pub fn casino<'s>(
 ) -> Vec<Coll<'s, Row>> {
     let settings = &config.casino;
     let event_time = event_time_views(transactions.clone(), settings.window, config.retention);
-    let changes = event_time.member_changes;
-    let summary = member_daily_summary(changes.clone());
+    let summary = member_daily_summary(event_time.daily_summary);
     let hotel = hotel_room_offers(summary.clone(), settings.hotel_threshold);
     let drink = drink_offers(summary.clone(), settings.drink_threshold);
     let games = game_stats(transactions);
-    let leaderboard = member_leaderboard(changes.clone());
-    let closed = member_window_closed(changes);
+    let leaderboard = member_leaderboard(event_time.leaderboard);
+    let closed = member_window_closed(event_time.window_closed);
     let watermark = casino_watermark(event_time.watermark);
     let pending = pending_offers(hotel.clone(), drink.clone(), redeemed_offers);
 

@@ -27,7 +27,7 @@ use crate::datum::{
     Column, ColumnType, Datum, F64, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
     col_not_null,
 };
-use crate::operators::{ClockedState, run_clocked};
+use crate::operators::{ClockedState, run_clocked, split_by_kind};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -354,13 +354,14 @@ pub fn inventory<'s>(
     order_events: Coll<'s, OrderEvent>,
 ) -> Vec<Coll<'s, Row>> {
     let inputs = product_updates.map(InventoryInput::Update).concat(order_events.map(InventoryInput::Order));
-    let changes = product_states(inputs, config.retention);
+    let [current, events, alerts, rejections, rejected] =
+        split_by_kind(product_states(inputs, config.retention), InventoryChange::kind);
     vec![
-        inventory_current(changes.clone()).map(|p| current_row(&p)),
-        inventory_events(changes.clone()).map(|e| event_row(&e)),
-        inventory_alerts(changes.clone()).map(|a| alert_row(&a)),
-        inventory_rejections(changes.clone()).map(|r| rejection_row(&r)),
-        inventory_rejection_counts(changes).map(|(kind, n)| vec![kind.as_str().into(), n.into()]),
+        inventory_current(current).map(|p| current_row(&p)),
+        inventory_events(events).map(|e| event_row(&e)),
+        inventory_alerts(alerts).map(|a| alert_row(&a)),
+        inventory_rejections(rejections).map(|r| rejection_row(&r)),
+        inventory_rejection_counts(rejected).map(|(kind, n)| vec![kind.as_str().into(), n.into()]),
     ]
 }
 

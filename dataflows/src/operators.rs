@@ -14,7 +14,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
 
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +136,23 @@ pub trait ClockedState: 'static {
         batch_max: Option<Micros>,
         out: &mut Vec<(Self::Change, isize)>,
     );
+}
+
+/// Splits a collection of `N` kinds of change into one collection per kind
+/// (`kind` gives a change's index), in one pass that moves each change into its
+/// kind's collection.
+///
+/// A keyed state machine emits one collection of changes for several views. Were
+/// each view to pick its kind out of that collection, timely would copy every batch
+/// for each reader but the last, and each reader would test every change.
+pub fn split_by_kind<'s, const N: usize, D: Clone + 'static>(
+    changes: VecCollection<'s, Time, D>,
+    kind: fn(&D) -> usize,
+) -> [VecCollection<'s, Time, D>; N] {
+    let parts =
+        changes.inner.partition(N as u64, move |(change, time, diff)| (kind(&change) as u64, (change, time, diff)));
+    let parts: Vec<_> = parts.into_iter().map(|part| part.as_collection()).collect();
+    parts.try_into().unwrap_or_else(|_| unreachable!("partition makes N streams"))
 }
 
 /// The newest event time of each batch's insertions, as `(batch, time)`, from this worker.

@@ -26,6 +26,7 @@ use crate::datum::{
     Column, ColumnType, Datum, F64, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
     col_not_null,
 };
+use crate::operators::split_by_kind;
 use crate::{PipelineConfig, Time, typed};
 use ColumnType::{Float64, Int64, Text, TimestampTz};
 
@@ -501,11 +502,11 @@ pub fn pricing<'s>(
         .concat(removals.map(|r| (r.product_id.clone(), PricingInput::Removal(r))))
         .concat(overrides.map(|o| (o.product_id.clone(), PricingInput::Override(o))))
         .concat(events.map(|e| (e.product_id.clone(), PricingInput::Event(e))));
-    let changes = per_product_pricing(inputs, config.retention);
+    let [prices, history, updates] = split_by_kind(per_product_pricing(inputs, config.retention), PricingChange::kind);
     vec![
-        product_prices(changes.clone()).map(|p| p.to_row()),
-        price_history(changes.clone()).map(|h| h.to_row()),
-        price_updates(changes).map(|u| u.to_row()),
+        product_prices(prices).map(|p| p.to_row()),
+        price_history(history).map(|h| h.to_row()),
+        price_updates(updates).map(|u| u.to_row()),
     ]
 }
 

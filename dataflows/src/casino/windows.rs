@@ -38,7 +38,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use super::GamingTransaction;
 use crate::Time;
 use crate::datum::{MICROS_PER_SECOND, Micros};
-use crate::operators::{ClockedState, run_clocked};
+use crate::operators::{ClockedState, run_clocked, split_by_kind};
 
 /// How far the watermark trails the newest transaction time seen.
 pub const ALLOWED_LATENESS: Micros = 10 * MICROS_PER_SECOND;
@@ -119,6 +119,19 @@ pub enum MemberChange {
     Leaderboard(MemberLifetime),
     /// One per late row (the difference carries the count).
     Late,
+}
+
+impl MemberChange {
+    /// Which of [`EventTimeViews`]' collections a change goes to (see
+    /// [`crate::operators::split_by_kind`]).
+    fn kind(&self) -> usize {
+        match self {
+            MemberChange::DailySummary(_) => 0,
+            MemberChange::WindowClosed(_) => 1,
+            MemberChange::Leaderboard(_) => 2,
+            MemberChange::Late => 3,
+        }
+    }
 }
 
 /// `GROUP BY member_id, member_name`.
@@ -318,10 +331,12 @@ impl ClockedState for MemberWindows {
     }
 }
 
-/// The member views' changes (see [`MemberChange`]) and the watermark relation
-/// `(watermark, late_transactions)`.
+/// The member views' changes (see [`MemberChange`]), one collection per kind, and
+/// the watermark relation `(watermark, late_transactions)`.
 pub struct EventTimeViews<'s> {
-    pub member_changes: VecCollection<'s, Time, MemberChange>,
+    pub daily_summary: VecCollection<'s, Time, MemberChange>,
+    pub window_closed: VecCollection<'s, Time, MemberChange>,
+    pub leaderboard: VecCollection<'s, Time, MemberChange>,
     pub watermark: VecCollection<'s, Time, (Micros, i64)>,
 }
 
@@ -338,7 +353,7 @@ pub fn event_time_views<'s>(
         run_clocked("CasinoMemberWindows", transactions, key, event_time, MemberWindows::new(size, retention));
 
     // One row, on worker 0: the watermark after each batch and the late rows so far.
-    let late = member_changes.clone().filter(|change| matches!(change, MemberChange::Late));
+    let [daily_summary, window_closed, leaderboard, late] = split_by_kind(member_changes, MemberChange::kind);
     let watermark = batch_maxima
         .binary_frontier::<_, CapacityContainerBuilder<Vec<((Micros, i64), Time, isize)>>, _, _, _, _>(
             late.inner,
@@ -387,7 +402,7 @@ pub fn event_time_views<'s>(
         )
         .as_collection();
 
-    EventTimeViews { member_changes, watermark }
+    EventTimeViews { daily_summary, window_closed, leaderboard, watermark }
 }
 
 #[cfg(test)]

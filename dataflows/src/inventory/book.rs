@@ -86,6 +86,20 @@ pub enum InventoryChange {
     Rejected(RejectionKind),
 }
 
+impl InventoryChange {
+    /// The view a change is for, in [`crate::inventory`]'s order of views (see
+    /// [`crate::operators::split_by_kind`]).
+    pub fn kind(&self) -> usize {
+        match self {
+            InventoryChange::Current(_) => 0,
+            InventoryChange::Event(_) => 1,
+            InventoryChange::Alert(_) => 2,
+            InventoryChange::Rejection(_) => 3,
+            InventoryChange::Rejected(_) => 4,
+        }
+    }
+}
+
 /// One product's state.
 #[derive(Clone, Debug, PartialEq)]
 struct ProductState {

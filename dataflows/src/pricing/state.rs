@@ -59,6 +59,18 @@ pub enum PricingChange {
     Update(PriceUpdate),
 }
 
+impl PricingChange {
+    /// The view a change is for, in [`crate::pricing`]'s order of views (see
+    /// [`crate::operators::split_by_kind`]).
+    pub fn kind(&self) -> usize {
+        match self {
+            PricingChange::Price(_) => 0,
+            PricingChange::History(_) => 1,
+            PricingChange::Update(_) => 2,
+        }
+    }
+}
+
 /// One product's state: O(1) fields plus the history rows still retained.
 #[derive(Clone, Debug, Default)]
 pub struct ProductPricing {
