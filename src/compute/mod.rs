@@ -24,7 +24,7 @@ use diffmart_dataflows::datum::Row;
 use diffmart_dataflows::{PipelineConfig, Time};
 use timely::WorkerConfig;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use self::profile::{OperatorProfile, PipelineBoundaries};
 
@@ -132,11 +132,7 @@ impl Compute {
                 let views = diffmart_dataflows::build_views_announcing(&pipelines, &inputs, &mut starting);
                 boundaries.borrow_mut().push((scope.worker().peek_identifier(), "compute"));
                 // Views are numbered after the inputs.
-                let first_view = inputs.len();
-                let relations =
-                    views.into_iter().enumerate().map(|(i, rows)| rows.map(move |row| (first_view + i, row)));
-                let all = differential_dataflow::collection::concatenate(scope, relations);
-                publish_to_serving(all, publish);
+                publish_to_serving(inputs.len(), views, publish);
                 sessions
             });
             if index == 0 {
@@ -230,21 +226,31 @@ impl Drop for Compute {
 }
 
 /// The sink on worker 0: gathers every view's changes and, each time the frontier
-/// moves, publishes all changes at times now complete.
-fn publish_to_serving(all: VecCollection<Time, (RelationId, Row)>, publish: Option<Sender<OutputBatch>>) {
+/// moves, publishes all changes at times now complete. It reads each view on an
+/// input of its own (the input's index names the view), rather than tagging and
+/// concatenating the views first: one operator instead of one per view, and
+/// timely's progress tracking scales with the operator count.
+fn publish_to_serving(first_view: RelationId, views: Vec<VecCollection<Time, Row>>, publish: Option<Sender<OutputBatch>>) {
+    let Some(scope) = views.first().map(|view| view.inner.scope()) else { return };
+    let mut builder = OperatorBuilder::new("PublishToServing".to_string(), scope);
+    let mut inputs: Vec<_> = views
+        .into_iter()
+        .map(|view| builder.new_input(view.inner, Exchange::new(|_: &(Row, Time, isize)| 0)))
+        .collect();
     let mut pending: BTreeMap<Time, Vec<(RelationId, Row, isize)>> = BTreeMap::new();
     let mut published_upper: Option<Option<Time>> = None;
-    all.inner.sink(
-        Exchange::new(|_: &((RelationId, Row), Time, isize)| 0),
-        "PublishToServing",
-        move |(input, frontier)| {
-            input.for_each(|_cap, data| {
-                for ((relation, row), time, diff) in data.drain(..) {
-                    pending.entry(time).or_default().push((relation, row, diff));
-                }
-            });
+    builder.build(move |_capabilities| {
+        move |frontiers| {
+            for (view, input) in inputs.iter_mut().enumerate() {
+                input.for_each(|_cap, data| {
+                    for (row, time, diff) in data.drain(..) {
+                        pending.entry(time).or_default().push((first_view + view, row, diff));
+                    }
+                });
+            }
             let Some(publish) = &publish else { return };
-            let upper = frontier.frontier().first().copied();
+            // Times are totally ordered: the views' joint frontier is their least element.
+            let upper = frontiers.iter().filter_map(|f| f.frontier().first().copied()).min();
             if published_upper == Some(upper) {
                 return;
             }
@@ -258,6 +264,6 @@ fn publish_to_serving(all: VecCollection<Time, (RelationId, Row)>, publish: Opti
             published_upper = Some(upper);
             // The serving layer going away means shutdown; the dataflow just drains.
             let _ = publish.send(OutputBatch { upper, changes });
-        },
-    );
+        }
+    });
 }
