@@ -19,6 +19,7 @@ pub mod windows;
 use std::sync::LazyLock;
 
 use differential_dataflow::VecCollection;
+use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -460,7 +461,7 @@ fn game_stats<'s>(transactions: Coll<'s, GamingTransaction>) -> Coll<'s, (String
             };
             Some((tx.game_type, (1isize, MoneySum::new(bet), MoneySum::new(win))))
         })
-        .count()
+        .count_total()
         .map(|(game_type, (rows, bets, wins))| {
             let totals = GameTotals {
                 transactions: rows as i64,
@@ -574,7 +575,7 @@ fn pending_offers<'s>(
     let candidates = hotel
         .map(qualifying(HOTEL_OFFER, |w| w.totals.total_spend))
         .concat(drink.map(qualifying(DRINK_OFFER, |w| w.totals.net_amount().abs())));
-    let redeemed_days = redeemed_offers.map(|r| (r.member_id, r.offer_type, r.redemption_date)).distinct();
+    let redeemed_days = redeemed_offers.map(|r| (r.member_id, r.offer_type, r.redemption_date)).distinct_total();
     // Windows are retracted when they expire, so nothing here is append-only: no forgetting.
     max_per_key(candidates, None)
         .map(|((member_id, offer_type), (window_start, member_name, metric, window_end))| {

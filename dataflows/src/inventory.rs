@@ -20,6 +20,7 @@ use std::sync::LazyLock;
 
 use differential_dataflow::VecCollection;
 use differential_dataflow::hashable::Hashable;
+use differential_dataflow::operators::CountTotal;
 use serde::{Deserialize, Serialize};
 
 use self::book::{InventoryBook, InventoryChange};
@@ -419,7 +420,7 @@ fn inventory_rejection_counts<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s
             InventoryChange::Rejected(kind) => Some(kind),
             _ => None,
         })
-        .count()
+        .count_total()
         .map(|(kind, n)| (kind, n as i64))
 }
 

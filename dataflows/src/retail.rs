@@ -8,6 +8,7 @@
 use std::sync::LazyLock;
 
 use differential_dataflow::difference::Abelian;
+use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{ExchangeData, VecCollection};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
@@ -558,7 +559,7 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
         .map(|_| ())
         .concat(horizon.late(restocks.clone(), restock_window).map(|_| ()))
         .concat(horizon.late(web_clicks.clone(), click_window).map(|_| ()))
-        .count();
+        .count_total();
     let watermark = retail_watermark(&horizon, late_events);
     let purchases = horizon.drop_late(purchases, purchase_window);
     let restocks = horizon.drop_late(restocks, restock_window);
@@ -699,9 +700,10 @@ fn minute_join<'s>(
             Some((key, ((0isize, 0isize), (1isize, r.quantity_restocked as isize))))
         }));
     // One record per product: (rows, sum) differences never cancel to zero.
-    let active_products = flows.clone().map(|(product_id, _)| product_id).count().map(|(product_id, _)| product_id);
+    let active_products =
+        flows.clone().map(|(product_id, _)| product_id).count_total().map(|(product_id, _)| product_id);
     let minute_flows =
-        horizon.retain(flows, |(_, minute)| window_end(*minute)).count().map(|(product_window, flows)| {
+        horizon.retain(flows, |(_, minute)| window_end(*minute)).count_total().map(|(product_window, flows)| {
             let ((_, purchased), (_, restocked)): (CountSum, CountSum) = flows;
             (product_window, purchased as i64, restocked as i64)
         });
@@ -775,7 +777,7 @@ fn web_clicks_minutely<'s>(
 ) -> (MinuteCounts<'s>, MinuteCounts<'s>) {
     let last_window_reached = |&(_, minute): &(i32, Micros)| window_end(minute + 15 * MICROS_PER_MINUTE);
     let clicks = web_clicks.map(|c| (c.product_id, minute_start(c.event_time)));
-    let clicks_in_range = horizon.retain(clicks, last_window_reached).count();
+    let clicks_in_range = horizon.retain(clicks, last_window_reached).count_total();
     let clicks_per_minute = horizon.retain(clicks_in_range.clone(), |((_, minute), _)| window_end(*minute));
     (clicks_per_minute, clicks_in_range)
 }
@@ -990,7 +992,7 @@ fn sales_profit<'s>(
             let (rows, sum) = o.quantity.map_or((0, 0), |q| (1isize, q as isize));
             Some((o.product_id, (1isize, rows, sum)))
         })
-        .count()
+        .count_total()
         .map(|(product_id, (_, rows, sum))| (product_id, (rows > 0).then_some(sum as i64)));
     // Orders that can meet a price: product, time and quantity all present.
     let order_minutes = orders
@@ -998,7 +1000,7 @@ fn sales_profit<'s>(
             (Some(product_id), Some(t), Some(q)) => Some(((product_id, minute_start(t)), (1isize, q as isize))),
             _ => None,
         })
-        .count()
+        .count_total()
         .map(|((product_id, minute), (_, quantity)): ((i32, Micros), CountSum)| {
             ((minute_position(minute), product_id), quantity as i64)
         });
@@ -1026,7 +1028,7 @@ fn sales_profit<'s>(
             Some(((product_id, category, high_demand, p.base_price), quantity))
         })
         .explode(|(group, quantity)| Some((group, (1isize, quantity as isize))))
-        .count()
+        .count_total()
         .map(|((product_id, category, high_demand, base), (rows, quantity)): (_, CountSum)| {
             (product_id, (category, high_demand, base, rows, quantity as i64))
         });
@@ -1042,7 +1044,7 @@ fn sales_profit<'s>(
                 .antijoin(comp_min.map(|(product_id, _)| product_id))
                 .map(move |(product_id, group)| term(product_id, &group, None)),
         );
-    let revenue = terms.explode(|(product_id, sum)| sum.map(|s| (Some(product_id), s))).count();
+    let revenue = terms.explode(|(product_id, sum)| sum.map(|s| (Some(product_id), s))).count_total();
     let with_revenue =
         order_totals.clone().join_map(revenue.clone(), |product_id, &total, sum| (*product_id, (total, sum.total())));
     let without_revenue = order_totals

@@ -230,7 +230,11 @@ impl Drop for Compute {
 /// input of its own (the input's index names the view), rather than tagging and
 /// concatenating the views first: one operator instead of one per view, and
 /// timely's progress tracking scales with the operator count.
-fn publish_to_serving(first_view: RelationId, views: Vec<VecCollection<Time, Row>>, publish: Option<Sender<OutputBatch>>) {
+fn publish_to_serving(
+    first_view: RelationId,
+    views: Vec<VecCollection<Time, Row>>,
+    publish: Option<Sender<OutputBatch>>,
+) {
     let Some(scope) = views.first().map(|view| view.inner.scope()) else { return };
     let mut builder = OperatorBuilder::new("PublishToServing".to_string(), scope);
     let mut inputs: Vec<_> = views

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
+use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
@@ -128,16 +129,16 @@ pub(super) fn funnel_analysis<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> 
     let sessions = events
         .clone()
         .map(|e| e.session_id)
-        .distinct()
+        .distinct_total()
         .explode(|_session| Some(((), ((1isize, 0isize, 0isize), (0isize, 0isize, 0isize)))));
     let stages = events
         .flat_map(|e| {
             let stage = STAGES.iter().position(|s| e.is(s));
             stage.map(|stage| (e.session_id, stage))
         })
-        .distinct()
+        .distinct_total()
         .explode(|(_session, stage)| Some(((), one_stage(stage))));
-    let totals = sessions.concat(stages).count();
+    let totals = sessions.concat(stages).count_total();
 
     // The empty aggregate's row, present exactly when no session is.
     let scope = totals.scope();
@@ -217,12 +218,12 @@ pub(super) fn revenue_tracker<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> 
     let ids = purchases
         .clone()
         .map(|(window, e)| (window, e.event_id))
-        .distinct()
+        .distinct_total()
         .explode(|(window, _)| Some((window, totals(1, 0, FloatSum::default(), (0, 0)))));
     let customers = purchases
         .clone()
         .flat_map(|(window, e)| e.user_id.map(|user| (window, user)))
-        .distinct()
+        .distinct_total()
         .explode(|(window, _)| Some((window, totals(0, 1, FloatSum::default(), (0, 0)))));
     let sums = purchases.explode(|(window, e)| {
         let data = e.event_data.as_deref();
@@ -230,7 +231,7 @@ pub(super) fn revenue_tracker<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> 
         let items = data.and_then(|d| int_field(d, "item_count")).map_or((0, 0), |n| (1, n as isize));
         Some((window, totals(0, 0, revenue, items)))
     });
-    ids.concat(customers).concat(sums).count().map(
+    ids.concat(customers).concat(sums).count_total().map(
         |(window_start, (purchases, customers, revenue, (item_terms, items))): (Micros, WindowTotals)| {
             vec![
                 Datum::Timestamp(window_start),

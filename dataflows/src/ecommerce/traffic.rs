@@ -4,6 +4,7 @@
 use std::sync::LazyLock;
 
 use differential_dataflow::VecCollection;
+use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 
 use super::inputs::{Product, UserEvent, double_or_null, timestamp_or_null};
 use super::{ProductsArranged, view};
@@ -88,15 +89,15 @@ where
     let users = keyed
         .clone()
         .flat_map(|(key, (user, _))| user.map(|u| (key, u)))
-        .distinct()
+        .distinct_total()
         .explode(|(key, _)| Some((key, (0isize, 1isize, 0isize))));
     let sessions = keyed
         .flat_map(|(key, (_, session))| session.map(|s| (key, s)))
-        .distinct()
+        .distinct_total()
         .explode(|(key, _)| Some((key, (0isize, 0isize, 1isize))));
     rows.concat(users)
         .concat(sessions)
-        .count()
+        .count_total()
         .map(|(key, (rows, users, sessions)): (K, Tally)| (key, (rows as i64, users as i64, sessions as i64)))
 }
 
@@ -232,7 +233,7 @@ pub(super) fn product_performance<'s>(
             };
             Some((e.product_id?, counts))
         })
-        .count()
+        .count_total()
         .map(|(id, (views, carts, purchases)): (String, FunnelCounts)| {
             (id, (views as i64, carts as i64, purchases as i64))
         });
