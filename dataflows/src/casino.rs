@@ -29,7 +29,7 @@ use crate::datum::{
     col, col_not_null,
 };
 use crate::money::MoneySum;
-use crate::operators::max_per_key;
+use crate::operators::{left_join_unique, max_per_key};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -575,21 +575,25 @@ fn pending_offers<'s>(
     let candidates = hotel
         .map(qualifying(HOTEL_OFFER, |w| w.totals.total_spend))
         .concat(drink.map(qualifying(DRINK_OFFER, |w| w.totals.net_amount().abs())));
-    let redeemed_days = redeemed_offers.map(|r| (r.member_id, r.offer_type, r.redemption_date)).distinct_total();
+    let redeemed_days =
+        redeemed_offers.map(|r| ((r.member_id, r.offer_type, r.redemption_date), ())).distinct_total().arrange_by_key();
     // Windows are retracted when they expire, so nothing here is append-only: no forgetting.
-    max_per_key(candidates, None)
-        .map(|((member_id, offer_type), (window_start, member_name, metric, window_end))| {
+    let best = max_per_key(candidates, None).map(
+        |((member_id, offer_type), (window_start, member_name, metric, window_end))| {
             ((member_id, offer_type, utc_date(window_start)), (member_name, metric, window_start, window_end))
+        },
+    );
+    left_join_unique(best.arrange_by_key(), redeemed_days, |(member_id, offer_type, _day), best, redeemed| {
+        let (member_name, metric, window_start, window_end) = best;
+        redeemed.is_none().then(|| PendingOffer {
+            member_id: *member_id,
+            member_name: member_name.clone(),
+            offer_type: offer_type.clone(),
+            metric: *metric,
+            window_start: *window_start,
+            window_end: *window_end,
         })
-        .antijoin(redeemed_days)
-        .map(|((member_id, offer_type, _day), (member_name, metric, window_start, window_end))| PendingOffer {
-            member_id,
-            member_name,
-            offer_type,
-            metric,
-            window_start,
-            window_end,
-        })
+    })
 }
 
 /// Launch options of the casino pipeline.

@@ -33,12 +33,7 @@ fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
 }
 
 /// `products` arranged by `product_id` once, shared by the views that join it.
-type ProductsArranged<'s> = differential_dataflow::operators::arrange::Arranged<
-    's,
-    differential_dataflow::operators::arrange::TraceAgent<
-        differential_dataflow::trace::implementations::ValSpine<String, Product, Time, isize>,
-    >,
->;
+type ProductsArranged<'s> = crate::operators::ByKey<'s, String, Product>;
 
 /// Input relations, in the order [`build_from_rows`] takes them.
 pub fn input_specs() -> Vec<&'static RelationSpec> {
@@ -66,14 +61,14 @@ pub fn build_from_rows<'s>(_config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -
     };
     let products: Coll<'s, Product> = typed(products);
     let events: Coll<'s, UserEvent> = typed(user_events);
-    let products_by_id = products.clone().map(|p| (p.product_id.clone(), p)).arrange_by_key();
+    let products_by_id = products.map(|p| (p.product_id.clone(), p)).arrange_by_key();
     vec![
         traffic::user_events_watermarked(events.clone()),
         traffic::pageview_metrics(events.clone()),
         traffic::product_view_metrics(events.clone(), &products_by_id),
         sales::funnel_analysis(events.clone()),
         sales::revenue_tracker(events.clone()),
-        traffic::product_performance(events.clone(), products, &products_by_id),
+        traffic::product_performance(events.clone(), &products_by_id),
         sales::anomaly_detection(events),
     ]
 }

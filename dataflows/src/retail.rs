@@ -19,7 +19,8 @@ use crate::datum::{
 };
 use crate::money::MoneySum;
 use crate::operators::{
-    Compaction, EventClock, Expiry, batch_maxima, horizon_filter, max_per_key, prefix_fold_at, range_sum_at,
+    Compaction, EventClock, Expiry, batch_maxima, horizon_filter, left_join_unique, max_per_key, prefix_fold_at,
+    range_sum_at,
 };
 use crate::{PipelineConfig, Time, typed};
 
@@ -567,8 +568,7 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
 
     let (minute_flows, active_products) = minute_join(purchases, restocks, &horizon);
     let running_net = running_inventory(minute_flows.clone(), &horizon);
-    let stock_statuses =
-        product_stock_status(running_net.clone(), active_products, product_inventory.clone(), &products);
+    let stock_statuses = product_stock_status(running_net.clone(), active_products, &products);
     let (clicks_per_minute, clicks_in_range) = web_clicks_minutely(web_clicks, &horizon);
     let facts = window_facts(running_net, clicks_per_minute.clone(), clicks_in_range);
     let latest_prices = competitor_latest(competitor_prices, retention);
@@ -657,12 +657,7 @@ fn window_end(window_start: Micros) -> Micros {
     window_start + MICROS_PER_MINUTE
 }
 
-type ProductsArranged<'s> = differential_dataflow::operators::arrange::Arranged<
-    's,
-    differential_dataflow::operators::arrange::TraceAgent<
-        differential_dataflow::trace::implementations::ValSpine<i32, ProductInventory, Time, isize>,
-    >,
->;
+type ProductsArranged<'s> = crate::operators::ByKey<'s, i32, ProductInventory>;
 
 /// ```sql
 /// CREATE MATERIALIZED VIEW minute_join AS
@@ -746,17 +741,16 @@ fn running_inventory<'s>(minute_flows: MinuteFlows<'s>, horizon: &Horizon<'s>) -
 fn product_stock_status<'s>(
     running_net: Coll<'s, (i32, (Micros, i64))>,
     active_products: Coll<'s, i32>,
-    product_inventory: Coll<'s, ProductInventory>,
     products: &ProductsArranged<'s>,
 ) -> Coll<'s, StockStatus> {
     let with_windows = running_net.join_core(products.clone(), |_id, &(window, net), p| {
         Some(stock_status(p, Some(window), p.stock_level.map(|s| s as i64 + net)))
     });
     // LEFT JOIN: a product without any minute keeps one row with a NULL window.
-    let without_windows = product_inventory
-        .map(|p| (p.product_id, p))
-        .antijoin(active_products)
-        .map(|(_, p)| stock_status(&p, None, p.stock_level.map(i64::from)));
+    let active_products = active_products.map(|product_id| (product_id, ())).arrange_by_key();
+    let without_windows = left_join_unique(products.clone(), active_products, |_, p, active| {
+        active.is_none().then(|| stock_status(p, None, p.stock_level.map(i64::from)))
+    });
     with_windows.concat(without_windows)
 }
 
@@ -834,10 +828,9 @@ fn window_facts<'s>(
         15 * MICROS_PER_MINUTE,
     );
     let windows = running_net.map(|(product_id, (window, net))| ((product_id, window), net));
-    let with_demand = windows.clone().join_map(demand.clone(), |&window, &net, &clicks| (window, (net, Some(clicks))));
-    let without_demand =
-        windows.antijoin(demand.map(|(product_window, _)| product_window)).map(|(window, net)| (window, (net, None)));
-    with_demand.concat(without_demand)
+    left_join_unique(windows.arrange_by_key(), demand.arrange_by_key(), |&window, &net, clicks| {
+        Some((window, (net, clicks.copied())))
+    })
 }
 
 /// ```sql
@@ -1036,21 +1029,13 @@ fn sales_profit<'s>(
         let sum = base.map(|b| final_price(category, b, high_demand, min) * Decimal::from(quantity));
         (product_id, sum.map(|s| MoneySum::of(rows as i64, s)))
     };
-    let terms = groups
-        .clone()
-        .join_map(comp_min.clone(), move |&product_id, group, &min| term(product_id, group, Some(min)))
-        .concat(
-            groups
-                .antijoin(comp_min.map(|(product_id, _)| product_id))
-                .map(move |(product_id, group)| term(product_id, &group, None)),
-        );
+    let terms = left_join_unique(groups.arrange_by_key(), comp_min.arrange_by_key(), move |&product_id, group, min| {
+        Some(term(product_id, group, min.copied()))
+    });
     let revenue = terms.explode(|(product_id, sum)| sum.map(|s| (Some(product_id), s))).count_total();
-    let with_revenue =
-        order_totals.clone().join_map(revenue.clone(), |product_id, &total, sum| (*product_id, (total, sum.total())));
-    let without_revenue = order_totals
-        .antijoin(revenue.map(|(product_id, _)| product_id))
-        .map(|(product_id, total)| (product_id, (total, None)));
-    let sales = with_revenue.concat(without_revenue);
+    let sales = left_join_unique(order_totals.arrange_by_key(), revenue.arrange_by_key(), |product_id, &total, sum| {
+        Some((*product_id, (total, sum.and_then(MoneySum::total))))
+    });
     // LEFT JOIN product_inventory for the name.
     let named = sales
         .clone()
@@ -1091,9 +1076,9 @@ fn retail_watermark<'s>(
         (watermark, shown, late as i64)
     };
     let watermark = horizon.clock.watermark().map(|w| ((), w));
-    let with_late = watermark.clone().join_map(late_events.clone(), move |_, &w, &late| row(w, late));
-    let without_late = watermark.antijoin(late_events.map(|_| ())).map(move |((), w)| row(w, 0));
-    with_late.concat(without_late)
+    left_join_unique(watermark.arrange_by_key(), late_events.arrange_by_key(), move |_, &w, late| {
+        Some(row(w, late.copied().unwrap_or(0)))
+    })
 }
 
 fn timestamp_or_null(t: Option<Micros>) -> Datum {

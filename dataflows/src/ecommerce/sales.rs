@@ -20,6 +20,7 @@ use super::traffic::WATERMARK_DELAY;
 use super::view;
 use crate::Time;
 use crate::datum::{ColumnType, Datum, F64, MICROS_PER_MINUTE, Micros, RelationSpec, Row, col};
+use crate::operators::left_join_unique;
 use ColumnType::{Bool, Float64, Int64, Numeric, Timestamp};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -144,8 +145,7 @@ pub(super) fn funnel_analysis<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> 
     let scope = totals.scope();
     let unit = if scope.index() == 0 { vec![(((), ()), Time::default(), 1isize)] } else { Vec::new() };
     let always = unit.to_stream(scope).as_collection();
-    let empty = always.antijoin(totals.clone().map(|(unit, _)| unit)).map(|_| funnel_row(None));
-    totals.map(|((), counts)| funnel_row(Some(counts))).concat(empty)
+    left_join_unique(always.arrange_by_key(), totals.arrange_by_key(), |_, _, counts| Some(funnel_row(counts.copied())))
 }
 
 fn funnel_row(counts: Option<StageCounts>) -> Row {

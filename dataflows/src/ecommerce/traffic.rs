@@ -10,7 +10,7 @@ use super::inputs::{Product, UserEvent, double_or_null, timestamp_or_null};
 use super::{ProductsArranged, view};
 use crate::Time;
 use crate::datum::{ColumnType, Datum, MICROS_PER_MINUTE, Micros, Record, RelationSpec, Row, col};
-use crate::operators::max_per_key;
+use crate::operators::{left_join_unique, max_per_key};
 use ColumnType::{Float64, Int64, Json, Text, Timestamp};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -160,10 +160,9 @@ pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row>
             last,
         ]
     };
-    let timed =
-        tallies.clone().join_map(extremes.clone(), move |key, tally, times| row(key.clone(), *tally, Some(*times)));
-    let untimed = tallies.antijoin(extremes.map(|(key, _)| key)).map(move |(key, tally)| row(key, tally, None));
-    timed.concat(untimed)
+    left_join_unique(tallies.arrange_by_key(), extremes.arrange_by_key(), move |key, tally, times| {
+        Some(row(key.clone(), *tally, times.copied()))
+    })
 }
 
 /// ```sql
@@ -220,7 +219,6 @@ type FunnelCounts = (isize, isize, isize);
 /// Products without any counted event get zeros (the LEFT JOIN's NULL row counts nothing).
 pub(super) fn product_performance<'s>(
     events: Coll<'s, UserEvent>,
-    products: Coll<'s, Product>,
     products_by_id: &ProductsArranged<'s>,
 ) -> Coll<'s, Row> {
     let counts = events
@@ -237,13 +235,9 @@ pub(super) fn product_performance<'s>(
         .map(|(id, (views, carts, purchases)): (String, FunnelCounts)| {
             (id, (views as i64, carts as i64, purchases as i64))
         });
-    let counted =
-        counts.clone().join_core(products_by_id.clone(), |_id, counts, p: &Product| Some(performance_row(p, *counts)));
-    let uncounted = products
-        .map(|p| (p.product_id.clone(), p))
-        .antijoin(counts.map(|(id, _)| id))
-        .map(|(_, p)| performance_row(&p, (0, 0, 0)));
-    counted.concat(uncounted)
+    left_join_unique(products_by_id.clone(), counts.arrange_by_key(), |_id, p: &Product, counts| {
+        Some(performance_row(p, counts.copied().unwrap_or((0, 0, 0))))
+    })
 }
 
 fn performance_row(p: &Product, (views, carts, purchases): (i64, i64, i64)) -> Row {
