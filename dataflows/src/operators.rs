@@ -904,11 +904,11 @@ mod tests {
     type Answers = Vec<Vec<(Answer, isize)>>;
 
     /// The answers as of each of `batches` batches, from every update captured.
-    fn answers_after_each_batch(updates: &[(Answer, Time, isize)], batches: usize) -> Answers {
+    fn answers_after_each_batch<D: Ord + Clone>(updates: &[(D, Time, isize)], batches: usize) -> Vec<Vec<(D, isize)>> {
         (0..batches)
             .map(|time| {
                 let mut at: Vec<_> =
-                    updates.iter().filter(|(_, t, _)| *t <= time as Time).map(|(d, _, r)| (*d, *r)).collect();
+                    updates.iter().filter(|(_, t, _)| *t <= time as Time).map(|(d, _, r)| (d.clone(), *r)).collect();
                 differential_dataflow::consolidation::consolidate(&mut at);
                 at
             })
@@ -1100,15 +1100,7 @@ mod tests {
                 queries.flush();
             }
         });
-        let updates = captured.lock().unwrap().clone();
-        (0..batches)
-            .map(|time| {
-                let mut at: Vec<_> =
-                    updates.iter().filter(|(_, t, _)| *t <= time as Time).map(|(d, _, r)| (*d, *r)).collect();
-                differential_dataflow::consolidation::consolidate(&mut at);
-                at
-            })
-            .collect()
+        answers_after_each_batch(&captured.lock().unwrap(), batches)
     }
 
     /// One step of a left join history: `(kind, key, value)`; kind 0 adds a left row,
@@ -1175,15 +1167,7 @@ mod tests {
                 right.flush();
             }
         });
-        let updates = captured.lock().unwrap().clone();
-        (0..batches)
-            .map(|time| {
-                let mut at: Vec<_> =
-                    updates.iter().filter(|(_, t, _)| *t <= time as Time).map(|(d, _, r)| (*d, *r)).collect();
-                differential_dataflow::consolidation::consolidate(&mut at);
-                at
-            })
-            .collect()
+        answers_after_each_batch(&captured.lock().unwrap(), batches)
     }
 
     proptest! {
