@@ -44,7 +44,7 @@ pub type ByKey<'s, K, V> = Arranged<'s, TraceAgent<ValSpine<K, V, Time, isize>>>
 /// differential's `antijoin` would arrange both sides again and negate a
 /// semijoin, six operators beside the join. Here one join over the arrangements
 /// computes both sides: every left row contributes its NULL-extended row on its own
-/// (`as_collection` of the arrangement), and each match adds its matched row and
+/// (read straight off the left arrangement), and each match adds its matched row and
 /// takes that NULL-extended row back. This relies on `right`'s uniqueness: a key
 /// with two right rows would take the NULL row back twice.
 pub fn left_join_unique<'s, K, V, W, D>(
