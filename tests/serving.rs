@@ -75,3 +75,32 @@ fn retention_bounds_source_relations_and_windowed_views() {
         vec![Datum::Timestamp(start + 5 * MICROS_PER_MINUTE), Datum::Timestamp(start + 12 * MICROS_PER_MINUTE)]
     );
 }
+
+/// A source that waits for each request's stamp before sending the next (the Kafka
+/// reader, the benchmark's driver) gets stamped on arrival: while compute is busy, its
+/// requests join the batch being gathered instead of each waiting for a time of its own.
+#[test]
+fn requests_sent_while_compute_is_busy_share_a_time() {
+    let engine = Engine::start(&ComputeConfig::default()).unwrap();
+    let id = |name: &str| engine.catalog().id(name).unwrap();
+    let simulation = every_pipeline(5, 1_748_779_200_000_000);
+    let bootstrap = simulation.bootstrap.iter().map(|e| Update::insert(id(e.relation), e.row.clone())).collect();
+    engine.apply_blocking(bootstrap).unwrap();
+    let events: Vec<_> = simulation.events.take(60_500).collect();
+    let (load, singles) = events.split_at(60_000);
+    let ingest = engine.ingest();
+    // Keeps compute busy for a while.
+    ingest.send_stamped(load.iter().map(|e| Update::insert(id(e.relation), e.row.clone())).collect()).unwrap();
+    let times: Vec<_> = singles
+        .iter()
+        .map(|e| ingest.send_stamped(vec![Update::insert(id(e.relation), e.row.clone())]).unwrap())
+        .collect();
+    let distinct = times.windows(2).filter(|pair| pair[0] != pair[1]).count() + 1;
+    assert!(times.is_sorted(), "times go forward: {times:?}");
+    assert!(distinct < singles.len() / 2, "{} requests went out at {distinct} times", singles.len());
+    // Each was stamped with the time it became visible at.
+    assert!(engine.store().wait_visible_blocking(*times.last().unwrap()));
+    let clicks = engine.snapshot().rows(id("web_clicks")).len();
+    let sent = events.iter().filter(|e| e.relation == "web_clicks").count();
+    assert_eq!(clicks, sent, "every click is visible");
+}

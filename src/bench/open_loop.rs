@@ -70,8 +70,11 @@ pub struct OpenLoopResult {
     pub overloaded: bool,
     /// Kept up: not overloaded, and the tail's lateness within the allowance.
     pub sustained: bool,
-    /// Batches the driver handed to ingest (each at most one logical time).
+    /// Batches the driver handed to ingest (several may share a logical time).
     pub batches: u64,
+    /// Logical times the run's events went out in: how many events shared each.
+    #[serde(default)]
+    pub logical_times: u64,
     /// CPU time of diffmart's threads (not the benchmark's) per event after the
     /// warm-up, in microseconds.
     pub cpu_us_per_event: f64,
@@ -102,7 +105,9 @@ pub fn run(
             .spawn(move || {
                 let mut freshness_us: Vec<u32> = Vec::with_capacity(total);
                 let mut last_visible = start;
+                let mut batches = 0u64;
                 let mut times = 0u64;
+                let mut last_time = None;
                 // Batches sent and not yet seen: (logical time, first event, events).
                 let mut pending = std::collections::VecDeque::<(Time, usize, usize)>::new();
                 loop {
@@ -131,7 +136,11 @@ pub fn run(
                             break;
                         }
                         pending.pop_front();
-                        times += 1;
+                        batches += 1;
+                        if last_time != Some(time) {
+                            last_time = Some(time);
+                            times += 1;
+                        }
                         for i in first..first + count {
                             let due_us = i as f64 / rate * 1e6;
                             freshness_us.push((seen_us - due_us).max(0.0).min(u32::MAX as f64) as u32);
@@ -139,7 +148,7 @@ pub fn run(
                         visible_events.fetch_add(count, Ordering::Release);
                     }
                 }
-                (freshness_us, last_visible, times)
+                (freshness_us, last_visible, batches, times)
             })
             .context("spawning the monitor")?
     };
@@ -186,7 +195,7 @@ pub fn run(
     };
 
     let (sent, overloaded, cpu_before) = driver.join().map_err(|_| anyhow::anyhow!("the driver panicked"))??;
-    let (mut freshness_us, last_visible, batches) =
+    let (mut freshness_us, last_visible, batches, logical_times) =
         monitor.join().map_err(|_| anyhow::anyhow!("the monitor panicked"))?;
     anyhow::ensure!(freshness_us.len() == sent, "the engine shut down during the run");
     let measured_events = sent.saturating_sub(warmup_events);
@@ -212,6 +221,7 @@ pub fn run(
         overloaded,
         sustained: !overloaded && tail_freshness_ms <= allowance_ms,
         batches,
+        logical_times,
         cpu_us_per_event: cpu_nanos as f64 / 1e3 / (measured_events.max(1) as f64),
     })
 }

@@ -13,13 +13,14 @@ mod packed_row;
 pub mod store;
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
 use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::{RelationKind, RelationSpec, Row, validate_row};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
@@ -99,7 +100,7 @@ impl QueueRoom {
 /// A handle for sources: sends updates to compute. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
-    requests: Sender<IngestRequest>,
+    requests: UnboundedSender<IngestRequest>,
     room: Arc<QueueRoom>,
 }
 
@@ -125,46 +126,69 @@ impl Ingest {
 /// load grows. When idle the previous times are long complete and nothing waits.
 const TIMES_IN_FLIGHT: Time = 2;
 
-/// Stamps requests with times. Whatever queued up while compute was busy goes out
+/// Stamps requests with times. Whatever arrives while compute is busy goes out
 /// together: batches grow with load, latency stays low when idle.
+///
+/// A request is stamped as soon as it arrives, with the time of the batch being
+/// gathered; the batch goes out when compute has room for it. A source that waits
+/// for its stamp before reading on (the Kafka reader, the benchmark's driver) so
+/// gets its next events into the same batch, rather than into the one after it: a
+/// request held unstamped until the batch went out would make each event wait for
+/// compute twice.
 ///
 /// The store gets its own copy of every batch (`to_store`), sent before compute sees
 /// it, so it is already there when compute reports the time complete.
 fn run_ingest(
-    requests: Receiver<IngestRequest>,
+    mut requests: UnboundedReceiver<IngestRequest>,
     room: Arc<QueueRoom>,
     compute: Compute,
     to_store: Sender<InputBatch>,
     store: Arc<Store>,
 ) {
-    let mut time: Time = 0;
-    while let Ok(first) = requests.recv() {
-        if time >= TIMES_IN_FLIGHT {
-            // False only when compute has shut down; the send below then goes nowhere.
-            store.wait_visible_blocking(time - TIMES_IN_FLIGHT);
-        }
-        let mut pending = vec![first];
-        while let Ok(more) = requests.try_recv() {
-            pending.push(more);
-            if pending.len() >= 4096 {
-                break;
+    let mut visible = store.visible_upper();
+    futures::executor::block_on(async move {
+        let mut time: Time = 0;
+        let mut gathered: Vec<(RelationId, Row, isize)> = Vec::new();
+        // Whether a request was stamped with `time`: an empty one (the engine's first
+        // time, a write that changes nothing) still needs its time to complete.
+        let mut stamped_any = false;
+        let mut open = true;
+        while open || stamped_any {
+            // Compute has room for `time` once the time TIMES_IN_FLIGHT before it is
+            // visible (or compute has shut down, and the batch goes nowhere).
+            let has_room =
+                time < TIMES_IN_FLIGHT || visible.borrow().is_none_or(|upper| upper > time - TIMES_IN_FLIGHT);
+            if has_room && stamped_any {
+                stamped_any = false;
+                let updates = std::mem::take(&mut gathered);
+                let sent = updates.len();
+                let _ = to_store.send(InputBatch { time, updates: updates.clone() });
+                compute.send(InputBatch { time, updates });
+                room.give_back(sent);
+                time += 1;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                request = requests.recv(), if open => match request {
+                    Some(request) => {
+                        stamped_any = true;
+                        gathered.extend(request.updates.into_iter().map(|u| (u.relation, u.row, u.diff)));
+                        if let Some(stamped) = request.stamped {
+                            let _ = stamped.send(time);
+                        }
+                    }
+                    // Every sender is gone: what was gathered still goes out.
+                    None => open = false,
+                },
+                changed = visible.changed(), if !has_room => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
         }
-        let mut batch = InputBatch { time, updates: Vec::new() };
-        for request in &mut pending {
-            batch.updates.extend(request.updates.drain(..).map(|u| (u.relation, u.row, u.diff)));
-        }
-        let sent = batch.updates.len();
-        let _ = to_store.send(InputBatch { time, updates: batch.updates.clone() });
-        compute.send(batch);
-        room.give_back(sent);
-        for request in pending {
-            if let Some(stamped) = request.stamped {
-                let _ = stamped.send(time);
-            }
-        }
-        time += 1;
-    }
+    });
 }
 
 /// Everything the server runs, minus the network front ends.
@@ -186,7 +210,7 @@ impl Engine {
         let store = Store::new(&catalog, config.pipelines.retention);
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
         let compute = Compute::start(config, outputs_tx)?;
-        let (requests_tx, requests_rx) = std::sync::mpsc::channel();
+        let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
         let (inputs_tx, inputs_rx) = std::sync::mpsc::channel();
         let room = Arc::new(QueueRoom::default());
         let store_thread = {

@@ -426,6 +426,11 @@ impl Store {
         }
     }
 
+    /// Follows the upper of what is visible (`None` once compute has shut down).
+    pub fn visible_upper(&self) -> tokio::sync::watch::Receiver<Option<Time>> {
+        self.upper_watch.subscribe()
+    }
+
     /// Waits until every change at `time` is visible. Returns false if compute shut down first.
     pub async fn wait_visible(&self, time: Time) -> bool {
         let mut watch = self.upper_watch.subscribe();
