@@ -156,8 +156,7 @@ fn run_ingest(
         while open || stamped_any {
             // Compute has room for `time` once the time TIMES_IN_FLIGHT before it is
             // visible (or compute has shut down, and the batch goes nowhere).
-            let has_room =
-                time < TIMES_IN_FLIGHT || visible.borrow().is_none_or(|upper| upper > time - TIMES_IN_FLIGHT);
+            let has_room = time < TIMES_IN_FLIGHT || store::is_past(*visible.borrow(), time - TIMES_IN_FLIGHT);
             if has_room && stamped_any {
                 stamped_any = false;
                 let updates = std::mem::take(&mut gathered);

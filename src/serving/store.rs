@@ -430,11 +430,10 @@ impl Store {
     pub fn visible_upper(&self) -> tokio::sync::watch::Receiver<Option<Time>> {
         self.upper_watch.subscribe()
     }
-
     /// Waits until every change at `time` is visible. Returns false if compute shut down first.
     pub async fn wait_visible(&self, time: Time) -> bool {
-        let mut watch = self.upper_watch.subscribe();
-        let reached = watch.wait_for(|upper| upper.is_none_or(|u| u > time)).await;
+        let mut watch = self.visible_upper();
+        let reached = watch.wait_for(|&upper| is_past(upper, time)).await;
         matches!(reached.as_deref(), Ok(Some(_)))
     }
 
@@ -442,6 +441,12 @@ impl Store {
     pub fn wait_visible_blocking(&self, time: Time) -> bool {
         futures::executor::block_on(self.wait_visible(time))
     }
+}
+
+/// Whether a visible upper is past `time`: every change at `time` is visible, or
+/// compute has shut down (`None`) and nothing more will be.
+pub fn is_past(upper: Option<Time>, time: Time) -> bool {
+    upper.is_none_or(|u| u > time)
 }
 
 /// Sums the differences of equal rows and drops those that cancel, then orders
