@@ -1,20 +1,29 @@
 //! A source's events as the store keeps them: ordered by event time, then row,
-//! packed into chunks of up to [`CHUNK_EVENTS`] events.
+//! packed into chunks of up to [`CHUNK_EVENTS`] events, every chunk but the newest
+//! compressed.
 //!
 //! Why chunks: an event kept on its own cost an allocation (a 16-byte header plus
 //! the allocator's rounding) and a 24-byte vector slot (its time and a fat pointer)
 //! on top of its packed bytes, and sources hold most of the store's rows. A chunk
-//! keeps its events' packed bytes in one buffer, with a 4-byte end offset and the
-//! 8-byte event time of each. The chunks sit in an `imbl::Vector`, so a snapshot is
-//! still an O(1) clone: a chunk that changes is copied once per snapshot, the
-//! others stay shared.
+//! keeps its events' packed rows in one buffer, with the end offset and the event
+//! time of each. The chunks sit in an `imbl::Vector`, so a snapshot is still an O(1)
+//! clone: a chunk that changes is copied once per snapshot, the others stay shared.
+//!
+//! Why compressed: the packed rows of a source repeat themselves (the same members,
+//! games, products and tags, times a few digits apart), and they were a third of
+//! the store's memory after 24 hours of events (README, Benchmarks, item 26). A full
+//! chunk is sealed: its rows are one LZ4 block, its times and row lengths LEB128
+//! deltas, and it keeps its newest row in the clear, which is all a search compares
+//! against. Reading it (a scan of the source, a late event, a retraction) inflates
+//! it; appending never does.
 //!
 //! Events arrive mostly in event-time order: an in-order event appends to the
-//! newest chunk (a full one is followed by a new chunk, so chunks stay full); a
-//! late one is a binary search over chunks, then inside one, and an insert that
-//! splits the chunk in half when it overflows. Expiry drops whole chunks, then a
-//! prefix of the oldest one left.
+//! newest chunk, which is sealed when full and followed by a new one; a late one is
+//! a binary search over chunks, then inside one, and an insert that splits the
+//! chunk in half when it overflows. Expiry drops whole chunks, then marks a prefix
+//! of the oldest one left expired (the chunk stays as it is until all of it is).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
@@ -23,7 +32,7 @@ use imbl::Vector;
 
 use crate::serving::packed_row::{key_of, unpack};
 
-/// Events per chunk. Small in unit tests, so that they split, empty and expire chunks.
+/// Events per chunk. Small in unit tests, so that they seal, split, empty and expire chunks.
 #[cfg(not(test))]
 const CHUNK_EVENTS: usize = 64;
 #[cfg(test)]
@@ -32,20 +41,48 @@ const CHUNK_EVENTS: usize = 4;
 /// A source's events (each repeated by multiplicity), oldest first.
 #[derive(Clone, Debug, Default)]
 pub struct EventLog {
-    /// Never an empty chunk.
+    /// Never an empty chunk; only the newest may be open.
     chunks: Vector<Arc<Chunk>>,
     len: usize,
 }
 
 /// Up to [`CHUNK_EVENTS`] consecutive events of a log.
+#[derive(Clone, Debug)]
+enum Chunk {
+    /// The newest chunk, while it fills.
+    Open(Events),
+    /// Every other chunk.
+    Sealed(Sealed),
+}
+
+/// Events laid out for reading and changing.
 #[derive(Debug)]
-struct Chunk {
+struct Events {
     /// Each event's time, in order.
     times: Vec<Micros>,
     /// Where each event's packed row ends in `bytes`.
     ends: Vec<u32>,
     /// The events' packed rows, back to back.
     bytes: Vec<u8>,
+}
+
+/// Events compressed: what a chunk costs once it no longer fills.
+#[derive(Clone, Debug)]
+struct Sealed {
+    /// Events held, expired ones included.
+    held: u32,
+    /// How many of the oldest events expired; they go when the whole chunk does.
+    expired: u32,
+    newest_time: Micros,
+    /// The length of the events' packed rows, uncompressed.
+    bytes_len: u32,
+    /// Where the newest event's row starts and the compressed rows start in `data`.
+    newest_at: u32,
+    compressed_at: u32,
+    /// Each event's time (signed LEB128, the difference from the one before) and
+    /// packed length (LEB128); the newest event's packed row; all packed rows as
+    /// one LZ4 block. Shared, so marking events expired copies no bytes.
+    data: Arc<[u8]>,
 }
 
 impl EventLog {
@@ -56,12 +93,15 @@ impl EventLog {
 
     /// The newest event's time.
     pub fn newest(&self) -> Option<Micros> {
-        self.chunks.back().map(|chunk| chunk.times[chunk.len() - 1])
+        self.chunks.back().map(|chunk| chunk.newest_time())
     }
 
     /// Every event's row, oldest first.
     pub fn rows(&self) -> impl Iterator<Item = Row> + '_ {
-        self.chunks.iter().flat_map(|chunk| (0..chunk.len()).map(|i| unpack(chunk.packed(i))))
+        self.chunks.iter().flat_map(|chunk| {
+            let events = chunk.events();
+            (0..events.len()).map(move |i| unpack(events.packed(i)))
+        })
     }
 
     /// Adds `copies` of the event at `time` whose row is `packed`.
@@ -75,47 +115,55 @@ impl EventLog {
     fn insert_one(&mut self, time: Micros, packed: &[u8]) {
         let key = key_of(packed);
         let Some(newest) = self.chunks.back() else {
-            self.chunks.push_back(Arc::new(Chunk::with_event(time, packed)));
+            self.chunks.push_back(Arc::new(Chunk::Open(Events::with_event(time, packed))));
             return;
         };
-        if newest.cmp_event(newest.len() - 1, time, key) != Ordering::Greater {
+        if newest.cmp_newest(time, key) != Ordering::Greater {
             // In order: the common case, no search.
-            if newest.len() < CHUNK_EVENTS {
+            if matches!(&**newest, Chunk::Open(_)) {
                 let newest = Arc::make_mut(self.chunks.back_mut().expect("checked"));
-                newest.insert(newest.len(), time, packed);
-                if newest.len() == CHUNK_EVENTS {
-                    newest.shrink_to_fit();
+                let Chunk::Open(events) = newest else { unreachable!("checked") };
+                events.insert(events.len(), time, packed);
+                if events.len() == CHUNK_EVENTS {
+                    *newest = Chunk::Sealed(Sealed::new(events));
                 }
             } else {
-                self.chunks.push_back(Arc::new(Chunk::with_event(time, packed)));
+                self.chunks.push_back(Arc::new(Chunk::Open(Events::with_event(time, packed))));
             }
             return;
         }
         // Late: into the first chunk whose newest event comes after it, after its equals.
-        let at = self.first_chunk(|chunk| chunk.cmp_event(chunk.len() - 1, time, key) == Ordering::Greater);
-        let chunk = Arc::make_mut(self.chunks.get_mut(at).expect("a chunk holds a newer event"));
-        let position = partition_point(chunk.len(), |i| chunk.cmp_event(i, time, key) != Ordering::Greater);
-        chunk.insert(position, time, packed);
-        if chunk.len() > CHUNK_EVENTS {
-            let newer = chunk.split_off(chunk.len() / 2);
-            chunk.shrink_to_fit();
-            self.chunks.insert(at + 1, Arc::new(newer));
+        let at = self.first_chunk(|chunk| chunk.cmp_newest(time, key) == Ordering::Greater);
+        let mut events = self.chunks[at].events().into_owned();
+        let position = partition_point(events.len(), |i| events.cmp_event(i, time, key) != Ordering::Greater);
+        events.insert(position, time, packed);
+        if events.len() > CHUNK_EVENTS {
+            let newer = events.split_off(events.len() / 2);
+            // A place for the newer half first, so `replace` sees which half is the newest chunk.
+            self.chunks.insert(at + 1, self.chunks[at].clone());
+            self.replace(at, events);
+            self.replace(at + 1, newer);
+        } else {
+            self.replace(at, events);
         }
     }
 
     /// Removes one event at `time` whose row is `packed`; false if the log holds none.
     pub fn remove(&mut self, time: Micros, packed: &[u8]) -> bool {
         let key = key_of(packed);
-        let at = self.first_chunk(|chunk| chunk.cmp_event(chunk.len() - 1, time, key) != Ordering::Less);
+        let at = self.first_chunk(|chunk| chunk.cmp_newest(time, key) != Ordering::Less);
         let Some(chunk) = self.chunks.get(at) else { return false };
-        let position = partition_point(chunk.len(), |i| chunk.cmp_event(i, time, key) == Ordering::Less);
-        if chunk.cmp_event(position, time, key) != Ordering::Equal {
+        let events = chunk.events();
+        let position = partition_point(events.len(), |i| events.cmp_event(i, time, key) == Ordering::Less);
+        if events.cmp_event(position, time, key) != Ordering::Equal {
             return false;
         }
-        if chunk.len() == 1 {
+        if events.len() == 1 {
             self.chunks.remove(at);
         } else {
-            Arc::make_mut(self.chunks.get_mut(at).expect("found")).remove(position);
+            let mut events = events.into_owned();
+            events.remove(position);
+            self.replace(at, events);
         }
         self.len -= 1;
         true
@@ -125,19 +173,33 @@ impl EventLog {
     pub fn expire_before(&mut self, horizon: Micros) {
         // Whole chunks whose newest event is before the horizon, then the oldest
         // events of the first chunk left.
-        let expired_chunks = self.first_chunk(|chunk| chunk.times[chunk.len() - 1] >= horizon);
+        let expired_chunks = self.first_chunk(|chunk| chunk.newest_time() >= horizon);
         if expired_chunks > 0 {
             self.len -= self.chunks.iter().take(expired_chunks).map(|chunk| chunk.len()).sum::<usize>();
             self.chunks = self.chunks.skip(expired_chunks);
         }
         if let Some(oldest) = self.chunks.front() {
-            let expired = oldest.times.partition_point(|time| *time < horizon);
+            let expired = oldest.events_before(horizon);
             if expired > 0 {
-                let oldest = Arc::make_mut(self.chunks.front_mut().expect("checked"));
-                *oldest = oldest.split_off(expired);
+                match Arc::make_mut(self.chunks.front_mut().expect("checked")) {
+                    Chunk::Open(events) => *events = events.split_off(expired),
+                    Chunk::Sealed(sealed) => sealed.expired += expired as u32,
+                }
                 self.len -= expired;
             }
         }
+    }
+
+    /// Puts `events` (not empty) in chunk `at`'s place: open if it is the newest
+    /// chunk and not full, sealed otherwise.
+    fn replace(&mut self, at: usize, mut events: Events) {
+        let chunk = if at + 1 == self.chunks.len() && events.len() < CHUNK_EVENTS {
+            events.reserve_to_fill();
+            Chunk::Open(events)
+        } else {
+            Chunk::Sealed(Sealed::new(&events))
+        };
+        self.chunks.set(at, Arc::new(chunk));
     }
 
     /// The index of the first chunk `after` holds for (it holds for a suffix of them);
@@ -150,14 +212,59 @@ impl EventLog {
 }
 
 impl Chunk {
-    fn with_event(time: Micros, packed: &[u8]) -> Chunk {
-        let mut chunk = Chunk {
+    /// Live events.
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Open(events) => events.len(),
+            Chunk::Sealed(sealed) => (sealed.held - sealed.expired) as usize,
+        }
+    }
+
+    fn newest_time(&self) -> Micros {
+        match self {
+            Chunk::Open(events) => events.times[events.len() - 1],
+            Chunk::Sealed(sealed) => sealed.newest_time,
+        }
+    }
+
+    /// The newest event against the event at `time` with row key `key`, in the log's order.
+    fn cmp_newest(&self, time: Micros, key: &[u8]) -> Ordering {
+        match self {
+            Chunk::Open(events) => events.cmp_event(events.len() - 1, time, key),
+            Chunk::Sealed(sealed) => {
+                sealed.newest_time.cmp(&time).then_with(|| key_of(sealed.newest_packed()).cmp(key))
+            }
+        }
+    }
+
+    /// The live events, inflated if the chunk is sealed.
+    fn events(&self) -> Cow<'_, Events> {
+        match self {
+            Chunk::Open(events) => Cow::Borrowed(events),
+            Chunk::Sealed(sealed) => Cow::Owned(sealed.events()),
+        }
+    }
+
+    /// How many live events are before `horizon`.
+    fn events_before(&self, horizon: Micros) -> usize {
+        match self {
+            Chunk::Open(events) => events.times.partition_point(|time| *time < horizon),
+            Chunk::Sealed(sealed) => {
+                sealed.index().skip(sealed.expired as usize).take_while(|(time, _)| *time < horizon).count()
+            }
+        }
+    }
+}
+
+impl Events {
+    fn with_event(time: Micros, packed: &[u8]) -> Events {
+        let mut events = Events {
             times: Vec::with_capacity(CHUNK_EVENTS),
             ends: Vec::with_capacity(CHUNK_EVENTS),
             bytes: Vec::with_capacity(CHUNK_EVENTS * packed.len()),
         };
-        chunk.insert(0, time, packed);
-        chunk
+        events.insert(0, time, packed);
+        events
     }
 
     fn len(&self) -> usize {
@@ -201,39 +308,97 @@ impl Chunk {
     }
 
     /// Splits off the events from `i` on.
-    fn split_off(&mut self, i: usize) -> Chunk {
+    fn split_off(&mut self, i: usize) -> Events {
         let start = self.start(i);
         let mut ends = self.ends.split_off(i);
         for end in &mut ends {
             *end -= start as u32;
         }
-        let mut newer = Chunk { times: self.times.split_off(i), ends, bytes: self.bytes.split_off(start) };
-        newer.shrink_to_fit();
-        newer
+        Events { times: self.times.split_off(i), ends, bytes: self.bytes.split_off(start) }
     }
 
-    fn shrink_to_fit(&mut self) {
-        self.times.shrink_to_fit();
-        self.ends.shrink_to_fit();
-        self.bytes.shrink_to_fit();
+    /// Room for the chunk to fill up without reallocating: it is the newest, open one.
+    fn reserve_to_fill(&mut self) {
+        let missing = CHUNK_EVENTS.saturating_sub(self.len());
+        self.times.reserve(missing);
+        self.ends.reserve(missing);
+        self.bytes.reserve(self.bytes.len() / self.len().max(1) * missing);
     }
 }
 
-/// A chunk is copied when a snapshot shares it and it changes. A full one (the
-/// common case: an old chunk that takes a late event) is copied exactly; one that
-/// is still filling keeps room to fill up without reallocating.
-impl Clone for Chunk {
-    fn clone(&self) -> Chunk {
-        if self.len() >= CHUNK_EVENTS {
-            return Chunk { times: self.times.clone(), ends: self.ends.clone(), bytes: self.bytes.clone() };
+/// An open chunk is copied when a snapshot shares it and an event arrives: the copy
+/// keeps room to fill up without reallocating.
+impl Clone for Events {
+    fn clone(&self) -> Events {
+        let mut events = Events { times: self.times.clone(), ends: self.ends.clone(), bytes: self.bytes.clone() };
+        events.reserve_to_fill();
+        events
+    }
+}
+
+impl Sealed {
+    fn new(events: &Events) -> Sealed {
+        let count = events.len();
+        let mut data = Vec::with_capacity(3 * count + events.bytes.len() / 2);
+        let mut previous: Micros = 0;
+        for i in 0..count {
+            let time = events.times[i];
+            leb128::write::signed(&mut data, time.wrapping_sub(previous)).expect("writing to a Vec cannot fail");
+            leb128::write::unsigned(&mut data, (events.ends[i] as usize - events.start(i)) as u64)
+                .expect("writing to a Vec cannot fail");
+            previous = time;
         }
-        let mut times = Vec::with_capacity(CHUNK_EVENTS);
-        times.extend_from_slice(&self.times);
-        let mut ends = Vec::with_capacity(CHUNK_EVENTS);
-        ends.extend_from_slice(&self.ends);
-        let mut bytes = Vec::with_capacity(self.bytes.len() / self.len().max(1) * CHUNK_EVENTS);
-        bytes.extend_from_slice(&self.bytes);
-        Chunk { times, ends, bytes }
+        let newest_at = data.len();
+        data.extend_from_slice(events.packed(count - 1));
+        let compressed_at = data.len();
+        data.extend_from_slice(&lz4_flex::block::compress(&events.bytes));
+        Sealed {
+            held: count as u32,
+            expired: 0,
+            newest_time: events.times[count - 1],
+            bytes_len: events.bytes.len() as u32,
+            newest_at: newest_at as u32,
+            compressed_at: compressed_at as u32,
+            data: data.into(),
+        }
+    }
+
+    fn newest_packed(&self) -> &[u8] {
+        &self.data[self.newest_at as usize..self.compressed_at as usize]
+    }
+
+    /// Each event's time and packed length, expired ones included.
+    fn index(&self) -> impl Iterator<Item = (Micros, usize)> + '_ {
+        let mut index = &self.data[..self.newest_at as usize];
+        let mut time: Micros = 0;
+        (0..self.held).map(move |_| {
+            let delta = leb128::read::signed(&mut index).expect("a sealed chunk's index is well formed");
+            let length = leb128::read::unsigned(&mut index).expect("a sealed chunk's index is well formed");
+            time = time.wrapping_add(delta);
+            (time, length as usize)
+        })
+    }
+
+    /// The live events, inflated.
+    fn events(&self) -> Events {
+        let mut bytes = vec![0; self.bytes_len as usize];
+        let inflated = lz4_flex::block::decompress_into(&self.data[self.compressed_at as usize..], &mut bytes)
+            .expect("a sealed chunk's rows inflate");
+        debug_assert_eq!(inflated, bytes.len());
+        let live = (self.held - self.expired) as usize;
+        let (mut times, mut ends) = (Vec::with_capacity(live), Vec::with_capacity(live));
+        let (mut skipped, mut end) = (0, 0);
+        for (i, (time, length)) in self.index().enumerate() {
+            if i < self.expired as usize {
+                skipped += length;
+            } else {
+                end += length as u32;
+                times.push(time);
+                ends.push(end);
+            }
+        }
+        bytes.drain(..skipped);
+        Events { times, ends, bytes }
     }
 }
 
