@@ -24,6 +24,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
+use self::store::PackedInputs;
 pub use self::store::{ChangeBatch, RelationRows, Snapshot, Store};
 use crate::compute::{Compute, ComputeConfig, InputBatch, RelationId};
 
@@ -142,7 +143,7 @@ fn run_ingest(
     mut requests: UnboundedReceiver<IngestRequest>,
     room: Arc<QueueRoom>,
     compute: Compute,
-    to_store: Sender<InputBatch>,
+    to_store: Sender<PackedInputs>,
     store: Arc<Store>,
 ) {
     let mut visible = store.visible_upper();
@@ -161,7 +162,7 @@ fn run_ingest(
                 stamped_any = false;
                 let updates = std::mem::take(&mut gathered);
                 let sent = updates.len();
-                let _ = to_store.send(InputBatch { time, updates: updates.clone() });
+                let _ = to_store.send(PackedInputs::new(time, &updates));
                 compute.send(InputBatch { time, updates });
                 room.give_back(sent);
                 time += 1;

@@ -86,34 +86,48 @@ pub struct ProductPricing {
     newest: Option<Micros>,
     /// Retained price changes by (event time, seq), a NULL event time first: each
     /// is a `price_updates` row, and a `price_history` row too when it has a source.
-    retained: BTreeMap<(Micros, i64), RetainedChange>,
+    retained: BTreeMap<RetainedKey, RetainedChange>,
 }
 
 /// What rebuilds a retained change's rows when it expires and is retracted. A
 /// 24-hour history holds one per product event, so it keeps no product id and no
-/// strings (the rows had both, in two maps: ~300 bytes a change, now 56).
+/// strings (the rows had both, in two maps: ~300 bytes a change), and not its
+/// event time either, which its key in [`ProductPricing::retained`] holds: 16
+/// bytes, 32 with the key (README, Benchmarks, item 26).
 #[derive(Clone, Debug)]
 struct RetainedChange {
     price: F64,
-    time: Option<Micros>,
-    /// The `price_source` of its `price_history` row, if it has one.
-    history_source: Option<&'static str>,
+    /// The `price_source` of its `price_history` row, if it has one, as an index
+    /// into [`HISTORY_SOURCES`].
+    history_source: Option<u8>,
 }
 
+/// The `price_source`s a `price_history` row can have.
+const HISTORY_SOURCES: [&str; 3] = [SOURCE_BASE, SOURCE_DYNAMIC, SOURCE_OVERRIDE];
+
+/// The key of a retained change: its event time, a NULL one as [`Micros::MIN`]
+/// (first, as SQL orders NULLs here), then its seq.
+type RetainedKey = (Micros, i64);
+
 impl RetainedChange {
-    fn history_row(&self, product_id: &str, seq: i64) -> Option<PriceHistoryRow> {
+    fn history_row(&self, product_id: &str, (time, seq): RetainedKey) -> Option<PriceHistoryRow> {
         self.history_source.map(|source| PriceHistoryRow {
             product_id: product_id.to_string(),
             price: self.price,
-            price_source: source.to_string(),
-            event_time: self.time,
+            price_source: HISTORY_SOURCES[usize::from(source)].to_string(),
+            event_time: event_time(time),
             seq,
         })
     }
 
-    fn update_row(&self, product_id: &str, seq: i64) -> PriceUpdate {
-        PriceUpdate { product_id: product_id.to_string(), seq, new_price: self.price, timestamp: self.time }
+    fn update_row(&self, product_id: &str, (time, seq): RetainedKey) -> PriceUpdate {
+        PriceUpdate { product_id: product_id.to_string(), seq, new_price: self.price, timestamp: event_time(time) }
     }
+}
+
+/// The event time a [`RetainedKey`] holds.
+fn event_time(key_time: Micros) -> Option<Micros> {
+    (key_time != Micros::MIN).then_some(key_time)
 }
 
 /// Orders a batch's inputs for one product (see the module documentation).
@@ -206,7 +220,7 @@ impl ProductPricing {
                 // The override was removed: the price falls back at the removal time.
                 self.removed_at.or(override_before.and_then(|o| o.set_time))
             };
-            let source = [SOURCE_BASE, SOURCE_DYNAMIC, SOURCE_OVERRIDE]
+            let source = HISTORY_SOURCES
                 .into_iter()
                 .find(|source| *source == now.price_source)
                 .expect("a current price has one of the three sources");
@@ -255,10 +269,15 @@ impl ProductPricing {
     ) {
         self.changes += 1;
         let seq = self.changes;
-        let change = RetainedChange { price: F64::new(price), time, history_source: history.then_some(source) };
-        out.extend(change.history_row(product_id, seq).map(|row| (PricingChange::History(row), 1)));
-        out.push((PricingChange::Update(change.update_row(product_id, seq)), 1));
-        self.retained.insert((time.unwrap_or(Micros::MIN), seq), change);
+        let history_source = history.then(|| {
+            let index = HISTORY_SOURCES.iter().position(|s| *s == source).expect("one of the three sources");
+            index as u8
+        });
+        let change = RetainedChange { price: F64::new(price), history_source };
+        let key = (time.unwrap_or(Micros::MIN), seq);
+        out.extend(change.history_row(product_id, key).map(|row| (PricingChange::History(row), 1)));
+        out.push((PricingChange::Update(change.update_row(product_id, key)), 1));
+        self.retained.insert(key, change);
         if time.is_some() {
             self.newest = self.newest.max(time);
         }
@@ -272,9 +291,9 @@ impl ProductPricing {
             if entry.key().0 >= horizon {
                 break;
             }
-            let ((_, seq), change) = entry.remove_entry();
-            out.extend(change.history_row(product_id, seq).map(|row| (PricingChange::History(row), -1)));
-            out.push((PricingChange::Update(change.update_row(product_id, seq)), -1));
+            let (key, change) = entry.remove_entry();
+            out.extend(change.history_row(product_id, key).map(|row| (PricingChange::History(row), -1)));
+            out.push((PricingChange::Update(change.update_row(product_id, key)), -1));
         }
     }
 }
