@@ -107,6 +107,7 @@ fn every_scenario_runs_and_writes_the_json_report() {
     assert!(number(&report, "/history/long/events_before") > number(&report, "/history/short/events_before"));
     assert!(number(&report, "/history/cpu_ratio") > 0.0);
     assert!(number(&report, "/history/peak_rss_bytes_per_retained_event") > 0.0);
+    assert!(number(&report, "/history/rss_bytes_per_retained_event") > 0.0);
 
     assert_eq!(report["delta"]["workload"], "retail");
     assert_eq!(number(&report, "/delta/state_events"), 5000.0);

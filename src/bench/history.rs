@@ -46,6 +46,8 @@ pub struct HistoryResult {
     pub cpu_ratio: f64,
     pub rss_ratio: f64,
     pub p99_ratio: f64,
+    /// RSS at the long point (after its window), per input row retained there.
+    pub rss_bytes_per_retained_event: f64,
     /// Peak RSS of the whole scenario, and per input row retained at the long point.
     pub peak_rss_bytes: u64,
     pub peak_rss_bytes_per_retained_event: f64,
@@ -100,6 +102,7 @@ pub fn history(options: &BenchOptions, workload: Workload, workers: usize) -> an
         rss_ratio: ratio(long.rss_bytes as f64, short.rss_bytes as f64),
         p99_ratio: ratio(long.window.freshness_ms.p99, short.window.freshness_ms.p99),
         peak_rss_bytes: peak,
+        rss_bytes_per_retained_event: long.rss_bytes as f64 / retained,
         peak_rss_bytes_per_retained_event: peak as f64 / retained,
         net_rss_bytes_per_retained_event: peak.saturating_sub(baseline) as f64 / retained,
         short,

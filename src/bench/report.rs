@@ -170,10 +170,11 @@ impl Report {
             }
             let _ = writeln!(
                 out,
-                "long/short: cpu per event ×{:.2}, RSS ×{:.2}, p99 ×{:.2}; peak RSS {:.0} MB = {:.0} bytes per retained input row ({:.0} net of the {:.0} MB baseline)",
+                "long/short: cpu per event ×{:.2}, RSS ×{:.2}, p99 ×{:.2}; RSS at the long point {:.0} bytes per retained input row; peak RSS {:.0} MB = {:.0} bytes per retained input row ({:.0} net of the {:.0} MB baseline)",
                 h.cpu_ratio,
                 h.rss_ratio,
                 h.p99_ratio,
+                h.rss_bytes_per_retained_event,
                 h.peak_rss_bytes as f64 / 1e6,
                 h.peak_rss_bytes_per_retained_event,
                 h.net_rss_bytes_per_retained_event,
