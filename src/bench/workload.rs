@@ -124,10 +124,14 @@ pub struct LoadResult {
 }
 
 /// Feeds events until the feed's event time reaches `horizon` or `limit` events went in,
-/// as fast as the engine absorbs them (a few batches in flight), and waits until all are visible.
+/// as fast as the engine absorbs them (three batches in flight), and waits until all are visible.
 pub fn load_closed_loop(engine: &Engine, feed: &mut Feed, horizon: Micros, limit: u64) -> anyhow::Result<LoadResult> {
     const BATCH: usize = 20_000;
-    const IN_FLIGHT: usize = 4;
+    // Batches sent and not yet waited for, besides the newest: with it, three
+    // outstanding, enough for ingest's two logical times in compute plus one
+    // gathered behind them. Five went no faster, and the two extra batches queued as
+    // rows, ~25 MB at the peak of command (2) (README, Benchmarks, item 26).
+    const IN_FLIGHT: usize = 2;
     let started = Instant::now();
     let ingest = engine.ingest();
     let mut in_flight = std::collections::VecDeque::new();
