@@ -1,8 +1,10 @@
 //! Open-loop load at a fixed offered rate, and freshness measured from the schedule.
 //!
 //! Event `i` of a run is due at `start + i / rate`, whatever the engine is doing: a
-//! driver thread hands ingest every event that is due (one batch per wake-up), so a
-//! slow engine faces a growing queue instead of a slower client. A monitor thread
+//! driver thread hands ingest every event that is due, once a `SOURCE_TICK` as the
+//! generator does (an event due just after a hand-over waits for the next one, and
+//! that wait counts in its freshness), so a slow engine faces a growing queue
+//! instead of a slower client. A monitor thread
 //! waits for each batch's logical time to become visible in the store (the moment a
 //! snapshot, hence a SELECT, sees it) and records, for every event, visible − due.
 //! Measuring from the due time, not the send time, counts the queueing delay too
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::process;
 use super::stats::Latency;
-use crate::serving::{Engine, Update};
+use crate::serving::{Engine, SOURCE_TICK, Update};
 
 /// Largest batch the driver hands over at once when it finds itself behind.
 const MAX_BATCH: usize = 50_000;
@@ -164,13 +166,16 @@ pub fn run(
                 let mut cpu_before = None;
                 let mut pending = updates.into_iter();
                 let mut sent = 0usize;
+                // Hands over at most once a tick, as the generator does (see SOURCE_TICK).
+                let mut last_send = start;
                 while sent < total {
                     let now = Instant::now();
                     let elapsed = now.saturating_duration_since(start).as_secs_f64();
                     // Event i is due at i / rate: events 0..=floor(elapsed × rate) are due now.
                     let due = if now < start { 0 } else { ((elapsed * rate) as usize + 1).min(total) };
-                    if due <= sent {
-                        let next_due = start + Duration::from_secs_f64(sent as f64 / rate);
+                    if due <= sent || now < last_send + SOURCE_TICK {
+                        let next_due =
+                            (start + Duration::from_secs_f64(sent as f64 / rate)).max(last_send + SOURCE_TICK);
                         std::thread::sleep(next_due.saturating_duration_since(now));
                         continue;
                     }
@@ -181,6 +186,7 @@ pub fn run(
                     } else if cpu_before.is_none() {
                         cpu_before = Some(process::engine_cpu_nanos());
                     }
+                    last_send = now;
                     let batch: Vec<Update> = pending.by_ref().take(count).collect();
                     let time = ingest.send_stamped(batch).context("the engine shut down")?;
                     let _ = batches_tx.send((time, sent, count));

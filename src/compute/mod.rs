@@ -94,6 +94,8 @@ impl ComputeConfig {
 pub struct Compute {
     /// One channel per worker of this process; empty on processes other than 0.
     to_workers: Vec<Sender<InputBatch>>,
+    /// The upper of what the sink has published (`None` once the dataflow shut down).
+    computed: tokio::sync::watch::Receiver<Option<Time>>,
     worker_threads: Vec<Thread>,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
 }
@@ -110,7 +112,8 @@ impl Compute {
         };
         let receivers: Arc<Mutex<Vec<Option<Receiver<InputBatch>>>>> =
             Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
-        let outputs = Arc::new(Mutex::new(Some(outputs)));
+        let (computed_tx, computed) = tokio::sync::watch::channel(Some(0));
+        let outputs = Arc::new(Mutex::new(Some(Publisher { outputs, computed: computed_tx })));
         let (thread_tx, thread_rx) = std::sync::mpsc::channel::<(usize, Thread)>();
         let thread_tx = Mutex::new(thread_tx);
         let workers_per_process = config.workers;
@@ -181,7 +184,18 @@ impl Compute {
             let (index, thread) = thread_rx.recv().context("a worker died during start-up")?;
             worker_threads[index] = Some(thread);
         }
-        Ok(Compute { to_workers, worker_threads: worker_threads.into_iter().flatten().collect(), guards: Some(guards) })
+        Ok(Compute {
+            to_workers,
+            computed,
+            worker_threads: worker_threads.into_iter().flatten().collect(),
+            guards: Some(guards),
+        })
+    }
+
+    /// Follows the upper of the times whose changes compute has handed over (before
+    /// the store has applied them; `None` once the dataflow has shut down).
+    pub fn computed_upper(&self) -> tokio::sync::watch::Receiver<Option<Time>> {
+        self.computed.clone()
     }
 
     /// Whether this process feeds inputs (process 0 of a cluster).
@@ -225,16 +239,18 @@ impl Drop for Compute {
     }
 }
 
+/// Where worker 0's sink hands its output: the batches, and how far they reach.
+struct Publisher {
+    outputs: Sender<OutputBatch>,
+    computed: tokio::sync::watch::Sender<Option<Time>>,
+}
+
 /// The sink on worker 0: gathers every view's changes and, each time the frontier
 /// moves, publishes all changes at times now complete. It reads each view on an
 /// input of its own (the input's index names the view), rather than tagging and
 /// concatenating the views first: one operator instead of one per view, and
 /// timely's progress tracking scales with the operator count.
-fn publish_to_serving(
-    first_view: RelationId,
-    views: Vec<VecCollection<Time, Row>>,
-    publish: Option<Sender<OutputBatch>>,
-) {
+fn publish_to_serving(first_view: RelationId, views: Vec<VecCollection<Time, Row>>, publish: Option<Publisher>) {
     let Some(scope) = views.first().map(|view| view.inner.scope()) else { return };
     let mut builder = OperatorBuilder::new("PublishToServing".to_string(), scope);
     let mut inputs: Vec<_> = views
@@ -267,7 +283,8 @@ fn publish_to_serving(
             }
             published_upper = Some(upper);
             // The serving layer going away means shutdown; the dataflow just drains.
-            let _ = publish.send(OutputBatch { upper, changes });
+            let _ = publish.outputs.send(OutputBatch { upper, changes });
+            publish.computed.send_replace(upper);
         }
     });
 }

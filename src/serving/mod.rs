@@ -70,6 +70,14 @@ struct IngestRequest {
     stamped: Option<std::sync::mpsc::SyncSender<Time>>,
 }
 
+/// How often a source paced by a clock (the generator at a fixed rate, the
+/// benchmark's driver) hands ingest what has come due, at most. Handing over each
+/// event as it comes due meant a request, and a wake-up of ingest, every few
+/// microseconds at high rates: at 300,000 events/s the two threads' handshakes took
+/// a third of the machine's two cores, in the kernel's scheduler (README,
+/// Benchmarks, item 27). A millisecond adds half of one to an event's wait on average.
+pub const SOURCE_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Updates queued for ingest, at most: a source that runs ahead of compute (the
 /// generator at a fixed rate, a Kafka topic's backlog) waits for room instead of
 /// queueing without bound, so memory stays flat under overload.
@@ -127,6 +135,13 @@ impl Ingest {
 /// load grows. When idle the previous times are long complete and nothing waits.
 const TIMES_IN_FLIGHT: Time = 2;
 
+/// Logical times compute may be ahead of what the store has made visible. Compute's
+/// room counts from what it has handed over, not from what is visible: were it to wait
+/// for the store too, the worker and the store would take turns, each idle while the
+/// other works. The store applies whatever has queued up in one go, so letting it fall
+/// a few times behind costs it less per time; this bounds how far.
+const TIMES_AHEAD_OF_STORE: Time = 6;
+
 /// Stamps requests with times. Whatever arrives while compute is busy goes out
 /// together: batches grow with load, latency stays low when idle.
 ///
@@ -147,6 +162,7 @@ fn run_ingest(
     store: Arc<Store>,
 ) {
     let mut visible = store.visible_upper();
+    let mut computed = compute.computed_upper();
     futures::executor::block_on(async move {
         let mut time: Time = 0;
         let mut gathered: Vec<(RelationId, Row, isize)> = Vec::new();
@@ -155,9 +171,12 @@ fn run_ingest(
         let mut stamped_any = false;
         let mut open = true;
         while open || stamped_any {
-            // Compute has room for `time` once the time TIMES_IN_FLIGHT before it is
-            // visible (or compute has shut down, and the batch goes nowhere).
-            let has_room = time < TIMES_IN_FLIGHT || store::is_past(*visible.borrow(), time - TIMES_IN_FLIGHT);
+            // Compute has room for `time` once it has handed over the time
+            // TIMES_IN_FLIGHT before it, and the store has made the time
+            // TIMES_AHEAD_OF_STORE before it visible (or compute has shut down, and the
+            // batch goes nowhere).
+            let has_room = (time < TIMES_IN_FLIGHT || store::is_past(*computed.borrow(), time - TIMES_IN_FLIGHT))
+                && (time < TIMES_AHEAD_OF_STORE || store::is_past(*visible.borrow(), time - TIMES_AHEAD_OF_STORE));
             if has_room && stamped_any {
                 stamped_any = false;
                 let updates = std::mem::take(&mut gathered);
@@ -182,6 +201,11 @@ fn run_ingest(
                     None => open = false,
                 },
                 changed = visible.changed(), if !has_room => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                changed = computed.changed(), if !has_room => {
                     if changed.is_err() {
                         return;
                     }

@@ -26,7 +26,7 @@ use diffmart_dataflows::system::SourceStatus;
 
 use self::control::{GeneratorControl, Pace};
 use self::generator::{GeneratedEvent, RetailGenerator};
-use crate::serving::{Engine, Update};
+use crate::serving::{Engine, SOURCE_TICK, Update};
 
 /// How the embedded generator runs.
 #[derive(Clone, Debug)]
@@ -225,6 +225,8 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
                     status.report("running", emitted, &mut batch);
                     shown = "running";
                     ingest.send(batch);
+                    // One hand-over a tick: what comes due meanwhile goes in the next.
+                    control.wait(setting.revision, SOURCE_TICK);
                     continue;
                 }
                 let Some(next) = events.peek_time() else { break };
