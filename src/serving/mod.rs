@@ -8,6 +8,7 @@
 
 pub mod arrow;
 pub mod catalog;
+mod changes;
 mod events;
 mod packed_row;
 pub mod store;
@@ -24,7 +25,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
-use self::store::PackedInputs;
+use self::changes::PackedInputs;
 pub use self::store::{ChangeBatch, RelationRows, Snapshot, Store};
 use crate::compute::{Compute, ComputeConfig, InputBatch, RelationId};
 
@@ -181,7 +182,7 @@ fn run_ingest(
                 stamped_any = false;
                 let updates = std::mem::take(&mut gathered);
                 let sent = updates.len();
-                let _ = to_store.send(PackedInputs::new(time, &updates));
+                let _ = to_store.send(store.pack_inputs(time, &updates));
                 compute.send(InputBatch { time, updates });
                 room.give_back(sent);
                 time += 1;

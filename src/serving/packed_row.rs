@@ -51,13 +51,17 @@ impl PackedRow {
         PackedRow(ThinArc::from_header_and_slice((), &bytes))
     }
 
-    /// The same row, held `multiplicity` times.
-    pub fn with_multiplicity(&self, multiplicity: usize) -> PackedRow {
-        let packed = self.packed();
+    /// A row as [`pack`] wrote it, held `multiplicity` times.
+    pub fn from_packed(packed: &[u8], multiplicity: usize) -> PackedRow {
         let mut bytes = Vec::with_capacity(2 + packed.len());
         write_multiplicity(multiplicity, &mut bytes);
         bytes.extend_from_slice(packed);
         PackedRow(ThinArc::from_header_and_slice((), &bytes))
+    }
+
+    /// The same row, held `multiplicity` times.
+    pub fn with_multiplicity(&self, multiplicity: usize) -> PackedRow {
+        PackedRow::from_packed(self.packed(), multiplicity)
     }
 
     pub fn multiplicity(&self) -> usize {

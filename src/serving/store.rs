@@ -19,8 +19,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::compute::{OutputBatch, RelationId};
 use crate::serving::catalog::{Catalog, Lookup};
+use crate::serving::changes::{PackedChange, PackedChanges, PackedInputs};
 use crate::serving::events::EventLog;
-use crate::serving::packed_row::{PackedRow, encode_key, pack, unpack};
+use crate::serving::packed_row::{PackedRow, encode_key, key_of, unpack};
 
 /// One relation's rows.
 #[derive(Clone, Debug)]
@@ -123,14 +124,6 @@ impl RelationRows {
         }
     }
 
-    /// The event time of a row of a source (`None` for other relations).
-    fn event_time_of(&self, row: &[Datum]) -> Option<Micros> {
-        match self {
-            RelationRows::Events { event_time_column, .. } => Some(event_time(row, *event_time_column)),
-            _ => None,
-        }
-    }
-
     pub fn primary_key_of(&self, row: &[Datum]) -> Option<Row> {
         match self {
             RelationRows::Keyed { primary_key, .. } => Some(primary_key.iter().map(|&i| row[i].clone()).collect()),
@@ -138,14 +131,17 @@ impl RelationRows {
         }
     }
 
-    /// Applies one change. `scratch` is a buffer to pack search keys into.
-    fn apply(&mut self, row: Row, diff: isize, scratch: &mut Vec<u8>) {
-        /// Adds `diff` to the multiplicity of a view's `row`, found by its packed `key`.
-        /// A retraction of a row held once allocates nothing; a change of
-        /// multiplicity repacks the row with the new one.
-        fn add(rows: &mut OrdSet<PackedRow>, key: &[u8], diff: isize, row: &[Datum]) {
-            let never_produced =
-                || panic!("negative multiplicity for {row:?}: the dataflow retracted a row it never produced");
+    /// Applies one change, from the row as `packed_row::pack` wrote it. `scratch` is
+    /// a buffer to pack search keys into.
+    fn apply(&mut self, change: PackedChange<'_>, scratch: &mut Vec<u8>) {
+        /// Adds `diff` to the multiplicity of a view's `packed` row. A retraction of a
+        /// row held once allocates nothing; a change of multiplicity copies the row
+        /// with the new one.
+        fn add(rows: &mut OrdSet<PackedRow>, packed: &[u8], diff: isize) {
+            let never_produced = || {
+                panic!("negative multiplicity for {:?}: the dataflow retracted a row it never produced", unpack(packed))
+            };
+            let key = key_of(packed);
             match rows.get(key) {
                 Some(held) => {
                     let changed = held.multiplicity() as isize + diff;
@@ -159,37 +155,33 @@ impl RelationRows {
                     }
                 }
                 None if diff > 0 => {
-                    rows.insert(PackedRow::new(row, diff as usize));
+                    rows.insert(PackedRow::from_packed(packed, diff as usize));
                 }
                 None => never_produced(),
             }
         }
+        let PackedChange { packed, diff, event_time, .. } = change;
         match self {
-            RelationRows::Multiset(rows) => {
-                scratch.clear();
-                encode_key(&row, scratch);
-                add(rows, scratch, diff, &row)
-            }
+            RelationRows::Multiset(rows) => add(rows, packed, diff),
             RelationRows::Completed(_) => unreachable!("completed rows belong to one snapshot and never change"),
-            RelationRows::Events { event_time_column, events } => {
-                let time = event_time(&row, *event_time_column);
-                scratch.clear();
-                pack(&row, scratch);
+            RelationRows::Events { events, .. } => {
                 if diff > 0 {
-                    events.insert(time, scratch, diff as usize);
+                    events.insert(event_time, packed, diff as usize);
                 } else {
                     for _ in 0..-diff {
-                        if !events.remove(time, scratch) {
-                            panic!("the source retracted {row:?}, which it does not hold")
+                        if !events.remove(event_time, packed) {
+                            panic!("the source retracted {:?}, which it does not hold", unpack(packed))
                         }
                     }
                 }
             }
             RelationRows::Keyed { primary_key, rows } => {
+                // Tables change a row at a time (SQL writes, CDC), so unpacking here is rare.
+                let row = unpack(packed);
                 let key: Row = primary_key.iter().map(|&i| row[i].clone()).collect();
                 match diff {
                     1 => {
-                        rows.insert(PackedRow::new(&key, 1), PackedRow::new(&row, 1));
+                        rows.insert(PackedRow::new(&key, 1), PackedRow::from_packed(packed, 1));
                     }
                     -1 => {
                         scratch.clear();
@@ -327,43 +319,6 @@ pub struct ChangeBatch {
     pub changes: Vec<(RelationId, Row, isize)>,
 }
 
-/// An input batch as the store holds it until compute's outputs reach its time.
-///
-/// Ingest sends the store its copy of a batch before compute sees the batch, and
-/// a bulk load keeps several batches in flight: as rows (32 bytes a datum, a heap
-/// string per text) those copies were its largest transient (README, Benchmarks,
-/// item 26). Packed into one buffer they take about a third of that, in one allocation.
-pub struct PackedInputs {
-    time: Time,
-    /// Each row's relation, difference, and where its packed bytes end.
-    rows: Vec<(RelationId, isize, usize)>,
-    bytes: Vec<u8>,
-}
-
-impl PackedInputs {
-    pub fn new(time: Time, updates: &[(RelationId, Row, isize)]) -> PackedInputs {
-        let mut bytes = Vec::with_capacity(64 * updates.len());
-        let rows = updates
-            .iter()
-            .map(|(relation, row, diff)| {
-                pack(row, &mut bytes);
-                (*relation, *diff, bytes.len())
-            })
-            .collect();
-        PackedInputs { time, rows, bytes }
-    }
-
-    /// The batch's updates, unpacked.
-    fn unpack(self) -> impl Iterator<Item = (RelationId, Row, isize)> {
-        let mut start = 0;
-        self.rows.into_iter().map(move |(relation, diff, end)| {
-            let row = unpack(&self.bytes[start..end]);
-            start = end;
-            (relation, row, diff)
-        })
-    }
-}
-
 /// The latest snapshot, a way to wait for a time to become visible, and change feeds.
 ///
 /// Feeds leave out views completed at read time: their changes are the join's,
@@ -374,6 +329,8 @@ pub struct Store {
     /// How much event time source relations keep, behind their newest event.
     keep: Micros,
     upper_watch: tokio::sync::watch::Sender<Option<Time>>,
+    /// Per relation, the column of a source's event time.
+    event_time_columns: Box<[Option<usize>]>,
     /// Change feeds (sinks, WebSocket streams, SUBSCRIBE). Locked while a new
     /// snapshot is installed, so a subscriber's first snapshot and its first
     /// change batch line up exactly.
@@ -385,8 +342,16 @@ impl Store {
     pub fn new(catalog: &Catalog, keep: Micros) -> Arc<Store> {
         let relations: Vec<_> = catalog.iter().map(|(_, spec)| RelationRows::new(&spec.kind)).collect();
         let lookups: Arc<[Option<Lookup>]> = catalog.iter().map(|(id, _)| catalog.read_time_lookup(id)).collect();
+        let event_time_columns = catalog
+            .iter()
+            .map(|(_, spec)| match spec.kind {
+                RelationKind::Source { event_time_column } => Some(event_time_column),
+                _ => None,
+            })
+            .collect();
         Arc::new(Store {
             keep,
+            event_time_columns,
             current: RwLock::new(Arc::new(Snapshot::new(0, relations, lookups.clone()))),
             lookups,
             upper_watch: tokio::sync::watch::channel(Some(0)).0,
@@ -408,6 +373,20 @@ impl Store {
         self.current.read().unwrap().clone()
     }
 
+    /// The store's copy of an input batch, packed (ingest sends it ahead of compute).
+    pub fn pack_inputs(&self, time: Time, updates: &[(RelationId, Row, isize)]) -> PackedInputs {
+        let mut changes = PackedChanges::with_capacity(updates.len());
+        for (relation, row, diff) in updates {
+            changes.push(*relation, row, *diff, self.event_time(*relation, row));
+        }
+        PackedInputs { time, changes }
+    }
+
+    /// The event time of a row of `relation` if it is a source, else 0.
+    fn event_time(&self, relation: RelationId, row: &[Datum]) -> Micros {
+        self.event_time_columns[relation].map_or(0, |column| event_time(row, column))
+    }
+
     /// Applies compute's output batches, with the input batches ingest sent at the
     /// same times, until compute shuts down. Runs on its own thread.
     ///
@@ -417,28 +396,39 @@ impl Store {
         let mut relations = self.snapshot().relations.clone();
         let mut waiting_inputs: VecDeque<PackedInputs> = VecDeque::new();
         let mut scratch = Vec::new();
-        while let Ok(mut batch) = outputs.recv() {
+        while let Ok(batch) = outputs.recv() {
+            let mut upper = batch.upper;
+            let mut changes = PackedChanges::with_capacity(batch.changes.len());
+            let mut pack_outputs = |outputs: Vec<(RelationId, Row, isize)>| {
+                for (relation, row, diff) in outputs {
+                    changes.push(relation, &row, diff, self.event_time(relation, &row));
+                }
+            };
+            pack_outputs(batch.changes);
             // Coalesce whatever else is already waiting: fewer, larger snapshots under load.
             while let Ok(more) = outputs.try_recv() {
-                batch.changes.extend(more.changes);
-                batch.upper = more.upper;
+                pack_outputs(more.changes);
+                upper = more.upper;
             }
             waiting_inputs.extend(inputs.try_iter());
-            while waiting_inputs.front().is_some_and(|i| batch.upper.is_none_or(|upper| i.time < upper)) {
-                batch.changes.extend(waiting_inputs.pop_front().expect("checked").unpack());
+            while waiting_inputs.front().is_some_and(|i| upper.is_none_or(|upper| i.time < upper)) {
+                changes.append(waiting_inputs.pop_front().expect("checked").changes);
             }
             // Held until the new snapshot is in: whoever subscribes meanwhile gets it,
             // and the feed only from the next batch on.
             let mut subscribers = self.subscribers.lock().unwrap();
-            let changes = consolidate(batch.changes, |relation, row| relations[relation].event_time_of(row));
-            // Rows are copied for feeds only when someone follows one.
+            changes.consolidate();
+            // Rows are unpacked for feeds only when someone follows one.
             let feed = (!subscribers.is_empty()).then(|| {
-                let changes =
-                    changes.iter().filter(|(relation, _, _)| self.lookups[*relation].is_none()).cloned().collect();
-                Arc::new(ChangeBatch { upper: batch.upper, changes })
+                let changes = changes
+                    .iter()
+                    .filter(|change| self.lookups[change.relation].is_none())
+                    .map(|change| (change.relation, change.row(), change.diff))
+                    .collect();
+                Arc::new(ChangeBatch { upper, changes })
             });
-            for (relation, row, diff) in changes {
-                relations[relation].apply(row, diff, &mut scratch);
+            for change in changes.iter() {
+                relations[change.relation].apply(change, &mut scratch);
             }
             // Sources keep a window of event time; expiry is not a change (the
             // dataflow still holds those events), so feeds do not see it.
@@ -447,17 +437,16 @@ impl Store {
                     rows.expire_before(newest.saturating_sub(self.keep));
                 }
             }
-            let upper = batch.upper.unwrap_or(Time::MAX);
-            let snapshot = Arc::new(Snapshot::new(upper, relations.clone(), self.lookups.clone()));
+            let snapshot = Arc::new(Snapshot::new(upper.unwrap_or(Time::MAX), relations.clone(), self.lookups.clone()));
             let replaced = std::mem::replace(&mut *self.current.write().unwrap(), snapshot);
             if let Some(feed) = feed {
                 subscribers.retain(|s| s.send(feed.clone()).is_ok());
             }
             drop(subscribers);
-            self.upper_watch.send_replace(batch.upper);
+            self.upper_watch.send_replace(upper);
             // Freeing what only the old snapshot held waits until readers were told.
             drop(replaced);
-            if batch.upper.is_none() {
+            if upper.is_none() {
                 break;
             }
         }
@@ -486,28 +475,6 @@ pub fn is_past(upper: Option<Time>, time: Time) -> bool {
     upper.is_none_or(|u| u > time)
 }
 
-/// Sums the differences of equal rows and drops those that cancel, then orders
-/// retractions first: in a net change between two states a table key loses its
-/// old row before it gains the new one. A source's changes go in event-time order
-/// (`event_time`), so its new events append.
-fn consolidate(
-    mut changes: Vec<(RelationId, Row, isize)>,
-    event_time: impl Fn(RelationId, &Row) -> Option<Micros>,
-) -> Vec<(RelationId, Row, isize)> {
-    changes.sort_unstable();
-    changes.dedup_by(|later, earlier| {
-        let same = later.0 == earlier.0 && later.1 == earlier.1;
-        if same {
-            earlier.2 += later.2;
-        }
-        same
-    });
-    changes.retain(|(_, _, diff)| *diff != 0);
-    // Stable: rows of one relation with one event time stay in row order.
-    changes.sort_by_key(|(relation, row, diff)| (*diff > 0, *relation, event_time(*relation, row)));
-    changes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,6 +499,17 @@ mod tests {
         ]
     }
 
+    /// Packs `row` and applies it with `diff`, as the store does.
+    fn apply_row(rows: &mut RelationRows, row: Row, diff: isize, scratch: &mut Vec<u8>) {
+        let time = match rows {
+            RelationRows::Events { event_time_column, .. } => event_time(&row, *event_time_column),
+            _ => 0,
+        };
+        let mut changes = PackedChanges::default();
+        changes.push(0, &row, diff, time);
+        rows.apply(changes.iter().next().expect("one change"), scratch);
+    }
+
     fn event_row(id: i32, time: Option<Micros>) -> Row {
         vec![Datum::Int32(id), time.map_or(Datum::Null, Datum::Timestamp)]
     }
@@ -551,14 +529,14 @@ mod tests {
                 let model_before = model.clone();
                 match change {
                     Change::Add { id, time, count } => {
-                        source.apply(event_row(id, time), count, &mut scratch);
+                        apply_row(&mut source, event_row(id, time), count, &mut scratch);
                         for _ in 0..count {
                             model.push((time.unwrap_or(Micros::MIN), event_row(id, time)));
                         }
                     }
                     Change::Retract { nth } if !model.is_empty() => {
                         let (_, row) = model.remove(nth % model.len());
-                        source.apply(row, -1, &mut scratch);
+                        apply_row(&mut source, row, -1, &mut scratch);
                     }
                     Change::Retract { .. } => {}
                     Change::Expire { horizon } => {
@@ -597,7 +575,7 @@ mod tests {
                 if diff == 0 {
                     continue;
                 }
-                view.apply(row.clone(), diff, &mut scratch);
+                apply_row(&mut view, row.clone(), diff, &mut scratch);
                 let count = (held as isize + diff) as usize;
                 if count == 0 { model.remove(&row); } else { model.insert(row, count); }
                 let expand = |model: &std::collections::BTreeMap<Row, usize>| -> Vec<Row> {
@@ -611,36 +589,5 @@ mod tests {
                 prop_assert_eq!(before.rows().map(Cow::into_owned).collect::<Vec<_>>(), expand(&model_before));
             }
         }
-    }
-
-    /// A batch's source events go in event-time order, retractions first, whatever
-    /// column the event time is in; other relations keep row order.
-    #[test]
-    fn consolidate_orders_source_events_by_event_time() {
-        let source: RelationId = 0;
-        let view: RelationId = 1;
-        let changes = vec![
-            (source, event_row(1, Some(30)), 1),
-            (view, vec![Datum::Int32(2)], 1),
-            (source, event_row(2, Some(10)), 1),
-            (view, vec![Datum::Int32(1)], 1),
-            (source, event_row(3, Some(20)), -1),
-            (source, event_row(1, Some(30)), 1),
-        ];
-        let time_of = |relation: RelationId, row: &Row| match (relation, &row[1..]) {
-            (0, [Datum::Timestamp(t)]) => Some(*t),
-            _ => None,
-        };
-        let ordered: Vec<(RelationId, Row, isize)> = consolidate(changes, time_of);
-        assert_eq!(
-            ordered,
-            vec![
-                (source, event_row(3, Some(20)), -1),
-                (source, event_row(2, Some(10)), 1),
-                (source, event_row(1, Some(30)), 2),
-                (view, vec![Datum::Int32(1)], 1),
-                (view, vec![Datum::Int32(2)], 1),
-            ]
-        );
     }
 }
