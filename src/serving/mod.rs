@@ -134,7 +134,13 @@ impl Ingest {
 /// operator of every pipeline is scheduled for it); while compute is busy, requests
 /// queue up and then share the next time, so that cost is spread over more events as
 /// load grows. When idle the previous times are long complete and nothing waits.
-const TIMES_IN_FLIGHT: Time = 2;
+///
+/// One: a second time sent while the worker is busy with the first is taken up in
+/// the same scheduling round, and the two complete together, so a second one in
+/// flight only made each event wait longer. (While compute's room waited for the
+/// store as well, two kept the worker busy while the store applied a time; it no
+/// longer waits, see `TIMES_AHEAD_OF_STORE`. README, Benchmarks, item 27.)
+const TIMES_IN_FLIGHT: Time = 1;
 
 /// Logical times compute may be ahead of what the store has made visible. Compute's
 /// room counts from what it has handed over, not from what is visible: were it to wait
