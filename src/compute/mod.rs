@@ -206,11 +206,16 @@ impl Compute {
     /// Hands a batch to the workers, spread evenly; every worker learns the new time.
     pub fn send(&self, batch: InputBatch) {
         let peers = self.to_workers.len();
-        let mut shares: Vec<InputBatch> =
-            (0..peers).map(|_| InputBatch { time: batch.time, updates: Vec::new() }).collect();
-        for (i, update) in batch.updates.into_iter().enumerate() {
-            shares[i % peers].updates.push(update);
-        }
+        let shares = if peers == 1 {
+            vec![batch] // as it is: splitting would copy every update
+        } else {
+            let mut shares: Vec<InputBatch> =
+                (0..peers).map(|_| InputBatch { time: batch.time, updates: Vec::new() }).collect();
+            for (i, update) in batch.updates.into_iter().enumerate() {
+                shares[i % peers].updates.push(update);
+            }
+            shares
+        };
         for ((sender, share), thread) in self.to_workers.iter().zip(shares).zip(&self.worker_threads) {
             // A closed channel means the workers are shutting down; nothing to do.
             let _ = sender.send(share);
