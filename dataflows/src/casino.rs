@@ -29,7 +29,7 @@ use crate::datum::{
     col, col_not_null,
 };
 use crate::money::MoneySum;
-use crate::operators::{left_join_unique, max_per_key};
+use crate::operators::{left_join_unique, max_per_key, unzip};
 use crate::{PipelineConfig, Time, typed};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -286,11 +286,16 @@ pub fn casino<'s>(
     redeemed_offers: Coll<'s, RedeemedOffer>,
 ) -> Vec<Coll<'s, Row>> {
     let settings = &config.casino;
-    let event_time = event_time_views(transactions.clone(), settings.window, config.retention);
+    // Each view family gets its part of a transaction, not a copy of all of it.
+    let (transactions, plays) = unzip(transactions, "CasinoGamePlays", |tx| {
+        let play = GamePlay::of(&tx);
+        (tx, Some(play))
+    });
+    let event_time = event_time_views(transactions, settings.window, config.retention);
     let summary = member_daily_summary(event_time.daily_summary);
     let hotel = hotel_room_offers(summary.clone(), settings.hotel_threshold);
     let drink = drink_offers(summary.clone(), settings.drink_threshold);
-    let games = game_stats(transactions);
+    let games = game_stats(plays);
     let leaderboard = member_leaderboard(event_time.leaderboard);
     let closed = member_window_closed(event_time.window_closed);
     let watermark = casino_watermark(event_time.watermark);
@@ -429,6 +434,26 @@ fn drink_offers<'s>(summary: Coll<'s, MemberWindow>, threshold: Decimal) -> Coll
     })
 }
 
+/// What `game_stats` reads of a transaction: its game, and its amount as a bet or a
+/// win (zero for other types, which only count in COUNT(*)).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GamePlay {
+    pub game_type: String,
+    pub bet: Decimal,
+    pub win: Decimal,
+}
+
+impl GamePlay {
+    fn of(tx: &GamingTransaction) -> GamePlay {
+        let (bet, win) = match tx.transaction_type.as_str() {
+            "bet" => (tx.amount, Decimal::ZERO),
+            "win" => (Decimal::ZERO, tx.amount),
+            _ => (Decimal::ZERO, Decimal::ZERO),
+        };
+        GamePlay { game_type: tx.game_type.clone(), bet, win }
+    }
+}
+
 /// All-time totals of one game.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GameTotals {
@@ -451,16 +476,9 @@ pub struct GameTotals {
 /// `total_bets` counts every transaction and `house_edge` is wins − bets, both as the
 /// specification has them. Each transaction is a `(rows, bets, wins)` difference of its
 /// game: one record per game, whatever the history.
-fn game_stats<'s>(transactions: Coll<'s, GamingTransaction>) -> Coll<'s, (String, GameTotals)> {
-    transactions
-        .explode(|tx| {
-            let (bet, win) = match tx.transaction_type.as_str() {
-                "bet" => (tx.amount, Decimal::ZERO),
-                "win" => (Decimal::ZERO, tx.amount),
-                _ => (Decimal::ZERO, Decimal::ZERO),
-            };
-            Some((tx.game_type, (1isize, MoneySum::new(bet), MoneySum::new(win))))
-        })
+fn game_stats<'s>(plays: Coll<'s, GamePlay>) -> Coll<'s, (String, GameTotals)> {
+    plays
+        .explode(|play| Some((play.game_type, (1isize, MoneySum::new(play.bet), MoneySum::new(play.win)))))
         .count_total()
         .map(|(game_type, (rows, bets, wins))| {
             let totals = GameTotals {
