@@ -480,10 +480,11 @@ pub fn arrival_order(inputs: Vec<(InventoryInput, isize)>) -> Vec<InventoryInput
     let mut updates = Vec::new();
     let mut orders = Vec::new();
     for (input, diff) in inputs {
-        for _ in 0..diff.max(0) {
-            match &input {
-                InventoryInput::Update(u) => updates.push(u.clone()),
-                InventoryInput::Order(o) => orders.push(o.clone()),
+        // Moves the input in (the usual single copy); further copies are clones.
+        for copy in std::iter::repeat_n(input, diff.max(0) as usize) {
+            match copy {
+                InventoryInput::Update(u) => updates.push(u),
+                InventoryInput::Order(o) => orders.push(o),
             }
         }
     }
