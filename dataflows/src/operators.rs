@@ -1220,9 +1220,12 @@ mod tests {
         answers_after_each_batch(&captured.lock().unwrap(), batches)
     }
 
+    /// A collection's contents after each batch.
+    type Contents = Vec<Vec<(i64, isize)>>;
+
     /// Both parts of `unzip` after each batch, or those of a `map` and a `flat_map`
     /// reading the same collection.
-    fn run_unzip(history: &[Vec<(i8, bool)>], ours: bool) -> (Vec<Vec<(i64, isize)>>, Vec<Vec<(i64, isize)>>) {
+    fn run_unzip(history: &[Vec<(i8, bool)>], ours: bool) -> (Contents, Contents) {
         let first = |v: i8| v as i64 * 2;
         let second = |v: i8| (v % 2 == 0).then_some(v as i64 + 100);
         let captured = Arc::new(Mutex::new((Vec::new(), Vec::new())));
