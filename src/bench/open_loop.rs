@@ -4,9 +4,9 @@
 //! driver thread hands ingest every event that is due, once a `SOURCE_TICK` as the
 //! generator does (an event due just after a hand-over waits for the next one, and
 //! that wait counts in its freshness), so a slow engine faces a growing queue
-//! instead of a slower client. A monitor thread
-//! waits for each batch's logical time to become visible in the store (the moment a
-//! snapshot, hence a SELECT, sees it) and records, for every event, visible − due.
+//! instead of a slower client. A monitor thread waits for each batch's logical time
+//! to become visible in the store (the moment a snapshot, hence a SELECT, sees it)
+//! and records, for every event, visible − due.
 //! Measuring from the due time, not the send time, counts the queueing delay too
 //! (no coordinated omission).
 //!

@@ -176,7 +176,7 @@ impl RelationRows {
                 }
             }
             RelationRows::Keyed { primary_key, rows } => {
-                // Tables change a row at a time (SQL writes, CDC), so unpacking here is rare.
+                // The primary key is some of the row's datums: unpacked to pack it apart.
                 let row = unpack(packed);
                 let key: Row = primary_key.iter().map(|&i| row[i].clone()).collect();
                 match diff {
