@@ -128,9 +128,10 @@ pub struct LoadResult {
 pub fn load_closed_loop(engine: &Engine, feed: &mut Feed, horizon: Micros, limit: u64) -> anyhow::Result<LoadResult> {
     const BATCH: usize = 20_000;
     // Batches sent and not yet waited for, besides the newest: with it, three
-    // outstanding, enough for ingest's two logical times in compute plus one
-    // gathered behind them. Five went no faster, and the two extra batches queued as
-    // rows, ~25 MB at the peak of command (2) (README, Benchmarks, item 26).
+    // outstanding, enough for compute's logical time, one gathered behind it and one
+    // the store is still applying. Five went no faster, and the two extra batches
+    // queued as rows, ~25 MB at the peak of command (2) (README, Benchmarks, item
+    // 26); two (since item 27) went no faster either and had the same peak.
     const IN_FLIGHT: usize = 2;
     let started = Instant::now();
     let ingest = engine.ingest();
