@@ -79,14 +79,6 @@ impl PackedChanges {
         }));
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Sums the differences of equal rows (equal keys: `1.5` and `1.50` are one row,
     /// as they are one datum) and drops those that cancel, then orders retractions
     /// first: in a net change between two states a table key loses its old row

@@ -34,7 +34,7 @@ pub enum RelationRows {
     /// row, so the oldest rows expire first. Not a map: events arrive mostly in
     /// event-time order, and appending to a B-tree splits each full leaf in half,
     /// leaving every leaf half empty, while the log appends into full chunks.
-    Events { event_time_column: usize, events: EventLog },
+    Events { events: EventLog },
     /// A view completed at read time (see [`Lookup`]): rows with multiplicities,
     /// computed for one snapshot and never changed.
     Completed(Vec<(Row, usize)>),
@@ -46,9 +46,7 @@ impl RelationRows {
             RelationKind::Table { primary_key } => {
                 RelationRows::Keyed { primary_key: primary_key.clone(), rows: OrdMap::new() }
             }
-            RelationKind::Source { event_time_column } => {
-                RelationRows::Events { event_time_column: *event_time_column, events: EventLog::default() }
-            }
+            RelationKind::Source { .. } => RelationRows::Events { events: EventLog::default() },
             RelationKind::View => RelationRows::Multiset(OrdSet::new()),
         }
     }
@@ -64,7 +62,7 @@ impl RelationRows {
                 Box::new(rows.iter().flat_map(|row| repeat(Cow::Owned(row.unpack()), row.multiplicity())))
             }
             RelationRows::Keyed { rows, .. } => Box::new(rows.values().map(|row| Cow::Owned(row.unpack()))),
-            RelationRows::Events { events, .. } => Box::new(events.rows().map(Cow::Owned)),
+            RelationRows::Events { events } => Box::new(events.rows().map(Cow::Owned)),
             RelationRows::Completed(rows) => {
                 Box::new(rows.iter().flat_map(|(row, count)| repeat(Cow::Borrowed(&row[..]), *count)))
             }
@@ -87,7 +85,7 @@ impl RelationRows {
         match self {
             RelationRows::Multiset(rows) => rows.iter().map(PackedRow::multiplicity).sum(),
             RelationRows::Keyed { rows, .. } => rows.len(),
-            RelationRows::Events { events, .. } => events.len(),
+            RelationRows::Events { events } => events.len(),
             RelationRows::Completed(rows) => rows.iter().map(|(_, count)| count).sum(),
         }
     }
@@ -111,7 +109,7 @@ impl RelationRows {
     /// The newest event time of a source's rows.
     fn newest_event(&self) -> Option<Micros> {
         match self {
-            RelationRows::Events { events, .. } => events.newest(),
+            RelationRows::Events { events } => events.newest(),
             _ => None,
         }
     }
@@ -119,7 +117,7 @@ impl RelationRows {
     /// Drops the rows of a source whose event time is before `horizon`
     /// (rows with a NULL event time sort first and go first).
     fn expire_before(&mut self, horizon: Micros) {
-        if let RelationRows::Events { events, .. } = self {
+        if let RelationRows::Events { events } = self {
             events.expire_before(horizon);
         }
     }
@@ -164,7 +162,7 @@ impl RelationRows {
         match self {
             RelationRows::Multiset(rows) => add(rows, packed, diff),
             RelationRows::Completed(_) => unreachable!("completed rows belong to one snapshot and never change"),
-            RelationRows::Events { events, .. } => {
+            RelationRows::Events { events } => {
                 if diff > 0 {
                     events.insert(event_time, packed, diff as usize);
                 } else {
@@ -499,10 +497,11 @@ mod tests {
         ]
     }
 
-    /// Packs `row` and applies it with `diff`, as the store does.
+    /// Packs `row` and applies it with `diff`, as the store does (a source's event
+    /// time is in column 1, as in `event_row`).
     fn apply_row(rows: &mut RelationRows, row: Row, diff: isize, scratch: &mut Vec<u8>) {
         let time = match rows {
-            RelationRows::Events { event_time_column, .. } => event_time(&row, *event_time_column),
+            RelationRows::Events { .. } => event_time(&row, 1),
             _ => 0,
         };
         let mut changes = PackedChanges::default();

@@ -220,11 +220,7 @@ impl ProductPricing {
                 // The override was removed: the price falls back at the removal time.
                 self.removed_at.or(override_before.and_then(|o| o.set_time))
             };
-            let source = HISTORY_SOURCES
-                .into_iter()
-                .find(|source| *source == now.price_source)
-                .expect("a current price has one of the three sources");
-            self.record(product_id, now.price.get(), source, time, base_set, out);
+            self.record(product_id, now.price.get(), &now.price_source, time, base_set, out);
         }
 
         for (event, copies) in events {
@@ -262,7 +258,7 @@ impl ProductPricing {
         &mut self,
         product_id: &str,
         price: f64,
-        source: &'static str,
+        source: &str,
         time: Option<Micros>,
         history: bool,
         out: &mut Vec<(PricingChange, isize)>,
@@ -270,7 +266,8 @@ impl ProductPricing {
         self.changes += 1;
         let seq = self.changes;
         let history_source = history.then(|| {
-            let index = HISTORY_SOURCES.iter().position(|s| *s == source).expect("one of the three sources");
+            let index =
+                HISTORY_SOURCES.iter().position(|s| *s == source).expect("a price has one of the three sources");
             index as u8
         });
         let change = RetainedChange { price: F64::new(price), history_source };
