@@ -12,25 +12,11 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use differential_dataflow::VecCollection;
-use differential_dataflow::input::Input;
-use diffmart_dataflows::datum::{RelationSpec, Row};
-use diffmart_dataflows::{PipelineConfig, Time, casino, ecommerce, inventory, pricing, retail, system};
+use diffmart_dataflows::boundary::Inputs;
+use diffmart_dataflows::{PipelineConfig, Time};
 use timely::logging::{TimelyEvent, TimelyEventBuilder};
 
-type Build = for<'s> fn(&PipelineConfig, &[VecCollection<'s, Time, Row>]) -> Vec<VecCollection<'s, Time, Row>>;
-/// A pipeline's name, its input relations, and how its views are built.
-type Pipeline = (&'static str, fn() -> Vec<&'static RelationSpec>, Build);
-
 fn main() {
-    let pipelines: [Pipeline; 6] = [
-        ("retail", retail::input_specs, retail::build_from_rows),
-        ("ecommerce", ecommerce::input_specs, ecommerce::build_from_rows),
-        ("casino", casino::input_specs, casino::build_from_rows),
-        ("inventory", inventory::input_specs, inventory::build_from_rows),
-        ("pricing", pricing::input_specs, pricing::build_from_rows),
-        ("system", system::input_specs, system::build_from_rows),
-    ];
     timely::execute_directly(move |worker| {
         let names: Rc<RefCell<Vec<String>>> = Rc::default();
         let log = names.clone();
@@ -43,12 +29,13 @@ fn main() {
         });
         let config = PipelineConfig::default();
         let mut total = 0;
-        for (pipeline, input_specs, build) in pipelines {
+        for (pipeline, input_specs, build) in diffmart_dataflows::pipelines() {
             names.borrow_mut().clear();
             worker.dataflow::<Time, _, _>(|scope| {
-                let inputs: Vec<VecCollection<Time, Row>> =
-                    input_specs().iter().map(|_| scope.new_collection().1).collect();
-                build(&config, &inputs);
+                let mut inputs = Inputs::new(scope, input_specs);
+                // The views go unread: the server's sink reads them without operators of their own.
+                build(&config, &mut inputs);
+                inputs.into_sessions()
             });
             worker.log_register().expect("logging").flush();
             let mut by_name: BTreeMap<String, usize> = BTreeMap::new();

@@ -30,7 +30,8 @@ use crate::datum::{
 };
 use crate::money::MoneySum;
 use crate::operators::{left_join_unique, max_per_key, unzip};
-use crate::{PipelineConfig, Time, typed};
+use crate::boundary::{Inputs, View};
+use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
 
@@ -271,12 +272,11 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
     ]
 }
 
-/// Builds the views from input relations given as rows, in `input_specs()` order.
-pub fn build_from_rows<'s>(config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
-    let [gaming_transactions, redeemed_offers] = inputs else {
-        panic!("casino takes {} inputs, got {}", input_specs().len(), inputs.len());
-    };
-    casino(config, typed(gaming_transactions), typed(redeemed_offers))
+/// Builds the casino views from its inputs, in `view_specs()` order.
+pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
+    let transactions = inputs.records();
+    let redeemed_offers = inputs.records();
+    casino(config, transactions, redeemed_offers)
 }
 
 /// Builds the casino views, in `view_specs()` order.
@@ -284,7 +284,7 @@ pub fn casino<'s>(
     config: &PipelineConfig,
     transactions: Coll<'s, GamingTransaction>,
     redeemed_offers: Coll<'s, RedeemedOffer>,
-) -> Vec<Coll<'s, Row>> {
+) -> Vec<View<'s>> {
     let settings = &config.casino;
     // Each view family gets its part of a transaction, not a copy of all of it.
     let (transactions, plays) = unzip(transactions, "CasinoGamePlays", |tx| {
@@ -302,8 +302,8 @@ pub fn casino<'s>(
     let pending = pending_offers(hotel.clone(), drink.clone(), redeemed_offers);
 
     vec![
-        summary.map(|w| member_window_row(&w)),
-        hotel.map(|w| {
+        View::new(summary, |w| member_window_row(&w)),
+        View::new(hotel, |w| {
             let t = &w.totals;
             vec![
                 w.member_id.into(),
@@ -317,7 +317,7 @@ pub fn casino<'s>(
                 HOTEL_REWARD.into(),
             ]
         }),
-        drink.map(|w| {
+        View::new(drink, |w| {
             let t = &w.totals;
             vec![
                 w.member_id.into(),
@@ -332,7 +332,7 @@ pub fn casino<'s>(
                 DRINK_REWARD.into(),
             ]
         }),
-        games.map(|(game_type, totals)| {
+        View::new(games, |(game_type, totals)| {
             vec![
                 game_type.into(),
                 totals.transactions.into(),
@@ -341,7 +341,7 @@ pub fn casino<'s>(
                 (totals.paid_out - totals.wagered).into(),
             ]
         }),
-        leaderboard.map(|m| {
+        View::new(leaderboard, |m| {
             let t = &m.totals;
             vec![
                 m.member_id.into(),
@@ -352,8 +352,8 @@ pub fn casino<'s>(
                 Datum::Timestamp(t.last_transaction),
             ]
         }),
-        closed.map(|w| member_window_row(&w)),
-        pending.map(|p| {
+        View::new(closed, |w| member_window_row(&w)),
+        View::new(pending, |p| {
             vec![
                 p.member_id.into(),
                 p.member_name.into(),
@@ -363,7 +363,7 @@ pub fn casino<'s>(
                 Datum::Timestamp(p.window_end),
             ]
         }),
-        watermark.map(|(watermark, late)| vec![Datum::Timestamp(watermark), late.into()]),
+        View::new(watermark, |(watermark, late)| vec![Datum::Timestamp(watermark), late.into()]),
     ]
 }
 
@@ -455,7 +455,7 @@ impl GamePlay {
 }
 
 /// All-time totals of one game.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GameTotals {
     pub transactions: i64,
     pub wagered: Decimal,

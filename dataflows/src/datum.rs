@@ -441,7 +441,7 @@ pub trait Record: Sized {
     }
 
     /// As [`Record::from_row`], but a text is moved out of the row instead of
-    /// copied: what the dataflow does with every input row (see [`crate::typed`]).
+    /// copied: what the dataflow does with every input row (see [`crate::boundary::RowSession`]).
     fn from_owned_row(mut row: Row) -> Result<Self, RowError> {
         let moved = move_texts(&mut row);
         Self::read(&RowReader::moving(Self::spec(), &row, moved)?)

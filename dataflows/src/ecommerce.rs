@@ -23,8 +23,9 @@ pub mod traffic;
 use differential_dataflow::VecCollection;
 
 pub use self::inputs::{Product, User, UserEvent};
-use crate::datum::{Column, Record, RelationKind, RelationSpec, Row};
-use crate::{PipelineConfig, Time, typed};
+use crate::datum::{Column, Record, RelationKind, RelationSpec};
+use crate::boundary::{Inputs, View};
+use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
 
@@ -35,12 +36,12 @@ fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
 /// `products` arranged by `product_id` once, shared by the views that join it.
 type ProductsArranged<'s> = crate::operators::ByKey<'s, String, Product>;
 
-/// Input relations, in the order [`build_from_rows`] takes them.
+/// Input relations, in the order [`build`] takes them.
 pub fn input_specs() -> Vec<&'static RelationSpec> {
     vec![Product::spec(), User::spec(), UserEvent::spec()]
 }
 
-/// The seven views, in the order [`build_from_rows`] returns them.
+/// The seven views, in the order [`build`] returns them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
     vec![
         &traffic::USER_EVENTS_WATERMARKED,
@@ -53,15 +54,11 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
     ]
 }
 
-/// Builds the views from the input relations given as rows, in `input_specs()` order.
-/// Rows were validated against their specs on the way in.
-pub fn build_from_rows<'s>(_config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
-    let [products, _users, user_events] = inputs else {
-        panic!("ecommerce takes {} inputs, got {}", input_specs().len(), inputs.len());
-    };
-    let products: Coll<'s, Product> = typed(products);
-    let events: Coll<'s, UserEvent> = typed(user_events);
-    let products_by_id = products.map(|p| (p.product_id.clone(), p)).arrange_by_key();
+/// Builds the views from the pipeline's inputs, in `view_specs()` order.
+pub fn build<'s>(_config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
+    let products_by_id = inputs.projected(|p: Product| (p.product_id.clone(), p)).arrange_by_key();
+    inputs.unread(User::spec());
+    let events: Coll<'s, UserEvent> = inputs.records();
     vec![
         traffic::user_events_watermarked(events.clone()),
         traffic::pageview_metrics(events.clone()),

@@ -29,7 +29,8 @@ use crate::datum::{
     col_not_null,
 };
 use crate::operators::{ClockedState, run_clocked, split_by_kind};
-use crate::{PipelineConfig, Time, typed};
+use crate::boundary::{Inputs, View};
+use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
 use ColumnType::{Float64, Int32, Int64, Json, Text, TimestampTz};
@@ -340,29 +341,23 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
     vec![&INVENTORY_CURRENT, &INVENTORY_EVENTS, &INVENTORY_ALERTS, &INVENTORY_REJECTIONS, &INVENTORY_REJECTION_COUNTS]
 }
 
-/// Builds the views from input relations given as rows, in `input_specs()` order.
-pub fn build_from_rows<'s>(config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
-    let [product_updates, order_events] = inputs else {
-        panic!("inventory takes {} inputs, got {}", input_specs().len(), inputs.len());
-    };
-    inventory(config, typed(product_updates), typed(order_events))
+/// Builds the inventory views from its inputs, in `view_specs()` order.
+pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
+    let product_updates = inputs.projected(InventoryInput::Update);
+    let order_events = inputs.projected(InventoryInput::Order);
+    inventory(config, product_updates.concat(order_events))
 }
 
-/// Builds the inventory views, in `view_specs()` order.
-pub fn inventory<'s>(
-    config: &PipelineConfig,
-    product_updates: Coll<'s, ProductUpdate>,
-    order_events: Coll<'s, OrderEvent>,
-) -> Vec<Coll<'s, Row>> {
-    let inputs = product_updates.map(InventoryInput::Update).concat(order_events.map(InventoryInput::Order));
+/// Builds the inventory views from product updates and orders, in `view_specs()` order.
+pub fn inventory<'s>(config: &PipelineConfig, inputs: Coll<'s, InventoryInput>) -> Vec<View<'s>> {
     let [current, events, alerts, rejections, rejected] =
         split_by_kind(product_states(inputs, config.retention), InventoryChange::kind);
     vec![
-        inventory_current(current).map(|p| current_row(&p)),
-        inventory_events(events).map(|e| event_row(&e)),
-        inventory_alerts(alerts).map(|a| alert_row(&a)),
-        inventory_rejections(rejections).map(|r| rejection_row(&r)),
-        inventory_rejection_counts(rejected).map(|(kind, n)| vec![kind.as_str().into(), n.into()]),
+        inventory_current(current),
+        inventory_events(events),
+        inventory_alerts(alerts),
+        inventory_rejections(rejections),
+        View::new(inventory_rejection_counts(rejected), |(kind, n)| vec![kind.as_str().into(), n.into()]),
     ]
 }
 
@@ -370,9 +365,9 @@ pub fn inventory<'s>(
 /// every product seen in a valid product update, as its updates and orders left it.
 /// `status` is `OUT_OF_STOCK` at 0, `LOW_STOCK` in 1..9, `IN_STOCK` from 10; `last_update`
 /// is the newest event time of an update or order applied to it.
-fn inventory_current<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s, CurrentProduct> {
-    changes.flat_map(|change| match change {
-        InventoryChange::Current(product) => Some(product),
+fn inventory_current<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
+    View::filter_map(changes, |change| match change {
+        InventoryChange::Current(product) => Some(current_row(&product)),
         _ => None,
     })
 }
@@ -383,18 +378,18 @@ fn inventory_current<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s, Current
 /// INVENTORY_INCREASED, OUT_OF_STOCK, BACK_IN_STOCK, PRICE_CHANGED, STALE_INVENTORY).
 /// `event_time` is the input's event time (STALE_INVENTORY: last update + 1 hour); the
 /// previous/current columns are the product before and after the input.
-fn inventory_events<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s, InventoryEvent> {
-    changes.flat_map(|change| match change {
-        InventoryChange::Event(event) => Some(event),
+fn inventory_events<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
+    View::filter_map(changes, |change| match change {
+        InventoryChange::Event(event) => Some(event_row(&event)),
         _ => None,
     })
 }
 
 /// `inventory_alerts(alert_type, product_id, message, severity, alert_time)`: LOW_STOCK
 /// (CRITICAL at ≤ 5 units, else WARNING), OUT_OF_STOCK (CRITICAL) and PRICE_DROP (INFO).
-fn inventory_alerts<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s, InventoryAlert> {
-    changes.flat_map(|change| match change {
-        InventoryChange::Alert(alert) => Some(alert),
+fn inventory_alerts<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
+    View::filter_map(changes, |change| match change {
+        InventoryChange::Alert(alert) => Some(alert_row(&alert)),
         _ => None,
     })
 }
@@ -402,9 +397,9 @@ fn inventory_alerts<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s, Inventor
 /// `inventory_rejections(kind, order_id, product_id, reason, event_time)`: inputs that
 /// changed nothing because they were invalid (empty ids or name, quantity ≤ 0, negative
 /// inventory) or, for orders, named a product never seen.
-fn inventory_rejections<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s, Rejection> {
-    changes.flat_map(|change| match change {
-        InventoryChange::Rejection(rejection) => Some(rejection),
+fn inventory_rejections<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
+    View::filter_map(changes, |change| match change {
+        InventoryChange::Rejection(rejection) => Some(rejection_row(&rejection)),
         _ => None,
     })
 }

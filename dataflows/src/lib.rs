@@ -3,6 +3,7 @@
 //! Each pipeline lives in its own module and reads like the SQL it maintains:
 //! every view is a function under a doc comment holding its SQL definition.
 
+pub mod boundary;
 pub mod casino;
 pub mod datum;
 pub mod ecommerce;
@@ -17,8 +18,8 @@ pub mod system;
 /// Event time is data (a column), never this.
 pub type Time = u64;
 
-use datum::{Micros, Record, RelationSpec, Row};
-use differential_dataflow::VecCollection;
+use boundary::{Inputs, View};
+use datum::{Micros, RelationSpec, Row};
 
 /// Launch options that shape what the pipelines compute.
 #[derive(Clone, Debug)]
@@ -34,15 +35,15 @@ impl Default for PipelineConfig {
     }
 }
 
-/// Builds a pipeline's views from its inputs (as rows, in `input_specs` order); returns them in `view_specs` order.
-type BuildViews = for<'s> fn(&PipelineConfig, &[VecCollection<'s, Time, Row>]) -> Vec<VecCollection<'s, Time, Row>>;
+/// Builds a pipeline's views from its inputs (asked for in `input_specs` order); returns them in `view_specs` order.
+pub type BuildViews = for<'s> fn(&PipelineConfig, &mut Inputs<'s>) -> Vec<View<'s>>;
 
 /// One pipeline: its input relations, its views, and how the views are built.
 struct Pipeline {
     name: &'static str,
     input_specs: fn() -> Vec<&'static RelationSpec>,
     view_specs: fn() -> Vec<&'static RelationSpec>,
-    /// Takes the pipeline's inputs as rows, in `input_specs` order; returns its views in `view_specs` order.
+    /// Asks for the pipeline's inputs in `input_specs` order; returns its views in `view_specs` order.
     build: BuildViews,
 }
 
@@ -51,37 +52,37 @@ const PIPELINES: [Pipeline; 6] = [
         name: "retail",
         input_specs: retail::input_specs,
         view_specs: retail::view_specs,
-        build: retail::build_from_rows,
+        build: retail::build,
     },
     Pipeline {
         name: "ecommerce",
         input_specs: ecommerce::input_specs,
         view_specs: ecommerce::view_specs,
-        build: ecommerce::build_from_rows,
+        build: ecommerce::build,
     },
     Pipeline {
         name: "casino",
         input_specs: casino::input_specs,
         view_specs: casino::view_specs,
-        build: casino::build_from_rows,
+        build: casino::build,
     },
     Pipeline {
         name: "inventory",
         input_specs: inventory::input_specs,
         view_specs: inventory::view_specs,
-        build: inventory::build_from_rows,
+        build: inventory::build,
     },
     Pipeline {
         name: "pricing",
         input_specs: pricing::input_specs,
         view_specs: pricing::view_specs,
-        build: pricing::build_from_rows,
+        build: pricing::build,
     },
     Pipeline {
         name: "system",
         input_specs: system::input_specs,
         view_specs: system::view_specs,
-        build: system::build_from_rows,
+        build: system::build,
     },
 ];
 
@@ -95,12 +96,15 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
     PIPELINES.iter().flat_map(|p| (p.view_specs)()).collect()
 }
 
-/// Builds every pipeline's views from the input relations (as rows, in
-/// [`input_specs`] order). The result lines up with [`view_specs`].
-pub fn build_views<'s>(
-    config: &PipelineConfig,
-    inputs: &[VecCollection<'s, Time, Row>],
-) -> Vec<VecCollection<'s, Time, Row>> {
+/// Every pipeline, by name, with its input relations and how its views are built
+/// (for tools that build one pipeline at a time).
+pub fn pipelines() -> impl Iterator<Item = (&'static str, Vec<&'static RelationSpec>, BuildViews)> {
+    PIPELINES.iter().map(|p| (p.name, (p.input_specs)(), p.build))
+}
+
+/// Builds every pipeline's views, asking `inputs` for the input relations in
+/// [`input_specs`] order. The result lines up with [`view_specs`].
+pub fn build_views<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     build_views_announcing(config, inputs, &mut |_| {})
 }
 
@@ -108,19 +112,17 @@ pub fn build_views<'s>(
 /// operators (a profiler tells whose operators are whose by the ids allocated since).
 pub fn build_views_announcing<'s>(
     config: &PipelineConfig,
-    inputs: &[VecCollection<'s, Time, Row>],
+    inputs: &mut Inputs<'s>,
     starting: &mut dyn FnMut(&'static str),
-) -> Vec<VecCollection<'s, Time, Row>> {
-    assert_eq!(inputs.len(), input_specs().len(), "one collection per input relation");
-    let mut rest = inputs;
+) -> Vec<View<'s>> {
     let mut views = Vec::new();
     for pipeline in &PIPELINES {
-        let (mine, others) = rest.split_at((pipeline.input_specs)().len());
+        let asked_before = inputs.len();
         starting(pipeline.name);
-        let built = (pipeline.build)(config, mine);
-        assert_eq!(built.len(), (pipeline.view_specs)().len(), "one collection per view");
+        let built = (pipeline.build)(config, inputs);
+        assert_eq!(inputs.len() - asked_before, (pipeline.input_specs)().len(), "{}: one input per relation", pipeline.name);
+        assert_eq!(built.len(), (pipeline.view_specs)().len(), "{}: one view per view spec", pipeline.name);
         views.extend(built);
-        rest = others;
     }
     views
 }
@@ -148,15 +150,4 @@ pub fn rows_implied_by_delete(
     now: Micros,
 ) -> Vec<(&'static RelationSpec, Row)> {
     pricing::rows_implied_by_delete(spec, row, now)
-}
-
-/// Rows of an input relation as typed records. Rows are validated against their
-/// relation's spec before they enter the dataflow, so a failure here is a bug.
-pub fn typed<'s, T: Record + differential_dataflow::Data>(
-    rows: &VecCollection<'s, Time, Row>,
-) -> VecCollection<'s, Time, T> {
-    rows.clone().map(|row| match T::from_owned_row(row) {
-        Ok(record) => record,
-        Err(e) => panic!("row reached the dataflow unvalidated: {e}"),
-    })
 }

@@ -27,7 +27,8 @@ use crate::datum::{
     col_not_null,
 };
 use crate::operators::split_by_kind;
-use crate::{PipelineConfig, Time, typed};
+use crate::boundary::{Inputs, View};
+use crate::{PipelineConfig, Time};
 use ColumnType::{Float64, Int64, Text, TimestampTz};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -481,33 +482,19 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
     vec![&PRODUCT_PRICES, &PRICE_HISTORY, &PRICE_UPDATES]
 }
 
-/// Builds the views from input relations given as rows, in `input_specs()` order.
-pub fn build_from_rows<'s>(config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
-    let [events, catalog, overrides, removals] = inputs else {
-        panic!("pricing takes {} inputs, got {}", input_specs().len(), inputs.len());
-    };
-    pricing(config, typed(events), typed(catalog), typed(overrides), typed(removals))
+/// Builds the pricing views from its inputs, in `view_specs()` order.
+pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
+    let events = inputs.projected(|e: ProductEvent| (e.product_id.clone(), PricingInput::Event(e)));
+    let catalog = inputs.projected(|c: CatalogProduct| (c.product_id.clone(), PricingInput::Catalog(c)));
+    let overrides = inputs.projected(|o: PriceOverride| (o.product_id.clone(), PricingInput::Override(o)));
+    let removals = inputs.projected(|r: OverrideRemoval| (r.product_id.clone(), PricingInput::Removal(r)));
+    pricing(config, catalog.concat(removals).concat(overrides).concat(events))
 }
 
-/// Builds the pricing views, in `view_specs()` order.
-pub fn pricing<'s>(
-    config: &PipelineConfig,
-    events: Coll<'s, ProductEvent>,
-    catalog: Coll<'s, CatalogProduct>,
-    overrides: Coll<'s, PriceOverride>,
-    removals: Coll<'s, OverrideRemoval>,
-) -> Vec<Coll<'s, Row>> {
-    let inputs = catalog
-        .map(|c| (c.product_id.clone(), PricingInput::Catalog(c)))
-        .concat(removals.map(|r| (r.product_id.clone(), PricingInput::Removal(r))))
-        .concat(overrides.map(|o| (o.product_id.clone(), PricingInput::Override(o))))
-        .concat(events.map(|e| (e.product_id.clone(), PricingInput::Event(e))));
+/// Builds the pricing views from every input keyed by product, in `view_specs()` order.
+pub fn pricing<'s>(config: &PipelineConfig, inputs: Coll<'s, (String, PricingInput)>) -> Vec<View<'s>> {
     let [prices, history, updates] = split_by_kind(per_product_pricing(inputs, config.retention), PricingChange::kind);
-    vec![
-        product_prices(prices).map(|p| p.to_row()),
-        price_history(history).map(|h| h.to_row()),
-        price_updates(updates).map(|u| u.to_row()),
-    ]
+    vec![product_prices(prices), price_history(history), price_updates(updates)]
 }
 
 /// `product_prices(product_id, price, demand, price_source)`, per product, after
@@ -522,9 +509,9 @@ pub fn pricing<'s>(
 ///             OR event.timestamp <= (SELECT removed_at FROM price_override_removals r
 ///                                    WHERE r.product_id = event.product_id)
 /// ```
-fn product_prices<'s>(changes: Coll<'s, PricingChange>) -> Coll<'s, ProductPrice> {
-    changes.flat_map(|change| match change {
-        PricingChange::Price(row) => Some(row),
+fn product_prices<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
+    View::filter_map(changes, |change| match change {
+        PricingChange::Price(row) => Some(row.to_row()),
         _ => None,
     })
 }
@@ -540,9 +527,9 @@ fn product_prices<'s>(changes: Coll<'s, PricingChange>) -> Coll<'s, ProductPrice
 /// WHERE h.event_time < (SELECT max(event_time) FROM price_history n
 ///                       WHERE n.product_id = h.product_id) - INTERVAL '24 hours';
 /// ```
-fn price_history<'s>(changes: Coll<'s, PricingChange>) -> Coll<'s, PriceHistoryRow> {
-    changes.flat_map(|change| match change {
-        PricingChange::History(row) => Some(row),
+fn price_history<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
+    View::filter_map(changes, |change| match change {
+        PricingChange::History(row) => Some(row.to_row()),
         _ => None,
     })
 }
@@ -550,9 +537,9 @@ fn price_history<'s>(changes: Coll<'s, PricingChange>) -> Coll<'s, PriceHistoryR
 /// `price_updates(product_id, seq, new_price, timestamp)`: every change of a
 /// product's current price, `price_history`'s rows plus the reverts when an override
 /// is removed, under the same retention. Feeds `price-updates` and `/ws/prices`.
-fn price_updates<'s>(changes: Coll<'s, PricingChange>) -> Coll<'s, PriceUpdate> {
-    changes.flat_map(|change| match change {
-        PricingChange::Update(row) => Some(row),
+fn price_updates<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
+    View::filter_map(changes, |change| match change {
+        PricingChange::Update(row) => Some(row.to_row()),
         _ => None,
     })
 }

@@ -22,7 +22,8 @@ use crate::operators::{
     Compaction, EventClock, Expiry, batch_maxima, horizon_filter, left_join_unique, max_per_key, prefix_fold_at,
     range_sum_at,
 };
-use crate::{PipelineConfig, Time, typed};
+use crate::boundary::{Inputs, View};
+use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
 
@@ -308,14 +309,14 @@ impl Record for Order {
     }
 }
 
-/// The retail inputs as typed collections.
-pub struct RetailInputs<'s> {
-    pub web_clicks: Coll<'s, WebClick>,
-    pub competitor_prices: Coll<'s, CompetitorPrice>,
-    pub purchases: Coll<'s, Purchase>,
-    pub restocks: Coll<'s, Restock>,
-    pub product_inventory: Coll<'s, ProductInventory>,
-    pub orders: Coll<'s, Order>,
+/// The retail inputs as the views read them.
+struct RetailInputs<'s> {
+    web_clicks: Coll<'s, Click>,
+    competitor_prices: Coll<'s, CompetitorPrice>,
+    purchases: Coll<'s, PurchasedQuantity>,
+    restocks: Coll<'s, Restock>,
+    product_inventory: Coll<'s, ProductInventory>,
+    orders: Coll<'s, Order>,
 }
 
 /// Input relations, in the order `RetailInputs` lists them.
@@ -518,21 +519,21 @@ pub struct StockStatus {
     pub category: StockCategory,
 }
 
-/// Builds the views from input relations given as rows, in `input_specs()` order.
-/// Rows were validated against their specs on the way in.
-pub fn build_from_rows<'s>(config: &PipelineConfig, inputs: &[Coll<'s, Row>]) -> Vec<Coll<'s, Row>> {
-    let [web_clicks, competitor_prices, purchases, restocks, product_inventory, orders] = inputs else {
-        panic!("retail takes {} inputs, got {}", input_specs().len(), inputs.len());
-    };
+/// Builds the retail views from its inputs, in `view_specs()` order.
+pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let inputs = RetailInputs {
-        web_clicks: typed(web_clicks),
-        competitor_prices: typed(competitor_prices),
-        purchases: typed(purchases),
-        restocks: typed(restocks),
-        product_inventory: typed(product_inventory),
-        orders: typed(orders),
+        web_clicks: inputs.projected(|c: WebClick| Click { event_time: c.event_time, product_id: c.product_id }),
+        competitor_prices: inputs.records(),
+        purchases: inputs.projected(|p: Purchase| PurchasedQuantity {
+            purchase_time: p.purchase_time,
+            product_id: p.product_id,
+            quantity_purchased: p.quantity_purchased,
+        }),
+        restocks: inputs.records(),
+        product_inventory: inputs.records(),
+        orders: inputs.records(),
     };
-    retail(inputs, config.retention).into_iter().map(|(_, view)| view).collect()
+    retail(inputs, config.retention)
 }
 
 /// `(product_id, window_start)`: one product's one-minute window.
@@ -552,14 +553,8 @@ type CountSum = (isize, isize);
 /// Builds the retail views from the retail inputs, in `view_specs()` order.
 ///
 /// `retention` bounds the per-minute views by event time (see [`Horizon`]).
-pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static RelationSpec, Coll<'s, Row>)> {
+fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
     let RetailInputs { web_clicks, competitor_prices, purchases, restocks, product_inventory, orders } = inputs;
-    let web_clicks = web_clicks.map(|c| Click { event_time: c.event_time, product_id: c.product_id });
-    let purchases = purchases.map(|p| PurchasedQuantity {
-        purchase_time: p.purchase_time,
-        product_id: p.product_id,
-        quantity_purchased: p.quantity_purchased,
-    });
 
     let horizon = Horizon {
         clock: EventClock::of(vec![
@@ -599,11 +594,11 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
     let priced = dynamic_pricing_enriched(facts.clone(), stock_statuses.clone(), &products);
     let sales = sales_profit(orders, facts, comp_min.clone(), product_inventory, &products, &horizon);
 
-    let views = vec![
-        minute_flows.map(|((product_id, window_start), purchased, restocked)| {
+    vec![
+        View::new(minute_flows, |((product_id, window_start), purchased, restocked)| {
             vec![product_id.into(), Datum::Timestamp(window_start), purchased.into(), restocked.into()]
         }),
-        stock_statuses.map(|s| {
+        View::new(stock_statuses, |s| {
             vec![
                 s.product_id.into(),
                 s.product_name.clone().into(),
@@ -614,22 +609,21 @@ pub fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<(&'static 
                 s.category.name().into(),
             ]
         }),
-        clicks_per_minute.map(|((product_id, window_start), clicks)| {
+        View::new(clicks_per_minute, |((product_id, window_start), clicks)| {
             vec![product_id.into(), Datum::Timestamp(window_start), (clicks as i64).into()]
         }),
-        latest_prices.map(|((product_id, competitor), (ts, price))| {
+        View::new(latest_prices, |((product_id, competitor), (ts, price))| {
             vec![product_id.into(), competitor.into(), price.into(), Datum::Timestamp(ts)]
         }),
-        comp_min.map(|(product_id, min)| vec![product_id.into(), min.into()]),
-        priced,
-        sales.map(|(product_id, name, total, revenue)| {
+        View::new(comp_min, |(product_id, min)| vec![product_id.into(), min.into()]),
+        View::of_rows(priced),
+        View::new(sales, |(product_id, name, total, revenue)| {
             vec![product_id.into(), name.into(), total.into(), revenue.into()]
         }),
-        watermark.map(|(watermark, horizon, late)| {
+        View::new(watermark, |(watermark, horizon, late)| {
             vec![Datum::Timestamp(watermark), timestamp_or_null(horizon), late.into()]
         }),
-    ];
-    view_specs().into_iter().zip(views).collect()
+    ]
 }
 
 /// How far back the per-minute views reach.

@@ -12,13 +12,13 @@
 
 use std::sync::LazyLock;
 
-use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use crate::datum::{
     Column, ColumnType, Datum, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col, col_not_null,
 };
-use crate::{PipelineConfig, Time};
+use crate::PipelineConfig;
+use crate::boundary::{Inputs, View};
 use ColumnType::{Int32, Int64, Text, TimestampTz};
 
 /// A `diffmart_sources` row: one stream of one source.
@@ -191,11 +191,10 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
     Vec::new()
 }
 
-/// No views: the system relations are only read.
-pub fn build_from_rows<'s>(
-    _config: &PipelineConfig,
-    _inputs: &[VecCollection<'s, Time, Row>],
-) -> Vec<VecCollection<'s, Time, Row>> {
+/// No views: the system relations are only read, and the dataflow takes no input for them.
+pub fn build<'s>(_config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
+    inputs.unread(SourceStatus::spec());
+    inputs.unread(SourceError::spec());
     Vec::new()
 }
 

@@ -18,18 +18,14 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use differential_dataflow::VecCollection;
-use differential_dataflow::input::{Input, InputSession};
+use diffmart_dataflows::boundary::{Inputs, View};
 use diffmart_dataflows::datum::Row;
 use diffmart_dataflows::{PipelineConfig, Time};
 use timely::WorkerConfig;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::Scope;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use self::profile::{OperatorProfile, PipelineBoundaries};
-
-/// One input relation's session: rows in, at the times ingest assigns.
-type RowInput = InputSession<Time, Row, isize>;
 
 /// Which relation (an index into the catalog) a row belongs to.
 pub type RelationId = usize;
@@ -128,15 +124,14 @@ impl Compute {
                 profile.attach(worker, boundaries.clone());
             }
             let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
-                let (sessions, inputs): (Vec<RowInput>, Vec<VecCollection<Time, Row>>) =
-                    diffmart_dataflows::input_specs().iter().map(|_| scope.new_collection()).unzip();
+                let mut inputs = Inputs::new(scope, diffmart_dataflows::input_specs());
                 let mut starting =
                     |pipeline| boundaries.borrow_mut().push((scope.worker().peek_identifier(), pipeline));
-                let views = diffmart_dataflows::build_views_announcing(&pipelines, &inputs, &mut starting);
+                let views = diffmart_dataflows::build_views_announcing(&pipelines, &mut inputs, &mut starting);
                 boundaries.borrow_mut().push((scope.worker().peek_identifier(), "compute"));
                 // Views are numbered after the inputs.
-                publish_to_serving(inputs.len(), views, publish);
-                sessions
+                publish_to_serving(scope, inputs.len(), views, publish);
+                inputs.into_sessions()
             });
             if index == 0 {
                 tracing::debug!(operators = worker.peek_identifier(), "dataflow built");
@@ -253,25 +248,26 @@ struct Publisher {
 /// The sink on worker 0: gathers every view's changes and, each time the frontier
 /// moves, publishes all changes at times now complete. It reads each view on an
 /// input of its own (the input's index names the view), rather than tagging and
-/// concatenating the views first: one operator instead of one per view, and
+/// concatenating the views first, and writes each change as a row as it reads it
+/// (see `diffmart_dataflows::boundary`): one operator instead of two per view, and
 /// timely's progress tracking scales with the operator count.
-fn publish_to_serving(first_view: RelationId, views: Vec<VecCollection<Time, Row>>, publish: Option<Publisher>) {
-    let Some(scope) = views.first().map(|view| view.inner.scope()) else { return };
+fn publish_to_serving<'s>(
+    scope: Scope<'s, Time>,
+    first_view: RelationId,
+    views: Vec<View<'s>>,
+    publish: Option<Publisher>,
+) {
+    if views.is_empty() {
+        return;
+    }
     let mut builder = OperatorBuilder::new("PublishToServing".to_string(), scope);
-    let mut inputs: Vec<_> = views
-        .into_iter()
-        .map(|view| builder.new_input(view.inner, Exchange::new(|_: &(Row, Time, isize)| 0)))
-        .collect();
+    let mut readers: Vec<_> = views.into_iter().map(|view| view.connect(&mut builder)).collect();
     let mut pending: BTreeMap<Time, Vec<(RelationId, Row, isize)>> = BTreeMap::new();
     let mut published_upper: Option<Option<Time>> = None;
     builder.build(move |_capabilities| {
         move |frontiers| {
-            for (view, input) in inputs.iter_mut().enumerate() {
-                input.for_each(|_cap, data| {
-                    for (row, time, diff) in data.drain(..) {
-                        pending.entry(time).or_default().push((first_view + view, row, diff));
-                    }
-                });
+            for (view, read) in readers.iter_mut().enumerate() {
+                read(&mut |row, time, diff| pending.entry(time).or_default().push((first_view + view, row, diff)));
             }
             let Some(publish) = &publish else { return };
             // Times are totally ordered: the views' joint frontier is their least element.

@@ -19,6 +19,7 @@ use super::preceding_rows::rows_with_preceding;
 use super::traffic::WATERMARK_DELAY;
 use super::view;
 use crate::Time;
+use crate::boundary::View;
 use crate::datum::{ColumnType, Datum, F64, MICROS_PER_MINUTE, Micros, RelationSpec, Row, col};
 use crate::operators::left_join_unique;
 use ColumnType::{Bool, Float64, Int64, Numeric, Timestamp};
@@ -126,7 +127,7 @@ fn one_stage(stage: usize) -> StageCounts {
 /// `(session, stage)` pairs are counted, never a session's events rescanned. A NULL
 /// `session_id` is one session, as GROUP BY makes it. With no sessions at all the
 /// aggregate still has its one row: `total_sessions` 0 and every SUM (and rate) NULL.
-pub(super) fn funnel_analysis<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> {
+pub(super) fn funnel_analysis<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     let sessions = events
         .clone()
         .map(|e| e.session_id)
@@ -145,7 +146,9 @@ pub(super) fn funnel_analysis<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> 
     let scope = totals.scope();
     let unit = if scope.index() == 0 { vec![(((), ()), Time::default(), 1isize)] } else { Vec::new() };
     let always = unit.to_stream(scope).as_collection();
-    left_join_unique(always.arrange_by_key(), totals.arrange_by_key(), |_, _, counts| Some(funnel_row(counts.copied())))
+    View::of_rows(left_join_unique(always.arrange_by_key(), totals.arrange_by_key(), |_, _, counts| {
+        Some(funnel_row(counts.copied()))
+    }))
 }
 
 fn funnel_row(counts: Option<StageCounts>) -> Row {
@@ -235,7 +238,7 @@ fn totals(purchases: isize, customers: isize, revenue: FloatSum, items: (isize, 
 /// (the revenue exactly, see `FloatSum`), so an event costs 12 constant-size updates.
 /// Events with a NULL `event_time` are in no window. JSON fields that are missing,
 /// `null` or unreadable as the SQL cast's type count as NULL (see `json_fields`).
-pub(super) fn revenue_tracker<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> {
+pub(super) fn revenue_tracker<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     let purchases = events
         .filter(|e| e.is("purchase"))
         .flat_map(|e| e.event_time.map(|t| (t - WATERMARK_DELAY, PurchaseFacts::of(e))))
@@ -255,7 +258,8 @@ pub(super) fn revenue_tracker<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> 
         let items = p.item_count.map_or((0, 0), |n| (1, n as isize));
         Some((window, totals(0, 0, revenue, items)))
     });
-    ids.concat(customers).concat(sums).count_total().map(
+    View::new(
+        ids.concat(customers).concat(sums).count_total(),
         |(window_start, (purchases, customers, revenue, (item_terms, items))): (Micros, WindowTotals)| {
             vec![
                 Datum::Timestamp(window_start),
@@ -321,9 +325,9 @@ pub const LOOKBACK_ROWS: usize = 24;
 /// purchase changes its hour's count, and only that row and the 24 after it are
 /// recomputed. `avg_count` is PostgreSQL's numeric average digit for digit, so the
 /// 3× tests agree with it exactly; `deviation_score` and `z_score` are doubles.
-pub(super) fn anomaly_detection<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> {
+pub(super) fn anomaly_detection<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     let hours = events.filter(|e| e.is("purchase")).map(|e| Hour::of(e.event_time));
-    rows_with_preceding(hours, LOOKBACK_ROWS, anomaly_row)
+    View::of_rows(rows_with_preceding(hours, LOOKBACK_ROWS, anomaly_row))
 }
 
 fn anomaly_row(hour: &Hour, event_count: i64, previous: &[i64]) -> Row {

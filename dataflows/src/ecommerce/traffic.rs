@@ -9,6 +9,7 @@ use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use super::inputs::{Product, UserEvent, double_or_null, timestamp_or_null};
 use super::{ProductsArranged, view};
 use crate::Time;
+use crate::boundary::View;
 use crate::datum::{ColumnType, Datum, MICROS_PER_MINUTE, Micros, Record, RelationSpec, Row, col};
 use crate::operators::{left_join_unique, max_per_key};
 use ColumnType::{Float64, Int64, Json, Text, Timestamp};
@@ -108,8 +109,8 @@ where
 ///        event_time - INTERVAL '2 minutes' AS event_time_watermark
 /// FROM user_events;
 /// ```
-pub(super) fn user_events_watermarked<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> {
-    events.map(|e| {
+pub(super) fn user_events_watermarked<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
+    View::new(events, |e| {
         let mut row = e.to_row();
         row.push(timestamp_or_null(e.event_time.map(|t| t - WATERMARK_DELAY)));
         row
@@ -134,7 +135,7 @@ type PageKey = (Option<String>, Option<String>, Option<String>);
 /// MIN and MAX keep every live time of a group in an ordered map (`max_per_key`,
 /// the minimum as the maximum of the bitwise complement), so a retraction costs
 /// O(log n); a group whose times are all NULL has NULL first and last views.
-pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row> {
+pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     let pageviews = events.filter(|e| e.is("pageview")).map(|e| {
         let key: PageKey = (e.page_url, e.device_type, e.referrer_url);
         (key, (e.user_id, e.session_id), e.event_time)
@@ -160,9 +161,9 @@ pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row>
             last,
         ]
     };
-    left_join_unique(tallies.arrange_by_key(), extremes.arrange_by_key(), move |key, tally, times| {
+    View::of_rows(left_join_unique(tallies.arrange_by_key(), extremes.arrange_by_key(), move |key, tally, times| {
         Some(row(key.clone(), *tally, times.copied()))
-    })
+    }))
 }
 
 /// ```sql
@@ -178,10 +179,10 @@ pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> Coll<'s, Row>
 /// ```
 /// `product_id` is the primary key of `products`, so grouping by the product's
 /// columns is grouping by the event's `product_id`: counted per id, then joined.
-pub(super) fn product_view_metrics<'s>(events: Coll<'s, UserEvent>, products: &ProductsArranged<'s>) -> Coll<'s, Row> {
+pub(super) fn product_view_metrics<'s>(events: Coll<'s, UserEvent>, products: &ProductsArranged<'s>) -> View<'s> {
     let views =
         events.filter(|e| e.is("product_view")).flat_map(|e| e.product_id.map(|id| (id, (e.user_id, e.session_id))));
-    count_rows_users_sessions(views).join_core(products.clone(), |_id, &(rows, users, sessions), p: &Product| {
+    let rows = count_rows_users_sessions(views).join_core(products.clone(), |_id, &(rows, users, sessions), p: &Product| {
         Some(vec![
             p.product_id.as_str().into(),
             p.name.clone().into(),
@@ -191,7 +192,8 @@ pub(super) fn product_view_metrics<'s>(events: Coll<'s, UserEvent>, products: &P
             users.into(),
             sessions.into(),
         ])
-    })
+    });
+    View::of_rows(rows)
 }
 
 /// `(product views, cart adds, purchases)` of one product.
@@ -220,7 +222,7 @@ type FunnelCounts = (isize, isize, isize);
 pub(super) fn product_performance<'s>(
     events: Coll<'s, UserEvent>,
     products_by_id: &ProductsArranged<'s>,
-) -> Coll<'s, Row> {
+) -> View<'s> {
     let counts = events
         .explode(|e| {
             let counts: FunnelCounts = match e.event_type.as_deref() {
@@ -235,9 +237,9 @@ pub(super) fn product_performance<'s>(
         .map(|(id, (views, carts, purchases)): (String, FunnelCounts)| {
             (id, (views as i64, carts as i64, purchases as i64))
         });
-    left_join_unique(products_by_id.clone(), counts.arrange_by_key(), |_id, p: &Product, counts| {
+    View::of_rows(left_join_unique(products_by_id.clone(), counts.arrange_by_key(), |_id, p: &Product, counts| {
         Some(performance_row(p, counts.copied().unwrap_or((0, 0, 0))))
-    })
+    }))
 }
 
 fn performance_row(p: &Product, (views, carts, purchases): (i64, i64, i64)) -> Row {
