@@ -24,13 +24,13 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use self::windows::{MemberChange, MemberLifetime, MemberWindow, event_time_views};
+use crate::boundary::{Inputs, View};
 use crate::datum::{
     Column, ColumnType, Datum, MICROS_PER_MINUTE, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader,
     col, col_not_null,
 };
 use crate::money::MoneySum;
 use crate::operators::{left_join_unique, max_per_key, unzip};
-use crate::boundary::{Inputs, View};
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;

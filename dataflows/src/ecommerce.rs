@@ -23,8 +23,8 @@ pub mod traffic;
 use differential_dataflow::VecCollection;
 
 pub use self::inputs::{Product, User, UserEvent};
-use crate::datum::{Column, Record, RelationKind, RelationSpec};
 use crate::boundary::{Inputs, View};
+use crate::datum::{Column, Record, RelationKind, RelationSpec};
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;

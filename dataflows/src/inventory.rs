@@ -24,12 +24,12 @@ use differential_dataflow::operators::CountTotal;
 use serde::{Deserialize, Serialize};
 
 use self::book::{InventoryBook, InventoryChange};
+use crate::boundary::{Inputs, View};
 use crate::datum::{
     Column, ColumnType, Datum, F64, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
     col_not_null,
 };
 use crate::operators::{ClockedState, run_clocked, split_by_kind};
-use crate::boundary::{Inputs, View};
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;

@@ -48,24 +48,14 @@ struct Pipeline {
 }
 
 const PIPELINES: [Pipeline; 6] = [
-    Pipeline {
-        name: "retail",
-        input_specs: retail::input_specs,
-        view_specs: retail::view_specs,
-        build: retail::build,
-    },
+    Pipeline { name: "retail", input_specs: retail::input_specs, view_specs: retail::view_specs, build: retail::build },
     Pipeline {
         name: "ecommerce",
         input_specs: ecommerce::input_specs,
         view_specs: ecommerce::view_specs,
         build: ecommerce::build,
     },
-    Pipeline {
-        name: "casino",
-        input_specs: casino::input_specs,
-        view_specs: casino::view_specs,
-        build: casino::build,
-    },
+    Pipeline { name: "casino", input_specs: casino::input_specs, view_specs: casino::view_specs, build: casino::build },
     Pipeline {
         name: "inventory",
         input_specs: inventory::input_specs,
@@ -78,12 +68,7 @@ const PIPELINES: [Pipeline; 6] = [
         view_specs: pricing::view_specs,
         build: pricing::build,
     },
-    Pipeline {
-        name: "system",
-        input_specs: system::input_specs,
-        view_specs: system::view_specs,
-        build: system::build,
-    },
+    Pipeline { name: "system", input_specs: system::input_specs, view_specs: system::view_specs, build: system::build },
 ];
 
 /// Every input relation of every pipeline, in the order [`build_views`] takes them.
@@ -120,7 +105,12 @@ pub fn build_views_announcing<'s>(
         let asked_before = inputs.len();
         starting(pipeline.name);
         let built = (pipeline.build)(config, inputs);
-        assert_eq!(inputs.len() - asked_before, (pipeline.input_specs)().len(), "{}: one input per relation", pipeline.name);
+        assert_eq!(
+            inputs.len() - asked_before,
+            (pipeline.input_specs)().len(),
+            "{}: one input per relation",
+            pipeline.name
+        );
         assert_eq!(built.len(), (pipeline.view_specs)().len(), "{}: one view per view spec", pipeline.name);
         views.extend(built);
     }

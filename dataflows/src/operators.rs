@@ -17,11 +17,12 @@ use timely::container::CapacityContainerBuilder;
 use timely::container::PushInto;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
+use timely::dataflow::operators::{Capability, InputCapability};
 use timely::progress::operate::FrontierInterest;
 
 use serde::{Deserialize, Serialize};
@@ -339,23 +340,20 @@ impl Watermark {
 
 /// What [`horizon_filter`] does. The horizon is the clock's watermark minus
 /// `retention`, this batch included; a record is late when its `expires_at` is at
-/// or behind the horizon as it arrives.
+/// or behind the horizon as it arrives. Late records are dropped either way.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
-    /// Drop late records (events too late to be kept). Stateless; what it lets
-    /// through stays.
+    /// Only drop late records (events too late to be kept). What it lets through stays.
     DropLate,
-    /// Keep only the late records (to count them).
-    OnlyLate,
-    /// A temporal filter: drop late records, and retract each record it let through
-    /// at the first logical time whose horizon reaches its `expires_at`. The held
-    /// records are consolidated, so memory follows the distinct records within
-    /// retention (one per product and minute for per-minute aggregates), not history.
+    /// A temporal filter: also retract each record it let through at the first
+    /// logical time whose horizon reaches its `expires_at`. The held records are
+    /// consolidated, so memory follows the distinct records within retention (one
+    /// per product and minute for per-minute aggregates), not history.
     Retract,
 }
 
-/// Updates of [`horizon_filter`] waiting for their time, with a capability for it.
-type PendingUpdates<D, R> = BTreeMap<Time, (Capability<Time>, Vec<(D, R)>)>;
+/// Updates of [`horizon_split`] waiting for their time, with a capability for each output.
+type PendingUpdates<D, R> = BTreeMap<Time, ([Capability<Time>; 2], Vec<(D, R)>)>;
 
 /// Filters `input` by event-time horizon, as `expiry` says.
 pub fn horizon_filter<'s, D, R>(
@@ -369,81 +367,104 @@ where
     D: ExchangeData,
     R: Abelian + ExchangeData,
 {
-    input
-        .inner
-        .binary_frontier::<_, CapacityContainerBuilder<Vec<(D, Time, R)>>, _, _, _, _>(
-            clock.maxima.clone(),
-            Pipeline,
-            Pipeline,
-            "HorizonFilter",
-            move |_capability, _info| {
-                let mut pending: PendingUpdates<D, R> = BTreeMap::new();
-                let mut watermark = Watermark::default();
-                // Records let through and not yet expired, by expiry.
-                let mut held: BTreeMap<(Micros, D), R> = BTreeMap::new();
-                move |(updates, updates_frontier), (maxima, maxima_frontier), output| {
-                    updates.for_each(|cap, data| {
-                        for (d, t, r) in data.drain(..) {
-                            pending.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push((d, r));
-                        }
-                    });
-                    maxima.for_each(|cap, data| {
-                        for (t, max) in data.drain(..) {
-                            watermark.record(t, max);
-                            if expiry == Expiry::Retract {
-                                pending.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
-                            }
-                        }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        let time = *entry.key();
-                        if updates_frontier.less_equal(&time) || maxima_frontier.less_equal(&time) {
-                            break;
-                        }
-                        let (cap, batch) = entry.remove();
-                        let horizon = watermark.through(time).map(|w| w.saturating_sub(retention));
-                        let mut session = output.session(&cap);
-                        for (d, r) in batch {
-                            let at = expires_at(&d);
-                            let late = horizon.is_some_and(|h| at <= h);
-                            if late != (expiry == Expiry::OnlyLate) {
-                                continue;
-                            }
-                            if expiry == Expiry::Retract {
-                                match held.entry((at, d.clone())) {
-                                    std::collections::btree_map::Entry::Vacant(slot) => {
-                                        slot.insert(r.clone());
-                                    }
-                                    std::collections::btree_map::Entry::Occupied(mut slot) => {
-                                        slot.get_mut().plus_equals(&r);
-                                        if slot.get().is_zero() {
-                                            slot.remove();
-                                        }
-                                    }
-                                }
-                            }
-                            session.give((d, time, r));
-                        }
-                        if let Some(horizon) = horizon {
-                            while let Some(entry) = held.first_entry() {
-                                if entry.key().0 > horizon {
-                                    break;
-                                }
-                                let ((_, d), mut r) = entry.remove_entry();
-                                r.negate();
-                                session.give((d, time, r));
-                            }
-                        }
-                    }
-                    // Clock entries of completed times that carried no updates.
-                    let done = |t: &Time| !maxima_frontier.less_equal(t) && !updates_frontier.less_equal(t);
-                    if let Some(&last) = watermark.pending.keys().take_while(|t| done(t)).last() {
-                        watermark.through(last);
+    horizon_split(input, clock, expires_at, retention, expiry).0
+}
+
+/// [`horizon_filter`], and a `()` for every late record it dropped (to count them).
+///
+/// One operator for both: reading `input` a second time to find the late records
+/// would copy every record for the second reader and hold it there until its time
+/// completes, to keep almost none of them.
+pub fn horizon_split<'s, D, R>(
+    input: VecCollection<'s, Time, D, R>,
+    clock: &EventClock<'s>,
+    expires_at: fn(&D) -> Micros,
+    retention: Micros,
+    expiry: Expiry,
+) -> (VecCollection<'s, Time, D, R>, VecCollection<'s, Time, (), R>)
+where
+    D: ExchangeData,
+    R: Abelian + ExchangeData,
+{
+    let mut builder = OperatorBuilder::new("HorizonFilter".to_string(), input.inner.scope());
+    let mut updates = builder.new_input(input.inner, Pipeline);
+    let mut maxima = builder.new_input(clock.maxima.clone(), Pipeline);
+    let (kept_output, kept) = builder.new_output::<Vec<(D, Time, R)>>();
+    let (late_output, late) = builder.new_output::<Vec<((), Time, R)>>();
+    let mut kept_output = OutputBuilder::<_, CapacityContainerBuilder<Vec<(D, Time, R)>>>::from(kept_output);
+    let mut late_output = OutputBuilder::<_, CapacityContainerBuilder<Vec<((), Time, R)>>>::from(late_output);
+    builder.build(move |_capabilities| {
+        let mut pending: PendingUpdates<D, R> = BTreeMap::new();
+        let mut watermark = Watermark::default();
+        // Records let through and not yet expired, by expiry.
+        let mut held: BTreeMap<(Micros, D), R> = BTreeMap::new();
+        move |frontiers| {
+            let (updates_frontier, maxima_frontier) = (&frontiers[0], &frontiers[1]);
+            let mut kept_output = kept_output.activate();
+            let mut late_output = late_output.activate();
+            let capabilities = |cap: &InputCapability<Time>, t: &Time| [cap.delayed(t, 0), cap.delayed(t, 1)];
+            updates.for_each(|cap, data| {
+                for (d, t, r) in data.drain(..) {
+                    pending.entry(t).or_insert_with(|| (capabilities(&cap, &t), Vec::new())).1.push((d, r));
+                }
+            });
+            maxima.for_each(|cap, data| {
+                for (t, max) in data.drain(..) {
+                    watermark.record(t, max);
+                    if expiry == Expiry::Retract {
+                        pending.entry(t).or_insert_with(|| (capabilities(&cap, &t), Vec::new()));
                     }
                 }
-            },
-        )
-        .as_collection()
+            });
+            while let Some(entry) = pending.first_entry() {
+                let time = *entry.key();
+                if updates_frontier.less_equal(&time) || maxima_frontier.less_equal(&time) {
+                    break;
+                }
+                let ([kept_cap, late_cap], batch) = entry.remove();
+                let horizon = watermark.through(time).map(|w| w.saturating_sub(retention));
+                let mut kept = kept_output.session(&kept_cap);
+                let mut late = late_output.session(&late_cap);
+                for (d, r) in batch {
+                    let at = expires_at(&d);
+                    if horizon.is_some_and(|h| at <= h) {
+                        late.give(((), time, r));
+                        continue;
+                    }
+                    if expiry == Expiry::Retract {
+                        match held.entry((at, d.clone())) {
+                            std::collections::btree_map::Entry::Vacant(slot) => {
+                                slot.insert(r.clone());
+                            }
+                            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                                slot.get_mut().plus_equals(&r);
+                                if slot.get().is_zero() {
+                                    slot.remove();
+                                }
+                            }
+                        }
+                    }
+                    kept.give((d, time, r));
+                }
+                if let Some(horizon) = horizon {
+                    while let Some(entry) = held.first_entry() {
+                        if entry.key().0 > horizon {
+                            break;
+                        }
+                        let ((_, d), mut r) = entry.remove_entry();
+                        r.negate();
+                        kept.give((d, time, r));
+                    }
+                }
+            }
+            // Clock entries of completed times that carried no updates.
+            let done = |t: &Time| !maxima_frontier.less_equal(t) && !updates_frontier.less_equal(t);
+            if let Some(&last) = watermark.pending.keys().take_while(|t| done(t)).last() {
+                watermark.through(last);
+            }
+        }
+    });
+    (kept.as_collection(), late.as_collection())
 }
 
 /// One batch of [`run_clocked`] waiting for its time to complete.

@@ -22,12 +22,12 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use self::state::{PricingChange, PricingInput, per_product_pricing};
+use crate::boundary::{Inputs, View};
 use crate::datum::{
     Column, ColumnType, Datum, F64, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
     col_not_null,
 };
 use crate::operators::split_by_kind;
-use crate::boundary::{Inputs, View};
 use crate::{PipelineConfig, Time};
 use ColumnType::{Float64, Int64, Text, TimestampTz};
 

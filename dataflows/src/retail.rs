@@ -13,16 +13,16 @@ use differential_dataflow::{ExchangeData, VecCollection};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use crate::boundary::{Inputs, View};
 use crate::datum::{
     ColumnType, Datum, MICROS_PER_MINUTE, Micros, ReadTimeLookup, Record, RelationKind, RelationSpec, Row, RowError,
     RowReader, col, col_not_null,
 };
 use crate::money::MoneySum;
 use crate::operators::{
-    Compaction, EventClock, Expiry, batch_maxima, horizon_filter, left_join_unique, max_per_key, prefix_fold_at,
-    range_sum_at,
+    Compaction, EventClock, Expiry, batch_maxima, horizon_filter, horizon_split, left_join_unique, max_per_key,
+    prefix_fold_at, range_sum_at,
 };
-use crate::boundary::{Inputs, View};
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -573,16 +573,11 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
     let purchase_window: fn(&PurchasedQuantity) -> Micros = |p| window_end(minute_start(p.purchase_time));
     let restock_window: fn(&Restock) -> Micros = |r| window_end(minute_start(r.restock_time));
     let click_window: fn(&Click) -> Micros = |c| window_end(minute_start(c.event_time));
-    let late_events = horizon
-        .late(purchases.clone(), purchase_window)
-        .map(|_| ())
-        .concat(horizon.late(restocks.clone(), restock_window).map(|_| ()))
-        .concat(horizon.late(web_clicks.clone(), click_window).map(|_| ()))
-        .count_total();
+    let (purchases, late_purchases) = horizon.drop_late(purchases, purchase_window);
+    let (restocks, late_restocks) = horizon.drop_late(restocks, restock_window);
+    let (web_clicks, late_clicks) = horizon.drop_late(web_clicks, click_window);
+    let late_events = late_purchases.concat(late_restocks).concat(late_clicks).count_total();
     let watermark = retail_watermark(&horizon, late_events);
-    let purchases = horizon.drop_late(purchases, purchase_window);
-    let restocks = horizon.drop_late(restocks, restock_window);
-    let web_clicks = horizon.drop_late(web_clicks, click_window);
 
     let (minute_flows, active_products) = minute_join(purchases, restocks, &horizon);
     let running_net = running_inventory(minute_flows.clone(), &horizon);
@@ -643,13 +638,14 @@ pub struct Horizon<'s> {
 }
 
 impl<'s> Horizon<'s> {
-    /// Drops what arrives with its `expires_at` at or behind the horizon.
-    fn drop_late<D: ExchangeData>(&self, collection: Coll<'s, D>, expires_at: fn(&D) -> Micros) -> Coll<'s, D> {
-        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::DropLate)
-    }
-    /// What [`Horizon::drop_late`] drops.
-    fn late<D: ExchangeData>(&self, collection: Coll<'s, D>, expires_at: fn(&D) -> Micros) -> Coll<'s, D> {
-        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::OnlyLate)
+    /// Drops what arrives with its `expires_at` at or behind the horizon, and
+    /// returns a `()` for each record it dropped beside what it kept.
+    fn drop_late<D: ExchangeData>(
+        &self,
+        collection: Coll<'s, D>,
+        expires_at: fn(&D) -> Micros,
+    ) -> (Coll<'s, D>, Coll<'s, ()>) {
+        horizon_split(collection, &self.clock, expires_at, self.retention, Expiry::DropLate)
     }
     /// Keeps what `expires_at` says only while it is after the horizon.
     fn retain<D: ExchangeData, R: Abelian + ExchangeData>(

@@ -14,11 +14,11 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::PipelineConfig;
+use crate::boundary::{Inputs, View};
 use crate::datum::{
     Column, ColumnType, Datum, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col, col_not_null,
 };
-use crate::PipelineConfig;
-use crate::boundary::{Inputs, View};
 use ColumnType::{Int32, Int64, Text, TimestampTz};
 
 /// A `diffmart_sources` row: one stream of one source.

@@ -182,17 +182,18 @@ pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
 pub(super) fn product_view_metrics<'s>(events: Coll<'s, UserEvent>, products: &ProductsArranged<'s>) -> View<'s> {
     let views =
         events.filter(|e| e.is("product_view")).flat_map(|e| e.product_id.map(|id| (id, (e.user_id, e.session_id))));
-    let rows = count_rows_users_sessions(views).join_core(products.clone(), |_id, &(rows, users, sessions), p: &Product| {
-        Some(vec![
-            p.product_id.as_str().into(),
-            p.name.clone().into(),
-            p.category.clone().into(),
-            double_or_null(p.price),
-            rows.into(),
-            users.into(),
-            sessions.into(),
-        ])
-    });
+    let rows =
+        count_rows_users_sessions(views).join_core(products.clone(), |_id, &(rows, users, sessions), p: &Product| {
+            Some(vec![
+                p.product_id.as_str().into(),
+                p.name.clone().into(),
+                p.category.clone().into(),
+                double_or_null(p.price),
+                rows.into(),
+                users.into(),
+                sessions.into(),
+            ])
+        });
     View::of_rows(rows)
 }
 
@@ -219,10 +220,7 @@ type FunnelCounts = (isize, isize, isize);
 /// GROUP BY p.product_id, p.name, p.category, p.price;
 /// ```
 /// Products without any counted event get zeros (the LEFT JOIN's NULL row counts nothing).
-pub(super) fn product_performance<'s>(
-    events: Coll<'s, UserEvent>,
-    products_by_id: &ProductsArranged<'s>,
-) -> View<'s> {
+pub(super) fn product_performance<'s>(events: Coll<'s, UserEvent>, products_by_id: &ProductsArranged<'s>) -> View<'s> {
     let counts = events
         .explode(|e| {
             let counts: FunnelCounts = match e.event_type.as_deref() {
