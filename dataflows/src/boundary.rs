@@ -129,10 +129,13 @@ impl<'s> Inputs<'s> {
 /// `emit(row, time, diff)` for every change that has arrived.
 pub type ViewRows = Box<dyn FnMut(&mut dyn FnMut(Row, Time, isize))>;
 
+/// Adds a view as an input of the sink an `OperatorBuilder` builds; see [`View::connect`].
+type Connect<'s> = Box<dyn FnOnce(&mut OperatorBuilder<'s, Time>) -> ViewRows + 's>;
+
 /// A view as its pipeline hands it over: its changes as records, and how a record
 /// is written as a row of the view.
 pub struct View<'s> {
-    connect: Box<dyn FnOnce(&mut OperatorBuilder<'s, Time>) -> ViewRows + 's>,
+    connect: Connect<'s>,
 }
 
 impl<'s> View<'s> {

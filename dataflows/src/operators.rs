@@ -338,7 +338,7 @@ impl Watermark {
     }
 }
 
-/// What [`horizon_filter`] does. The horizon is the clock's watermark minus
+/// What [`horizon_filter`] keeps. The horizon is the clock's watermark minus
 /// `retention`, this batch included; a record is late when its `expires_at` is at
 /// or behind the horizon as it arrives. Late records are dropped either way.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -352,30 +352,16 @@ pub enum Expiry {
     Retract,
 }
 
-/// Updates of [`horizon_split`] waiting for their time, with a capability for each output.
+/// Updates of [`horizon_filter`] waiting for their time, with a capability for each output.
 type PendingUpdates<D, R> = BTreeMap<Time, ([Capability<Time>; 2], Vec<(D, R)>)>;
 
-/// Filters `input` by event-time horizon, as `expiry` says.
-pub fn horizon_filter<'s, D, R>(
-    input: VecCollection<'s, Time, D, R>,
-    clock: &EventClock<'s>,
-    expires_at: fn(&D) -> Micros,
-    retention: Micros,
-    expiry: Expiry,
-) -> VecCollection<'s, Time, D, R>
-where
-    D: ExchangeData,
-    R: Abelian + ExchangeData,
-{
-    horizon_split(input, clock, expires_at, retention, expiry).0
-}
-
-/// [`horizon_filter`], and a `()` for every late record it dropped (to count them).
+/// Filters `input` by event-time horizon, as `expiry` says: returns what it keeps,
+/// and a `()` for every late record it dropped (to count them).
 ///
 /// One operator for both: reading `input` a second time to find the late records
 /// would copy every record for the second reader and hold it there until its time
 /// completes, to keep almost none of them.
-pub fn horizon_split<'s, D, R>(
+pub fn horizon_filter<'s, D, R>(
     input: VecCollection<'s, Time, D, R>,
     clock: &EventClock<'s>,
     expires_at: fn(&D) -> Micros,

@@ -20,8 +20,8 @@ use crate::datum::{
 };
 use crate::money::MoneySum;
 use crate::operators::{
-    Compaction, EventClock, Expiry, batch_maxima, horizon_filter, horizon_split, left_join_unique, max_per_key,
-    prefix_fold_at, range_sum_at,
+    Compaction, EventClock, Expiry, batch_maxima, horizon_filter, left_join_unique, max_per_key, prefix_fold_at,
+    range_sum_at,
 };
 use crate::{PipelineConfig, Time};
 
@@ -645,7 +645,7 @@ impl<'s> Horizon<'s> {
         collection: Coll<'s, D>,
         expires_at: fn(&D) -> Micros,
     ) -> (Coll<'s, D>, Coll<'s, ()>) {
-        horizon_split(collection, &self.clock, expires_at, self.retention, Expiry::DropLate)
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::DropLate)
     }
     /// Keeps what `expires_at` says only while it is after the horizon.
     fn retain<D: ExchangeData, R: Abelian + ExchangeData>(
@@ -653,7 +653,7 @@ impl<'s> Horizon<'s> {
         collection: VecCollection<'s, Time, D, R>,
         expires_at: fn(&D) -> Micros,
     ) -> VecCollection<'s, Time, D, R> {
-        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::Retract)
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::Retract).0
     }
     /// Prefix folds over minute positions forget the expired minutes.
     fn compaction(&self) -> Compaction<'s> {
