@@ -140,15 +140,12 @@ pub struct View<'s> {
 
 impl<'s> View<'s> {
     /// The view whose rows are `row(record)` for the records of `records`.
-    pub fn new<D: ExchangeData + Clone>(records: Coll<'s, D>, row: impl Fn(D) -> Row + 'static) -> View<'s> {
+    pub fn new<D: ExchangeData>(records: Coll<'s, D>, row: impl Fn(D) -> Row + 'static) -> View<'s> {
         View::filter_map(records, move |record| Some(row(record)))
     }
 
     /// The view whose rows are `row(record)` for the records of `records` it is `Some` for.
-    pub fn filter_map<D: ExchangeData + Clone>(
-        records: Coll<'s, D>,
-        row: impl Fn(D) -> Option<Row> + 'static,
-    ) -> View<'s> {
+    pub fn filter_map<D: ExchangeData>(records: Coll<'s, D>, row: impl Fn(D) -> Option<Row> + 'static) -> View<'s> {
         View {
             connect: Box::new(move |builder| {
                 let mut input = builder.new_input(records.inner, Exchange::new(|_: &(D, Time, isize)| 0));

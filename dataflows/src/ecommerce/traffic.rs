@@ -182,19 +182,25 @@ pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
 pub(super) fn product_view_metrics<'s>(events: Coll<'s, UserEvent>, products: &ProductsArranged<'s>) -> View<'s> {
     let views =
         events.filter(|e| e.is("product_view")).flat_map(|e| e.product_id.map(|id| (id, (e.user_id, e.session_id))));
-    let rows =
-        count_rows_users_sessions(views).join_core(products.clone(), |_id, &(rows, users, sessions), p: &Product| {
-            Some(vec![
-                p.product_id.as_str().into(),
-                p.name.clone().into(),
-                p.category.clone().into(),
-                double_or_null(p.price),
-                rows.into(),
-                users.into(),
-                sessions.into(),
-            ])
+    let rows = count_rows_users_sessions(views)
+        .join_core(products.clone(), |_id, &(rows, users, sessions), p: &Product| {
+            Some(product_row(p, [rows.into(), users.into(), sessions.into()]))
         });
     View::of_rows(rows)
+}
+
+/// A row of a view grouped by the product's columns: `product_id, name, category,
+/// price`, then the group's aggregates.
+fn product_row<const N: usize>(p: &Product, aggregates: [Datum; N]) -> Row {
+    let mut row = Vec::with_capacity(4 + N);
+    row.extend([
+        p.product_id.as_str().into(),
+        p.name.clone().into(),
+        p.category.clone().into(),
+        double_or_null(p.price),
+    ]);
+    row.extend(aggregates);
+    row
 }
 
 /// `(product views, cart adds, purchases)` of one product.
@@ -243,16 +249,15 @@ pub(super) fn product_performance<'s>(events: Coll<'s, UserEvent>, products_by_i
 fn performance_row(p: &Product, (views, carts, purchases): (i64, i64, i64)) -> Row {
     // CASE WHEN divisor = 0 THEN 0 ELSE CAST(x AS FLOAT) / divisor END
     let ratio = |x: i64, divisor: i64| if divisor == 0 { 0.0 } else { x as f64 / divisor as f64 };
-    vec![
-        p.product_id.as_str().into(),
-        p.name.clone().into(),
-        p.category.clone().into(),
-        double_or_null(p.price),
-        views.into(),
-        carts.into(),
-        purchases.into(),
-        ratio(carts, views).into(),
-        ratio(purchases, carts).into(),
-        p.price.map(|price| purchases as f64 * price.get()).into(),
-    ]
+    product_row(
+        p,
+        [
+            views.into(),
+            carts.into(),
+            purchases.into(),
+            ratio(carts, views).into(),
+            ratio(purchases, carts).into(),
+            p.price.map(|price| purchases as f64 * price.get()).into(),
+        ],
+    )
 }
