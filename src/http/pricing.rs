@@ -33,7 +33,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{ApiError, AppState};
 use crate::compute::RelationId;
-use crate::serving::{ChangeBatch, Engine, Snapshot};
+use crate::serving::{ChangeBatch, Engine, Op, Snapshot, Update};
 use crate::sinks::datum_to_json;
 
 /// `GET /history` without `limit`.
@@ -146,20 +146,16 @@ async fn post_override(State(state): State<AppState>, headers: HeaderMap, body: 
     let (product_id, price, reason) = parse_override_body(&body)?;
     let engine = &state.engine;
     let table = relation(engine, PriceOverride::spec());
-    let writer = engine.table_writer().await;
-    let snapshot = writer.snapshot();
-    if !is_known(engine, &snapshot, &product_id) {
+    if !is_known(engine, &engine.snapshot(), &product_id) {
         return Err(unknown_product(&product_id));
     }
-    let current: Vec<Row> =
-        snapshot.relation(table).get_by_key(&[Datum::text(product_id.as_str())]).into_iter().collect();
     let row = PriceOverride {
         product_id: product_id.clone(),
         override_price: F64::new(price),
         reason: Some(reason.clone()),
         set_time: Some(now_micros()),
     };
-    writer.replace(table, current, vec![row.to_row()]).await?;
+    engine.write(table, vec![Update::upsert(table, row.to_row())]).await?;
     Ok(Json(json!({
         "product_id": product_id,
         "override_price": price,
@@ -179,12 +175,14 @@ async fn delete_override(
     let product_id = product_id(path)?;
     let engine = &state.engine;
     let table = relation(engine, PriceOverride::spec());
-    let writer = engine.table_writer().await;
-    let current = writer.snapshot().relation(table).get_by_key(&[Datum::text(product_id.as_str())]);
-    let Some(row) = current else {
-        return Err(ApiError::not_found(format!("no override for product {product_id:?}")));
+    let delete =
+        Update { relation: table, op: Op::DeleteKey { key: vec![Datum::text(product_id.as_str())], must_exist: true } };
+    match engine.write(table, vec![delete]).await {
+        Err(e) if e.sqlstate == "02000" => {
+            return Err(ApiError::not_found(format!("no override for product {product_id:?}")));
+        }
+        written => written?,
     };
-    writer.replace(table, vec![row], Vec::new()).await?;
     Ok(Json(json!({ "product_id": product_id, "deleted": true })).into_response())
 }
 

@@ -1,9 +1,12 @@
 //! Serving: the engine that ties sources, compute and readers together.
 //!
-//! - [`Ingest`] stamps incoming updates with logical times and hands them to compute;
+//! - [`Ingest`] stamps incoming updates with logical times and resolves them through
+//!   the one write path ([`writes`]: keys checked, upserts resolved, in arrival
+//!   order), then hands the resulting row changes to compute;
 //! - the [`Store`] keeps the published contents of every relation as snapshots;
-//! - [`TableWriter`] is the one way tables change over SQL: it checks keys and
-//!   waits until the write is visible before acknowledging it;
+//! - [`Engine::apply`] and [`Engine::write`] wait until a write is visible before
+//!   acknowledging it; [`TableWriter`] serialises SQL statements that read a table
+//!   before writing it;
 //! - tables a source owns (CDC mirrors) refuse SQL writes: the source is their one writer.
 
 pub mod arrow;
@@ -12,6 +15,7 @@ mod changes;
 mod events;
 mod packed_row;
 pub mod store;
+pub mod writes;
 
 use std::collections::HashMap;
 use std::sync::mpsc::Sender;
@@ -20,31 +24,16 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use diffmart_dataflows::Time;
-use diffmart_dataflows::datum::{RelationKind, RelationSpec, Row, validate_row};
+use diffmart_dataflows::datum::{RelationKind, Row, validate_row};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
 use self::changes::PackedInputs;
 pub use self::store::{ChangeBatch, RelationRows, Snapshot, Store};
+use self::writes::{KeyedWrites, RowChange, SettledTables};
+pub use self::writes::{Op, Update};
 use crate::compute::{Compute, ComputeConfig, InputBatch, RelationId};
-
-/// One change to an input relation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Update {
-    pub relation: RelationId,
-    pub row: Row,
-    pub diff: isize,
-}
-
-impl Update {
-    pub fn insert(relation: RelationId, row: Row) -> Update {
-        Update { relation, row, diff: 1 }
-    }
-    pub fn delete(relation: RelationId, row: Row) -> Update {
-        Update { relation, row, diff: -1 }
-    }
-}
 
 /// An error a client should see with its SQLSTATE.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +57,8 @@ impl std::error::Error for SqlError {}
 
 struct IngestRequest {
     updates: Vec<Update>,
-    stamped: Option<std::sync::mpsc::SyncSender<Time>>,
+    /// Where to say the logical time the updates got, or why they were refused.
+    stamped: Option<std::sync::mpsc::SyncSender<Result<Time, SqlError>>>,
 }
 
 /// How often a source paced by a clock (the generator at a fixed rate, the
@@ -112,21 +102,60 @@ impl QueueRoom {
 pub struct Ingest {
     requests: UnboundedSender<IngestRequest>,
     room: Arc<QueueRoom>,
+    /// The upper of what readers see (the store's visible upper).
+    visible: tokio::sync::watch::Receiver<Option<Time>>,
 }
 
 impl Ingest {
     /// Queues updates; they get the next logical time. Blocks while the queue is full.
+    /// For updates that cannot be refused (events, upserts, deletes by key, inserts
+    /// if absent): a refused request is logged as an error and dropped.
     pub fn send(&self, updates: Vec<Update>) {
         self.room.take(updates.len());
         let _ = self.requests.send(IngestRequest { updates, stamped: None });
     }
 
-    /// Queues updates and returns the logical time they were given.
-    pub fn send_stamped(&self, updates: Vec<Update>) -> Option<Time> {
+    /// Queues updates and returns the logical time they were given, or why the
+    /// write path refused them (then none of them is applied).
+    pub fn send_stamped(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.room.take(updates.len());
-        self.requests.send(IngestRequest { updates, stamped: Some(tx) }).ok()?;
-        rx.recv().ok()
+        self.requests.send(IngestRequest { updates, stamped: Some(tx) }).map_err(|_| shutting_down())?;
+        rx.recv().map_err(|_| shutting_down())?
+    }
+
+    /// Waits until readers see every change at `time`; false if compute shut down first.
+    /// A source that must not run far ahead of what is visible waits with it.
+    pub fn wait_visible_blocking(&self, time: Time) -> bool {
+        let mut visible = self.visible.clone();
+        let reached = futures::executor::block_on(visible.wait_for(|&upper| store::is_past(upper, time)));
+        matches!(reached.as_deref(), Ok(Some(_)))
+    }
+}
+
+/// The tables as the store's latest snapshot shows them, taken when first asked
+/// for: a request of events alone never takes one.
+struct StoreTables<'a> {
+    store: &'a Store,
+    snapshot: Option<Arc<Snapshot>>,
+}
+
+impl StoreTables<'_> {
+    fn snapshot(&mut self) -> &Snapshot {
+        self.snapshot.get_or_insert_with(|| self.store.snapshot())
+    }
+}
+
+impl SettledTables for StoreTables<'_> {
+    fn upper(&mut self) -> Time {
+        self.snapshot().upper
+    }
+    fn get(&mut self, relation: RelationId, key: &[diffmart_dataflows::datum::Datum]) -> Option<Row> {
+        self.snapshot().relation(relation).get_by_key(key)
+    }
+    fn keys(&mut self, relation: RelationId) -> Vec<Row> {
+        let rows = self.snapshot().relation(relation);
+        rows.rows().filter_map(|row| rows.primary_key_of(&row)).collect()
     }
 }
 
@@ -159,6 +188,9 @@ const TIMES_AHEAD_OF_STORE: Time = 6;
 /// request held unstamped until the batch went out would make each event wait for
 /// compute twice.
 ///
+/// Each request is resolved by the write path ([`KeyedWrites`]) as it is stamped, in
+/// the order requests arrive: that order is the order of every write.
+///
 /// The store gets its own copy of every batch (`to_store`), sent before compute sees
 /// it, so it is already there when compute reports the time complete.
 fn run_ingest(
@@ -167,12 +199,15 @@ fn run_ingest(
     compute: Compute,
     to_store: Sender<PackedInputs>,
     store: Arc<Store>,
+    mut writes: KeyedWrites,
 ) {
     let mut visible = store.visible_upper();
     let mut computed = compute.computed_upper();
     futures::executor::block_on(async move {
         let mut time: Time = 0;
-        let mut gathered: Vec<(RelationId, Row, isize)> = Vec::new();
+        let mut gathered: Vec<RowChange> = Vec::new();
+        // Updates taken from the queue's room for the batch being gathered.
+        let mut requested = 0;
         // Whether a request was stamped with `time`: an empty one (the engine's first
         // time, a write that changes nothing) still needs its time to complete.
         let mut stamped_any = false;
@@ -187,10 +222,9 @@ fn run_ingest(
             if has_room && stamped_any {
                 stamped_any = false;
                 let updates = std::mem::take(&mut gathered);
-                let sent = updates.len();
                 let _ = to_store.send(store.pack_inputs(time, &updates));
                 compute.send(InputBatch { time, updates });
-                room.give_back(sent);
+                room.give_back(std::mem::take(&mut requested));
                 time += 1;
                 continue;
             }
@@ -198,10 +232,25 @@ fn run_ingest(
                 biased;
                 request = requests.recv(), if open => match request {
                     Some(request) => {
-                        stamped_any = true;
-                        gathered.extend(request.updates.into_iter().map(|u| (u.relation, u.row, u.diff)));
-                        if let Some(stamped) = request.stamped {
-                            let _ = stamped.send(time);
+                        let count = request.updates.len();
+                        let mut settled = StoreTables { store: &store, snapshot: None };
+                        let resolved = writes.resolve(request.updates, time, wall_clock_micros(), &mut settled, &mut gathered);
+                        match resolved {
+                            Ok(()) => {
+                                stamped_any = true;
+                                requested += count;
+                            }
+                            Err(_) => room.give_back(count),
+                        }
+                        match request.stamped {
+                            Some(stamped) => {
+                                let _ = stamped.send(resolved.map(|()| time));
+                            }
+                            None => {
+                                if let Err(e) = resolved {
+                                    tracing::error!(sqlstate = e.sqlstate, "a source's write was refused: {e}");
+                                }
+                            }
                         }
                     }
                     // Every sender is gone: what was gathered still goes out.
@@ -253,16 +302,20 @@ impl Engine {
         };
         let ingest_thread = {
             let store = store.clone();
+            let writes = KeyedWrites::new(
+                catalog.iter().filter(|(id, _)| catalog.is_input(*id)).map(|(_, spec)| spec).collect(),
+            );
             let room = room.clone();
             std::thread::Builder::new()
                 .name("diffmart-ingest".into())
-                .spawn(move || run_ingest(requests_rx, room, compute, inputs_tx, store))
+                .spawn(move || run_ingest(requests_rx, room, compute, inputs_tx, store, writes))
                 .context("spawning the ingest thread")?
         };
+        let visible = store.visible_upper();
         let engine = Arc::new(Engine {
             catalog,
             store,
-            ingest: Ingest { requests: requests_tx, room },
+            ingest: Ingest { requests: requests_tx, room, visible },
             writes: Arc::new(AsyncMutex::new(())),
             owners: RwLock::new(HashMap::new()),
             _threads: vec![store_thread, ingest_thread],
@@ -303,7 +356,8 @@ impl Engine {
                 let name = self.catalog.spec(update.relation).name;
                 return Err(SqlError::new("42809", format!("\"{name}\" is a view and cannot be written")));
             }
-            validate_row(self.catalog.spec(update.relation), &update.row).map_err(|e| {
+            let Some(row) = update.row() else { continue };
+            validate_row(self.catalog.spec(update.relation), row).map_err(|e| {
                 let check = e.0.contains("violates check constraint");
                 SqlError::new(if check { "23514" } else { "22P02" }, e.to_string())
             })?;
@@ -311,19 +365,24 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies updates to input relations and waits until they are visible.
-    /// Bypasses table key checks: sources and tests that know their data use it.
+    /// Applies updates to input relations as one step and waits until they are
+    /// visible; all or none. The updates are a set of changes at one time: removals
+    /// are resolved before insertions, whatever their order in `updates`.
     pub async fn apply(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
-        self.validate(&updates)?;
-        let time = self.ingest.send_stamped(updates).ok_or_else(shutting_down)?;
+        let time = self.send_validated(updates)?;
         if self.store.wait_visible(time).await { Ok(time) } else { Err(shutting_down()) }
     }
 
     /// Blocking twin of [`Engine::apply`].
     pub fn apply_blocking(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
-        self.validate(&updates)?;
-        let time = self.ingest.send_stamped(updates).ok_or_else(shutting_down)?;
+        let time = self.send_validated(updates)?;
         if self.store.wait_visible_blocking(time) { Ok(time) } else { Err(shutting_down()) }
+    }
+
+    fn send_validated(&self, mut updates: Vec<Update>) -> Result<Time, SqlError> {
+        self.validate(&updates)?;
+        updates.sort_by_key(|update| !update.removes());
+        self.ingest.send_stamped(updates)
     }
 
     /// Makes `owner` (a source, e.g. "the CDC source of postgres://host/db") the only
@@ -391,8 +450,10 @@ impl TableWriter {
         self.engine.snapshot()
     }
 
-    /// Replaces `delete` (rows now in the table) by `insert` in one step, enforcing
-    /// the primary key, and returns once the change is visible to every reader.
+    /// Replaces `delete` (rows the statement read from [`TableWriter::snapshot`]) by
+    /// `insert` in one step, and returns once the change is visible to every reader.
+    /// The write path enforces the primary key, and refuses the whole statement if
+    /// another writer changed a row it deletes meanwhile (40001).
     ///
     /// Inserted rows get their DEFAULTs first; rows the delete implies in other tables
     /// (`diffmart_dataflows::rows_implied_by_delete`) are upserted in the same step.
@@ -402,71 +463,26 @@ impl TableWriter {
         for row in &mut insert {
             diffmart_dataflows::fill_defaults(spec, row, now);
         }
-        if !matches!(spec.kind, RelationKind::Table { .. }) {
-            let what = if spec.kind == RelationKind::View { "a materialized view" } else { "a source" };
-            return Err(SqlError::new("42809", format!("cannot modify \"{}\": it is {what}", spec.name)));
-        }
-        self.engine.check_sql_writable(table)?;
-        let snapshot = self.snapshot();
-        let current = snapshot.relation(table);
-        let mut freed = std::collections::HashSet::new();
-        for row in &delete {
-            let key = current.primary_key_of(row).expect("tables are keyed");
-            if current.get_by_key(&key).as_ref() != Some(row) {
-                return Err(SqlError::new("40001", format!("row of \"{}\" changed while being written", spec.name)));
-            }
-            freed.insert(key);
-        }
-        let mut taken = std::collections::HashSet::new();
-        for row in &insert {
-            let key = current.primary_key_of(row).expect("tables are keyed");
-            if key.iter().any(|d| d.is_null()) {
-                return Err(SqlError::new("23502", format!("null value in primary key of relation \"{}\"", spec.name)));
-            }
-            let exists = current.get_by_key(&key).is_some() && !freed.contains(&key);
-            if exists || !taken.insert(key.clone()) {
-                return Err(SqlError::new(
-                    "23505",
-                    format!(
-                        "duplicate key value violates unique constraint \"{}_pkey\": Key ({})=({}) already exists.",
-                        spec.name,
-                        primary_key_columns(spec),
-                        key.iter().map(display_datum).collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
-        }
-        let mut implied = Vec::new();
-        for row in &delete {
-            let key = current.primary_key_of(row).expect("tables are keyed");
-            if !taken.contains(&key) {
-                implied.extend(
-                    self.implied_upserts(&snapshot, diffmart_dataflows::rows_implied_by_delete(spec, row, now)),
-                );
-            }
-        }
         let updates: Vec<Update> = delete
             .into_iter()
             .map(|row| Update::delete(table, row))
             .chain(insert.into_iter().map(|row| Update::insert(table, row)))
-            .chain(implied)
             .collect();
-        self.engine.apply(updates).await
+        self.engine.write(table, updates).await
     }
+}
 
-    /// Upserts of rows into other tables: each replaces the row its key holds now.
-    fn implied_upserts(&self, snapshot: &Snapshot, rows: Vec<(&'static RelationSpec, Row)>) -> Vec<Update> {
-        let mut updates = Vec::new();
-        for (spec, row) in rows {
-            let id = self.engine.catalog.id(spec.name).expect("implied rows go to catalog tables");
-            let current = snapshot.relation(id);
-            let key = current.primary_key_of(&row).expect("implied rows go to tables");
-            if let Some(old) = current.get_by_key(&key) {
-                updates.push(Update::delete(id, old));
-            }
-            updates.push(Update::insert(id, row));
+impl Engine {
+    /// Applies a client's updates to `table` (SQL, HTTP): only tables can be written
+    /// this way, and only those no source owns.
+    pub async fn write(&self, table: RelationId, updates: Vec<Update>) -> Result<Time, SqlError> {
+        let spec = self.catalog.spec(table);
+        if !matches!(spec.kind, RelationKind::Table { .. }) {
+            let what = if spec.kind == RelationKind::View { "a materialized view" } else { "a source" };
+            return Err(SqlError::new("42809", format!("cannot modify \"{}\": it is {what}", spec.name)));
         }
-        updates
+        self.check_sql_writable(table)?;
+        self.apply(updates).await
     }
 }
 
@@ -476,31 +492,6 @@ fn wall_clock_micros() -> diffmart_dataflows::datum::Micros {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as diffmart_dataflows::datum::Micros)
         .unwrap_or(0)
-}
-
-fn primary_key_columns(spec: &diffmart_dataflows::datum::RelationSpec) -> String {
-    match &spec.kind {
-        RelationKind::Table { primary_key } => {
-            primary_key.iter().map(|&i| spec.columns[i].name).collect::<Vec<_>>().join(", ")
-        }
-        _ => String::new(),
-    }
-}
-
-fn display_datum(d: &diffmart_dataflows::datum::Datum) -> String {
-    use diffmart_dataflows::datum::Datum;
-    match d {
-        Datum::Null => "null".into(),
-        Datum::Bool(b) => b.to_string(),
-        Datum::Int32(v) => v.to_string(),
-        Datum::Int64(v) => v.to_string(),
-        Datum::Numeric(v) => v.to_string(),
-        Datum::Text(v) => v.clone(),
-        Datum::Timestamp(v) => v.to_string(),
-        Datum::Float64(v) => v.get().to_string(),
-        Datum::Date(v) => v.to_string(),
-        Datum::Json(v) => v.clone(),
-    }
 }
 
 #[cfg(test)]

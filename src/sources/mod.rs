@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use diffmart_dataflows::datum::{Micros, Record};
+use diffmart_dataflows::datum::{Micros, Record, RelationKind};
 use diffmart_dataflows::inventory::ProductUpdate;
 use diffmart_dataflows::retail::ProductInventory;
 use diffmart_dataflows::system::SourceStatus;
@@ -133,8 +133,19 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
     let ids: Vec<(&'static str, usize)> = engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();
     let owned: std::collections::HashSet<usize> =
         ids.iter().map(|(_, id)| *id).filter(|&id| engine.owner_of(id).is_some()).collect();
+    let tables: std::collections::HashSet<usize> = engine
+        .catalog()
+        .iter()
+        .filter(|(_, spec)| matches!(spec.kind, RelationKind::Table { .. }))
+        .map(|(id, _)| id)
+        .collect();
     let relation = move |name: &str| {
         ids.iter().find(|(n, _)| *n == name).map(|(_, id)| *id).with_context(|| format!("no relation {name}"))
+    };
+    // A generated row for a key a client (or another source) already wrote is
+    // skipped: the generator never replaces what someone else wrote.
+    let generated = move |id: usize, row| {
+        if tables.contains(&id) { Update::insert_if_absent(id, row) } else { Update::insert(id, row) }
     };
     let loaded_products = engine
         .catalog()
@@ -146,7 +157,7 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
     for event in simulations.iter().flat_map(|s| &s.bootstrap) {
         let id = relation(event.relation)?;
         if !owned.contains(&id) {
-            bootstrap.push(Update::insert(id, event.row.clone()));
+            bootstrap.push(generated(id, event.row.clone()));
         }
     }
     engine.apply_blocking(bootstrap).map_err(|e| anyhow::anyhow!("loading the generator's catalogs: {e}"))?;
@@ -205,7 +216,7 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
                     newest = Some(event.event_time);
                     match relation(event.relation) {
                         Ok(id) if owned.contains(&id) => {}
-                        Ok(id) => batch.push(Update::insert(id, event.row)),
+                        Ok(id) => batch.push(generated(id, event.row)),
                         Err(e) => {
                             tracing::error!("generator stopped: {e}");
                             return;

@@ -2,8 +2,8 @@
 //! `diffmart_sources` and `diffmart_source_errors` (see `dataflows/src/system.rs`).
 //!
 //! Any source (Kafka, CDC) keeps a [`StatusBoard`] of the rows it wrote: setting a
-//! stream's status replaces its row (retract the old, insert the new) only when
-//! something other than the timestamp changed, so an idle source writes nothing.
+//! stream's status upserts its row only when something other than the timestamp
+//! changed, so an idle source writes nothing.
 
 use std::collections::HashMap;
 
@@ -67,16 +67,16 @@ impl StatusBoard {
             if unchanged {
                 return;
             }
-            updates.push(Update::delete(self.relations.sources, old.to_row()));
         }
-        updates.push(Update::insert(self.relations.sources, status.to_row()));
+        updates.push(Update::upsert(self.relations.sources, status.to_row()));
         self.written.insert(key, status);
     }
 
     /// Removes the stream's row, if this board wrote one.
     pub fn remove(&mut self, kind: &str, name: &str, partition: i32, updates: &mut Vec<Update>) {
-        if let Some(old) = self.written.remove(&(kind.to_string(), name.to_string(), partition)) {
-            updates.push(Update::delete(self.relations.sources, old.to_row()));
+        let key = (kind.to_string(), name.to_string(), partition);
+        if self.written.remove(&key).is_some() {
+            updates.push(Update::delete_key(self.relations.sources, vec![key.0.into(), key.1.into(), key.2.into()]));
         }
     }
 
@@ -134,11 +134,12 @@ mod tests {
         assert_eq!(updates.len(), 1);
         board.set(SourceStatus { updated_at: 20, ..status.clone() }, &mut updates);
         assert_eq!(updates.len(), 1, "only the time changed");
-        board.set(SourceStatus { messages: 2, updated_at: 30, ..status.clone() }, &mut updates);
-        assert_eq!(updates.len(), 3);
-        assert_eq!(updates[1], Update::delete(1, status.to_row()));
+        let changed = SourceStatus { messages: 2, updated_at: 30, ..status.clone() };
+        board.set(changed.clone(), &mut updates);
+        assert_eq!(updates.len(), 2);
+        assert_eq!(updates[1], Update::upsert(1, changed.to_row()));
         board.remove("kafka", "t", 0, &mut updates);
-        assert_eq!(updates.len(), 4);
+        assert_eq!(updates[2], Update::delete_key(1, vec!["kafka".into(), "t".into(), 0.into()]));
         assert!(board.get("kafka", "t", 0).is_none());
     }
 }

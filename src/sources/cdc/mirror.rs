@@ -1,14 +1,12 @@
 //! How upstream rows become rows of the mirrored tables, and how a transaction's
 //! changes become one batch of retractions and insertions.
 
-use std::collections::BTreeMap;
-
 use diffmart_dataflows::datum::{Datum, RelationKind, RelationSpec, Row};
 
 use super::pgoutput::{OldTuple, RelationMessage, Tuple, TupleValue};
 use super::values;
 use crate::compute::RelationId;
-use crate::serving::{Snapshot, Update};
+use crate::serving::{Op, Update};
 
 /// One upstream table mirrored into the diffmart table of the same name.
 #[derive(Clone, Debug)]
@@ -126,27 +124,31 @@ impl ColumnMap {
         Ok(row)
     }
 
-    /// A new row from a pgoutput tuple; unchanged TOASTed values come from `previous`.
-    pub fn row(&self, tuple: &Tuple, previous: Option<&Row>) -> Result<Row, String> {
+    /// A new row from a pgoutput tuple; an unchanged TOASTed value is `None`.
+    pub fn partial_row(&self, tuple: &Tuple) -> Result<Vec<Option<Datum>>, String> {
         self.check_width(tuple)?;
-        let mut row = Row::with_capacity(self.source.len());
-        for (i, (column, source)) in self.table.spec.columns.iter().zip(&self.source).enumerate() {
+        let mut row = Vec::with_capacity(self.source.len());
+        for (column, source) in self.table.spec.columns.iter().zip(&self.source) {
             row.push(match source.map(|at| &tuple[at]) {
-                None | Some(TupleValue::Null) => self.parse(column.name, column.ty, None)?,
-                Some(TupleValue::Text(text)) => self.parse(column.name, column.ty, Some(text))?,
-                Some(TupleValue::UnchangedToast) => match previous {
-                    Some(previous) => previous[i].clone(),
-                    None => {
-                        return Err(format!(
-                            "{}.{}: unchanged TOASTed value without a previous row",
-                            self.table.display(),
-                            column.name
-                        ));
-                    }
-                },
+                None | Some(TupleValue::Null) => Some(self.parse(column.name, column.ty, None)?),
+                Some(TupleValue::Text(text)) => Some(self.parse(column.name, column.ty, Some(text))?),
+                Some(TupleValue::UnchangedToast) => None,
             });
         }
         Ok(row)
+    }
+
+    /// A whole row from a pgoutput tuple (an insert's: it has no unchanged values).
+    pub fn row(&self, tuple: &Tuple) -> Result<Row, String> {
+        self.partial_row(tuple)?
+            .into_iter()
+            .zip(self.table.spec.columns.iter())
+            .map(|(value, column)| {
+                value.ok_or_else(|| {
+                    format!("{}.{}: unchanged TOASTed value without a previous row", self.table.display(), column.name)
+                })
+            })
+            .collect()
     }
 
     /// diffmart's primary key of the row an update or delete refers to.
@@ -193,109 +195,43 @@ impl ColumnMap {
     }
 }
 
-/// The changes of one upstream transaction, net per primary key, on top of the
-/// tables' contents before it (a diffmart snapshot: CDC is the tables' only writer
-/// and applies one transaction at a time, so the snapshot is their current state).
-pub struct Transaction<'a> {
-    base: &'a Snapshot,
-    /// (table, key) → the row it holds now (`None`: deleted).
-    changed: BTreeMap<(RelationId, Row), Option<Row>>,
-    /// Row changes seen (inserts, updates, deletes, truncated rows).
+/// The changes of one upstream transaction, as updates for the engine's write
+/// path, which applies them in one step. Upstream is the truth and CDC the tables'
+/// only writer: an insert upserts its row, an update patches the row its old key
+/// holds (unchanged TOASTed values keep what diffmart has), a delete removes
+/// whatever its key holds.
+#[derive(Default)]
+pub struct Transaction {
+    updates: Vec<Update>,
+    /// Row changes seen (inserts, updates, deletes; a TRUNCATE counts one).
     pub changes: u64,
 }
 
-impl<'a> Transaction<'a> {
-    pub fn new(base: &'a Snapshot) -> Transaction<'a> {
-        Transaction { base, changed: BTreeMap::new(), changes: 0 }
-    }
-
-    fn current(&self, table: &MirroredTable, key: &Row) -> Option<Row> {
-        match self.changed.get(&(table.id, key.clone())) {
-            Some(now) => now.clone(),
-            None => self.base.relation(table.id).get_by_key(key),
-        }
-    }
-
-    pub fn insert(&mut self, table: &MirroredTable, row: Row) -> Result<(), String> {
-        let key = table.key_of(&row);
-        if self.current(table, &key).is_some() {
-            return Err(format!("insert into {} of key {key:?}, which is already there", table.display()));
-        }
+impl Transaction {
+    pub fn insert(&mut self, table: &MirroredTable, row: Row) {
         self.changes += 1;
-        self.changed.insert((table.id, key), Some(row));
-        Ok(())
+        self.updates.push(Update::upsert(table.id, row));
     }
 
-    /// Replaces the row with primary key `old_key` (its previous content is passed
-    /// to `make_row` for unchanged TOASTed values).
-    pub fn update(
-        &mut self,
-        table: &MirroredTable,
-        old_key: Row,
-        make_row: impl FnOnce(Option<&Row>) -> Result<Row, String>,
-    ) -> Result<(), String> {
-        let previous = self
-            .current(table, &old_key)
-            .ok_or_else(|| format!("update of {} key {old_key:?}, which diffmart does not have", table.display()))?;
-        let row = make_row(Some(&previous))?;
-        let new_key = table.key_of(&row);
-        if new_key != old_key {
-            if self.current(table, &new_key).is_some() {
-                return Err(format!("update of {} moves key {old_key:?} onto existing {new_key:?}", table.display()));
-            }
-            self.changed.insert((table.id, old_key), None);
-        }
+    /// The row with primary key `old_key` becomes `row`; a `None` is an unchanged
+    /// TOASTed value, kept from the row diffmart has.
+    pub fn update(&mut self, table: &MirroredTable, old_key: Row, row: Vec<Option<Datum>>) {
         self.changes += 1;
-        self.changed.insert((table.id, new_key), Some(row));
-        Ok(())
+        self.updates.push(Update { relation: table.id, op: Op::Patch { key: old_key, row } });
     }
 
-    pub fn delete(&mut self, table: &MirroredTable, key: Row) -> Result<(), String> {
-        if self.current(table, &key).is_none() {
-            return Err(format!("delete from {} of key {key:?}, which diffmart does not have", table.display()));
-        }
+    pub fn delete(&mut self, table: &MirroredTable, key: Row) {
         self.changes += 1;
-        self.changed.insert((table.id, key), None);
-        Ok(())
+        self.updates.push(Update::delete_key(table.id, key));
     }
 
     /// Empties the table (TRUNCATE, or before loading a snapshot).
     pub fn truncate(&mut self, table: &MirroredTable) {
-        let base = self.base.relation(table.id);
-        let keys: Vec<Row> = base
-            .rows()
-            .map(|row| table.key_of(&row))
-            .chain(
-                self.changed
-                    .range((table.id, Row::new())..)
-                    .take_while(|((id, _), _)| *id == table.id)
-                    .map(|((_, k), _)| k.clone()),
-            )
-            .collect();
-        for key in keys {
-            if self.current(table, &key).is_some() {
-                self.changes += 1;
-            }
-            self.changed.insert((table.id, key), None);
-        }
+        self.changes += 1;
+        self.updates.push(Update::truncate(table.id));
     }
 
-    /// The net change: per key, the old row retracted and the new one inserted
-    /// (nothing where they are equal).
     pub fn into_updates(self) -> Vec<Update> {
-        let mut updates = Vec::new();
-        for ((table, key), now) in self.changed {
-            let before = self.base.relation(table).get_by_key(&key);
-            if before == now {
-                continue;
-            }
-            if let Some(before) = before {
-                updates.push(Update::delete(table, before));
-            }
-            if let Some(now) = now {
-                updates.push(Update::insert(table, now));
-            }
-        }
-        updates
+        self.updates
     }
 }

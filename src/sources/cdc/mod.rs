@@ -7,9 +7,9 @@
 //!   consistent point: every upstream transaction is either in the copy or in
 //!   the stream, never both. diffmart keeps nothing on disk, so a slot left by an
 //!   earlier run is dropped and recreated rather than resumed.
-//! - **Stream**: each upstream transaction becomes one ingest batch of
-//!   retractions and insertions ([`mirror::Transaction`]). Old rows of updates and
-//!   deletes are found by primary key in diffmart's table, so REPLICA IDENTITY
+//! - **Stream**: each upstream transaction becomes one request to the engine's
+//!   write path ([`mirror::Transaction`]): upserts, patches and deletes by primary
+//!   key, which the write path resolves against the table, so REPLICA IDENTITY
 //!   DEFAULT (key only) and FULL both work. The commit's end LSN is acknowledged
 //!   to the slot only once the batch is visible.
 //! - **Faults**: on any error (connection cut, PostgreSQL restarted, a change that
@@ -19,7 +19,7 @@
 //!   not after the last applied one are skipped, so nothing is applied twice. A
 //!   change that cannot be applied is never skipped: it is retried (and reported)
 //!   until it can. Only if the slot itself disappeared is the snapshot taken
-//!   again, replacing the tables' contents by the net difference.
+//!   again: the tables are emptied and loaded in one step, so readers see the net difference.
 //!
 //! The source owns its tables ([`Engine::claim_relations`]): SQL writes to them are
 //! refused and the generator leaves them alone.
@@ -371,19 +371,17 @@ impl Source {
         drop(creator);
         let copied = copied?;
 
-        let snapshot = self.engine.snapshot();
-        let mut load = Transaction::new(&snapshot);
+        // What the tables held (an earlier snapshot's rows) is replaced in one step.
+        let mut load = Transaction::default();
         let mut rows = 0u64;
-        for (table, table_rows) in &copied {
-            load.truncate(table);
+        for (table, table_rows) in copied {
+            load.truncate(&table);
             for row in table_rows {
-                load.insert(table, row.clone()).map_err(|e| anyhow!("snapshot of {}: {e}", table.display()))?;
+                load.insert(&table, row);
                 rows += 1;
             }
         }
-        let updates = load.into_updates();
-        drop(snapshot);
-        self.apply(updates).await.context("loading the snapshot")?;
+        self.apply(load.into_updates()).await.context("loading the snapshot")?;
         self.position = Some(Position { confirmed: consistent_point, last_commit: Lsn::ZERO });
         self.status.send_modify(|s| {
             s.snapshot_rows += rows;
@@ -531,12 +529,11 @@ impl Source {
                 None => bail!("a change to relation {oid} before its description"),
             }
         };
-        let snapshot = self.engine.snapshot();
-        let mut transaction = Transaction::new(&snapshot);
+        let mut transaction = Transaction::default();
         for change in &changes {
             let result = match change {
                 Message::Insert { relation, new } => match map(*relation)? {
-                    Some(map) => map.row(new, None).and_then(|row| transaction.insert(&map.table, row)),
+                    Some(map) => map.row(new).map(|row| transaction.insert(&map.table, row)),
                     None => Ok(()),
                 },
                 Message::Update { relation, old, new } => match map(*relation)? {
@@ -546,12 +543,12 @@ impl Source {
                             Some(old) => map.key_of_old(old),
                             None => map.key_of_old(&OldTuple::Key(new.clone())),
                         };
-                        key.and_then(|key| transaction.update(&map.table, key, |previous| map.row(new, previous)))
+                        key.and_then(|key| Ok(transaction.update(&map.table, key, map.partial_row(new)?)))
                     }
                     None => Ok(()),
                 },
                 Message::Delete { relation, old } => match map(*relation)? {
-                    Some(map) => map.key_of_old(old).and_then(|key| transaction.delete(&map.table, key)),
+                    Some(map) => map.key_of_old(old).map(|key| transaction.delete(&map.table, key)),
                     None => Ok(()),
                 },
                 Message::Truncate { relations: truncated } => {
@@ -567,9 +564,7 @@ impl Source {
             result.map_err(|e| anyhow!(e))?;
         }
         let count = transaction.changes;
-        let updates = transaction.into_updates();
-        drop(snapshot);
-        self.apply(updates).await?;
+        self.apply(transaction.into_updates()).await?;
         Ok(count)
     }
 }

@@ -14,8 +14,10 @@
 //!
 //! A topic may feed a table (`user_events`): then a message is an upsert by the
 //! table's primary key (a row with a key already there replaces it, the same row
-//! again changes nothing). Producers key such messages by the primary key, so one
-//! key stays in one partition and is written by one reader in offset order.
+//! again changes nothing), resolved by the engine's write path. Producers key such
+//! messages by the primary key, so one key stays in one partition and its upserts
+//! apply in offset order; a key that arrives on two partitions anyway is resolved
+//! in the order the readers hand the messages over (the table holds one row for it).
 
 pub mod decode;
 mod reader;
@@ -218,15 +220,8 @@ impl KafkaSources {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for index in 0..config.readers {
-            let reader = reader::Reader::new(
-                index,
-                config.clone(),
-                topics.clone(),
-                engine.ingest(),
-                engine.store().clone(),
-                status,
-            )
-            .with_context(|| format!("creating Kafka reader {index}"))?;
+            let reader = reader::Reader::new(index, config.clone(), topics.clone(), engine.ingest(), status)
+                .with_context(|| format!("creating Kafka reader {index}"))?;
             let stop = stop.clone();
             threads.push(
                 std::thread::Builder::new()

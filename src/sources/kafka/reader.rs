@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diffmart_dataflows::Time;
-use diffmart_dataflows::datum::{RelationKind, Row, validate_row};
+use diffmart_dataflows::datum::{RelationKind, validate_row};
 use diffmart_dataflows::system::{SourceError, SourceStatus};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -21,8 +21,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::{KafkaConfig, KafkaMessage, SOURCE_KIND, StartFrom, Topic};
-use crate::compute::RelationId;
-use crate::serving::{Ingest, Snapshot, Store, Update};
+use crate::serving::{Ingest, Update};
 use crate::sources::now_micros;
 use crate::sources::status::{StatusBoard, StatusRelations, payload_preview};
 
@@ -40,9 +39,6 @@ const DISCOVER_RETRY: Duration = Duration::from_secs(1);
 /// Metadata refresh once every topic has been found (to see new partitions).
 const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
-/// Upserted rows remembered until visible: past this the reader waits for its
-/// batches to become visible and forgets them (the snapshot then has them).
-const MAX_UNSETTLED_UPSERTS: usize = 50_000;
 
 /// The reader that owns partition `partition` of the `topic`-th declared topic.
 fn owner(topic: usize, partition: i32, readers: usize) -> usize {
@@ -169,7 +165,6 @@ pub(super) struct Reader {
     topics: Arc<Vec<Topic>>,
     topic_by_name: HashMap<String, usize>,
     ingest: Ingest,
-    store: Arc<Store>,
     board: StatusBoard,
     consumer: BaseConsumer<ReaderContext>,
     partitions: BTreeMap<(usize, i32), PartitionState>,
@@ -179,35 +174,6 @@ pub(super) struct Reader {
     /// start at their high watermark; partitions that appear later are read whole.
     history: Option<HashSet<(usize, i32)>>,
     in_flight: VecDeque<Time>,
-    upserts: TableUpserts,
-}
-
-/// Messages into tables are upserts by primary key. The row a key holds now is
-/// the one this reader last wrote for it, if that may not be visible yet, else
-/// the latest snapshot's (the topic owns the table, and one key is read by one
-/// reader, so no one else changes it meanwhile).
-#[derive(Default)]
-struct TableUpserts {
-    /// Rows written in batches that may not be visible yet, by relation and key.
-    unsettled: HashMap<(RelationId, Row), Row>,
-}
-
-impl TableUpserts {
-    fn upsert(&mut self, snapshot: &Snapshot, relation: RelationId, row: Row, updates: &mut Vec<Update>) {
-        let rows = snapshot.relation(relation);
-        let key = rows.primary_key_of(&row).expect("upserts go to tables");
-        let current = match self.unsettled.get(&(relation, key.clone())) {
-            Some(row) => Some(row.clone()),
-            None => rows.get_by_key(&key),
-        };
-        match current {
-            Some(old) if old == row => return,
-            Some(old) => updates.push(Update::delete(relation, old)),
-            None => {}
-        }
-        self.unsettled.insert((relation, key), row.clone());
-        updates.push(Update::insert(relation, row));
-    }
 }
 
 impl Reader {
@@ -216,7 +182,6 @@ impl Reader {
         config: Arc<KafkaConfig>,
         topics: Arc<Vec<Topic>>,
         ingest: Ingest,
-        store: Arc<Store>,
         status: StatusRelations,
     ) -> anyhow::Result<Reader> {
         let mut client = ClientConfig::new();
@@ -244,14 +209,12 @@ impl Reader {
             config,
             topics,
             ingest,
-            store,
             board: StatusBoard::new(status),
             consumer,
             partitions: BTreeMap::new(),
             missing,
             history: None,
             in_flight: VecDeque::new(),
-            upserts: TableUpserts::default(),
         })
     }
 
@@ -278,18 +241,20 @@ impl Reader {
     /// Sends a batch to ingest; waits while too many are not yet visible. False
     /// when the engine is shutting down.
     fn hand_over(&mut self, updates: Vec<Update>) -> bool {
-        let Some(time) = self.ingest.send_stamped(updates) else { return false };
-        self.in_flight.push_back(time);
-        if self.upserts.unsettled.len() > MAX_UNSETTLED_UPSERTS {
-            if !self.store.wait_visible_blocking(time) {
+        let time = match self.ingest.send_stamped(updates) {
+            Ok(time) => time,
+            Err(e) if e.sqlstate == "57P01" => return false,
+            // Nothing a reader sends can be refused (events, upserts, error rows):
+            // a refusal is a bug, and the reader stops rather than skip messages.
+            Err(e) => {
+                tracing::error!(reader = self.index, "Kafka: the engine refused a batch, reader stopped: {e}");
                 return false;
             }
-            self.in_flight.clear();
-            self.upserts.unsettled.clear();
-        }
+        };
+        self.in_flight.push_back(time);
         while self.in_flight.len() > MAX_IN_FLIGHT {
             let oldest = self.in_flight.pop_front().expect("non-empty");
-            if !self.store.wait_visible_blocking(oldest) {
+            if !self.ingest.wait_visible_blocking(oldest) {
                 return false;
             }
         }
@@ -383,8 +348,6 @@ impl Reader {
         let started = Instant::now();
         let mut wait = POLL_WAIT;
         let mut read = 0;
-        // Every batch this reader handed over before is in it or in `upserts`.
-        let snapshot = self.store.snapshot();
         while read < MAX_BATCH_MESSAGES && started.elapsed() < BATCH_TIME {
             match self.consumer.poll(wait) {
                 None => break,
@@ -396,7 +359,6 @@ impl Reader {
                         &self.topic_by_name,
                         &mut self.partitions,
                         self.board.relations(),
-                        (&snapshot, &mut self.upserts),
                         updates,
                     );
                 }
@@ -491,7 +453,6 @@ fn take_message(
     topic_by_name: &HashMap<String, usize>,
     partitions: &mut BTreeMap<(usize, i32), PartitionState>,
     status: StatusRelations,
-    (snapshot, upserts): (&Snapshot, &mut TableUpserts),
     updates: &mut Vec<Update>,
 ) {
     let Some(&t) = topic_by_name.get(message.topic()) else { return };
@@ -524,10 +485,10 @@ fn take_message(
         })
     };
     match decoded {
+        // Messages into a table are upserts by its primary key, resolved by the
+        // engine's write path in the order readers hand them over.
         Ok(rows) if matches!(topic.spec.kind, RelationKind::Table { .. }) => {
-            for row in rows {
-                upserts.upsert(snapshot, topic.relation, row, updates);
-            }
+            updates.extend(rows.into_iter().map(|row| Update::upsert(topic.relation, row)))
         }
         Ok(rows) => updates.extend(rows.into_iter().map(|row| Update::insert(topic.relation, row))),
         Err(error) => {
