@@ -57,6 +57,8 @@ impl std::error::Error for SqlError {}
 
 struct IngestRequest {
     updates: Vec<Update>,
+    /// Whether the tables' rules apply (rows a delete implies): writes of clients.
+    table_rules: bool,
     /// Where to say the logical time the updates got, or why they were refused.
     stamped: Option<std::sync::mpsc::SyncSender<Result<Time, SqlError>>>,
 }
@@ -112,15 +114,20 @@ impl Ingest {
     /// if absent): a refused request is logged as an error and dropped.
     pub fn send(&self, updates: Vec<Update>) {
         self.room.take(updates.len());
-        let _ = self.requests.send(IngestRequest { updates, stamped: None });
+        let _ = self.requests.send(IngestRequest { updates, table_rules: false, stamped: None });
     }
 
     /// Queues updates and returns the logical time they were given, or why the
     /// write path refused them (then none of them is applied).
     pub fn send_stamped(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
+        self.request(updates, false)
+    }
+
+    fn request(&self, updates: Vec<Update>, table_rules: bool) -> Result<Time, SqlError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.room.take(updates.len());
-        self.requests.send(IngestRequest { updates, stamped: Some(tx) }).map_err(|_| shutting_down())?;
+        let request = IngestRequest { updates, table_rules, stamped: Some(tx) };
+        self.requests.send(request).map_err(|_| shutting_down())?;
         rx.recv().map_err(|_| shutting_down())?
     }
 
@@ -234,7 +241,8 @@ fn run_ingest(
                     Some(request) => {
                         let count = request.updates.len();
                         let mut settled = StoreTables { store: &store, snapshot: None };
-                        let resolved = writes.resolve(request.updates, time, wall_clock_micros(), &mut settled, &mut gathered);
+                        let rules = request.table_rules.then(wall_clock_micros);
+                        let resolved = writes.resolve(request.updates, time, rules, &mut settled, &mut gathered);
                         match resolved {
                             Ok(()) => {
                                 stamped_any = true;
@@ -366,23 +374,23 @@ impl Engine {
     }
 
     /// Applies updates to input relations as one step and waits until they are
-    /// visible; all or none. The updates are a set of changes at one time: removals
-    /// are resolved before insertions, whatever their order in `updates`.
+    /// visible; all or none. Keyed updates (upserts, deletes by key…) apply in their
+    /// order; plain inserts and deletes of table rows are a set of changes at one
+    /// time, netted out and applied deletes first, whatever their order.
     pub async fn apply(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
-        let time = self.send_validated(updates)?;
+        let time = self.submit(updates, false)?;
         if self.store.wait_visible(time).await { Ok(time) } else { Err(shutting_down()) }
     }
 
     /// Blocking twin of [`Engine::apply`].
     pub fn apply_blocking(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
-        let time = self.send_validated(updates)?;
+        let time = self.submit(updates, false)?;
         if self.store.wait_visible_blocking(time) { Ok(time) } else { Err(shutting_down()) }
     }
 
-    fn send_validated(&self, mut updates: Vec<Update>) -> Result<Time, SqlError> {
+    fn submit(&self, updates: Vec<Update>, table_rules: bool) -> Result<Time, SqlError> {
         self.validate(&updates)?;
-        updates.sort_by_key(|update| !update.removes());
-        self.ingest.send_stamped(updates)
+        self.ingest.request(writes::as_one_step(&self.catalog, updates), table_rules)
     }
 
     /// Makes `owner` (a source, e.g. "the CDC source of postgres://host/db") the only
@@ -473,8 +481,10 @@ impl TableWriter {
 }
 
 impl Engine {
-    /// Applies a client's updates to `table` (SQL, HTTP): only tables can be written
-    /// this way, and only those no source owns.
+    /// Applies a client's updates to `table` (SQL, HTTP) as [`Engine::apply`] does,
+    /// with the tables' rules: only tables can be written this way, only those no
+    /// source owns, and a row deleted for good adds the rows it implies
+    /// (`diffmart_dataflows::rows_implied_by_delete`).
     pub async fn write(&self, table: RelationId, updates: Vec<Update>) -> Result<Time, SqlError> {
         let spec = self.catalog.spec(table);
         if !matches!(spec.kind, RelationKind::Table { .. }) {
@@ -482,7 +492,8 @@ impl Engine {
             return Err(SqlError::new("42809", format!("cannot modify \"{}\": it is {what}", spec.name)));
         }
         self.check_sql_writable(table)?;
-        self.apply(updates).await
+        let time = self.submit(updates, true)?;
+        if self.store.wait_visible(time).await { Ok(time) } else { Err(shutting_down()) }
     }
 }
 

@@ -80,11 +80,42 @@ impl Update {
             Op::DeleteKey { .. } | Op::Patch { .. } | Op::Truncate => None,
         }
     }
+}
 
-    /// Whether it removes rows (applied before insertions in a set of row changes, see `Engine::apply`).
-    pub fn removes(&self) -> bool {
-        matches!(self.op, Op::Delete(_) | Op::DeleteKey { .. } | Op::Truncate)
+/// Plain inserts and deletes of table rows as a set of changes at one time: netted
+/// out per row, deletes first, so that "insert a row, delete it" or "insert the
+/// new row, delete the old one" apply whatever order they are listed in. A
+/// request with any keyed update (upserts, deletes by key, patches, truncates,
+/// inserts if absent) is left in its order: that order is its meaning.
+pub fn as_one_step(catalog: &super::Catalog, updates: Vec<Update>) -> Vec<Update> {
+    let is_table = |relation: RelationId| matches!(catalog.spec(relation).kind, RelationKind::Table { .. });
+    let keyed = |u: &Update| !matches!(u.op, Op::Insert(_) | Op::Delete(_));
+    if updates.iter().any(keyed) || !updates.iter().any(|u| is_table(u.relation)) {
+        return updates;
     }
+    let (tables, mut rest): (Vec<Update>, Vec<Update>) = updates.into_iter().partition(|u| is_table(u.relation));
+    let mut net: HashMap<(RelationId, Row), isize> = HashMap::new();
+    for Update { relation, op } in tables {
+        match op {
+            Op::Insert(row) => *net.entry((relation, row)).or_default() += 1,
+            Op::Delete(row) => *net.entry((relation, row)).or_default() -= 1,
+            _ => unreachable!("keyed requests return above"),
+        }
+    }
+    let mut deletes = Vec::new();
+    let mut inserts = Vec::new();
+    for ((relation, row), diff) in net {
+        for _ in 0..diff.unsigned_abs() {
+            if diff < 0 {
+                deletes.push(Update::delete(relation, row.clone()));
+            } else {
+                inserts.push(Update::insert(relation, row.clone()));
+            }
+        }
+    }
+    deletes.append(&mut inserts);
+    deletes.append(&mut rest);
+    deletes
 }
 
 /// A row change at a logical time's batch: relation, row, `+1` or `-1`.
@@ -121,12 +152,13 @@ impl KeyedWrites {
 
     /// Resolves one request, made at logical time `time`, all or nothing: on success
     /// its row changes are appended to `out`; on failure nothing changes.
-    /// `now` stamps rows a delete implies (`diffmart_dataflows::rows_implied_by_delete`).
+    /// With `table_rules` (a client's write, at that wall-clock time), a row deleted
+    /// for good adds the rows it implies (`diffmart_dataflows::rows_implied_by_delete`).
     pub fn resolve(
         &mut self,
         updates: Vec<Update>,
         time: Time,
-        now: Micros,
+        table_rules: Option<Micros>,
         settled: &mut dyn SettledTables,
         out: &mut Vec<RowChange>,
     ) -> Result<(), SqlError> {
@@ -152,7 +184,9 @@ impl KeyedWrites {
                 return Err(e);
             }
         }
-        request.imply_deletes(now)?;
+        if let Some(now) = table_rules {
+            request.imply_deletes(now)?;
+        }
         let Request { writes, settled, changed } = request;
         // Retractions first, then insertions.
         let mut inserts = Vec::new();
@@ -447,7 +481,7 @@ mod tests {
         updates: Vec<Update>,
     ) -> Result<Vec<RowChange>, SqlError> {
         let mut out = Vec::new();
-        writes.resolve(updates, time, 0, tables, &mut out).map(|()| out)
+        writes.resolve(updates, time, None, tables, &mut out).map(|()| out)
     }
 
     #[test]
