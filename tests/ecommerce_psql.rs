@@ -280,3 +280,50 @@ async fn the_seed_test_data_loads_with_psql_and_matches_postgres() {
         "{order:?}"
     );
 }
+
+/// The seed's file loads while the embedded generator runs: the generator's own
+/// products, users and events use ids of their own (`G-…`), so a user's data with
+/// the seed's ids (P001…, U001…) never collides with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_test_data_loads_while_the_generator_runs() {
+    let file = test_data_file();
+    let server = DiffmartProcess::start(&["-w", "1", "--generator-rate", "2000"]);
+    let port = server.pg_port;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "diffmart never listened on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let diffmart = connect_diffmart(port).await;
+    let count = |sql: &'static str| {
+        let diffmart = &diffmart;
+        async move {
+            let rows = diffmart.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => row.get(0).map(|v| v.parse::<i64>().unwrap()),
+                    _ => None,
+                })
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("SELECT count(*) FROM user_events").await == 0 {
+        assert!(Instant::now() < deadline, "the generator wrote no user_events");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    tokio::task::spawn_blocking(move || psql_file("127.0.0.1", port, "root", "dev", &file))
+        .await
+        .expect("psql -f into diffmart while the generator runs");
+    assert_eq!(count("SELECT count(*) FROM products WHERE product_id LIKE 'P0%'").await, 10, "the seed's products");
+    assert_eq!(count("SELECT count(*) FROM users WHERE user_id LIKE 'U0%'").await, 10, "the seed's users");
+    assert_eq!(count("SELECT count(*) FROM user_events WHERE event_id LIKE 'E0%'").await, 46, "the seed's events");
+    assert_eq!(count("SELECT count(*) FROM products WHERE product_id LIKE 'G-P%'").await, 10, "the generator's products");
+    let generated = count("SELECT count(*) FROM user_events WHERE event_id LIKE 'G-E%'").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("SELECT count(*) FROM user_events WHERE event_id LIKE 'G-E%'").await == generated {
+        assert!(Instant::now() < deadline, "the generator stopped after the load");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
