@@ -27,8 +27,7 @@ use diffmart_dataflows::ecommerce::{Product, User, UserEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::Simulation;
-use super::generator::GeneratedEvent;
+use crate::sources::simulation::{GeneratedEvent, Simulation};
 
 /// Mean time between two sessions' arrivals.
 pub const MEAN_SESSION_GAP_SECONDS: f64 = 20.0;
