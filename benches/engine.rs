@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use diffmart::compute::{Compute, ComputeConfig, InputBatch, OutputBatch, RelationId};
+use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::serving::{Catalog, Store, arrow};
-use diffmart::sources::generator::RetailGenerator;
-use diffmart::sources::{GeneratorConfig, MergedEvents, simulations};
+use diffmart::sources::{GeneratorConfig, MergedEvents, nothing_held, simulations};
 use diffmart_dataflows::datum::{Micros, Record, Row};
 use diffmart_dataflows::retail::{ProductInventory, WebClick};
 
@@ -29,7 +29,7 @@ fn generator(c: &mut Criterion) {
     group.bench_function("all_pipelines_10k_events", |b| {
         b.iter(|| {
             let config = GeneratorConfig { seed: 1, start: START, rate: None, events: None };
-            let events = MergedEvents::new(simulations(&config, Vec::new()).into_iter().map(|s| s.events));
+            let events = MergedEvents::new(simulations(&config, &nothing_held).into_iter().map(|s| s.events));
             black_box(events.take(10_000).count())
         })
     });

@@ -9,10 +9,10 @@ use diffmart_dataflows::casino::CasinoConfig;
 use diffmart_dataflows::datum::Micros;
 use rust_decimal::Decimal;
 
+use crate::json::parse_timestamp;
 use crate::produce::ProduceOptions;
 use crate::sinks::kafka::parse_sink_option;
 use crate::sources::kafka::StartFrom;
-use crate::sources::timestamps::parse_timestamp;
 
 /// diffmart keeps retail, e-commerce and casino materialized views up to date
 /// incrementally and serves them over the Postgres wire protocol.

@@ -3,6 +3,8 @@
 //!
 //! The data path runs one way: [`sources`] → compute (the `diffmart-dataflows`
 //! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`], [`http`] and [`sinks`].
+//! [`pipelines`] holds each pipeline's own part of those (generator, topics, sinks,
+//! routes), which they take from its registry; [`json`] is the JSON codec they share.
 //! [`produce`] is a client: it writes the demo's events to Kafka; [`bench`]
 //! measures the engine end to end; [`server`] is the command line's wiring of them all.
 
@@ -10,7 +12,9 @@ pub mod bench;
 pub mod cli;
 pub mod compute;
 pub mod http;
+pub mod json;
 pub mod pgwire;
+pub mod pipelines;
 pub mod produce;
 pub mod server;
 pub mod serving;

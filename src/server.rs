@@ -74,7 +74,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     let start = options.generator_start.unwrap_or_else(sources::now_micros);
     // The catalog goes in before the generator starts, which then orders from it.
     if let Some(path) = &options.catalog {
-        sources::load_catalog(&engine, path, start)?;
+        crate::pipelines::inventory::catalog::load_catalog(&engine, path, start)?;
     }
     let mut http = axum::Router::new();
     if !options.no_generator {
@@ -173,7 +173,7 @@ fn start_kafka(
         properties: options.kafka_properties.clone(),
     };
     let sources = KafkaSources::start(engine, config, sources::kafka::declared_sources())?;
-    let mut sinks = crate::sinks::kafka::declared_sinks(&options.kafka_topic_prefix);
+    let mut sinks = crate::sinks::declared_sinks(&options.kafka_topic_prefix);
     for (relation, topic) in &options.kafka_sinks {
         let spec = engine
             .catalog()

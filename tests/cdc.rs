@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
+use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::serving::{Engine, Update};
 use diffmart::sources::cdc::{self, CdcConfig, CdcHandle, CdcState, CdcStatus};
-use diffmart::sources::generator::RetailGenerator;
 use diffmart::sources::{GeneratorConfig, spawn_generator};
 use diffmart_dataflows::datum::{Datum, Record, RelationSpec, Row};
 use diffmart_dataflows::retail::{Order, ProductInventory};

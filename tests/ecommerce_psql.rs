@@ -319,7 +319,11 @@ async fn the_seed_test_data_loads_while_the_generator_runs() {
     assert_eq!(count("SELECT count(*) FROM products WHERE product_id LIKE 'P0%'").await, 10, "the seed's products");
     assert_eq!(count("SELECT count(*) FROM users WHERE user_id LIKE 'U0%'").await, 10, "the seed's users");
     assert_eq!(count("SELECT count(*) FROM user_events WHERE event_id LIKE 'E0%'").await, 46, "the seed's events");
-    assert_eq!(count("SELECT count(*) FROM products WHERE product_id LIKE 'G-P%'").await, 10, "the generator's products");
+    assert_eq!(
+        count("SELECT count(*) FROM products WHERE product_id LIKE 'G-P%'").await,
+        10,
+        "the generator's products"
+    );
     let generated = count("SELECT count(*) FROM user_events WHERE event_id LIKE 'G-E%'").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while count("SELECT count(*) FROM user_events WHERE event_id LIKE 'G-E%'").await == generated {

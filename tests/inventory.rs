@@ -19,11 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
+use diffmart::pipelines::Pipeline;
+use diffmart::pipelines::inventory::Inventory;
+use diffmart::pipelines::inventory::generator::InventoryGenerator;
+use diffmart::pipelines::inventory::sinks::inventory_sink_json;
 use diffmart::serving::{Engine, Update};
-use diffmart::sinks::inventory::{inventory_sink_json, inventory_sinks};
 use diffmart::sinks::kafka::KafkaSinks;
-use diffmart::sources::inventory_generator::InventoryGenerator;
-use diffmart::sources::kafka::{KafkaConfig, KafkaSources, inventory_sources};
+use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart_dataflows::datum::{Datum, F64, MICROS_PER_MINUTE, Micros, Record, Row};
 use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
 use diffmart_dataflows::system::{SourceError, SourceStatus};
@@ -718,7 +720,8 @@ fn the_original_catalog_loads_and_is_queryable_over_pgwire() {
     let file: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(CATALOG_FILE).unwrap()).unwrap();
     let low = file.iter().filter(|p| p["inventory"].as_i64().unwrap() < 10).count();
     let engine = start_engine(2, None);
-    let loaded = diffmart::sources::load_catalog(&engine, std::path::Path::new(CATALOG_FILE), T0).unwrap();
+    let loaded =
+        diffmart::pipelines::inventory::catalog::load_catalog(&engine, std::path::Path::new(CATALOG_FILE), T0).unwrap();
     assert_eq!(loaded, 200);
     assert_eq!(
         support::query(
@@ -861,9 +864,9 @@ fn kafka_topics_feed_the_views_and_sinks_write_the_spec_json() {
         ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "1").create().unwrap();
     let engine = start_engine(2, None);
     let sources =
-        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, inventory_sources())
+        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, Inventory.topics())
             .unwrap();
-    let sinks = KafkaSinks::start(&engine, &brokers, &[], inventory_sinks("")).unwrap();
+    let sinks = KafkaSinks::start(&engine, &brokers, &[], Inventory.sinks("")).unwrap();
 
     // Products: one object, an array (with an empty id inside), and malformed messages.
     let products: Vec<(i32, String)> = vec![

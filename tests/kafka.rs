@@ -14,15 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
+use diffmart::json::row_to_object;
+use diffmart::pipelines::Pipeline;
+use diffmart::pipelines::casino::{self as casino_pipeline, Casino};
+use diffmart::pipelines::ecommerce::{self as ecommerce_pipeline, Ecommerce};
+use diffmart::pipelines::retail::Retail;
+use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::produce::{ProduceOptions, encode_event};
 use diffmart::serving::{Engine, Update};
 use diffmart::sinks::kafka::{KafkaSink, KafkaSinks, SinkFormat};
-use diffmart::sinks::row_to_object;
-use diffmart::sources::generator::{GeneratedEvent, RetailGenerator};
-use diffmart::sources::kafka::{
-    KafkaConfig, KafkaSources, casino_sources, declared_sources, ecommerce_sources, retail_sources,
-};
-use diffmart::sources::{casino_generator, ecommerce_generator, every_pipeline};
+use diffmart::sources::kafka::{KafkaConfig, KafkaSources, declared_sources};
+use diffmart::sources::{GeneratedEvent, every_pipeline};
 use diffmart_dataflows::datum::{Datum, MICROS_PER_SECOND, Record, Row};
 use diffmart_dataflows::ecommerce::UserEvent;
 use diffmart_dataflows::retail::{self, ProductInventory, Purchase};
@@ -220,7 +222,7 @@ fn retail_views_from_kafka_equal_direct_ingest_over_two_workers() {
     let engine = start_engine(2);
     load_catalog(&engine);
     let sources =
-        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, retail_sources())
+        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, Retail.topics())
             .unwrap();
     let (more_orders, more_messages) = produce(&producer, &events[3000..], true);
     orders.extend(more_orders);
@@ -312,7 +314,7 @@ fn bad_messages_are_counted_and_kept_and_never_stop_a_source() {
 
     let engine = start_engine(2);
     let sources =
-        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, retail_sources())
+        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, Retail.topics())
             .unwrap();
     wait_caught_up(&engine, messages.len());
 
@@ -389,7 +391,7 @@ fn a_broker_outage_at_start_and_mid_stream_loses_and_duplicates_nothing() {
     let engine = start_engine(2);
     load_catalog(&engine);
     let config = KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) };
-    let sources = KafkaSources::start(&engine, config, retail_sources()).unwrap();
+    let sources = KafkaSources::start(&engine, config, Retail.topics()).unwrap();
     wait_for("the topics to show as disconnected", Duration::from_secs(30), || {
         let statuses = statuses(&engine);
         statuses.len() == 4 && statuses.iter().all(|s| s.partition == -1 && s.status == "disconnected")
@@ -617,8 +619,8 @@ fn produce_writes_the_topics_and_postgres_and_diffmart_reads_them_back() {
 fn casino_and_ecommerce_topics_feed_their_pipelines_and_table_topics_upsert() {
     let mock = mock_cluster(&[("gaming-transactions", 3), ("user_events", 2)]);
     let brokers = mock.bootstrap_servers();
-    let casino = casino_generator::CasinoGenerator::simulation(4, START);
-    let shop = ecommerce_generator::simulation(4, START);
+    let casino = casino_pipeline::generator::CasinoGenerator::simulation(4, START);
+    let shop = ecommerce_pipeline::generator::simulation(4, START);
     let bets: Vec<GeneratedEvent> = casino.events.take(3000).collect();
     let shop_events: Vec<GeneratedEvent> =
         shop.events.filter(|e| e.relation == UserEvent::spec().name).take(1500).collect();
@@ -629,7 +631,7 @@ fn casino_and_ecommerce_topics_feed_their_pipelines_and_table_topics_upsert() {
     apply_directly(&engine, &catalog);
     apply_directly(&direct, &catalog);
     let sources = KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, {
-        [casino_sources(), ecommerce_sources()].concat()
+        [Casino.topics(), Ecommerce.topics()].concat()
     })
     .unwrap();
     let producer = producer(&brokers);

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
 use diffmart::http::{AppState, HttpConfig};
+use diffmart::pipelines::pricing::generator::PricingGenerator;
 use diffmart::serving::{Engine, Update};
-use diffmart::sinks::kafka::{KafkaSinks, declared_sinks};
-use diffmart::sources::generator::GeneratedEvent;
+use diffmart::sinks::declared_sinks;
+use diffmart::sinks::kafka::KafkaSinks;
+use diffmart::sources::GeneratedEvent;
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources, declared_sources};
-use diffmart::sources::pricing_generator::PricingGenerator;
 use diffmart_dataflows::datum::{F64, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record, Row};
 use diffmart_dataflows::pricing::{
     self, CatalogProduct, OverrideRemoval, PriceHistoryRow, PriceOverride, PriceUpdate, ProductEvent, ProductPrice,

@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
+use diffmart::json::row_to_object;
+use diffmart::pipelines::ecommerce;
 use diffmart::serving::Engine;
-use diffmart::sinks::row_to_object;
-use diffmart::sources::kafka::{KafkaConfig, KafkaSources, ecommerce_sources};
+use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart::sources::{GeneratorConfig, every_pipeline, spawn_generator};
 use diffmart_dataflows::datum::{Datum, Micros, Record, Row};
 use diffmart_dataflows::ecommerce::UserEvent;
@@ -184,7 +185,7 @@ async fn an_upsert_key_on_two_partitions_keeps_one_row() {
     mock.create_topic("user_events", 2, 1).expect("topic created");
     let brokers = mock.bootstrap_servers();
     let engine = Engine::start(&ComputeConfig { workers: 2, ..Default::default() }).expect("starting diffmart");
-    let shop = diffmart::sources::ecommerce_generator::simulation(SEED, START);
+    let shop = ecommerce::generator::simulation(SEED, START);
     let catalog: Vec<_> = shop
         .bootstrap
         .iter()
@@ -194,9 +195,12 @@ async fn an_upsert_key_on_two_partitions_keeps_one_row() {
     let events: Vec<Row> =
         shop.events.filter(|e| e.relation == UserEvent::spec().name).map(|e| e.row).take(400).collect();
 
-    let sources =
-        KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, ecommerce_sources())
-            .unwrap();
+    let sources = KafkaSources::start(
+        &engine,
+        KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) },
+        ecommerce::topics::topics(),
+    )
+    .unwrap();
     let producer: BaseProducer =
         ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "1").create().expect("producer");
     let mut sent = 0;

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::compute::profile::OperatorProfile;
 use crate::compute::{ComputeConfig, RelationId};
 use crate::serving::{Engine, Update};
-use crate::sources::generator::GeneratedEvent;
-use crate::sources::{self, GeneratorConfig, MergedEvents};
+use crate::sources::{self, GeneratedEvent, GeneratorConfig, MergedEvents};
 
 /// 2025-06-01 00:00:00 UTC: every run starts its simulated clock here, so runs repeat exactly.
 pub const EVENT_TIME_START: Micros = 1_748_736_000_000_000;
@@ -35,6 +34,14 @@ impl Workload {
         match self {
             Workload::Retail => "retail",
             Workload::All => "all",
+        }
+    }
+
+    /// The one pipeline it runs; `None` for all of them.
+    fn pipeline(self) -> Option<&'static str> {
+        match self {
+            Workload::Retail => Some("retail"),
+            Workload::All => None,
         }
     }
 }
@@ -67,13 +74,10 @@ pub struct Feed {
 
 impl Feed {
     pub fn new(workload: Workload, engine: &Engine, seed: u64) -> anyhow::Result<Feed> {
-        let simulations = match workload {
-            Workload::Retail => vec![sources::retail_simulation(seed, EVENT_TIME_START)],
-            Workload::All => sources::simulations(
-                &GeneratorConfig { seed, start: EVENT_TIME_START, rate: None, events: None },
-                Vec::new(),
-            ),
-        };
+        let config = GeneratorConfig { seed, start: EVENT_TIME_START, rate: None, events: None };
+        let simulations = sources::simulations_of(&config, &sources::nothing_held, |pipeline| {
+            workload.pipeline().is_none_or(|name| pipeline.name() == name)
+        });
         let ids: HashMap<&'static str, RelationId> =
             engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();
         let mut bootstrap = Vec::new();

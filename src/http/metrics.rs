@@ -15,7 +15,7 @@ use axum::routing::get;
 use diffmart_dataflows::datum::{Record, RelationKind};
 use diffmart_dataflows::system::SourceStatus;
 
-use super::AppState;
+use super::api::AppState;
 use crate::serving::Engine;
 
 pub fn routes() -> Router<AppState> {

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use diffmart_dataflows::datum::{Datum, RelationKind, RelationSpec, Row};
-use diffmart_dataflows::pricing::PriceUpdate;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
@@ -23,8 +22,8 @@ use serde_json::Value;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::compute::RelationId;
+use crate::json::{datum_to_json, row_to_object};
 use crate::serving::{ChangeBatch, Engine};
-use crate::sinks::{datum_to_json, row_to_object};
 
 /// Turns an inserted row of an append-only relation into a message body.
 pub type RowEncoder = fn(&RelationSpec, &Row) -> Value;
@@ -70,41 +69,6 @@ pub fn parse_sink_option(text: &str) -> Result<(String, String), String> {
             Ok((relation.trim().to_string(), topic.trim().to_string()))
         }
         _ => Err(format!("expected RELATION=TOPIC, got {text:?}")),
-    }
-}
-
-/// The spec's sinks, declared for the relations that exist in this build. Each
-/// gets `--kafka-topic-prefix`.
-///
-/// Spot for the spec's sinks (`shared/spec/PIPELINES.md` §D, §E), filled in when
-/// their views exist, e.g.:
-/// - `inventory_events` → `inventory-events`, `SinkFormat::Inserts` with the camelCase
-///   JSON (productId, productName, eventType, …, timestamp in ms, changeReason);
-/// - `inventory_alerts` → `inventory-alerts` (alertType, productId, message, severity, timestamp);
-/// - the price changes → `price-updates` (`{"product_id", "new_price", "timestamp"}`).
-pub fn declared_sinks(topic_prefix: &str) -> Vec<KafkaSink> {
-    let mut sinks = vec![price_updates_sink(&format!("{topic_prefix}price-updates"))];
-    sinks.extend(super::inventory::inventory_sinks(topic_prefix));
-    sinks
-}
-
-/// Pricing (§E): every row of `price_updates` (one per price change) as
-/// `{"product_id", "new_price", "timestamp"}` (epoch seconds), keyed by product so a
-/// product's changes stay in order in one partition.
-pub fn price_updates_sink(topic: &str) -> KafkaSink {
-    KafkaSink {
-        relation: PriceUpdate::spec().name.into(),
-        topic: topic.into(),
-        format: SinkFormat::Inserts(encode_price_update),
-        key_column: Some(0),
-    }
-}
-
-fn encode_price_update(_spec: &RelationSpec, row: &Row) -> Value {
-    match PriceUpdate::from_row(row) {
-        Ok(update) => update.to_json(),
-        // The relation's rows are built from `PriceUpdate`s: this cannot fail.
-        Err(e) => panic!("a price_updates row that is not a price update: {e}"),
     }
 }
 

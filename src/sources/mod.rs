@@ -2,30 +2,25 @@
 //! and PostgreSQL tables (logical replication); they report on themselves
 //! through [`status`].
 
-pub mod casino_generator;
 pub mod cdc;
+pub mod clock;
 pub mod control;
-pub mod ecommerce_generator;
-pub mod generator;
-pub mod inventory_generator;
-pub mod inventory_json;
 pub mod kafka;
-pub mod pricing_generator;
+pub mod simulation;
 pub mod status;
-pub mod timestamps;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use diffmart_dataflows::datum::{Micros, Record, RelationKind};
-use diffmart_dataflows::inventory::ProductUpdate;
-use diffmart_dataflows::retail::ProductInventory;
+use diffmart_dataflows::datum::{Micros, RelationKind, RelationSpec};
 use diffmart_dataflows::system::SourceStatus;
 
+pub use self::clock::now_micros;
 use self::control::{GeneratorControl, Pace};
-use self::generator::{GeneratedEvent, RetailGenerator};
+pub use self::simulation::{GeneratedEvent, HeldRows, MergedEvents, Simulation, nothing_held};
+use crate::pipelines::{PIPELINES, Pipeline};
 use crate::serving::{Engine, SOURCE_TICK, Update};
 
 /// How the embedded generator runs.
@@ -43,73 +38,33 @@ pub struct GeneratorConfig {
 /// Largest batch handed to ingest at once when running behind.
 const MAX_BATCH: usize = 50_000;
 
-/// One pipeline's simulated processes: rows loaded before anything else (its
-/// catalog), then an endless stream of events in event-time order.
-pub struct Simulation {
-    pub bootstrap: Vec<GeneratedEvent>,
-    pub events: Box<dyn Iterator<Item = GeneratedEvent> + Send>,
+/// Every pipeline's simulation, in registry order. Each gets its own seed derived
+/// from the configured one, so adding a pipeline never changes another one's events;
+/// the first is seeded with the configured seed itself.
+pub fn simulations(config: &GeneratorConfig, held: HeldRows<'_>) -> Vec<Simulation> {
+    simulations_of(config, held, |_| true)
 }
 
-/// The retail pipeline's simulation: the product catalog, then the five producers.
-pub fn retail_simulation(seed: u64, start: Micros) -> Simulation {
-    Simulation {
-        bootstrap: RetailGenerator::catalog()
-            .iter()
-            .map(|p| GeneratedEvent { relation: ProductInventory::spec().name, row: p.to_row(), event_time: start })
-            .collect(),
-        events: Box::new(RetailGenerator::new(seed, start)),
-    }
-}
-
-/// Every pipeline's simulation. Each gets its own seed derived from the
-/// configured one, so adding a pipeline never changes another one's events.
-/// Retail comes first, seeded with the configured seed itself.
-/// `loaded_products`: what `product_updates` already holds (a `--catalog` file).
-pub fn simulations(config: &GeneratorConfig, loaded_products: Vec<ProductUpdate>) -> Vec<Simulation> {
+/// The simulations of the pipelines `include` picks, each seeded as in [`simulations`].
+pub fn simulations_of(
+    config: &GeneratorConfig,
+    held: HeldRows<'_>,
+    include: impl Fn(&dyn Pipeline) -> bool,
+) -> Vec<Simulation> {
     let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let retail = retail_simulation(seed(0), config.start);
-    vec![
-        retail,
-        ecommerce_generator::simulation(seed(1), config.start),
-        casino_generator::CasinoGenerator::simulation(seed(2), config.start),
-        inventory_generator::InventoryGenerator::simulation(seed(3), config.start, loaded_products),
-        pricing_generator::PricingGenerator::simulation(seed(4), config.start),
-    ]
-}
-
-/// The simulations' streams merged into one, in event-time order (ties go to the
-/// earlier simulation, so the merge is deterministic).
-pub struct MergedEvents {
-    streams: Vec<std::iter::Peekable<Box<dyn Iterator<Item = GeneratedEvent> + Send>>>,
+    (0..)
+        .zip(PIPELINES)
+        .filter(|(_, pipeline)| include(*pipeline))
+        .map(|(index, pipeline)| pipeline.simulation(seed(index), config.start, held))
+        .collect()
 }
 
 /// Every pipeline's simulation as one, as the generator runs it: all bootstrap
 /// rows, then every pipeline's events merged in event-time order.
 pub fn every_pipeline(seed: u64, start: Micros) -> Simulation {
-    let simulations = simulations(&GeneratorConfig { seed, start, rate: None, events: None }, Vec::new());
+    let simulations = simulations(&GeneratorConfig { seed, start, rate: None, events: None }, &nothing_held);
     let bootstrap = simulations.iter().flat_map(|s| s.bootstrap.iter().cloned()).collect();
     Simulation { bootstrap, events: Box::new(MergedEvents::new(simulations.into_iter().map(|s| s.events))) }
-}
-
-impl MergedEvents {
-    /// Merges the simulations' event streams; their bootstrap rows are left to the caller.
-    pub fn new(streams: impl IntoIterator<Item = Box<dyn Iterator<Item = GeneratedEvent> + Send>>) -> MergedEvents {
-        MergedEvents { streams: streams.into_iter().map(Iterator::peekable).collect() }
-    }
-
-    /// Event time of the next event.
-    pub fn peek_time(&mut self) -> Option<Micros> {
-        self.streams.iter_mut().filter_map(|s| s.peek().map(|e| e.event_time)).min()
-    }
-}
-
-impl Iterator for MergedEvents {
-    type Item = GeneratedEvent;
-    fn next(&mut self) -> Option<GeneratedEvent> {
-        let earliest =
-            self.streams.iter_mut().enumerate().filter_map(|(i, s)| s.peek().map(|e| (e.event_time, i))).min()?.1;
-        self.streams[earliest].next()
-    }
 }
 
 /// The running generator: its control handle and its thread.
@@ -147,12 +102,9 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
     let generated = move |id: usize, row| {
         if tables.contains(&id) { Update::insert_if_absent(id, row) } else { Update::insert(id, row) }
     };
-    let loaded_products = engine
-        .catalog()
-        .id(ProductUpdate::spec().name)
-        .map(|id| engine.snapshot().rows(id).iter().filter_map(|row| ProductUpdate::from_row(row).ok()).collect())
-        .unwrap_or_default();
-    let simulations = simulations(&config, loaded_products);
+    let held =
+        |spec: &RelationSpec| engine.catalog().id(spec.name).map(|id| engine.snapshot().rows(id)).unwrap_or_default();
+    let simulations = simulations(&config, &held);
     let mut bootstrap = Vec::new();
     for event in simulations.iter().flat_map(|s| &s.bootstrap) {
         let id = relation(event.relation)?;
@@ -259,17 +211,6 @@ pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::
     Ok(Generator { control, thread })
 }
 
-/// Loads a catalog file (`--catalog`, the original's `initial-products.json` format) into
-/// `product_updates`, whoever else feeds it; returns how many products it held.
-pub fn load_catalog(engine: &Engine, path: &std::path::Path, load_time: Micros) -> anyhow::Result<usize> {
-    let products = inventory_json::load_catalog_file(path, load_time)?;
-    let id = engine.catalog().id(ProductUpdate::spec().name).context("no relation product_updates")?;
-    let updates: Vec<Update> = products.iter().map(|p| Update::insert(id, p.to_row())).collect();
-    engine.apply_blocking(updates).map_err(|e| anyhow::anyhow!("loading the catalog {}: {e}", path.display()))?;
-    tracing::info!(products = products.len(), file = %path.display(), "catalog loaded");
-    Ok(products.len())
-}
-
 /// The generator's row in `diffmart_sources`: kind `generator`, name `embedded`;
 /// `messages` (and `position`) count the events emitted so far.
 struct GeneratorStatus {
@@ -300,9 +241,4 @@ impl GeneratorStatus {
         };
         self.board.set(row, updates);
     }
-}
-
-/// Now, as event time.
-pub fn now_micros() -> Micros {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as Micros).unwrap_or(0)
 }

@@ -1,9 +1,9 @@
 //! Kafka sources: topics whose JSON messages become rows of input relations.
 //!
-//! A source is a declaration ([`KafkaSource`]: topic, relation, decoder); one
-//! consumer loop ([`reader`]) serves them all. There are as many readers as
-//! timely workers, each a thread with its own consumer and its own share of the
-//! partitions, so no reader handles everything.
+//! A source is a declaration ([`KafkaSource`]: topic, relation, decoder), made by
+//! the pipeline whose topic it is; one consumer loop ([`reader`]) serves them all.
+//! There are as many readers as timely workers, each a thread with its own consumer
+//! and its own share of the partitions, so no reader handles everything.
 //!
 //! Exactly once within a run: partitions are assigned manually at offsets diffmart
 //! tracks itself (the next offset to read, per partition). A message below that
@@ -19,8 +19,8 @@
 //! apply in offset order; a key that arrives on two partitions anyway is resolved
 //! in the order the readers hand the messages over (the table holds one row for it).
 
-pub mod decode;
 mod reader;
+pub mod topic;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,106 +28,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
-use diffmart_dataflows::casino::GamingTransaction;
-use diffmart_dataflows::datum::{Record, RelationSpec, Row};
-use diffmart_dataflows::ecommerce::UserEvent;
-use diffmart_dataflows::pricing::ProductEvent;
-use diffmart_dataflows::retail::{CompetitorPrice, Purchase, Restock, WebClick};
+use diffmart_dataflows::datum::RelationSpec;
 
+pub use self::topic::{Decoder, Encoder, KafkaMessage, KafkaSource, json_columns};
+use crate::pipelines::PIPELINES;
 use crate::serving::Engine;
 use crate::sources::status::StatusRelations;
 
 /// `kind` of Kafka rows in `diffmart_sources` and `diffmart_source_errors`.
 pub const SOURCE_KIND: &str = "kafka";
 
-/// One message, as a decoder sees it.
-pub struct KafkaMessage<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    /// The message's timestamp (producer or broker time), milliseconds since the epoch.
-    pub timestamp_ms: Option<i64>,
-    pub key: Option<&'a [u8]>,
-    pub payload: &'a [u8],
-}
-
-/// Turns a message into rows of the source's relation, or says why it cannot.
-/// The rows are checked against the relation's types before they are applied;
-/// a message is applied whole or not at all.
-pub type Decoder = fn(&RelationSpec, &KafkaMessage<'_>) -> Result<Vec<Row>, String>;
-
-/// A topic feeding an input relation.
-#[derive(Clone)]
-pub struct KafkaSource {
-    /// The topic's name, before `--kafka-topic-prefix`.
-    pub topic: &'static str,
-    /// The input relation its rows go to.
-    pub relation: &'static RelationSpec,
-    pub decode: Decoder,
-}
-
-impl KafkaSource {
-    /// One JSON object per message, fields named like the relation's columns
-    /// (see [`decode`] for the accepted JSON of each column type).
-    pub fn json(topic: &'static str, relation: &'static RelationSpec) -> KafkaSource {
-        KafkaSource { topic, relation, decode: json_columns }
-    }
-
-    /// A source with its own decoder (other field names, several rows per message…).
-    pub fn custom(topic: &'static str, relation: &'static RelationSpec, decode: Decoder) -> KafkaSource {
-        KafkaSource { topic, relation, decode }
-    }
-}
-
-fn json_columns(spec: &RelationSpec, message: &KafkaMessage<'_>) -> Result<Vec<Row>, String> {
-    let object = decode::parse_object(message.payload)?;
-    Ok(vec![decode::row_from_object(spec, &object)?])
-}
-
-/// The retail demo's four topics (`shared/spec/PIPELINES.md` §A), written by its
-/// producers (and by `diffmart produce`) as JSON objects named like the columns.
-pub fn retail_sources() -> Vec<KafkaSource> {
-    vec![
-        KafkaSource::json("web_clicks", WebClick::spec()),
-        KafkaSource::json("competitor_prices", CompetitorPrice::spec()),
-        KafkaSource::json("purchases", Purchase::spec()),
-        KafkaSource::json("restocks", Restock::spec()),
-    ]
-}
-
-/// The e-commerce events (§B), as JSON objects named like `user_events`' columns
-/// (`event_data` any JSON value); an upsert by `event_id`.
-pub fn ecommerce_sources() -> Vec<KafkaSource> {
-    vec![KafkaSource::json("user_events", UserEvent::spec())]
-}
-
-/// The casino's transactions (§C), as its original generator writes them
-/// (`transaction_time` as `"YYYY-MM-DD HH:MM:SS"`, UTC).
-pub fn casino_sources() -> Vec<KafkaSource> {
-    vec![KafkaSource::json("gaming-transactions", GamingTransaction::spec())]
-}
-
-/// Every topic diffmart reads with `--kafka-brokers`. Other pipelines add theirs
-/// here: a `KafkaSource::json(topic, Record::spec())` line when the JSON fields are
-/// the column names, `KafkaSource::custom` otherwise.
+/// Every topic diffmart reads with `--kafka-brokers`: each registered pipeline's
+/// (see `Pipeline::topics`), in registry order.
 pub fn declared_sources() -> Vec<KafkaSource> {
-    [retail_sources(), ecommerce_sources(), casino_sources(), inventory_sources(), pricing_sources()].concat()
-}
-
-/// The inventory demo's topics (`shared/spec/PIPELINES.md` §D), in the original's JSON.
-pub fn inventory_sources() -> Vec<KafkaSource> {
-    use crate::sources::inventory_json::{decode_order_events, decode_product_updates};
-    use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
-    vec![
-        KafkaSource::custom("product-updates", ProductUpdate::spec(), decode_product_updates),
-        KafkaSource::custom("order-events", OrderEvent::spec(), decode_order_events),
-    ]
-}
-
-/// Pricing (§E): `{"event_type", "product_id", "user_id", "timestamp": epoch ms, "price"}`;
-/// invalid events fail `product_events`' CHECK and are counted as bad messages.
-pub fn pricing_sources() -> Vec<KafkaSource> {
-    vec![KafkaSource::json("product-events", ProductEvent::spec())]
+    PIPELINES.iter().flat_map(|pipeline| pipeline.topics()).collect()
 }
 
 /// Where to start reading partitions at start-up.

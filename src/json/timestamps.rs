@@ -1,4 +1,5 @@
-//! Timestamps as the original producers write them.
+//! Timestamps in the forms the original producers write: what a JSON string
+//! holding a timestamp may look like.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use diffmart_dataflows::datum::Micros;

@@ -27,11 +27,16 @@ use diffmart_dataflows::ecommerce::{Product, User, UserEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::Simulation;
-use super::generator::GeneratedEvent;
+use crate::sources::simulation::{GeneratedEvent, Simulation};
 
 /// Mean time between two sessions' arrivals.
 pub const MEAN_SESSION_GAP_SECONDS: f64 = 20.0;
+
+/// Starts every id the generator makes (products, users, sessions, events): the
+/// seed's own ids (`P001`, `U001`, `E001`…) and whatever else a user loads stay
+/// free, so a user's rows never collide with the generator's, and the generator's
+/// rows never replace a user's (a key someone else wrote first is skipped anyway).
+pub const ID_PREFIX: &str = "G-";
 const MICROS_PER_DAY: Micros = 24 * 3600 * MICROS_PER_SECOND;
 
 /// The seed's ten products: id, name, category, price in cents, inventory, age in days.
@@ -225,7 +230,7 @@ impl EcommerceGenerator {
     /// The `products` and `users` rows to load before any event, dated back from `start`.
     pub fn catalog(start: Micros) -> Vec<GeneratedEvent> {
         let products = PRODUCTS.iter().map(|&(id, name, category, cents, inventory, age_days)| Product {
-            product_id: id.into(),
+            product_id: product_id(id),
             name: Some(name.into()),
             category: Some(category.into()),
             price: Some(F64::new(cents as f64 / 100.0)),
@@ -278,7 +283,7 @@ impl EcommerceGenerator {
         let referrer = REFERRERS[pick_weighted(&mut self.rng, &REFERRERS.map(|(_, w)| w))].0;
         let page = if on_list { PRODUCT_LIST } else { HOME };
         let session = Session {
-            id: format!("S{:07}", self.next_session),
+            id: format!("{ID_PREFIX}S{:07}", self.next_session),
             user,
             step: Step::Landed { on_list },
             page: page.into(),
@@ -382,7 +387,7 @@ impl EcommerceGenerator {
         at: Micros,
         data: String,
     ) -> UserEvent {
-        let event_id = format!("E{:09}", self.next_event);
+        let event_id = format!("{ID_PREFIX}E{:09}", self.next_event);
         self.next_event += 1;
         let device = SEED_USERS.get(session.user).map_or(DEVICES[(session.user * 7) % DEVICES.len()], |u| u.4);
         UserEvent {
@@ -390,7 +395,7 @@ impl EcommerceGenerator {
             user_id: Some(user_id(session.user)),
             session_id: Some(session.id.clone()),
             event_type: Some(event_type.into()),
-            product_id: product.map(|p| PRODUCTS[p].0.to_string()),
+            product_id: product.map(|p| product_id(PRODUCTS[p].0)),
             page_url: Some(page.into()),
             referrer_url: referrer,
             device_type: Some(device.into()),
@@ -422,11 +427,16 @@ impl Iterator for EcommerceGenerator {
 }
 
 fn user_id(index: usize) -> String {
-    format!("U{:03}", index + 1)
+    format!("{ID_PREFIX}U{:03}", index + 1)
+}
+
+/// The generator's id of the seed's product `seed_id`.
+fn product_id(seed_id: &str) -> String {
+    format!("{ID_PREFIX}{seed_id}")
 }
 
 fn product_page(p: usize) -> String {
-    format!("https://example.com/products/{}", PRODUCTS[p].0)
+    format!("https://example.com/products/{}", product_id(PRODUCTS[p].0))
 }
 
 fn scroll_data(depth: u32) -> String {

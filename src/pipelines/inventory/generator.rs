@@ -22,8 +22,7 @@ use diffmart_dataflows::inventory::{OrderEvent, ProductUpdate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::Simulation;
-use super::generator::GeneratedEvent;
+use crate::sources::simulation::{GeneratedEvent, Simulation};
 
 pub const CATALOG_SIZE: usize = 200;
 

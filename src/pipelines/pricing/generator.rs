@@ -16,8 +16,7 @@ use diffmart_dataflows::pricing::{CATALOG, CatalogProduct, ProductEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::Simulation;
-use super::generator::GeneratedEvent;
+use crate::sources::simulation::{GeneratedEvent, Simulation};
 
 const EVENT_TYPES: [(&str, u32); 3] = [("view", 70), ("cart", 20), ("purchase", 10)];
 const USERS: u32 = 100;

@@ -31,10 +31,10 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{ApiError, AppState};
 use crate::compute::RelationId;
+use crate::http::api::{ApiError, AppState};
+use crate::json::datum_to_json;
 use crate::serving::{ChangeBatch, Engine, Op, Snapshot, Update};
-use crate::sinks::datum_to_json;
 
 /// `GET /history` without `limit`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
@@ -137,7 +137,7 @@ fn parse_override_body(body: &[u8]) -> Result<(String, f64, String), ApiError> {
 }
 
 fn now_micros() -> Micros {
-    crate::sources::now_micros()
+    crate::sources::clock::now_micros()
 }
 
 /// `POST /override`: upserts the product's `price_overrides` row (set_time = now).

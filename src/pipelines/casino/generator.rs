@@ -23,8 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 
-use super::Simulation;
-use super::generator::GeneratedEvent;
+use crate::sources::simulation::{GeneratedEvent, Simulation};
 
 /// Bets per second of event time, as the demo's default.
 pub const DEFAULT_BETS_PER_SECOND: f64 = 5.0;

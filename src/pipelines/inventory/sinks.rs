@@ -1,45 +1,16 @@
 //! The inventory pipeline's sinks (`shared/spec/PIPELINES.md` §D): `inventory_events` to
-//! `inventory-events` and `inventory_alerts` to `inventory-alerts`, in the original's JSON.
+//! `inventory-events` and `inventory_alerts` to `inventory-alerts`, in the original's
+//! JSON (camelCase fields, the event or alert time as `timestamp` in epoch milliseconds).
 
-use diffmart_dataflows::datum::{Datum, RelationSpec, Row};
-use serde_json::{Map, Value};
+use diffmart_dataflows::datum::{RelationSpec, Row};
+use serde_json::Value;
 
-use super::kafka::{KafkaSink, SinkFormat};
+use super::topics::original_json;
+use crate::sinks::kafka::{KafkaSink, SinkFormat};
 
-/// `product_id` → `productId`.
-fn camel_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// A row of `inventory_events` or `inventory_alerts` as the original's JSON: camelCase
-/// fields, and the event or alert time as `timestamp` in epoch milliseconds.
+/// A row of `inventory_events` or `inventory_alerts` as the original's JSON.
 pub fn inventory_sink_json(spec: &RelationSpec, row: &Row) -> Value {
-    let mut object = Map::new();
-    for (column, datum) in spec.columns.iter().zip(row) {
-        let value = match datum {
-            Datum::Timestamp(micros) => Value::from(micros.div_euclid(1000)),
-            other => super::datum_to_json(other),
-        };
-        let name = if matches!(column.name, "event_time" | "alert_time") {
-            "timestamp".to_string()
-        } else {
-            camel_case(column.name)
-        };
-        object.insert(name, value);
-    }
-    Value::Object(object)
+    original_json(spec, row)
 }
 
 /// The two sinks, on `prefix` + `inventory-events` / `inventory-alerts`, keyed by product id.
@@ -63,7 +34,7 @@ pub fn inventory_sinks(prefix: &str) -> Vec<KafkaSink> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use diffmart_dataflows::datum::F64;
+    use diffmart_dataflows::datum::{Datum, F64};
 
     #[test]
     fn events_are_camel_case_with_millisecond_timestamps() {
@@ -88,6 +59,5 @@ mod tests {
                 "currentPrice": 1899.99, "timestamp": 1_700_000_000_123i64, "changeReason": "Order o1: 2 units sold"
             })
         );
-        assert_eq!(camel_case("previous_inventory"), "previousInventory");
     }
 }

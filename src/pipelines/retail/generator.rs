@@ -19,14 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 
-/// One row of one input relation, stamped with its simulated event time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GeneratedEvent {
-    /// The relation's name, as in its `RelationSpec`.
-    pub relation: &'static str,
-    pub row: Row,
-    pub event_time: Micros,
-}
+use crate::sources::simulation::GeneratedEvent;
 
 /// A catalog entry: the `product_inventory` row plus how often the demo picks it.
 struct Product {

@@ -1,7 +1,7 @@
-//! JSON messages to rows of an input relation.
+//! JSON to values and rows.
 //!
-//! The generic decoder reads one JSON object per message and takes each column
-//! from the field of the same name, converting by the column's type. What a
+//! A row is read from one JSON object, each column from the field of the same name
+//! (or the field a custom decoder names), converted by the column's type. What a
 //! field may hold:
 //!
 //! | column type | JSON |
@@ -17,7 +17,7 @@
 //!
 //! `null` or a missing field is NULL, which a NOT NULL column refuses. Extra
 //! fields are ignored. Custom decoders (other field names, several rows per
-//! message) reuse [`datum_from_json`].
+//! message) reuse [`datum_from_json`] and [`row_from_fields`].
 
 use std::str::FromStr;
 
@@ -25,10 +25,10 @@ use diffmart_dataflows::datum::{Column, ColumnType, Datum, RelationSpec, Row, ca
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
+use super::timestamps::parse_timestamp;
 use crate::serving::arrow::round_to_scale;
-use crate::sources::timestamps::parse_timestamp;
 
-/// Parses a payload as one JSON object.
+/// Parses a payload (a message, a request body) as one JSON object.
 pub fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(payload) {
         Ok(Value::Object(object)) => Ok(object),

@@ -1,0 +1,40 @@
+//! `--catalog`: a catalog file in the original's format (`initial-products.json`: an
+//! array of product objects), loaded into `product_updates` before anything else.
+
+use std::path::Path;
+
+use anyhow::Context;
+use diffmart_dataflows::datum::{Micros, Record};
+use diffmart_dataflows::inventory::ProductUpdate;
+use serde_json::Value;
+
+use super::topics::{product_from_object, product_objects};
+use crate::serving::{Engine, Update};
+
+/// Reads a catalog file, every product stamped with `load_time` and its index as arrival.
+pub fn load_catalog_file(path: &Path, load_time: Micros) -> anyhow::Result<Vec<ProductUpdate>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the catalog {}", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("the catalog {} is not valid JSON", path.display()))?;
+    let objects = product_objects(&value).map_err(|e| anyhow::anyhow!("the catalog {}: {e}", path.display()))?;
+    objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, object)| {
+            product_from_object(object, load_time, i as i64)
+                .and_then(|row| ProductUpdate::from_row(&row).map_err(|e| e.to_string()))
+                .map_err(|e| anyhow::anyhow!("the catalog {}, product {i}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Loads a catalog file into `product_updates`, whoever else feeds it; returns how
+/// many products it held.
+pub fn load_catalog(engine: &Engine, path: &Path, load_time: Micros) -> anyhow::Result<usize> {
+    let products = load_catalog_file(path, load_time)?;
+    let id = engine.catalog().id(ProductUpdate::spec().name).context("no relation product_updates")?;
+    let updates: Vec<Update> = products.iter().map(|p| Update::insert(id, p.to_row())).collect();
+    engine.apply_blocking(updates).map_err(|e| anyhow::anyhow!("loading the catalog {}: {e}", path.display()))?;
+    tracing::info!(products = products.len(), file = %path.display(), "catalog loaded");
+    Ok(products.len())
+}
