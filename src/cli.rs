@@ -42,8 +42,8 @@ pub enum Command {
 
 /// Client threads' nice value, unless `--client-nice` says otherwise: the lowest
 /// priority. At 50,000 events/s with readers running back to back on both cores,
-/// 0 tripled ingestion's p99 freshness, 10 made it ×1.7, 19 ×1.1–1.5 (README,
-/// Benchmarks, item 22).
+/// 0 tripled ingestion's p99 freshness, 10 made it ×1.7, 19 ×1.1–1.5 (docs/benchmarks.md,
+/// #clients-at-a-lower-priority).
 pub const DEFAULT_CLIENT_NICE: u8 = 19;
 
 /// The server's options.

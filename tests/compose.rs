@@ -1,6 +1,6 @@
 //! The compose stack (docker-compose.yml + Dockerfile) is valid: Compose itself parses and
 //! validates the file, and the stack has every service the README describes. No Docker engine is
-//! needed for this; `.ci/run` installs Compose when it is missing.
+//! needed for this; `scripts/test` installs Compose when it is missing.
 
 use std::path::Path;
 use std::process::Command;
@@ -24,7 +24,7 @@ fn compose(args: &[&str]) -> std::process::Output {
         .current_dir(root)
         .args(args)
         .output()
-        .expect("neither `docker compose` nor `docker-compose` is installed (.ci/run installs docker-compose)")
+        .expect("neither `docker compose` nor `docker-compose` is installed (scripts/test installs docker-compose)")
 }
 
 #[test]

@@ -189,7 +189,7 @@ pub enum ColumnType {
     Bool,
     Int32,
     Int64,
-    /// `numeric` with a fixed number of decimal places (see the README on scales).
+    /// `numeric` with a fixed number of decimal places (DEVELOPERS.md, "Values and types", says which).
     Numeric {
         scale: u32,
     },

@@ -134,8 +134,8 @@ pub fn load_closed_loop(engine: &Engine, feed: &mut Feed, horizon: Micros, limit
     // Batches sent and not yet waited for, besides the newest: with it, three
     // outstanding, enough for compute's logical time, one gathered behind it and one
     // the store is still applying. Five went no faster, and the two extra batches
-    // queued as rows, ~25 MB at the peak of command (2) (README, Benchmarks, item
-    // 26); two (since item 27) went no faster either and had the same peak.
+    // queued as rows, ~25 MB at the peak of command (2) (docs/benchmarks.md,
+    // #memory-for-24-hours-of-events); two went no faster either and had the same peak.
     const IN_FLIGHT: usize = 2;
     let started = Instant::now();
     let ingest = engine.ingest();

@@ -5,7 +5,7 @@
 //! everything as rows (comparing datum by datum), then pack each row again, once
 //! to search its relation and once more to keep it: two encodings and a sort of
 //! enum comparisons per change, on the one thread every change passes through
-//! (README, Benchmarks, item 27). Here each row is packed once into one buffer,
+//! (docs/benchmarks.md, #handshakes-and-turn-taking). Here each row is packed once into one buffer,
 //! sorted and consolidated by its packed key (`memcmp`), and applied from those
 //! same bytes.
 
@@ -114,7 +114,7 @@ impl PackedChanges {
 ///
 /// Ingest sends the store its copy of a batch before compute sees it, and a bulk
 /// load keeps several batches in flight: as rows (32 bytes a datum, a heap string
-/// per text) those copies were its largest transient (README, Benchmarks, item 26).
+/// per text) those copies were its largest transient (docs/benchmarks.md, #memory-for-24-hours-of-events).
 /// Packed they take about a third of that, and the store applies them as they are.
 #[derive(Debug)]
 pub struct PackedInputs {

@@ -11,7 +11,7 @@
 //!
 //! Why compressed: the packed rows of a source repeat themselves (the same members,
 //! games, products and tags, times a few digits apart), and they were a third of
-//! the store's memory after 24 hours of events (README, Benchmarks, item 26). A full
+//! the store's memory after 24 hours of events (docs/benchmarks.md, #memory-for-24-hours-of-events). A full
 //! chunk is sealed: its rows are one LZ4 block, its times and row lengths LEB128
 //! deltas, and it keeps its newest row in the clear, which is all a search compares
 //! against. Reading it (a scan of the source, a late event, a retraction) inflates

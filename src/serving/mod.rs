@@ -67,8 +67,8 @@ struct IngestRequest {
 /// benchmark's driver) hands ingest what has come due, at most. Handing over each
 /// event as it comes due meant a request, and a wake-up of ingest, every few
 /// microseconds at high rates: at 300,000 events/s the two threads' handshakes took
-/// a third of the machine's two cores, in the kernel's scheduler (README,
-/// Benchmarks, item 27). A millisecond adds half of one to an event's wait on average.
+/// a third of the machine's two cores, in the kernel's scheduler (docs/benchmarks.md,
+/// #handshakes-and-turn-taking). A millisecond adds half of one to an event's wait on average.
 pub const SOURCE_TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Updates queued for ingest, at most: a source that runs ahead of compute (the
@@ -175,7 +175,7 @@ impl SettledTables for StoreTables<'_> {
 /// the same scheduling round, and the two complete together, so a second one in
 /// flight only made each event wait longer. (While compute's room waited for the
 /// store as well, two kept the worker busy while the store applied a time; it no
-/// longer waits, see `TIMES_AHEAD_OF_STORE`. README, Benchmarks, item 27.)
+/// longer waits, see `TIMES_AHEAD_OF_STORE`. docs/benchmarks.md, #handshakes-and-turn-taking.)
 const TIMES_IN_FLIGHT: Time = 1;
 
 /// Logical times compute may be ahead of what the store has made visible. Compute's

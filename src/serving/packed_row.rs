@@ -1,7 +1,7 @@
 //! Rows as the store keeps them: packed into bytes that compare as the rows do.
 //!
 //! A row of datums costs 32 bytes a column plus a heap string per text; most of
-//! the store's memory was that (README, Benchmarks, item 12). A [`PackedRow`] is
+//! the store's memory was that (docs/benchmarks.md, #where-the-memory-is). A [`PackedRow`] is
 //! the row in memcomparable's encoding (MySQL's key format: big-endian integers
 //! with the sign bit flipped, text in 9-byte groups, decimals as SQLite's
 //! key encoding), a type tag before each datum. Byte order is [`Datum`]'s order,

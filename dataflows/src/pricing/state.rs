@@ -93,7 +93,7 @@ pub struct ProductPricing {
 /// 24-hour history holds one per product event, so it keeps no product id and no
 /// strings (the rows had both, in two maps: ~300 bytes a change), and not its
 /// event time either, which its key in [`ProductPricing::retained`] holds: 16
-/// bytes, 32 with the key (README, Benchmarks, item 26).
+/// bytes, 32 with the key (docs/benchmarks.md, #memory-for-24-hours-of-events).
 #[derive(Clone, Debug)]
 struct RetainedChange {
     price: F64,
