@@ -16,7 +16,6 @@ mod retail_sql;
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
@@ -99,16 +98,6 @@ fn rows(engine: &Engine, name: &str) -> Vec<Row> {
     engine.snapshot().rows(engine.catalog().id(name).unwrap())
 }
 
-async fn sql_client(engine: &Arc<Engine>) -> tokio_postgres::Client {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    diffmart::pgwire::spawn(engine.clone(), listener);
-    let config = format!("host={} port={} user=root dbname=dev", addr.ip(), addr.port());
-    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
 /// The first `TAKEN` rows of `relation` among the generator's first `EVENTS` events.
 fn upcoming(relation: &str) -> Vec<Row> {
     let simulation = every_pipeline(SEED, START);
@@ -121,7 +110,7 @@ fn upcoming(relation: &str) -> Vec<Row> {
 async fn sql_inserts_of_the_generators_ids_stay(workers: usize) {
     let (_pg, oracle) = oracle().await;
     let engine = Engine::start(&ComputeConfig { workers, ..Default::default() }).expect("starting diffmart");
-    let client = sql_client(&engine).await;
+    let client = support::in_process_client(&engine).await;
 
     // A client takes the ids the generator is about to emit, with rows of its own.
     let mut orders = upcoming(Order::spec().name);

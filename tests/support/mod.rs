@@ -216,16 +216,22 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port").local_addr().unwrap().port()
 }
 
+/// A client of a pgwire server started in process on `engine`, on a free port.
+pub async fn in_process_client(engine: &std::sync::Arc<diffmart::serving::Engine>) -> tokio_postgres::Client {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    diffmart::pgwire::spawn(engine.clone(), listener);
+    let config = format!("host={} port={} user=root dbname=dev", addr.ip(), addr.port());
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 /// Runs a query over pgwire against an in-process server on `engine`.
 pub fn query(engine: &std::sync::Arc<diffmart::serving::Engine>, sql: &str) -> Vec<Vec<Option<String>>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        diffmart::pgwire::spawn(engine.clone(), listener);
-        let config = format!("host={} port={} user=root dbname=dev", addr.ip(), addr.port());
-        let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let client = in_process_client(engine).await;
         let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         messages
             .into_iter()
