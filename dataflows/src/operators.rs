@@ -1,10 +1,10 @@
 //! Operators differential does not ship, written as timely operators that emit
 //! differential updates. One module per family:
 //!
-//! - [`joins`]: `LEFT JOIN` against a side with at most one row per key;
-//! - [`max_per_key`]: the greatest (latest) value per key;
-//! - [`splitting`]: one collection into several, in one pass;
-//! - [`clocks`]: event-time clocks, watermarks, the retention horizon's filter, and
+//! - [`joins`], `LEFT JOIN` against a side with at most one row per key;
+//! - [`max_per_key`], the greatest (latest) value per key;
+//! - [`splitting`], one collection into several, in one pass;
+//! - [`clocks`], event-time clocks, watermarks, the retention horizon's filter, and
 //!   keyed state machines run on the clock;
 //! - [`prefix_fold`] and [`range_sum`]: ordered aggregates per key, read at query
 //!   positions.

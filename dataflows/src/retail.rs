@@ -5,12 +5,12 @@
 //! horizon and the late events). Each view's function sits under the SQL that defines
 //! it; the Rust computes exactly that, incrementally. By topic:
 //!
-//! - [`inputs`]: the event streams and tables;
-//! - [`stock`]: `minute_join`, `product_stock_status`;
-//! - [`clicks`]: `web_clicks_minutely`;
-//! - [`pricing`]: `competitor_latest`, `competitor_minimum`, `dynamic_pricing_enriched`;
-//! - [`sales`]: `sales_profit`;
-//! - [`watermark`]: `retail_watermark`.
+//! - [`inputs`], the event streams and tables;
+//! - [`stock`], `minute_join` and `product_stock_status`;
+//! - [`clicks`], `web_clicks_minutely`;
+//! - [`pricing`], `competitor_latest`, `competitor_minimum` and `dynamic_pricing_enriched`;
+//! - [`sales`], `sales_profit`;
+//! - [`watermark`], `retail_watermark`.
 //!
 //! [`price_rules`] holds the SQL's pricing expressions as plain functions; this module
 //! wires the views together and holds the [`Horizon`] that bounds them by event time.

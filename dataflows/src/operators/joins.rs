@@ -11,7 +11,6 @@ use differential_dataflow::operators::cursor::join::join_traces;
 use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::{ExchangeData, VecCollection};
 use timely::container::PushInto;
-use timely::dataflow::operators::Concat;
 
 use crate::Time;
 
