@@ -1,0 +1,37 @@
+//! Click views: clicks per product and minute (`web_clicks_minutely`), and the
+//! clicks still in reach of a kept window's 15-minute demand.
+
+use std::sync::LazyLock;
+
+use differential_dataflow::operators::CountTotal;
+
+use super::inputs::Click;
+use super::{Coll, Horizon, MinuteCounts, minute_start, view, window_end};
+use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros, RelationSpec, col};
+use ColumnType::{Int32, Int64, TimestampTz};
+
+pub(super) static WEB_CLICKS_MINUTELY: LazyLock<RelationSpec> = LazyLock::new(|| {
+    view("web_clicks_minutely", vec![col("product_id", Int32), col("window_start", TimestampTz), col("clicks", Int64)])
+});
+
+/// ```sql
+/// CREATE MATERIALIZED VIEW web_clicks_minutely AS
+/// SELECT product_id, window_start, COUNT(*) AS clicks
+/// FROM TUMBLE(web_clicks, event_time, INTERVAL '1 MINUTE')
+/// GROUP BY product_id, window_start;
+/// ```
+/// Returns the view (kept windows) and the clicks of every minute that still counts
+/// toward the 15-minute range of a kept window: a click is kept until the last
+/// window it reaches, 15 minutes after its own, has expired. The clicks come without
+/// the late ones (too late once their own window has expired), so the clicks behind
+/// an expired window never change.
+pub(super) fn web_clicks_minutely<'s>(
+    web_clicks: Coll<'s, Click>,
+    horizon: &Horizon<'s>,
+) -> (MinuteCounts<'s>, MinuteCounts<'s>) {
+    let last_window_reached = |&(_, minute): &(i32, Micros)| window_end(minute + 15 * MICROS_PER_MINUTE);
+    let clicks = web_clicks.map(|c| (c.product_id, minute_start(c.event_time)));
+    let clicks_in_range = horizon.retain(clicks, last_window_reached).count_total();
+    let clicks_per_minute = horizon.retain(clicks_in_range.clone(), |((_, minute), _)| window_end(*minute));
+    (clicks_per_minute, clicks_in_range)
+}
