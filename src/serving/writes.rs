@@ -168,8 +168,14 @@ impl KeyedWrites {
             let result = request.writes.spec(relation).and_then(|spec| match &spec.kind {
                 RelationKind::Table { primary_key } => request.apply(relation, spec, primary_key, op),
                 RelationKind::Source { .. } => match op {
-                    Op::Insert(row) => Ok(out.push((relation, row, 1))),
-                    Op::Delete(row) => Ok(out.push((relation, row, -1))),
+                    Op::Insert(row) => {
+                        out.push((relation, row, 1));
+                        Ok(())
+                    }
+                    Op::Delete(row) => {
+                        out.push((relation, row, -1));
+                        Ok(())
+                    }
                     _ => Err(SqlError::new(
                         "42809",
                         format!("\"{}\" is a source: its events are inserted or retracted, not keyed", spec.name),

@@ -543,7 +543,7 @@ impl Source {
                             Some(old) => map.key_of_old(old),
                             None => map.key_of_old(&OldTuple::Key(new.clone())),
                         };
-                        key.and_then(|key| Ok(transaction.update(&map.table, key, map.partial_row(new)?)))
+                        key.and_then(|key| map.partial_row(new).map(|row| transaction.update(&map.table, key, row)))
                     }
                     None => Ok(()),
                 },
