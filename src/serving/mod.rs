@@ -303,10 +303,8 @@ impl Engine {
                 let name = self.catalog.spec(update.relation).name;
                 return Err(SqlError::new("42809", format!("\"{name}\" is a view and cannot be written")));
             }
-            validate_row(self.catalog.spec(update.relation), &update.row).map_err(|e| {
-                let check = e.0.contains("violates check constraint");
-                SqlError::new(if check { "23514" } else { "22P02" }, e.to_string())
-            })?;
+            validate_row(self.catalog.spec(update.relation), &update.row)
+                .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
         }
         Ok(())
     }
