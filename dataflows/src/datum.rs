@@ -373,7 +373,10 @@ impl<'a> RowReader<'a> {
     fn take(&self, moved: &RefCell<Vec<Option<String>>>, i: usize) -> Result<String, RowError> {
         moved.borrow_mut()[i].take().ok_or_else(|| {
             RowError(
-                format!("column \"{}\" of {} was read twice from an owned row", self.spec.columns[i].name, self.spec.name),
+                format!(
+                    "column \"{}\" of {} was read twice from an owned row",
+                    self.spec.columns[i].name, self.spec.name
+                ),
                 RowErrorKind::Internal,
             )
         })
@@ -546,7 +549,8 @@ fn null_in_not_null(spec: &RelationSpec, i: usize) -> RowError {
     ))
 }
 
-/// Typed records of an input relation convert to and from rows.
+/// Typed records of a relation, an input or a view, convert to and from rows. Declare
+/// them with [`crate::relation::relation!`], which writes this for them.
 pub trait Record: Sized {
     fn spec() -> &'static RelationSpec;
     fn to_row(&self) -> Row;

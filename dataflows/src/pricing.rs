@@ -217,13 +217,14 @@ pub fn fill_defaults(spec: &RelationSpec, row: &mut Row, now: Micros) {
 /// state machine needs to keep skipping the events produced while it was active.
 /// The engine upserts them by primary key in the same step as the delete.
 pub fn rows_implied_by_delete(spec: &RelationSpec, row: &[Datum], now: Micros) -> Vec<(&'static RelationSpec, Row)> {
-    match spec.name {
-        "price_overrides" => PriceOverride::from_row(row)
-            .map(|o| (OverrideRemoval::spec(), OverrideRemoval { product_id: o.product_id, removed_at: now }.into_row()))
-            .into_iter()
-            .collect(),
-        _ => Vec::new(),
-    }
+    let removed = match spec.name {
+        "price_overrides" => PriceOverride::from_row(row).ok(),
+        _ => None,
+    };
+    removed
+        .map(|o| (OverrideRemoval::spec(), OverrideRemoval { product_id: o.product_id, removed_at: now }.into_row()))
+        .into_iter()
+        .collect()
 }
 
 // ------------------------------------------------------------------------------------------

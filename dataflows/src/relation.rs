@@ -31,9 +31,9 @@
 
 use rust_decimal::Decimal;
 
-use crate::datum::{Column, ColumnType, Datum, F64, RelationKind, RelationSpec, Row, RowError};
 #[cfg(doc)]
 use crate::datum::Record;
+use crate::datum::{Column, ColumnType, Datum, F64, RelationKind, RelationSpec, Row, RowError};
 
 /// Which column types a Rust type is written as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,8 +280,12 @@ pub trait Columns: Sized {
     fn read(cells: &mut impl Cells) -> Result<Self, RowError>;
 }
 
-/// The spec `relation!` declares: a view's columns are all nullable.
+/// The spec `relation!` declares: a view's columns are all nullable. Panics on two
+/// columns of one name (a group's column named again).
 pub fn spec(name: &'static str, kind: RelationKind, mut columns: Vec<Column>) -> RelationSpec {
+    for (i, column) in columns.iter().enumerate() {
+        assert!(columns[..i].iter().all(|c| c.name != column.name), "{name}: two columns named {}", column.name);
+    }
     if kind == RelationKind::View {
         for column in &mut columns {
             column.nullable = true;
@@ -505,7 +509,13 @@ mod tests {
         let columns: Vec<_> = spec.columns.iter().map(|c| (c.name, c.ty, c.nullable)).collect();
         assert_eq!(
             columns,
-            [("day", Date, false), ("user", Text, false), ("note", Json, true), ("at", TimestampTz, false), ("count(*)", Int32, true)]
+            [
+                ("day", Date, false),
+                ("user", Text, false),
+                ("note", Json, true),
+                ("at", TimestampTz, false),
+                ("count(*)", Int32, true)
+            ]
         );
         assert_eq!(Account::spec().kind, RelationKind::Table { primary_key: vec![0, 1] });
         let account = Account { id: 7, who_else: "bob".into() };

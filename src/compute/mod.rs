@@ -253,7 +253,9 @@ fn view_ids(views: &[View<'_>]) -> Vec<RelationId> {
         diffmart_dataflows::view_specs().iter().enumerate().map(|(i, spec)| (spec.name, first_view + i)).collect();
     views
         .iter()
-        .map(|view| *ids.get(view.spec().name).unwrap_or_else(|| panic!("view {} is in no view_specs", view.spec().name)))
+        .map(|view| {
+            *ids.get(view.spec().name).unwrap_or_else(|| panic!("view {} is in no view_specs", view.spec().name))
+        })
         .collect()
 }
 
@@ -300,4 +302,27 @@ fn publish_to_serving<'s>(
             publish.computed.send_replace(upper);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serving::Catalog;
+
+    #[test]
+    fn views_get_the_catalog_ids_of_their_names_in_any_order() {
+        timely::execute_directly(|worker| {
+            worker.dataflow::<Time, _, _>(|scope| {
+                let mut inputs = Inputs::new(scope, diffmart_dataflows::input_specs());
+                let mut views = diffmart_dataflows::build_views(&PipelineConfig::default(), &mut inputs);
+                views.reverse();
+                let catalog = Catalog::all_pipelines();
+                for (view, id) in views.iter().zip(view_ids(&views)) {
+                    assert_eq!(catalog.spec(id).name, view.spec().name);
+                    assert!(!catalog.is_input(id));
+                }
+                inputs.into_sessions()
+            });
+        });
+    }
 }

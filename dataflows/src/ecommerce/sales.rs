@@ -269,15 +269,13 @@ pub(super) fn revenue_tracker<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     });
     View::new(
         ids.concat(customers).concat(sums).count_total(),
-        |(window_start, (purchases, customers, revenue, (item_terms, items))): (Micros, WindowTotals)| {
-            RevenueTracker {
-                window_start,
-                window_end: window_start + HOP_SIZE,
-                purchase_count: purchases as i64,
-                unique_customers: customers as i64,
-                total_revenue: revenue.total().map(F64::new),
-                items_sold: (item_terms > 0).then_some(items as i64),
-            }
+        |(window_start, (purchases, customers, revenue, (item_terms, items))): (Micros, WindowTotals)| RevenueTracker {
+            window_start,
+            window_end: window_start + HOP_SIZE,
+            purchase_count: purchases as i64,
+            unique_customers: customers as i64,
+            total_revenue: revenue.total().map(F64::new),
+            items_sold: (item_terms > 0).then_some(items as i64),
         },
     )
 }

@@ -56,7 +56,12 @@ relation! {
 
 impl ProductColumns {
     fn of(p: &Product) -> ProductColumns {
-        ProductColumns { product_id: p.product_id.clone(), name: p.name.clone(), category: p.category.clone(), price: p.price }
+        ProductColumns {
+            product_id: p.product_id.clone(),
+            name: p.name.clone(),
+            category: p.category.clone(),
+            price: p.price,
+        }
     }
 }
 
