@@ -16,8 +16,6 @@
 
 pub mod windows;
 
-use std::sync::LazyLock;
-
 use differential_dataflow::VecCollection;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use rust_decimal::Decimal;
@@ -25,12 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use self::windows::{MemberChange, MemberLifetime, MemberWindow, event_time_views};
 use crate::boundary::{Inputs, View};
-use crate::datum::{
-    Column, ColumnType, Datum, MICROS_PER_MINUTE, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader,
-    col, col_not_null,
-};
+use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros, Record, RelationSpec};
 use crate::money::MoneySum;
 use crate::operators::{left_join_unique, max_per_key, unzip};
+use crate::relation::relation;
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -51,110 +47,32 @@ pub const DRINK_OFFER: &str = "drink";
 // Inputs
 // ------------------------------------------------------------------------------------------
 
-/// `gaming_transactions` (Kafka topic `gaming-transactions`). Every column but the
-/// member's name is required: a message without one is refused at the source.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct GamingTransaction {
-    pub transaction_id: i64,
-    pub member_id: i64,
-    pub member_name: Option<String>,
-    /// `bet`, `win`, or anything else (`cashout`), which only counts in COUNT(*).
-    pub transaction_type: String,
-    pub amount: Decimal,
-    pub game_type: String,
-    pub transaction_time: Micros,
-}
-
-/// `redeemed_offers` (table, primary key `(member_id, offer_type, redemption_date)`):
-/// the key is the one-offer-per-type-per-day policy.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct RedeemedOffer {
-    pub member_id: i64,
-    pub member_name: Option<String>,
-    pub offer_type: String,
-    pub redeemed_at: Option<Micros>,
-    /// Days since 1970-01-01.
-    pub redemption_date: i32,
-}
-
-fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
-    RelationSpec { name, kind: RelationKind::View, columns }
-}
-
-static GAMING_TRANSACTIONS: LazyLock<RelationSpec> = LazyLock::new(|| RelationSpec {
-    name: "gaming_transactions",
-    kind: RelationKind::Source { event_time_column: 6 },
-    columns: vec![
-        col_not_null("transaction_id", Int64),
-        col_not_null("member_id", Int64),
-        col("member_name", Text),
-        col_not_null("transaction_type", Text),
-        col_not_null("amount", MONEY),
-        col_not_null("game_type", Text),
-        col_not_null("transaction_time", Timestamp),
-    ],
-});
-static REDEEMED_OFFERS: LazyLock<RelationSpec> = LazyLock::new(|| RelationSpec {
-    name: "redeemed_offers",
-    kind: RelationKind::Table { primary_key: vec![0, 2, 4] },
-    columns: vec![
-        col_not_null("member_id", Int64),
-        col("member_name", Text),
-        col_not_null("offer_type", Text),
-        col("redeemed_at", Timestamp),
-        col_not_null("redemption_date", Date),
-    ],
-});
-
-impl Record for GamingTransaction {
-    fn spec() -> &'static RelationSpec {
-        &GAMING_TRANSACTIONS
-    }
-    fn to_row(&self) -> Row {
-        vec![
-            self.transaction_id.into(),
-            self.member_id.into(),
-            self.member_name.clone().into(),
-            self.transaction_type.as_str().into(),
-            self.amount.into(),
-            self.game_type.as_str().into(),
-            Datum::Timestamp(self.transaction_time),
-        ]
-    }
-    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
-        Ok(GamingTransaction {
-            transaction_id: r.i64(0)?,
-            member_id: r.i64(1)?,
-            member_name: r.opt_text(2)?,
-            transaction_type: r.text(3)?,
-            amount: r.decimal(4)?,
-            game_type: r.text(5)?,
-            transaction_time: r.timestamp(6)?,
-        })
+relation! {
+    /// `gaming_transactions` (Kafka topic `gaming-transactions`). Every column but the
+    /// member's name is required: a message without one is refused at the source.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct GamingTransaction: source "gaming_transactions" (event_time = transaction_time) {
+        pub transaction_id: i64 = Int64,
+        pub member_id: i64 = Int64,
+        pub member_name: Option<String> = Text,
+        /// `bet`, `win`, or anything else (`cashout`), which only counts in COUNT(*).
+        pub transaction_type: String = Text,
+        pub amount: Decimal = MONEY,
+        pub game_type: String = Text,
+        pub transaction_time: Micros = Timestamp,
     }
 }
 
-impl Record for RedeemedOffer {
-    fn spec() -> &'static RelationSpec {
-        &REDEEMED_OFFERS
-    }
-    fn to_row(&self) -> Row {
-        vec![
-            self.member_id.into(),
-            self.member_name.clone().into(),
-            self.offer_type.as_str().into(),
-            self.redeemed_at.map_or(Datum::Null, Datum::Timestamp),
-            Datum::Date(self.redemption_date),
-        ]
-    }
-    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
-        Ok(RedeemedOffer {
-            member_id: r.i64(0)?,
-            member_name: r.opt_text(1)?,
-            offer_type: r.text(2)?,
-            redeemed_at: r.opt_timestamp(3)?,
-            redemption_date: r.date(4)?,
-        })
+relation! {
+    /// `redeemed_offers` (table): the key is the one-offer-per-type-per-day policy.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct RedeemedOffer: table "redeemed_offers" (primary_key = member_id, offer_type, redemption_date) {
+        pub member_id: i64 = Int64,
+        pub member_name: Option<String> = Text,
+        pub offer_type: String = Text,
+        pub redeemed_at: Option<Micros> = Timestamp,
+        /// Days since 1970-01-01.
+        pub redemption_date: i32 = Date,
     }
 }
 
@@ -166,120 +84,206 @@ pub fn input_specs() -> Vec<&'static RelationSpec> {
 // Views
 // ------------------------------------------------------------------------------------------
 
-fn member_window_columns() -> Vec<Column> {
-    vec![
-        col("member_id", Int64),
-        col("member_name", Text),
-        col("window_start", Timestamp),
-        col("window_end", Timestamp),
-        col("total_spend", MONEY),
-        col("total_winnings", MONEY),
-        col("net_amount", MONEY),
-        col("transaction_count", Int64),
-        col("last_transaction", Timestamp),
-    ]
+relation! {
+    /// The columns of `member_daily_summary` and `member_window_closed`: one member's window.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct MemberWindowColumns {
+        pub member_id: i64 = Int64,
+        pub member_name: Option<String> = Text,
+        pub window_start: Micros = Timestamp,
+        pub window_end: Micros = Timestamp,
+        pub total_spend: Decimal = MONEY,
+        pub total_winnings: Decimal = MONEY,
+        pub net_amount: Decimal = MONEY,
+        pub transaction_count: i64 = Int64,
+        pub last_transaction: Micros = Timestamp,
+    }
 }
 
-static MEMBER_DAILY_SUMMARY: LazyLock<RelationSpec> =
-    LazyLock::new(|| view("member_daily_summary", member_window_columns()));
-static HOTEL_ROOM_OFFERS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "hotel_room_offers",
-        vec![
-            col("member_id", Int64),
-            col("member_name", Text),
-            col("total_spend", MONEY),
-            col("transaction_count", Int64),
-            col("net_amount", MONEY),
-            col("last_transaction", Timestamp),
-            col("window_start", Timestamp),
-            col("window_end", Timestamp),
-            col("reward_type", Text),
-        ],
-    )
-});
-static DRINK_OFFERS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "drink_offers",
-        vec![
-            col("member_id", Int64),
-            col("member_name", Text),
-            col("total_spend", MONEY),
-            col("transaction_count", Int64),
-            col("net_amount", MONEY),
-            col("loss_amount", MONEY),
-            col("last_transaction", Timestamp),
-            col("window_start", Timestamp),
-            col("window_end", Timestamp),
-            col("reward_type", Text),
-        ],
-    )
-});
-static GAME_STATS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "game_stats",
-        vec![
-            col("game_type", Text),
-            col("total_bets", Int64),
-            col("total_wagered", MONEY),
-            col("total_paid_out", MONEY),
-            col("house_edge", MONEY),
-        ],
-    )
-});
-static MEMBER_LEADERBOARD: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "member_leaderboard",
-        vec![
-            col("member_id", Int64),
-            col("member_name", Text),
-            col("lifetime_spend", MONEY),
-            col("lifetime_winnings", MONEY),
-            col("lifetime_transactions", Int64),
-            col("last_seen", Timestamp),
-        ],
-    )
-});
-static MEMBER_WINDOW_CLOSED: LazyLock<RelationSpec> =
-    LazyLock::new(|| view("member_window_closed", member_window_columns()));
-static PENDING_OFFERS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "pending_offers",
-        vec![
-            col("member_id", Int64),
-            col("member_name", Text),
-            col("offer_type", Text),
-            col("metric", MONEY),
-            col("window_start", Timestamp),
-            col("window_end", Timestamp),
-        ],
-    )
-});
-static CASINO_WATERMARK: LazyLock<RelationSpec> =
-    LazyLock::new(|| view("casino_watermark", vec![col("watermark", Timestamp), col("late_transactions", Int64)]));
+impl From<MemberWindow> for MemberWindowColumns {
+    fn from(w: MemberWindow) -> MemberWindowColumns {
+        let t = w.totals;
+        MemberWindowColumns {
+            member_id: w.member_id,
+            member_name: w.member_name,
+            window_start: w.window_start,
+            window_end: w.window_end,
+            total_spend: t.total_spend,
+            total_winnings: t.total_winnings,
+            net_amount: t.net_amount(),
+            transaction_count: t.transaction_count,
+            last_transaction: t.last_transaction,
+        }
+    }
+}
 
-/// The casino views, in the order [`casino`] returns them.
+relation! {
+    /// A row of `member_daily_summary`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct MemberDailySummary: view "member_daily_summary" {
+        pub window: MemberWindowColumns,
+    }
+}
+
+relation! {
+    /// A row of `member_window_closed`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct MemberWindowClosed: view "member_window_closed" {
+        pub window: MemberWindowColumns,
+    }
+}
+
+relation! {
+    /// A row of `hotel_room_offers`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct HotelRoomOffer: view "hotel_room_offers" {
+        pub member_id: i64 = Int64,
+        pub member_name: Option<String> = Text,
+        pub total_spend: Decimal = MONEY,
+        pub transaction_count: i64 = Int64,
+        pub net_amount: Decimal = MONEY,
+        pub last_transaction: Micros = Timestamp,
+        pub window_start: Micros = Timestamp,
+        pub window_end: Micros = Timestamp,
+        pub reward_type: String = Text,
+    }
+}
+
+impl HotelRoomOffer {
+    fn of(w: MemberWindow) -> HotelRoomOffer {
+        let t = &w.totals;
+        HotelRoomOffer {
+            member_id: w.member_id,
+            total_spend: t.total_spend,
+            transaction_count: t.transaction_count,
+            net_amount: t.net_amount(),
+            last_transaction: t.last_transaction,
+            window_start: w.window_start,
+            window_end: w.window_end,
+            reward_type: HOTEL_REWARD.into(),
+            member_name: w.member_name,
+        }
+    }
+}
+
+relation! {
+    /// A row of `drink_offers`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct DrinkOffer: view "drink_offers" {
+        pub member_id: i64 = Int64,
+        pub member_name: Option<String> = Text,
+        pub total_spend: Decimal = MONEY,
+        pub transaction_count: i64 = Int64,
+        pub net_amount: Decimal = MONEY,
+        pub loss_amount: Decimal = MONEY,
+        pub last_transaction: Micros = Timestamp,
+        pub window_start: Micros = Timestamp,
+        pub window_end: Micros = Timestamp,
+        pub reward_type: String = Text,
+    }
+}
+
+impl DrinkOffer {
+    fn of(w: MemberWindow) -> DrinkOffer {
+        let t = &w.totals;
+        DrinkOffer {
+            member_id: w.member_id,
+            total_spend: t.total_spend,
+            transaction_count: t.transaction_count,
+            net_amount: t.net_amount(),
+            loss_amount: t.net_amount().abs(),
+            last_transaction: t.last_transaction,
+            window_start: w.window_start,
+            window_end: w.window_end,
+            reward_type: DRINK_REWARD.into(),
+            member_name: w.member_name,
+        }
+    }
+}
+
+relation! {
+    /// A row of `game_stats`: all-time totals of one game.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct GameStats: view "game_stats" {
+        pub game_type: String = Text,
+        pub total_bets: i64 = Int64,
+        pub total_wagered: Decimal = MONEY,
+        pub total_paid_out: Decimal = MONEY,
+        pub house_edge: Decimal = MONEY,
+    }
+}
+
+relation! {
+    /// A row of `member_leaderboard`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct MemberLeaderboard: view "member_leaderboard" {
+        pub member_id: i64 = Int64,
+        pub member_name: Option<String> = Text,
+        pub lifetime_spend: Decimal = MONEY,
+        pub lifetime_winnings: Decimal = MONEY,
+        pub lifetime_transactions: i64 = Int64,
+        pub last_seen: Micros = Timestamp,
+    }
+}
+
+impl From<MemberLifetime> for MemberLeaderboard {
+    fn from(m: MemberLifetime) -> MemberLeaderboard {
+        let t = m.totals;
+        MemberLeaderboard {
+            member_id: m.member_id,
+            member_name: m.member_name,
+            lifetime_spend: t.total_spend,
+            lifetime_winnings: t.total_winnings,
+            lifetime_transactions: t.transaction_count,
+            last_seen: t.last_transaction,
+        }
+    }
+}
+
+relation! {
+    /// A row of `pending_offers`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct PendingOffer: view "pending_offers" {
+        pub member_id: i64 = Int64,
+        pub member_name: Option<String> = Text,
+        pub offer_type: String = Text,
+        pub metric: Decimal = MONEY,
+        pub window_start: Micros = Timestamp,
+        pub window_end: Micros = Timestamp,
+    }
+}
+
+relation! {
+    /// The row of `casino_watermark`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct CasinoWatermark: view "casino_watermark" {
+        pub watermark: Micros = Timestamp,
+        pub late_transactions: i64 = Int64,
+    }
+}
+
+/// The casino views, as the catalog lists them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
     vec![
-        &MEMBER_DAILY_SUMMARY,
-        &HOTEL_ROOM_OFFERS,
-        &DRINK_OFFERS,
-        &GAME_STATS,
-        &MEMBER_LEADERBOARD,
-        &MEMBER_WINDOW_CLOSED,
-        &PENDING_OFFERS,
-        &CASINO_WATERMARK,
+        MemberDailySummary::spec(),
+        HotelRoomOffer::spec(),
+        DrinkOffer::spec(),
+        GameStats::spec(),
+        MemberLeaderboard::spec(),
+        MemberWindowClosed::spec(),
+        PendingOffer::spec(),
+        CasinoWatermark::spec(),
     ]
 }
 
-/// Builds the casino views from its inputs, in `view_specs()` order.
+/// Builds the casino views from its inputs.
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let transactions = inputs.records();
     let redeemed_offers = inputs.records();
     casino(config, transactions, redeemed_offers)
 }
 
-/// Builds the casino views, in `view_specs()` order.
+/// Builds the casino views.
 pub fn casino<'s>(
     config: &PipelineConfig,
     transactions: Coll<'s, GamingTransaction>,
@@ -302,83 +306,14 @@ pub fn casino<'s>(
     let pending = pending_offers(hotel.clone(), drink.clone(), redeemed_offers);
 
     vec![
-        View::new(summary, |w| member_window_row(&w)),
-        View::new(hotel, |w| {
-            let t = &w.totals;
-            vec![
-                w.member_id.into(),
-                w.member_name.clone().into(),
-                t.total_spend.into(),
-                t.transaction_count.into(),
-                t.net_amount().into(),
-                Datum::Timestamp(t.last_transaction),
-                Datum::Timestamp(w.window_start),
-                Datum::Timestamp(w.window_end),
-                HOTEL_REWARD.into(),
-            ]
-        }),
-        View::new(drink, |w| {
-            let t = &w.totals;
-            vec![
-                w.member_id.into(),
-                w.member_name.clone().into(),
-                t.total_spend.into(),
-                t.transaction_count.into(),
-                t.net_amount().into(),
-                t.net_amount().abs().into(),
-                Datum::Timestamp(t.last_transaction),
-                Datum::Timestamp(w.window_start),
-                Datum::Timestamp(w.window_end),
-                DRINK_REWARD.into(),
-            ]
-        }),
-        View::new(games, |(game_type, totals)| {
-            vec![
-                game_type.into(),
-                totals.transactions.into(),
-                totals.wagered.into(),
-                totals.paid_out.into(),
-                (totals.paid_out - totals.wagered).into(),
-            ]
-        }),
-        View::new(leaderboard, |m| {
-            let t = &m.totals;
-            vec![
-                m.member_id.into(),
-                m.member_name.clone().into(),
-                t.total_spend.into(),
-                t.total_winnings.into(),
-                t.transaction_count.into(),
-                Datum::Timestamp(t.last_transaction),
-            ]
-        }),
-        View::new(closed, |w| member_window_row(&w)),
-        View::new(pending, |p| {
-            vec![
-                p.member_id.into(),
-                p.member_name.into(),
-                p.offer_type.into(),
-                p.metric.into(),
-                Datum::Timestamp(p.window_start),
-                Datum::Timestamp(p.window_end),
-            ]
-        }),
-        View::new(watermark, |(watermark, late)| vec![Datum::Timestamp(watermark), late.into()]),
-    ]
-}
-
-fn member_window_row(w: &MemberWindow) -> Row {
-    let t = &w.totals;
-    vec![
-        w.member_id.into(),
-        w.member_name.clone().into(),
-        Datum::Timestamp(w.window_start),
-        Datum::Timestamp(w.window_end),
-        t.total_spend.into(),
-        t.total_winnings.into(),
-        t.net_amount().into(),
-        t.transaction_count.into(),
-        Datum::Timestamp(t.last_transaction),
+        View::new(summary, |w| MemberDailySummary { window: w.into() }),
+        View::new(hotel, HotelRoomOffer::of),
+        View::new(drink, DrinkOffer::of),
+        View::of_records(games),
+        View::new(leaderboard, MemberLeaderboard::from),
+        View::new(closed, |w| MemberWindowClosed { window: w.into() }),
+        View::of_records(pending),
+        View::new(watermark, |(watermark, late_transactions)| CasinoWatermark { watermark, late_transactions }),
     ]
 }
 
@@ -454,14 +389,6 @@ impl GamePlay {
     }
 }
 
-/// All-time totals of one game.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GameTotals {
-    pub transactions: i64,
-    pub wagered: Decimal,
-    pub paid_out: Decimal,
-}
-
 /// ```sql
 /// CREATE MATERIALIZED VIEW game_stats AS
 /// SELECT game_type,
@@ -476,18 +403,20 @@ pub struct GameTotals {
 /// `total_bets` counts every transaction and `house_edge` is wins − bets, both as the
 /// specification has them. Each transaction is a `(rows, bets, wins)` difference of its
 /// game: one record per game, whatever the history.
-fn game_stats<'s>(plays: Coll<'s, GamePlay>) -> Coll<'s, (String, GameTotals)> {
+fn game_stats<'s>(plays: Coll<'s, GamePlay>) -> Coll<'s, GameStats> {
     plays
         .explode(|play| Some((play.game_type, (1isize, MoneySum::new(play.bet), MoneySum::new(play.win)))))
         .count_total()
         .map(|(game_type, (rows, bets, wins))| {
-            let totals = GameTotals {
-                transactions: rows as i64,
-                // Every row adds a term (0 for other types), so neither sum is ever NULL.
-                wagered: bets.total().unwrap_or_default(),
-                paid_out: wins.total().unwrap_or_default(),
-            };
-            (game_type, totals)
+            // Every row adds a term (0 for other types), so neither sum is ever NULL.
+            let (wagered, paid_out) = (bets.total().unwrap_or_default(), wins.total().unwrap_or_default());
+            GameStats {
+                game_type,
+                total_bets: rows as i64,
+                total_wagered: wagered,
+                total_paid_out: paid_out,
+                house_edge: paid_out - wagered,
+            }
         })
 }
 
@@ -537,17 +466,6 @@ fn member_window_closed<'s>(changes: Coll<'s, MemberChange>) -> Coll<'s, MemberW
         MemberChange::WindowClosed(window) => Some(window),
         _ => None,
     })
-}
-
-/// A row of `pending_offers`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PendingOffer {
-    pub member_id: i64,
-    pub member_name: Option<String>,
-    pub offer_type: String,
-    pub metric: Decimal,
-    pub window_start: Micros,
-    pub window_end: Micros,
 }
 
 /// The UTC date of a timestamp, as days since 1970-01-01.

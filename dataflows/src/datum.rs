@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::fmt;
 
+use crate::relation::{Cells, ColumnValue};
+
 /// Microseconds since the Unix epoch, UTC. Every timestamp in diffmart.
 pub type Micros = i64;
 
@@ -127,7 +129,7 @@ fn write_canonical_json(value: &serde_json::Value, out: &mut String) {
 pub fn parse_json(text: &str) -> Result<String, RowError> {
     serde_json::from_str::<serde_json::Value>(text)
         .map(|v| canonical_json(&v))
-        .map_err(|e| RowError(format!("invalid input syntax for type json: {e}")))
+        .map_err(|e| RowError::invalid(format!("invalid input syntax for type json: {e}")))
 }
 
 impl Datum {
@@ -279,9 +281,57 @@ pub const fn col_not_null(name: &'static str, ty: ColumnType) -> Column {
     Column { name, ty, nullable: false }
 }
 
-/// Why a row could not become a typed record.
+/// Why a row could not become a typed record, or was refused: its message (`.0`,
+/// worded as PostgreSQL words it where PostgreSQL has the error) and what kind of
+/// error it is (`.1`), which gives its SQLSTATE.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RowError(pub String);
+pub struct RowError(pub String, pub RowErrorKind);
+
+/// The errors a row can have, each with PostgreSQL's SQLSTATE for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RowErrorKind {
+    /// A value that is not of its column's type, or text that does not parse as it (`22P02`).
+    InvalidValue,
+    /// NULL in a NOT NULL column (`23502`).
+    NotNull,
+    /// A CHECK constraint the row violates (`23514`).
+    Check,
+    /// A numeric with more decimal places than its column holds (`22003`).
+    NumericOutOfRange,
+    /// A record type that reads its row wrongly: a bug, not bad input (`XX000`).
+    Internal,
+}
+
+impl RowErrorKind {
+    pub fn sqlstate(self) -> &'static str {
+        match self {
+            RowErrorKind::InvalidValue => "22P02",
+            RowErrorKind::NotNull => "23502",
+            RowErrorKind::Check => "23514",
+            RowErrorKind::NumericOutOfRange => "22003",
+            RowErrorKind::Internal => "XX000",
+        }
+    }
+}
+
+impl RowError {
+    pub fn invalid(message: impl Into<String>) -> RowError {
+        RowError(message.into(), RowErrorKind::InvalidValue)
+    }
+    pub fn not_null(message: impl Into<String>) -> RowError {
+        RowError(message.into(), RowErrorKind::NotNull)
+    }
+    pub fn check(message: impl Into<String>) -> RowError {
+        RowError(message.into(), RowErrorKind::Check)
+    }
+    pub fn kind(&self) -> RowErrorKind {
+        self.1
+    }
+    /// The SQLSTATE a client sees for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        self.1.sqlstate()
+    }
+}
 
 impl fmt::Display for RowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -301,9 +351,7 @@ pub struct RowReader<'a> {
 
 impl<'a> RowReader<'a> {
     pub fn new(spec: &'a RelationSpec, row: &'a [Datum]) -> Result<Self, RowError> {
-        if row.len() != spec.columns.len() {
-            return Err(RowError(format!("{} expects {} columns, got {}", spec.name, spec.columns.len(), row.len())));
-        }
+        check_column_count(spec, row.len())?;
         Ok(RowReader { spec, row, moved: None })
     }
 
@@ -317,26 +365,44 @@ impl<'a> RowReader<'a> {
     fn string(&self, i: usize, v: &str) -> Result<String, RowError> {
         match &self.moved {
             None => Ok(v.to_string()),
-            Some(moved) => moved.borrow_mut()[i].take().ok_or_else(|| {
-                RowError(format!(
-                    "column \"{}\" of {} was read twice from an owned row",
-                    self.spec.columns[i].name, self.spec.name
-                ))
-            }),
+            Some(moved) => self.take(moved, i),
         }
     }
 
+    /// The text moved out of column `i`, which only one read may have.
+    fn take(&self, moved: &RefCell<Vec<Option<String>>>, i: usize) -> Result<String, RowError> {
+        moved.borrow_mut()[i].take().ok_or_else(|| {
+            RowError(
+                format!(
+                    "column \"{}\" of {} was read twice from an owned row",
+                    self.spec.columns[i].name, self.spec.name
+                ),
+                RowErrorKind::Internal,
+            )
+        })
+    }
+
     fn wrong(&self, i: usize, want: &str) -> RowError {
-        RowError(format!(
-            "column \"{}\" of {} must be {}, got {:?}",
-            self.spec.columns[i].name, self.spec.name, want, self.row[i]
-        ))
+        wrong_type(self.spec, i, want, &self.row[i])
     }
     fn missing(&self, i: usize) -> RowError {
-        RowError(format!(
-            "null value in column \"{}\" of {} violates not-null constraint",
-            self.spec.columns[i].name, self.spec.name
-        ))
+        null_in_not_null(self.spec, i)
+    }
+
+    /// Column `i`, a column of type `ty`, as a `T` (see [`crate::relation::ColumnValue`]).
+    pub fn value<T: ColumnValue>(&self, i: usize, ty: ColumnType) -> Result<T, RowError> {
+        let datum = &self.row[i];
+        match (&self.moved, datum) {
+            (Some(moved), Datum::Text(_)) => T::from_datum(Datum::Text(self.take(moved, i)?), ty),
+            (Some(moved), Datum::Json(_)) => T::from_datum(Datum::Json(self.take(moved, i)?), ty),
+            _ => T::from_datum_ref(datum, ty).ok_or_else(|| datum.clone()),
+        }
+        .map_err(|datum| column_error(self.spec, i, &datum))
+    }
+
+    /// The row's columns, to read in order (see [`crate::relation::Columns`]).
+    pub fn cells(&self) -> ReaderCells<'_, 'a> {
+        ReaderCells { reader: self, next: 0 }
     }
 
     pub fn opt_i32(&self, i: usize) -> Result<Option<i32>, RowError> {
@@ -429,10 +495,70 @@ impl<'a> RowReader<'a> {
     }
 }
 
-/// Typed records of an input relation convert to and from rows.
+/// A [`RowReader`]'s columns, read in order.
+pub struct ReaderCells<'r, 'a> {
+    reader: &'r RowReader<'a>,
+    next: usize,
+}
+
+impl Cells for ReaderCells<'_, '_> {
+    fn next<T: ColumnValue>(&mut self, ty: ColumnType) -> Result<T, RowError> {
+        self.next += 1;
+        self.reader.value(self.next - 1, ty)
+    }
+}
+
+/// A row of `len` columns for `spec`, or why not.
+pub(crate) fn check_column_count(spec: &RelationSpec, len: usize) -> Result<(), RowError> {
+    if len == spec.columns.len() {
+        Ok(())
+    } else {
+        Err(RowError::invalid(format!("{} expects {} columns, got {}", spec.name, spec.columns.len(), len)))
+    }
+}
+
+/// Why `datum` is no value of column `i` of `spec` for a record to read: NULL where
+/// the record's field cannot be, or another type than the column's.
+pub(crate) fn column_error(spec: &RelationSpec, i: usize, datum: &Datum) -> RowError {
+    if datum.is_null() {
+        null_in_not_null(spec, i)
+    } else {
+        let want = match spec.columns[i].ty {
+            ColumnType::Bool => "boolean",
+            ColumnType::Int32 => "integer",
+            ColumnType::Int64 => "bigint",
+            ColumnType::Numeric { .. } => "numeric",
+            ColumnType::Text => "text",
+            ColumnType::TimestampTz | ColumnType::Timestamp => "timestamptz",
+            ColumnType::Float64 => "double precision",
+            ColumnType::Date => "date",
+            ColumnType::Json => "jsonb",
+        };
+        wrong_type(spec, i, want, datum)
+    }
+}
+
+fn wrong_type(spec: &RelationSpec, i: usize, want: &str, datum: &Datum) -> RowError {
+    RowError::invalid(format!("column \"{}\" of {} must be {}, got {:?}", spec.columns[i].name, spec.name, want, datum))
+}
+
+fn null_in_not_null(spec: &RelationSpec, i: usize) -> RowError {
+    RowError::not_null(format!(
+        "null value in column \"{}\" of {} violates not-null constraint",
+        spec.columns[i].name, spec.name
+    ))
+}
+
+/// Typed records of a relation, an input or a view, convert to and from rows. Declare
+/// them with [`crate::relation::relation!`], which writes this for them.
 pub trait Record: Sized {
     fn spec() -> &'static RelationSpec;
     fn to_row(&self) -> Row;
+    /// As [`Record::to_row`], moving the record's texts into the row: how a view's
+    /// records reach the server (see [`crate::boundary::View`]).
+    fn into_row(self) -> Row {
+        self.to_row()
+    }
     /// The record whose fields `r` reads (each column at most once).
     fn read(r: &RowReader<'_>) -> Result<Self, RowError>;
 
@@ -461,7 +587,12 @@ fn move_texts(row: &mut Row) -> Vec<Option<String>> {
 /// Checks a row against its relation's column types, NOT NULL and CHECK constraints ([`crate::check_row`]).
 pub fn validate_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
     if row.len() != spec.columns.len() {
-        return Err(RowError(format!("{} has {} columns, got a row of {}", spec.name, spec.columns.len(), row.len())));
+        return Err(RowError::invalid(format!(
+            "{} has {} columns, got a row of {}",
+            spec.name,
+            spec.columns.len(),
+            row.len()
+        )));
     }
     for (column, datum) in spec.columns.iter().zip(row) {
         let fits = match (datum, column.ty) {
@@ -479,20 +610,23 @@ pub fn validate_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> 
         };
         if !fits {
             return Err(match datum {
-                Datum::Null => RowError(format!(
+                Datum::Null => RowError::not_null(format!(
                     "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
                     column.name, spec.name
                 )),
-                Datum::Numeric(d) if matches!(column.ty, ColumnType::Numeric { .. }) => RowError(format!(
-                    "value {d} for column \"{}\" of relation \"{}\" has more decimal places than the column's {}",
-                    column.name,
-                    spec.name,
-                    match column.ty {
-                        ColumnType::Numeric { scale } => scale,
-                        _ => 0,
-                    }
-                )),
-                other => RowError(format!(
+                Datum::Numeric(d) if matches!(column.ty, ColumnType::Numeric { .. }) => RowError(
+                    format!(
+                        "value {d} for column \"{}\" of relation \"{}\" has more decimal places than the column's {}",
+                        column.name,
+                        spec.name,
+                        match column.ty {
+                            ColumnType::Numeric { scale } => scale,
+                            _ => 0,
+                        }
+                    ),
+                    RowErrorKind::NumericOutOfRange,
+                ),
+                other => RowError::invalid(format!(
                     "column \"{}\" of relation \"{}\" is of type {}, got {:?}",
                     column.name,
                     spec.name,

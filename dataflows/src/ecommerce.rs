@@ -24,14 +24,10 @@ use differential_dataflow::VecCollection;
 
 pub use self::inputs::{Product, User, UserEvent};
 use crate::boundary::{Inputs, View};
-use crate::datum::{Column, Record, RelationKind, RelationSpec};
+use crate::datum::{Record, RelationSpec};
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
-
-fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
-    RelationSpec { name, kind: RelationKind::View, columns }
-}
 
 /// `products` arranged by `product_id` once, shared by the views that join it.
 type ProductsArranged<'s> = crate::operators::ByKey<'s, String, Product>;
@@ -41,20 +37,20 @@ pub fn input_specs() -> Vec<&'static RelationSpec> {
     vec![Product::spec(), User::spec(), UserEvent::spec()]
 }
 
-/// The seven views, in the order [`build`] returns them.
+/// The seven views, as the catalog lists them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
     vec![
-        &traffic::USER_EVENTS_WATERMARKED,
-        &traffic::PAGEVIEW_METRICS,
-        &traffic::PRODUCT_VIEW_METRICS,
-        &sales::FUNNEL_ANALYSIS,
-        &sales::REVENUE_TRACKER,
-        &traffic::PRODUCT_PERFORMANCE,
-        &sales::ANOMALY_DETECTION,
+        traffic::UserEventWatermarked::spec(),
+        traffic::PageviewMetrics::spec(),
+        traffic::ProductViewMetrics::spec(),
+        sales::FunnelAnalysis::spec(),
+        sales::RevenueTracker::spec(),
+        traffic::ProductPerformance::spec(),
+        sales::AnomalyDetection::spec(),
     ]
 }
 
-/// Builds the views from the pipeline's inputs, in `view_specs()` order.
+/// Builds the views from the pipeline's inputs.
 pub fn build<'s>(_config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let products_by_id = inputs.projected(|p: Product| (p.product_id.clone(), p)).arrange_by_key();
     inputs.unread(User::spec());

@@ -16,8 +16,6 @@
 
 pub mod book;
 
-use std::sync::LazyLock;
-
 use differential_dataflow::VecCollection;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::operators::CountTotal;
@@ -25,11 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use self::book::{InventoryBook, InventoryChange};
 use crate::boundary::{Inputs, View};
-use crate::datum::{
-    Column, ColumnType, Datum, F64, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
-    col_not_null,
-};
+use crate::datum::{ColumnType, Datum, F64, Micros, Record, RelationSpec};
 use crate::operators::{ClockedState, run_clocked, split_by_kind};
+use crate::relation::{ColumnValue, Holds, relation};
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -39,144 +35,43 @@ use ColumnType::{Float64, Int32, Int64, Json, Text, TimestampTz};
 // Inputs
 // ------------------------------------------------------------------------------------------
 
-/// A `product_updates` row: one product object of the catalog file or of a
-/// `product-updates` message. Ids and names may be missing or empty: such rows reach
-/// the pipeline and are rejected there, visibly, in `inventory_rejections`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ProductUpdate {
-    pub product_id: Option<String>,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub price: F64,
-    pub category: Option<String>,
-    pub brand: Option<String>,
-    pub image_url: Option<String>,
-    pub inventory: i32,
-    /// The JSON array of tags, as canonical `jsonb` text.
-    pub tags: Option<String>,
-    pub rating: Option<F64>,
-    pub review_count: Option<i32>,
-    /// When the update happened: the Kafka message's timestamp, or the load time of the catalog.
-    pub update_time: Micros,
-    /// Position in the source's order (see [`book::arrival_order`]).
-    pub arrival: i64,
-}
-
-/// An `order_events` row: one order line. Missing ids or a non-positive quantity are
-/// rejected by the pipeline (`inventory_rejections`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct OrderEvent {
-    pub order_id: Option<String>,
-    pub product_id: Option<String>,
-    pub quantity: Option<i32>,
-    /// The order's `timestamp`.
-    pub order_time: Micros,
-    /// Position in the source's order (see [`book::arrival_order`]).
-    pub arrival: i64,
-}
-
-/// Index of `update_time` in `product_updates`.
-const UPDATE_TIME_COLUMN: usize = 11;
-/// Index of `order_time` in `order_events`.
-const ORDER_TIME_COLUMN: usize = 3;
-
-static PRODUCT_UPDATES: LazyLock<RelationSpec> = LazyLock::new(|| RelationSpec {
-    name: "product_updates",
-    kind: RelationKind::Source { event_time_column: UPDATE_TIME_COLUMN },
-    columns: vec![
-        col("product_id", Text),
-        col("name", Text),
-        col("description", Text),
-        col_not_null("price", Float64),
-        col("category", Text),
-        col("brand", Text),
-        col("image_url", Text),
-        col_not_null("inventory", Int32),
-        col("tags", Json),
-        col("rating", Float64),
-        col("review_count", Int32),
-        col_not_null("update_time", TimestampTz),
-        col_not_null("arrival", Int64),
-    ],
-});
-
-static ORDER_EVENTS: LazyLock<RelationSpec> = LazyLock::new(|| RelationSpec {
-    name: "order_events",
-    kind: RelationKind::Source { event_time_column: ORDER_TIME_COLUMN },
-    columns: vec![
-        col("order_id", Text),
-        col("product_id", Text),
-        col("quantity", Int32),
-        col_not_null("order_time", TimestampTz),
-        col_not_null("arrival", Int64),
-    ],
-});
-
-fn float(value: Option<F64>) -> Datum {
-    value.map_or(Datum::Null, Datum::Float64)
-}
-
-impl Record for ProductUpdate {
-    fn spec() -> &'static RelationSpec {
-        &PRODUCT_UPDATES
-    }
-    fn to_row(&self) -> Row {
-        vec![
-            self.product_id.clone().into(),
-            self.name.clone().into(),
-            self.description.clone().into(),
-            Datum::Float64(self.price),
-            self.category.clone().into(),
-            self.brand.clone().into(),
-            self.image_url.clone().into(),
-            self.inventory.into(),
-            self.tags.clone().map_or(Datum::Null, Datum::Json),
-            float(self.rating),
-            self.review_count.into(),
-            Datum::Timestamp(self.update_time),
-            self.arrival.into(),
-        ]
-    }
-    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
-        Ok(ProductUpdate {
-            product_id: r.opt_text(0)?,
-            name: r.opt_text(1)?,
-            description: r.opt_text(2)?,
-            price: F64::new(r.f64(3)?),
-            category: r.opt_text(4)?,
-            brand: r.opt_text(5)?,
-            image_url: r.opt_text(6)?,
-            inventory: r.i32(7)?,
-            tags: r.opt_json(8)?,
-            rating: r.opt_f64(9)?.map(F64::new),
-            review_count: r.opt_i32(10)?,
-            update_time: r.timestamp(UPDATE_TIME_COLUMN)?,
-            arrival: r.i64(12)?,
-        })
+relation! {
+    /// A `product_updates` row: one product object of the catalog file or of a
+    /// `product-updates` message. Ids and names may be missing or empty: such rows reach
+    /// the pipeline and are rejected there, visibly, in `inventory_rejections`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct ProductUpdate: source "product_updates" (event_time = update_time) {
+        pub product_id: Option<String> = Text,
+        pub name: Option<String> = Text,
+        pub description: Option<String> = Text,
+        pub price: F64 = Float64,
+        pub category: Option<String> = Text,
+        pub brand: Option<String> = Text,
+        pub image_url: Option<String> = Text,
+        pub inventory: i32 = Int32,
+        /// The JSON array of tags, as canonical `jsonb` text.
+        pub tags: Option<String> = Json,
+        pub rating: Option<F64> = Float64,
+        pub review_count: Option<i32> = Int32,
+        /// When the update happened: the Kafka message's timestamp, or the load time of the catalog.
+        pub update_time: Micros = TimestampTz,
+        /// Position in the source's order (see [`book::arrival_order`]).
+        pub arrival: i64 = Int64,
     }
 }
 
-impl Record for OrderEvent {
-    fn spec() -> &'static RelationSpec {
-        &ORDER_EVENTS
-    }
-    fn to_row(&self) -> Row {
-        vec![
-            self.order_id.clone().into(),
-            self.product_id.clone().into(),
-            self.quantity.into(),
-            Datum::Timestamp(self.order_time),
-            self.arrival.into(),
-        ]
-    }
-    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
-        Ok(OrderEvent {
-            order_id: r.opt_text(0)?,
-            product_id: r.opt_text(1)?,
-            quantity: r.opt_i32(2)?,
-            order_time: r.timestamp(ORDER_TIME_COLUMN)?,
-            arrival: r.i64(4)?,
-        })
+relation! {
+    /// An `order_events` row: one order line. Missing ids or a non-positive quantity are
+    /// rejected by the pipeline (`inventory_rejections`).
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct OrderEvent: source "order_events" (event_time = order_time) {
+        pub order_id: Option<String> = Text,
+        pub product_id: Option<String> = Text,
+        pub quantity: Option<i32> = Int32,
+        /// The order's `timestamp`.
+        pub order_time: Micros = TimestampTz,
+        /// Position in the source's order (see [`book::arrival_order`]).
+        pub arrival: i64 = Int64,
     }
 }
 
@@ -211,44 +106,50 @@ impl InventoryInput {
 // Views
 // ------------------------------------------------------------------------------------------
 
-/// An `inventory_current` row.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CurrentProduct {
-    pub product_id: String,
-    pub name: String,
-    pub category: Option<String>,
-    pub price: F64,
-    pub inventory: i32,
-    /// `IN_STOCK`, `LOW_STOCK` (1..9) or `OUT_OF_STOCK`.
-    pub status: String,
-    pub last_update: Micros,
+relation! {
+    /// An `inventory_current` row.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct CurrentProduct: view "inventory_current" {
+        pub product_id: String = Text,
+        pub name: String = Text,
+        pub category: Option<String> = Text,
+        pub price: F64 = Float64,
+        pub inventory: i32 = Int32,
+        /// `IN_STOCK`, `LOW_STOCK` (1..9) or `OUT_OF_STOCK`.
+        pub status: String = Text,
+        pub last_update: Micros = TimestampTz,
+    }
 }
 
-/// An `inventory_events` row (Kafka `inventory-events`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct InventoryEvent {
-    pub product_id: String,
-    pub product_name: String,
-    pub event_type: String,
-    pub previous_inventory: i32,
-    pub current_inventory: i32,
-    pub previous_price: F64,
-    pub current_price: F64,
-    pub event_time: Micros,
-    pub change_reason: String,
+relation! {
+    /// An `inventory_events` row (Kafka `inventory-events`).
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct InventoryEvent: view "inventory_events" {
+        pub product_id: String = Text,
+        pub product_name: String = Text,
+        pub event_type: String = Text,
+        pub previous_inventory: i32 = Int32,
+        pub current_inventory: i32 = Int32,
+        pub previous_price: F64 = Float64,
+        pub current_price: F64 = Float64,
+        pub event_time: Micros = TimestampTz,
+        pub change_reason: String = Text,
+    }
 }
 
-/// An `inventory_alerts` row (Kafka `inventory-alerts`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct InventoryAlert {
-    pub alert_type: String,
-    pub product_id: String,
-    pub message: String,
-    pub severity: String,
-    pub alert_time: Micros,
+relation! {
+    /// An `inventory_alerts` row (Kafka `inventory-alerts`).
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct InventoryAlert: view "inventory_alerts" {
+        pub alert_type: String = Text,
+        pub product_id: String = Text,
+        pub message: String = Text,
+        pub severity: String = Text,
+        pub alert_time: Micros = TimestampTz,
+    }
 }
 
-/// What was rejected.
+/// What was rejected: `product_update` or `order` in the views.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RejectionKind {
     ProductUpdate,
@@ -264,91 +165,61 @@ impl RejectionKind {
     }
 }
 
-/// An `inventory_rejections` row.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Rejection {
-    pub kind: RejectionKind,
-    pub order_id: Option<String>,
-    pub product_id: Option<String>,
-    pub reason: String,
-    /// The rejected input's event time.
-    pub event_time: Micros,
+impl ColumnValue for RejectionKind {
+    const HOLDS: Holds = Holds::Text;
+    fn to_datum(&self, _ty: ColumnType) -> Datum {
+        Datum::text(self.as_str())
+    }
+    fn from_datum_ref(datum: &Datum, _ty: ColumnType) -> Option<RejectionKind> {
+        match datum {
+            Datum::Text(kind) if kind == "product_update" => Some(RejectionKind::ProductUpdate),
+            Datum::Text(kind) if kind == "order" => Some(RejectionKind::Order),
+            _ => None,
+        }
+    }
 }
 
-fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
-    RelationSpec { name, kind: RelationKind::View, columns }
+relation! {
+    /// An `inventory_rejections` row.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct Rejection: view "inventory_rejections" {
+        pub kind: RejectionKind = Text,
+        pub order_id: Option<String> = Text,
+        pub product_id: Option<String> = Text,
+        pub reason: String = Text,
+        /// The rejected input's event time.
+        pub event_time: Micros = TimestampTz,
+    }
 }
 
-static INVENTORY_CURRENT: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "inventory_current",
-        vec![
-            col("product_id", Text),
-            col("name", Text),
-            col("category", Text),
-            col("price", Float64),
-            col("inventory", Int32),
-            col("status", Text),
-            col("last_update", TimestampTz),
-        ],
-    )
-});
-static INVENTORY_EVENTS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "inventory_events",
-        vec![
-            col("product_id", Text),
-            col("product_name", Text),
-            col("event_type", Text),
-            col("previous_inventory", Int32),
-            col("current_inventory", Int32),
-            col("previous_price", Float64),
-            col("current_price", Float64),
-            col("event_time", TimestampTz),
-            col("change_reason", Text),
-        ],
-    )
-});
-static INVENTORY_ALERTS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "inventory_alerts",
-        vec![
-            col("alert_type", Text),
-            col("product_id", Text),
-            col("message", Text),
-            col("severity", Text),
-            col("alert_time", TimestampTz),
-        ],
-    )
-});
-static INVENTORY_REJECTIONS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "inventory_rejections",
-        vec![
-            col("kind", Text),
-            col("order_id", Text),
-            col("product_id", Text),
-            col("reason", Text),
-            col("event_time", TimestampTz),
-        ],
-    )
-});
-static INVENTORY_REJECTION_COUNTS: LazyLock<RelationSpec> =
-    LazyLock::new(|| view("inventory_rejection_counts", vec![col("kind", Text), col("rejected", Int64)]));
+relation! {
+    /// An `inventory_rejection_counts` row.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct RejectionCount: view "inventory_rejection_counts" {
+        pub kind: RejectionKind = Text,
+        pub rejected: i64 = Int64,
+    }
+}
 
-/// The inventory views, in the order [`inventory`] returns them.
+/// The inventory views, as the catalog lists them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
-    vec![&INVENTORY_CURRENT, &INVENTORY_EVENTS, &INVENTORY_ALERTS, &INVENTORY_REJECTIONS, &INVENTORY_REJECTION_COUNTS]
+    vec![
+        CurrentProduct::spec(),
+        InventoryEvent::spec(),
+        InventoryAlert::spec(),
+        Rejection::spec(),
+        RejectionCount::spec(),
+    ]
 }
 
-/// Builds the inventory views from its inputs, in `view_specs()` order.
+/// Builds the inventory views from its inputs.
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let product_updates = inputs.projected(InventoryInput::Update);
     let order_events = inputs.projected(InventoryInput::Order);
     inventory(config, product_updates.concat(order_events))
 }
 
-/// Builds the inventory views from product updates and orders, in `view_specs()` order.
+/// Builds the inventory views from product updates and orders.
 pub fn inventory<'s>(config: &PipelineConfig, inputs: Coll<'s, InventoryInput>) -> Vec<View<'s>> {
     let [current, events, alerts, rejections, rejected] =
         split_by_kind(product_states(inputs, config.retention), InventoryChange::kind);
@@ -357,7 +228,7 @@ pub fn inventory<'s>(config: &PipelineConfig, inputs: Coll<'s, InventoryInput>) 
         inventory_events(events),
         inventory_alerts(alerts),
         inventory_rejections(rejections),
-        View::new(inventory_rejection_counts(rejected), |(kind, n)| vec![kind.as_str().into(), n.into()]),
+        View::new(inventory_rejection_counts(rejected), |(kind, rejected)| RejectionCount { kind, rejected }),
     ]
 }
 
@@ -367,7 +238,7 @@ pub fn inventory<'s>(config: &PipelineConfig, inputs: Coll<'s, InventoryInput>) 
 /// is the newest event time of an update or order applied to it.
 fn inventory_current<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
     View::filter_map(changes, |change| match change {
-        InventoryChange::Current(product) => Some(current_row(&product)),
+        InventoryChange::Current(product) => Some(product),
         _ => None,
     })
 }
@@ -380,7 +251,7 @@ fn inventory_current<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
 /// previous/current columns are the product before and after the input.
 fn inventory_events<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
     View::filter_map(changes, |change| match change {
-        InventoryChange::Event(event) => Some(event_row(&event)),
+        InventoryChange::Event(event) => Some(event),
         _ => None,
     })
 }
@@ -389,7 +260,7 @@ fn inventory_events<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
 /// (CRITICAL at ≤ 5 units, else WARNING), OUT_OF_STOCK (CRITICAL) and PRICE_DROP (INFO).
 fn inventory_alerts<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
     View::filter_map(changes, |change| match change {
-        InventoryChange::Alert(alert) => Some(alert_row(&alert)),
+        InventoryChange::Alert(alert) => Some(alert),
         _ => None,
     })
 }
@@ -399,7 +270,7 @@ fn inventory_alerts<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
 /// inventory) or, for orders, named a product never seen.
 fn inventory_rejections<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
     View::filter_map(changes, |change| match change {
-        InventoryChange::Rejection(rejection) => Some(rejection_row(&rejection)),
+        InventoryChange::Rejection(rejection) => Some(rejection),
         _ => None,
     })
 }
@@ -417,52 +288,6 @@ fn inventory_rejection_counts<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s
         })
         .count_total()
         .map(|(kind, n)| (kind, n as i64))
-}
-
-fn current_row(p: &CurrentProduct) -> Row {
-    vec![
-        p.product_id.as_str().into(),
-        p.name.as_str().into(),
-        p.category.clone().into(),
-        Datum::Float64(p.price),
-        p.inventory.into(),
-        p.status.as_str().into(),
-        Datum::Timestamp(p.last_update),
-    ]
-}
-
-fn event_row(e: &InventoryEvent) -> Row {
-    vec![
-        e.product_id.as_str().into(),
-        e.product_name.as_str().into(),
-        e.event_type.as_str().into(),
-        e.previous_inventory.into(),
-        e.current_inventory.into(),
-        Datum::Float64(e.previous_price),
-        Datum::Float64(e.current_price),
-        Datum::Timestamp(e.event_time),
-        e.change_reason.as_str().into(),
-    ]
-}
-
-fn alert_row(a: &InventoryAlert) -> Row {
-    vec![
-        a.alert_type.as_str().into(),
-        a.product_id.as_str().into(),
-        a.message.as_str().into(),
-        a.severity.as_str().into(),
-        Datum::Timestamp(a.alert_time),
-    ]
-}
-
-fn rejection_row(r: &Rejection) -> Row {
-    vec![
-        r.kind.as_str().into(),
-        r.order_id.clone().into(),
-        r.product_id.clone().into(),
-        r.reason.as_str().into(),
-        Datum::Timestamp(r.event_time),
-    ]
 }
 
 // ------------------------------------------------------------------------------------------

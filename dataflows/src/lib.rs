@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod money;
 pub mod operators;
 pub mod pricing;
+pub mod relation;
 pub mod retail;
 pub mod system;
 
@@ -35,7 +36,8 @@ impl Default for PipelineConfig {
     }
 }
 
-/// Builds a pipeline's views from its inputs (asked for in `input_specs` order); returns them in `view_specs` order.
+/// Builds a pipeline's views from its inputs (asked for in `input_specs` order): one
+/// per `view_specs` entry, in any order (each view names its spec).
 pub type BuildViews = for<'s> fn(&PipelineConfig, &mut Inputs<'s>) -> Vec<View<'s>>;
 
 /// One pipeline: its input relations, its views, and how the views are built.
@@ -43,12 +45,12 @@ struct Pipeline {
     name: &'static str,
     input_specs: fn() -> Vec<&'static RelationSpec>,
     view_specs: fn() -> Vec<&'static RelationSpec>,
-    /// Asks for the pipeline's inputs in `input_specs` order; returns its views in `view_specs` order.
+    /// Asks for the pipeline's inputs in `input_specs` order; returns its views.
     build: BuildViews,
 }
 
 const PIPELINES: [Pipeline; 6] = [
-    Pipeline { name: "retail", input_specs: retail::input_specs, view_specs: retail::view_specs, build: retail::build },
+    Pipeline { name: "retail", input_specs: retail::input_specs, view_specs: retail::view_specs, build: retail_views },
     Pipeline {
         name: "ecommerce",
         input_specs: ecommerce::input_specs,
@@ -76,7 +78,7 @@ pub fn input_specs() -> Vec<&'static RelationSpec> {
     PIPELINES.iter().flat_map(|p| (p.input_specs)()).collect()
 }
 
-/// Every view of every pipeline, in the order [`build_views`] returns them.
+/// Every view of every pipeline: the catalog lists them in this order, after the inputs.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
     PIPELINES.iter().flat_map(|p| (p.view_specs)()).collect()
 }
@@ -88,7 +90,8 @@ pub fn pipelines() -> impl Iterator<Item = (&'static str, Vec<&'static RelationS
 }
 
 /// Builds every pipeline's views, asking `inputs` for the input relations in
-/// [`input_specs`] order. The result lines up with [`view_specs`].
+/// [`input_specs`] order: one per [`view_specs`] entry, each naming its spec
+/// ([`View::spec`]), in no particular order.
 pub fn build_views<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     build_views_announcing(config, inputs, &mut |_| {})
 }
@@ -111,10 +114,38 @@ pub fn build_views_announcing<'s>(
             "{}: one input per relation",
             pipeline.name
         );
-        assert_eq!(built.len(), (pipeline.view_specs)().len(), "{}: one view per view spec", pipeline.name);
+        check_views(pipeline.name, &(pipeline.view_specs)(), &built);
         views.extend(built);
     }
     views
+}
+
+/// Panics unless `views` are the views `specs` declare, each built once.
+fn check_views(pipeline: &str, specs: &[&'static RelationSpec], views: &[View<'_>]) {
+    let mut unbuilt: Vec<&'static RelationSpec> = specs.to_vec();
+    for view in views {
+        let spec = view.spec();
+        match unbuilt.iter().position(|s| std::ptr::eq(*s, spec)) {
+            Some(i) => {
+                unbuilt.swap_remove(i);
+            }
+            None if specs.iter().any(|s| std::ptr::eq(*s, spec)) => {
+                panic!("{pipeline}: view {} built twice", spec.name)
+            }
+            None => panic!("{pipeline}: built view {}, which its view_specs do not list", spec.name),
+        }
+    }
+    let unbuilt: Vec<_> = unbuilt.iter().map(|s| s.name).collect();
+    assert!(unbuilt.is_empty(), "{pipeline}: views declared but not built: {unbuilt:?}");
+}
+
+/// Retail's views, named by their position in its `view_specs`: its view rows are
+/// bare rows until retail declares them with [`relation::relation!`].
+fn retail_views<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
+    let specs = retail::view_specs();
+    let views = retail::build(config, inputs);
+    assert_eq!(views.len(), specs.len(), "retail: one view per view spec");
+    views.into_iter().zip(specs).map(|(view, spec)| view.named(spec)).collect()
 }
 
 /// Views completed when a snapshot is read (see [`datum::ReadTimeLookup`]).
@@ -140,4 +171,90 @@ pub fn rows_implied_by_delete(
     now: Micros,
 ) -> Vec<(&'static RelationSpec, Row)> {
     pricing::rows_implied_by_delete(spec, row, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use differential_dataflow::ExchangeData;
+    use differential_dataflow::input::Input;
+    use timely::dataflow::Scope;
+
+    use super::*;
+    use crate::casino::GameStats;
+    use crate::datum::Record;
+    use crate::pricing::{PriceHistoryRow, PriceUpdate, ProductPrice};
+
+    #[test]
+    fn relation_names_are_unique() {
+        let mut names: Vec<_> = input_specs().into_iter().chain(view_specs()).map(|spec| spec.name).collect();
+        names.sort_unstable();
+        let twice: Vec<_> = names.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+        assert!(twice.is_empty(), "{twice:?}");
+    }
+
+    #[test]
+    fn every_declared_view_is_built_once() {
+        timely::execute_directly(|worker| {
+            worker.dataflow::<Time, _, _>(|scope| {
+                let mut inputs = Inputs::new(scope, input_specs());
+                let views = build_views(&PipelineConfig::default(), &mut inputs);
+                let mut built: Vec<_> = views.iter().map(|view| view.spec().name).collect();
+                let mut declared: Vec<_> = view_specs().iter().map(|spec| spec.name).collect();
+                built.sort_unstable();
+                declared.sort_unstable();
+                assert_eq!(built, declared);
+                inputs.into_sessions()
+            });
+        });
+    }
+
+    /// A view of `R` records, over an input of its own.
+    fn view_of<'s, R: Record + ExchangeData>(scope: Scope<'s, Time>) -> View<'s> {
+        let (_input, records) = scope.new_collection::<R, isize>();
+        View::of_records(records)
+    }
+
+    /// Checks pricing's views, as `views` builds them.
+    fn check_pricing(views: for<'s> fn(Scope<'s, Time>) -> Vec<View<'s>>) {
+        timely::execute_directly(move |worker| {
+            worker.dataflow::<Time, _, _>(|scope| check_views("pricing", &pricing::view_specs(), &views(scope)));
+        });
+    }
+
+    #[test]
+    fn views_are_named_in_any_order() {
+        check_pricing(|s| vec![view_of::<PriceUpdate>(s), view_of::<ProductPrice>(s), view_of::<PriceHistoryRow>(s)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "pricing: view price_updates built twice")]
+    fn a_view_built_twice_is_refused() {
+        check_pricing(|s| {
+            vec![
+                view_of::<PriceUpdate>(s),
+                view_of::<ProductPrice>(s),
+                view_of::<PriceHistoryRow>(s),
+                view_of::<PriceUpdate>(s),
+            ]
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "pricing: views declared but not built: [\"price_history\"]")]
+    fn a_view_left_unbuilt_is_refused() {
+        check_pricing(|s| vec![view_of::<PriceUpdate>(s), view_of::<ProductPrice>(s)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "pricing: built view game_stats, which its view_specs do not list")]
+    fn another_pipelines_view_is_refused() {
+        check_pricing(|s| {
+            vec![
+                view_of::<PriceUpdate>(s),
+                view_of::<ProductPrice>(s),
+                view_of::<PriceHistoryRow>(s),
+                view_of::<GameStats>(s),
+            ]
+        });
+    }
 }

@@ -16,18 +16,14 @@
 
 pub mod state;
 
-use std::sync::LazyLock;
-
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use self::state::{PricingChange, PricingInput, per_product_pricing};
 use crate::boundary::{Inputs, View};
-use crate::datum::{
-    Column, ColumnType, Datum, F64, Micros, Record, RelationKind, RelationSpec, Row, RowError, RowReader, col,
-    col_not_null,
-};
+use crate::datum::{ColumnType, Datum, F64, Micros, Record, RelationSpec, Row, RowError};
 use crate::operators::split_by_kind;
+use crate::relation::relation;
 use crate::{PipelineConfig, Time};
 use ColumnType::{Float64, Int64, Text, TimestampTz};
 
@@ -80,15 +76,17 @@ pub fn is_valid_product_id(id: &str) -> bool {
 // Inputs
 // ------------------------------------------------------------------------------------------
 
-/// `product_events` (Kafka topic `product-events`): one view, cart or purchase.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ProductEvent {
-    pub event_type: String,
-    pub product_id: String,
-    pub user_id: Option<String>,
-    /// Epoch milliseconds on the topic; microseconds here, like every timestamp.
-    pub timestamp: Micros,
-    pub price: F64,
+relation! {
+    /// `product_events` (Kafka topic `product-events`): one view, cart or purchase.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct ProductEvent: source "product_events" (event_time = timestamp) {
+        pub event_type: String = Text,
+        pub product_id: String = Text,
+        pub user_id: Option<String> = Text,
+        /// Epoch milliseconds on the topic; microseconds here, like every timestamp.
+        pub timestamp: Micros = TimestampTz,
+        pub price: F64 = Float64,
+    }
 }
 
 impl ProductEvent {
@@ -109,148 +107,38 @@ impl ProductEvent {
     }
 }
 
-/// `pricing_products` (table, key `product_id`): the catalog and its base prices.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CatalogProduct {
-    pub product_id: String,
-    pub base_price: F64,
-    /// When the product entered the catalog (`now()` when an INSERT leaves it out):
-    /// the event time of its `base` row in `price_history`.
-    pub added_at: Option<Micros>,
-}
-
-/// `price_overrides` (table, key `product_id`): a manual price that wins while it exists.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PriceOverride {
-    pub product_id: String,
-    pub override_price: F64,
-    /// `manual override` when a write leaves it out.
-    pub reason: Option<String>,
-    /// `now()` when a write leaves it out.
-    pub set_time: Option<Micros>,
-}
-
-/// `price_override_removals` (table, key `product_id`): when the product's override
-/// was last removed. Events with a timestamp at or before it are skipped.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct OverrideRemoval {
-    pub product_id: String,
-    pub removed_at: Micros,
-}
-
-fn table(name: &'static str, columns: Vec<Column>) -> RelationSpec {
-    RelationSpec { name, kind: RelationKind::Table { primary_key: vec![0] }, columns }
-}
-fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
-    RelationSpec { name, kind: RelationKind::View, columns }
-}
-
-/// Index of `timestamp` in `product_events`.
-const EVENT_TIME_COLUMN: usize = 3;
-
-static PRODUCT_EVENTS: LazyLock<RelationSpec> = LazyLock::new(|| RelationSpec {
-    name: "product_events",
-    kind: RelationKind::Source { event_time_column: EVENT_TIME_COLUMN },
-    columns: vec![
-        col_not_null("event_type", Text),
-        col_not_null("product_id", Text),
-        col("user_id", Text),
-        col_not_null("timestamp", TimestampTz),
-        col_not_null("price", Float64),
-    ],
-});
-static PRICING_PRODUCTS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    table(
-        "pricing_products",
-        vec![col_not_null("product_id", Text), col_not_null("base_price", Float64), col("added_at", TimestampTz)],
-    )
-});
-static PRICE_OVERRIDES: LazyLock<RelationSpec> = LazyLock::new(|| {
-    table(
-        "price_overrides",
-        vec![
-            col_not_null("product_id", Text),
-            col_not_null("override_price", Float64),
-            col("reason", Text),
-            col("set_time", TimestampTz),
-        ],
-    )
-});
-static PRICE_OVERRIDE_REMOVALS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    table("price_override_removals", vec![col_not_null("product_id", Text), col_not_null("removed_at", TimestampTz)])
-});
-
-fn timestamp_or_null(t: Option<Micros>) -> Datum {
-    t.map_or(Datum::Null, Datum::Timestamp)
-}
-
-impl Record for ProductEvent {
-    fn spec() -> &'static RelationSpec {
-        &PRODUCT_EVENTS
-    }
-    fn to_row(&self) -> Row {
-        vec![
-            self.event_type.as_str().into(),
-            self.product_id.as_str().into(),
-            self.user_id.clone().into(),
-            Datum::Timestamp(self.timestamp),
-            Datum::Float64(self.price),
-        ]
-    }
-    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
-        Ok(ProductEvent {
-            event_type: r.text(0)?,
-            product_id: r.text(1)?,
-            user_id: r.opt_text(2)?,
-            timestamp: r.timestamp(EVENT_TIME_COLUMN)?,
-            price: F64::new(r.f64(4)?),
-        })
+relation! {
+    /// `pricing_products` (table): the catalog and its base prices.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct CatalogProduct: table "pricing_products" (primary_key = product_id) {
+        pub product_id: String = Text,
+        pub base_price: F64 = Float64,
+        /// When the product entered the catalog (`now()` when an INSERT leaves it out):
+        /// the event time of its `base` row in `price_history`.
+        pub added_at: Option<Micros> = TimestampTz,
     }
 }
 
-impl Record for CatalogProduct {
-    fn spec() -> &'static RelationSpec {
-        &PRICING_PRODUCTS
-    }
-    fn to_row(&self) -> Row {
-        vec![self.product_id.as_str().into(), Datum::Float64(self.base_price), timestamp_or_null(self.added_at)]
-    }
-    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
-        Ok(CatalogProduct { product_id: r.text(0)?, base_price: F64::new(r.f64(1)?), added_at: r.opt_timestamp(2)? })
-    }
-}
-
-impl Record for PriceOverride {
-    fn spec() -> &'static RelationSpec {
-        &PRICE_OVERRIDES
-    }
-    fn to_row(&self) -> Row {
-        vec![
-            self.product_id.as_str().into(),
-            Datum::Float64(self.override_price),
-            self.reason.clone().into(),
-            timestamp_or_null(self.set_time),
-        ]
-    }
-    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
-        Ok(PriceOverride {
-            product_id: r.text(0)?,
-            override_price: F64::new(r.f64(1)?),
-            reason: r.opt_text(2)?,
-            set_time: r.opt_timestamp(3)?,
-        })
+relation! {
+    /// `price_overrides` (table): a manual price that wins while it exists.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct PriceOverride: table "price_overrides" (primary_key = product_id) {
+        pub product_id: String = Text,
+        pub override_price: F64 = Float64,
+        /// `manual override` when a write leaves it out.
+        pub reason: Option<String> = Text,
+        /// `now()` when a write leaves it out.
+        pub set_time: Option<Micros> = TimestampTz,
     }
 }
 
-impl Record for OverrideRemoval {
-    fn spec() -> &'static RelationSpec {
-        &PRICE_OVERRIDE_REMOVALS
-    }
-    fn to_row(&self) -> Row {
-        vec![self.product_id.as_str().into(), Datum::Timestamp(self.removed_at)]
-    }
-    fn read(r: &RowReader<'_>) -> Result<Self, RowError> {
-        Ok(OverrideRemoval { product_id: r.text(0)?, removed_at: r.timestamp(1)? })
+relation! {
+    /// `price_override_removals` (table): when the product's override was last removed.
+    /// Events with a timestamp at or before it are skipped.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct OverrideRemoval: table "price_override_removals" (primary_key = product_id) {
+        pub product_id: String = Text,
+        pub removed_at: Micros = TimestampTz,
     }
 }
 
@@ -271,7 +159,10 @@ fn positive(value: f64) -> bool {
 /// `override_price > 0` and `base_price > 0`.
 pub fn check_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
     let violation = |constraint: &str, why: String| {
-        RowError(format!("new row for relation \"{}\" violates check constraint \"{constraint}\": {why}", spec.name))
+        RowError::check(format!(
+            "new row for relation \"{}\" violates check constraint \"{constraint}\": {why}",
+            spec.name
+        ))
     };
     match spec.name {
         "product_events" => match ProductEvent::from_row(row)?.invalid_reason() {
@@ -304,17 +195,19 @@ pub fn check_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
 /// DEFAULTs of a row a write inserts: `reason` → `manual override`, `set_time` and
 /// `added_at` → `now`. A NULL is taken as "left out", since writes cannot tell them apart.
 pub fn fill_defaults(spec: &RelationSpec, row: &mut Row, now: Micros) {
-    let mut default = |column: usize, value: Datum| {
-        if row.get(column).is_some_and(Datum::is_null) {
-            row[column] = value;
+    let mut default = |column: &str, value: Datum| {
+        if let Some(datum) = spec.column_index(column).and_then(|i| row.get_mut(i))
+            && datum.is_null()
+        {
+            *datum = value;
         }
     };
     match spec.name {
         "price_overrides" => {
-            default(2, Datum::text(DEFAULT_OVERRIDE_REASON));
-            default(3, Datum::Timestamp(now));
+            default("reason", Datum::text(DEFAULT_OVERRIDE_REASON));
+            default("set_time", Datum::Timestamp(now));
         }
-        "pricing_products" => default(2, Datum::Timestamp(now)),
+        "pricing_products" => default("added_at", Datum::Timestamp(now)),
         _ => {}
     }
 }
@@ -324,145 +217,68 @@ pub fn fill_defaults(spec: &RelationSpec, row: &mut Row, now: Micros) {
 /// state machine needs to keep skipping the events produced while it was active.
 /// The engine upserts them by primary key in the same step as the delete.
 pub fn rows_implied_by_delete(spec: &RelationSpec, row: &[Datum], now: Micros) -> Vec<(&'static RelationSpec, Row)> {
-    match (spec.name, row.first()) {
-        ("price_overrides", Some(Datum::Text(product_id))) => {
-            let removal = OverrideRemoval { product_id: product_id.clone(), removed_at: now };
-            vec![(OverrideRemoval::spec(), removal.to_row())]
-        }
-        _ => Vec::new(),
-    }
+    let removed = match spec.name {
+        "price_overrides" => PriceOverride::from_row(row).ok(),
+        _ => None,
+    };
+    removed
+        .map(|o| (OverrideRemoval::spec(), OverrideRemoval { product_id: o.product_id, removed_at: now }.into_row()))
+        .into_iter()
+        .collect()
 }
 
 // ------------------------------------------------------------------------------------------
 // Views
 // ------------------------------------------------------------------------------------------
 
-/// A row of `product_prices`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ProductPrice {
-    pub product_id: String,
-    pub price: F64,
-    pub demand: i64,
-    pub price_source: String,
-}
-
-/// A row of `price_history`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PriceHistoryRow {
-    pub product_id: String,
-    pub price: F64,
-    pub price_source: String,
-    pub event_time: Option<Micros>,
-    /// The product's price change number (1, 2, …): orders rows of equal event time.
-    pub seq: i64,
-}
-
-/// A row of `price_updates`: one price change, what the `price-updates` topic and
-/// the `/ws/prices` stream carry.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PriceUpdate {
-    pub product_id: String,
-    /// Second column, so a batch's changes (sorted by row) keep each product's order.
-    pub seq: i64,
-    pub new_price: F64,
-    /// The event time of the change: the event's timestamp, the override's `set_time`,
-    /// the removal time, or the catalog row's `added_at`.
-    pub timestamp: Option<Micros>,
-}
-
-static PRODUCT_PRICES: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "product_prices",
-        vec![col("product_id", Text), col("price", Float64), col("demand", Int64), col("price_source", Text)],
-    )
-});
-static PRICE_HISTORY: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "price_history",
-        vec![
-            col("product_id", Text),
-            col("price", Float64),
-            col("price_source", Text),
-            col("event_time", TimestampTz),
-            col("seq", Int64),
-        ],
-    )
-});
-static PRICE_UPDATES: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "price_updates",
-        vec![col("product_id", Text), col("seq", Int64), col("new_price", Float64), col("timestamp", TimestampTz)],
-    )
-});
-
-impl ProductPrice {
-    pub fn spec() -> &'static RelationSpec {
-        &PRODUCT_PRICES
-    }
-    pub fn to_row(&self) -> Row {
-        vec![
-            self.product_id.as_str().into(),
-            Datum::Float64(self.price),
-            self.demand.into(),
-            self.price_source.as_str().into(),
-        ]
-    }
-    pub fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
-        Ok(ProductPrice {
-            product_id: r.text(0)?,
-            price: F64::new(r.f64(1)?),
-            demand: r.i64(2)?,
-            price_source: r.text(3)?,
-        })
+relation! {
+    /// A row of `product_prices`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct ProductPrice: view "product_prices" {
+        pub product_id: String = Text,
+        pub price: F64 = Float64,
+        pub demand: i64 = Int64,
+        pub price_source: String = Text,
     }
 }
 
-impl PriceHistoryRow {
-    pub fn spec() -> &'static RelationSpec {
-        &PRICE_HISTORY
+relation! {
+    /// A row of `price_history`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct PriceHistoryRow: view "price_history" {
+        pub product_id: String = Text,
+        pub price: F64 = Float64,
+        pub price_source: String = Text,
+        pub event_time: Option<Micros> = TimestampTz,
+        /// The product's price change number (1, 2, …): orders rows of equal event time.
+        pub seq: i64 = Int64,
     }
-    pub fn to_row(&self) -> Row {
-        vec![
-            self.product_id.as_str().into(),
-            Datum::Float64(self.price),
-            self.price_source.as_str().into(),
-            timestamp_or_null(self.event_time),
-            self.seq.into(),
-        ]
-    }
-    pub fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
-        Ok(PriceHistoryRow {
-            product_id: r.text(0)?,
-            price: F64::new(r.f64(1)?),
-            price_source: r.text(2)?,
-            event_time: r.opt_timestamp(3)?,
-            seq: r.i64(4)?,
-        })
+}
+
+relation! {
+    /// A row of `price_updates`: one price change, what the `price-updates` topic and
+    /// the `/ws/prices` stream carry.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct PriceUpdate: view "price_updates" {
+        pub product_id: String = Text,
+        /// Second column, so a batch's changes (sorted by row) keep each product's order.
+        pub seq: i64 = Int64,
+        pub new_price: F64 = Float64,
+        /// The event time of the change: the event's timestamp, the override's `set_time`,
+        /// the removal time, or the catalog row's `added_at`.
+        pub timestamp: Option<Micros> = TimestampTz,
     }
 }
 
 impl PriceUpdate {
+    /// [`Record::spec`], for callers that do not import [`Record`] (the Kafka sink).
     pub fn spec() -> &'static RelationSpec {
-        &PRICE_UPDATES
+        <PriceUpdate as Record>::spec()
     }
-    pub fn to_row(&self) -> Row {
-        vec![
-            self.product_id.as_str().into(),
-            self.seq.into(),
-            Datum::Float64(self.new_price),
-            timestamp_or_null(self.timestamp),
-        ]
-    }
-    pub fn from_row(row: &[Datum]) -> Result<Self, RowError> {
-        let r = RowReader::new(Self::spec(), row)?;
-        Ok(PriceUpdate {
-            product_id: r.text(0)?,
-            seq: r.i64(1)?,
-            new_price: F64::new(r.f64(2)?),
-            timestamp: r.opt_timestamp(3)?,
-        })
+
+    /// [`Record::from_row`], likewise.
+    pub fn from_row(row: &[Datum]) -> Result<PriceUpdate, RowError> {
+        <PriceUpdate as Record>::from_row(row)
     }
 
     /// The `price-updates` message (and, with `"type"`, the WebSocket message):
@@ -477,12 +293,12 @@ impl PriceUpdate {
     }
 }
 
-/// The pricing views, in the order [`pricing`] returns them.
+/// The pricing views, as the catalog lists them.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
-    vec![&PRODUCT_PRICES, &PRICE_HISTORY, &PRICE_UPDATES]
+    vec![ProductPrice::spec(), PriceHistoryRow::spec(), PriceUpdate::spec()]
 }
 
-/// Builds the pricing views from its inputs, in `view_specs()` order.
+/// Builds the pricing views from its inputs.
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let events = inputs.projected(|e: ProductEvent| (e.product_id.clone(), PricingInput::Event(e)));
     let catalog = inputs.projected(|c: CatalogProduct| (c.product_id.clone(), PricingInput::Catalog(c)));
@@ -491,7 +307,7 @@ pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'
     pricing(config, catalog.concat(removals).concat(overrides).concat(events))
 }
 
-/// Builds the pricing views from every input keyed by product, in `view_specs()` order.
+/// Builds the pricing views from every input keyed by product.
 pub fn pricing<'s>(config: &PipelineConfig, inputs: Coll<'s, (String, PricingInput)>) -> Vec<View<'s>> {
     let [prices, history, updates] = split_by_kind(per_product_pricing(inputs, config.retention), PricingChange::kind);
     vec![product_prices(prices), price_history(history), price_updates(updates)]
@@ -511,7 +327,7 @@ pub fn pricing<'s>(config: &PipelineConfig, inputs: Coll<'s, (String, PricingInp
 /// ```
 fn product_prices<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
     View::filter_map(changes, |change| match change {
-        PricingChange::Price(row) => Some(row.to_row()),
+        PricingChange::Price(row) => Some(row),
         _ => None,
     })
 }
@@ -529,7 +345,7 @@ fn product_prices<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
 /// ```
 fn price_history<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
     View::filter_map(changes, |change| match change {
-        PricingChange::History(row) => Some(row.to_row()),
+        PricingChange::History(row) => Some(row),
         _ => None,
     })
 }
@@ -539,7 +355,7 @@ fn price_history<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
 /// is removed, under the same retention. Feeds `price-updates` and `/ws/prices`.
 fn price_updates<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
     View::filter_map(changes, |change| match change {
-        PricingChange::Update(row) => Some(row.to_row()),
+        PricingChange::Update(row) => Some(row),
         _ => None,
     })
 }

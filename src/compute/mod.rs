@@ -10,7 +10,7 @@
 pub mod profile;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -129,8 +129,7 @@ impl Compute {
                     |pipeline| boundaries.borrow_mut().push((scope.worker().peek_identifier(), pipeline));
                 let views = diffmart_dataflows::build_views_announcing(&pipelines, &mut inputs, &mut starting);
                 boundaries.borrow_mut().push((scope.worker().peek_identifier(), "compute"));
-                // Views are numbered after the inputs.
-                publish_to_serving(scope, inputs.len(), views, publish);
+                publish_to_serving(scope, view_ids(&views), views, publish);
                 inputs.into_sessions()
             });
             if index == 0 {
@@ -245,15 +244,30 @@ struct Publisher {
     computed: tokio::sync::watch::Sender<Option<Time>>,
 }
 
+/// The catalog's id of each view, found by its name: views are numbered after the
+/// inputs, in `view_specs` order (`serving::Catalog::all_pipelines`), whatever order
+/// the pipelines built them in.
+fn view_ids(views: &[View<'_>]) -> Vec<RelationId> {
+    let first_view = diffmart_dataflows::input_specs().len();
+    let ids: HashMap<&str, RelationId> =
+        diffmart_dataflows::view_specs().iter().enumerate().map(|(i, spec)| (spec.name, first_view + i)).collect();
+    views
+        .iter()
+        .map(|view| {
+            *ids.get(view.spec().name).unwrap_or_else(|| panic!("view {} is in no view_specs", view.spec().name))
+        })
+        .collect()
+}
+
 /// The sink on worker 0: gathers every view's changes and, each time the frontier
 /// moves, publishes all changes at times now complete. It reads each view on an
-/// input of its own (the input's index names the view), rather than tagging and
+/// input of its own (`ids[i]` is the relation of input `i`), rather than tagging and
 /// concatenating the views first, and writes each change as a row as it reads it
 /// (see `diffmart_dataflows::boundary`): one operator instead of two per view, and
 /// timely's progress tracking scales with the operator count.
 fn publish_to_serving<'s>(
     scope: Scope<'s, Time>,
-    first_view: RelationId,
+    ids: Vec<RelationId>,
     views: Vec<View<'s>>,
     publish: Option<Publisher>,
 ) {
@@ -266,8 +280,8 @@ fn publish_to_serving<'s>(
     let mut published_upper: Option<Option<Time>> = None;
     builder.build(move |_capabilities| {
         move |frontiers| {
-            for (view, read) in readers.iter_mut().enumerate() {
-                read(&mut |row, time, diff| pending.entry(time).or_default().push((first_view + view, row, diff)));
+            for (&id, read) in ids.iter().zip(readers.iter_mut()) {
+                read(&mut |row, time, diff| pending.entry(time).or_default().push((id, row, diff)));
             }
             let Some(publish) = &publish else { return };
             // Times are totally ordered: the views' joint frontier is their least element.
@@ -288,4 +302,27 @@ fn publish_to_serving<'s>(
             publish.computed.send_replace(upper);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serving::Catalog;
+
+    #[test]
+    fn views_get_the_catalog_ids_of_their_names_in_any_order() {
+        timely::execute_directly(|worker| {
+            worker.dataflow::<Time, _, _>(|scope| {
+                let mut inputs = Inputs::new(scope, diffmart_dataflows::input_specs());
+                let mut views = diffmart_dataflows::build_views(&PipelineConfig::default(), &mut inputs);
+                views.reverse();
+                let catalog = Catalog::all_pipelines();
+                for (view, id) in views.iter().zip(view_ids(&views)) {
+                    assert_eq!(catalog.spec(id).name, view.spec().name);
+                    assert!(!catalog.is_input(id));
+                }
+                inputs.into_sessions()
+            });
+        });
+    }
 }

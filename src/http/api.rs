@@ -94,7 +94,7 @@ impl From<SqlError> for ApiError {
     /// A refused table write, with the status closest to its SQLSTATE.
     fn from(e: SqlError) -> ApiError {
         let status = match e.sqlstate {
-            "22P02" | "23502" | "23514" => StatusCode::BAD_REQUEST,
+            "22P02" | "22003" | "23502" | "23514" => StatusCode::BAD_REQUEST,
             "23505" | "40001" => StatusCode::CONFLICT,
             "42501" | "42809" => StatusCode::FORBIDDEN,
             "57P01" => StatusCode::SERVICE_UNAVAILABLE,

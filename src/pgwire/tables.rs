@@ -118,19 +118,9 @@ impl RelationTable {
     fn rows_of(&self, batch: &RecordBatch) -> Result<Vec<Row>> {
         let rows = arrow::from_batch(self.spec, batch).map_err(|e| sql_error("42804", e))?;
         for row in &rows {
-            validate_row(self.spec, row).map_err(|e| sql_error(not_null_or_type(&e.0), e.0))?;
+            validate_row(self.spec, row).map_err(|e| sql_error(e.sqlstate(), e.0))?;
         }
         Ok(rows)
-    }
-}
-
-fn not_null_or_type(message: &str) -> &'static str {
-    if message.contains("not-null") {
-        "23502"
-    } else if message.contains("violates check constraint") {
-        "23514"
-    } else {
-        "22P02"
     }
 }
 

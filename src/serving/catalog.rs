@@ -28,7 +28,12 @@ impl Catalog {
     pub fn new(inputs: Vec<&'static RelationSpec>, views: Vec<&'static RelationSpec>) -> Catalog {
         let input_count = inputs.len();
         let relations: Vec<_> = inputs.into_iter().chain(views).collect();
-        let by_name = relations.iter().enumerate().map(|(id, spec)| (spec.name, id)).collect();
+        let mut by_name = HashMap::new();
+        for (id, spec) in relations.iter().enumerate() {
+            if by_name.insert(spec.name, id).is_some() {
+                panic!("two relations are named {}", spec.name);
+            }
+        }
         let lookups = vec![None; relations.len()];
         Catalog { relations, by_name, inputs: input_count, lookups }
     }

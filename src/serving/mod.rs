@@ -365,10 +365,8 @@ impl Engine {
                 return Err(SqlError::new("42809", format!("\"{name}\" is a view and cannot be written")));
             }
             let Some(row) = update.row() else { continue };
-            validate_row(self.catalog.spec(update.relation), row).map_err(|e| {
-                let check = e.0.contains("violates check constraint");
-                SqlError::new(if check { "23514" } else { "22P02" }, e.to_string())
-            })?;
+            validate_row(self.catalog.spec(update.relation), row)
+                .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
         }
         Ok(())
     }

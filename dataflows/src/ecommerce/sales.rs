@@ -1,8 +1,6 @@
 //! Conversion and sales views: the session funnel, revenue in hopping windows and
 //! hourly purchase anomalies.
 
-use std::sync::LazyLock;
-
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
@@ -17,11 +15,11 @@ use super::json_fields::{double_field, int_field};
 use super::pg_numeric::divide_integers;
 use super::preceding_rows::rows_with_preceding;
 use super::traffic::WATERMARK_DELAY;
-use super::view;
 use crate::Time;
 use crate::boundary::View;
-use crate::datum::{ColumnType, Datum, F64, MICROS_PER_MINUTE, Micros, RelationSpec, Row, col};
+use crate::datum::{ColumnType, F64, MICROS_PER_MINUTE, Micros};
 use crate::operators::left_join_unique;
+use crate::relation::relation;
 use ColumnType::{Bool, Float64, Int64, Numeric, Timestamp};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -30,52 +28,51 @@ type Coll<'s, D> = VecCollection<'s, Time, D>;
 /// (20 when the average is exactly the first digit group's value, see `pg_numeric`).
 pub const AVERAGE: ColumnType = Numeric { scale: 20 };
 
-pub(super) static FUNNEL_ANALYSIS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "funnel_analysis",
-        vec![
-            col("total_sessions", Int64),
-            col("pageview_count", Int64),
-            col("product_view_count", Int64),
-            col("add_to_cart_count", Int64),
-            col("checkout_count", Int64),
-            col("purchase_count", Int64),
-            col("pageview_to_product_view_rate", Float64),
-            col("product_view_to_cart_rate", Float64),
-            col("cart_to_checkout_rate", Float64),
-            col("checkout_to_purchase_rate", Float64),
-            col("overall_conversion_rate", Float64),
-        ],
-    )
-});
-pub(super) static REVENUE_TRACKER: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "revenue_tracker",
-        vec![
-            col("window_start", Timestamp),
-            col("window_end", Timestamp),
-            col("purchase_count", Int64),
-            col("unique_customers", Int64),
-            col("total_revenue", Float64),
-            col("items_sold", Int64),
-        ],
-    )
-});
-pub(super) static ANOMALY_DETECTION: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "anomaly_detection",
-        vec![
-            col("hour", Timestamp),
-            col("event_count", Int64),
-            col("avg_count", AVERAGE),
-            col("max_count", Int64),
-            col("min_count", Int64),
-            col("deviation_score", Float64),
-            col("is_anomaly", Bool),
-            col("z_score", Float64),
-        ],
-    )
-});
+relation! {
+    /// The row of `funnel_analysis`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct FunnelAnalysis: view "funnel_analysis" {
+        pub total_sessions: i64 = Int64,
+        pub pageview_count: Option<i64> = Int64,
+        pub product_view_count: Option<i64> = Int64,
+        pub add_to_cart_count: Option<i64> = Int64,
+        pub checkout_count: Option<i64> = Int64,
+        pub purchase_count: Option<i64> = Int64,
+        pub pageview_to_product_view_rate: Option<F64> = Float64,
+        pub product_view_to_cart_rate: Option<F64> = Float64,
+        pub cart_to_checkout_rate: Option<F64> = Float64,
+        pub checkout_to_purchase_rate: Option<F64> = Float64,
+        pub overall_conversion_rate: Option<F64> = Float64,
+    }
+}
+
+relation! {
+    /// A row of `revenue_tracker`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct RevenueTracker: view "revenue_tracker" {
+        pub window_start: Micros = Timestamp,
+        pub window_end: Micros = Timestamp,
+        pub purchase_count: i64 = Int64,
+        pub unique_customers: i64 = Int64,
+        pub total_revenue: Option<F64> = Float64,
+        pub items_sold: Option<i64> = Int64,
+    }
+}
+
+relation! {
+    /// A row of `anomaly_detection`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct AnomalyDetection: view "anomaly_detection" {
+        pub hour: Option<Micros> = Timestamp,
+        pub event_count: i64 = Int64,
+        pub avg_count: Option<Decimal> = AVERAGE,
+        pub max_count: Option<i64> = Int64,
+        pub min_count: Option<i64> = Int64,
+        pub deviation_score: Option<F64> = Float64,
+        pub is_anomaly: bool = Bool,
+        pub z_score: Option<F64> = Float64,
+    }
+}
 
 // ------------------------------------------------------------------------------------------
 // funnel_analysis
@@ -146,32 +143,44 @@ pub(super) fn funnel_analysis<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     let scope = totals.scope();
     let unit = if scope.index() == 0 { vec![(((), ()), Time::default(), 1isize)] } else { Vec::new() };
     let always = unit.to_stream(scope).as_collection();
-    View::of_rows(left_join_unique(always.arrange_by_key(), totals.arrange_by_key(), |_, _, counts| {
-        Some(funnel_row(counts.copied()))
+    View::of_records(left_join_unique(always.arrange_by_key(), totals.arrange_by_key(), |_, _, counts| {
+        Some(FunnelAnalysis::of(counts.copied()))
     }))
 }
 
-fn funnel_row(counts: Option<StageCounts>) -> Row {
-    let Some(((sessions, pageview, product_view), (cart, checkout, purchase))) = counts else {
-        let mut row = vec![Datum::Int64(0)];
-        row.resize(FUNNEL_ANALYSIS.columns.len(), Datum::Null);
-        return row;
-    };
-    // CAST(x AS FLOAT) / NULLIF(divisor, 0)
-    let rate = |x: isize, divisor: isize| (divisor != 0).then(|| x as f64 / divisor as f64);
-    vec![
-        (sessions as i64).into(),
-        (pageview as i64).into(),
-        (product_view as i64).into(),
-        (cart as i64).into(),
-        (checkout as i64).into(),
-        (purchase as i64).into(),
-        rate(product_view, pageview).into(),
-        rate(cart, product_view).into(),
-        rate(checkout, cart).into(),
-        rate(purchase, checkout).into(),
-        rate(purchase, pageview).into(),
-    ]
+impl FunnelAnalysis {
+    fn of(counts: Option<StageCounts>) -> FunnelAnalysis {
+        let Some(((sessions, pageview, product_view), (cart, checkout, purchase))) = counts else {
+            return FunnelAnalysis {
+                total_sessions: 0,
+                pageview_count: None,
+                product_view_count: None,
+                add_to_cart_count: None,
+                checkout_count: None,
+                purchase_count: None,
+                pageview_to_product_view_rate: None,
+                product_view_to_cart_rate: None,
+                cart_to_checkout_rate: None,
+                checkout_to_purchase_rate: None,
+                overall_conversion_rate: None,
+            };
+        };
+        // CAST(x AS FLOAT) / NULLIF(divisor, 0)
+        let rate = |x: isize, divisor: isize| (divisor != 0).then(|| F64::new(x as f64 / divisor as f64));
+        FunnelAnalysis {
+            total_sessions: sessions as i64,
+            pageview_count: Some(pageview as i64),
+            product_view_count: Some(product_view as i64),
+            add_to_cart_count: Some(cart as i64),
+            checkout_count: Some(checkout as i64),
+            purchase_count: Some(purchase as i64),
+            pageview_to_product_view_rate: rate(product_view, pageview),
+            product_view_to_cart_rate: rate(cart, product_view),
+            cart_to_checkout_rate: rate(checkout, cart),
+            checkout_to_purchase_rate: rate(purchase, checkout),
+            overall_conversion_rate: rate(purchase, pageview),
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -260,15 +269,13 @@ pub(super) fn revenue_tracker<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     });
     View::new(
         ids.concat(customers).concat(sums).count_total(),
-        |(window_start, (purchases, customers, revenue, (item_terms, items))): (Micros, WindowTotals)| {
-            vec![
-                Datum::Timestamp(window_start),
-                Datum::Timestamp(window_start + HOP_SIZE),
-                (purchases as i64).into(),
-                (customers as i64).into(),
-                revenue.total().into(),
-                (item_terms > 0).then_some(items as i64).into(),
-            ]
+        |(window_start, (purchases, customers, revenue, (item_terms, items))): (Micros, WindowTotals)| RevenueTracker {
+            window_start,
+            window_end: window_start + HOP_SIZE,
+            purchase_count: purchases as i64,
+            unique_customers: customers as i64,
+            total_revenue: revenue.total().map(F64::new),
+            items_sold: (item_terms > 0).then_some(items as i64),
         },
     )
 }
@@ -327,43 +334,43 @@ pub const LOOKBACK_ROWS: usize = 24;
 /// 3× tests agree with it exactly; `deviation_score` and `z_score` are doubles.
 pub(super) fn anomaly_detection<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     let hours = events.filter(|e| e.is("purchase")).map(|e| Hour::of(e.event_time));
-    View::of_rows(rows_with_preceding(hours, LOOKBACK_ROWS, anomaly_row))
+    View::of_records(rows_with_preceding(hours, LOOKBACK_ROWS, AnomalyDetection::of))
 }
 
-fn anomaly_row(hour: &Hour, event_count: i64, previous: &[i64]) -> Row {
-    let hour = match hour {
-        Hour::At(t) => Datum::Timestamp(*t),
-        Hour::Null => Datum::Null,
-    };
-    let stats = HourlyStats::of(previous);
-    let Some(stats) = stats else {
-        // The first hour: no preceding rows, every statistic NULL.
-        return vec![
+impl AnomalyDetection {
+    fn of(hour: &Hour, event_count: i64, previous: &[i64]) -> AnomalyDetection {
+        let hour = match hour {
+            Hour::At(t) => Some(*t),
+            Hour::Null => None,
+        };
+        let Some(stats) = HourlyStats::of(previous) else {
+            // The first hour: no preceding rows, every statistic NULL.
+            return AnomalyDetection {
+                hour,
+                event_count,
+                avg_count: None,
+                max_count: None,
+                min_count: None,
+                deviation_score: None,
+                is_anomaly: false,
+                z_score: None,
+            };
+        };
+        let count = Decimal::from(event_count);
+        let difference = (count - stats.average).to_f64().unwrap_or(f64::NAN);
+        let spread = ((stats.max - stats.min) / 2).max(1);
+        let is_anomaly = count > stats.average * Decimal::from(3) || count * Decimal::from(3) < stats.average;
+        AnomalyDetection {
             hour,
-            event_count.into(),
-            Datum::Null,
-            Datum::Null,
-            Datum::Null,
-            Datum::Null,
-            false.into(),
-            Datum::Null,
-        ];
-    };
-    let count = Decimal::from(event_count);
-    let difference = (count - stats.average).to_f64().unwrap_or(f64::NAN);
-    let spread = ((stats.max - stats.min) / 2).max(1);
-    let is_anomaly = count > stats.average * Decimal::from(3) || count * Decimal::from(3) < stats.average;
-    let z_score = stats.standard_deviation.filter(|s| *s != 0.0).map(|s| F64::new(difference / s));
-    vec![
-        hour,
-        event_count.into(),
-        stats.average.into(),
-        stats.max.into(),
-        stats.min.into(),
-        (difference / spread as f64).into(),
-        is_anomaly.into(),
-        z_score.map_or(Datum::Null, Datum::Float64),
-    ]
+            event_count,
+            avg_count: Some(stats.average),
+            max_count: Some(stats.max),
+            min_count: Some(stats.min),
+            deviation_score: Some(F64::new(difference / spread as f64)),
+            is_anomaly,
+            z_score: stats.standard_deviation.filter(|s| *s != 0.0).map(|s| F64::new(difference / s)),
+        }
+    }
 }
 
 /// Statistics of the preceding rows' counts.

@@ -1,76 +1,94 @@
 //! Traffic views: the watermarked event stream, page views, product views and
 //! per-product performance.
 
-use std::sync::LazyLock;
-
 use differential_dataflow::VecCollection;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
+use serde::{Deserialize, Serialize};
 
-use super::inputs::{Product, UserEvent, double_or_null, timestamp_or_null};
-use super::{ProductsArranged, view};
+use super::ProductsArranged;
+use super::inputs::{Product, UserEvent};
 use crate::Time;
 use crate::boundary::View;
-use crate::datum::{ColumnType, Datum, MICROS_PER_MINUTE, Micros, Record, RelationSpec, Row, col};
+use crate::datum::{ColumnType, F64, MICROS_PER_MINUTE, Micros};
 use crate::operators::{left_join_unique, max_per_key};
-use ColumnType::{Float64, Int64, Json, Text, Timestamp};
+use crate::relation::relation;
+use ColumnType::{Float64, Int64, Text, Timestamp};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
 
 /// How far `event_time_watermark` trails `event_time`.
 pub const WATERMARK_DELAY: Micros = 2 * MICROS_PER_MINUTE;
 
-pub(super) static USER_EVENTS_WATERMARKED: LazyLock<RelationSpec> = LazyLock::new(|| {
-    let mut columns: Vec<_> = UserEvent::spec().columns.iter().map(|c| col(c.name, c.ty)).collect();
-    debug_assert_eq!(columns[9].ty, Json);
-    columns.push(col("event_time_watermark", Timestamp));
-    view("user_events_watermarked", columns)
-});
-pub(super) static PAGEVIEW_METRICS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "pageview_metrics",
-        vec![
-            col("page_url", Text),
-            col("device_type", Text),
-            col("referrer_url", Text),
-            col("view_count", Int64),
-            col("unique_visitors", Int64),
-            col("session_count", Int64),
-            col("first_view", Timestamp),
-            col("last_view", Timestamp),
-        ],
-    )
-});
-pub(super) static PRODUCT_VIEW_METRICS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "product_view_metrics",
-        vec![
-            col("product_id", Text),
-            col("name", Text),
-            col("category", Text),
-            col("price", Float64),
-            col("view_count", Int64),
-            col("unique_viewers", Int64),
-            col("session_count", Int64),
-        ],
-    )
-});
-pub(super) static PRODUCT_PERFORMANCE: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "product_performance",
-        vec![
-            col("product_id", Text),
-            col("name", Text),
-            col("category", Text),
-            col("price", Float64),
-            col("view_count", Int64),
-            col("cart_adds", Int64),
-            col("purchases", Int64),
-            col("view_to_cart_ratio", Float64),
-            col("cart_to_purchase_ratio", Float64),
-            col("estimated_revenue", Float64),
-        ],
-    )
-});
+relation! {
+    /// A row of `user_events_watermarked`: an event, and its watermark.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct UserEventWatermarked: view "user_events_watermarked" {
+        pub event: UserEvent,
+        pub event_time_watermark: Option<Micros> = Timestamp,
+    }
+}
+
+relation! {
+    /// A row of `pageview_metrics`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct PageviewMetrics: view "pageview_metrics" {
+        pub page_url: Option<String> = Text,
+        pub device_type: Option<String> = Text,
+        pub referrer_url: Option<String> = Text,
+        pub view_count: i64 = Int64,
+        pub unique_visitors: i64 = Int64,
+        pub session_count: i64 = Int64,
+        pub first_view: Option<Micros> = Timestamp,
+        pub last_view: Option<Micros> = Timestamp,
+    }
+}
+
+relation! {
+    /// The columns a view grouped by the product's columns starts with.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct ProductColumns {
+        pub product_id: String = Text,
+        pub name: Option<String> = Text,
+        pub category: Option<String> = Text,
+        pub price: Option<F64> = Float64,
+    }
+}
+
+impl ProductColumns {
+    fn of(p: &Product) -> ProductColumns {
+        ProductColumns {
+            product_id: p.product_id.clone(),
+            name: p.name.clone(),
+            category: p.category.clone(),
+            price: p.price,
+        }
+    }
+}
+
+relation! {
+    /// A row of `product_view_metrics`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct ProductViewMetrics: view "product_view_metrics" {
+        pub product: ProductColumns,
+        pub view_count: i64 = Int64,
+        pub unique_viewers: i64 = Int64,
+        pub session_count: i64 = Int64,
+    }
+}
+
+relation! {
+    /// A row of `product_performance`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct ProductPerformance: view "product_performance" {
+        pub product: ProductColumns,
+        pub view_count: i64 = Int64,
+        pub cart_adds: i64 = Int64,
+        pub purchases: i64 = Int64,
+        pub view_to_cart_ratio: F64 = Float64,
+        pub cart_to_purchase_ratio: F64 = Float64,
+        pub estimated_revenue: Option<F64> = Float64,
+    }
+}
 
 /// `(rows, distinct non-NULL users, distinct non-NULL sessions)` of a group, carried as
 /// the difference of one record per group: distinct pairs are counted, never rescanned.
@@ -110,10 +128,9 @@ where
 /// FROM user_events;
 /// ```
 pub(super) fn user_events_watermarked<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
-    View::new(events, |e| {
-        let mut row = e.to_row();
-        row.push(timestamp_or_null(e.event_time.map(|t| t - WATERMARK_DELAY)));
-        row
+    View::new(events, |event| UserEventWatermarked {
+        event_time_watermark: event.event_time.map(|t| t - WATERMARK_DELAY),
+        event,
     })
 }
 
@@ -145,25 +162,21 @@ pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
     let last = max_per_key(times.clone(), None);
     let first = max_per_key(times.map(|(key, t)| (key, !t)), None).map(|(key, t)| (key, !t));
     let extremes = first.join_map(last, |key, first, last| (key.clone(), (*first, *last)));
-    let row = |(page_url, device_type, referrer_url): PageKey, (rows, users, sessions): (i64, i64, i64), times| {
-        let (first, last) = match times {
-            Some((first, last)) => (Datum::Timestamp(first), Datum::Timestamp(last)),
-            None => (Datum::Null, Datum::Null),
-        };
-        vec![
-            page_url.into(),
-            device_type.into(),
-            referrer_url.into(),
-            rows.into(),
-            users.into(),
-            sessions.into(),
-            first,
-            last,
-        ]
-    };
-    View::of_rows(left_join_unique(tallies.arrange_by_key(), extremes.arrange_by_key(), move |key, tally, times| {
-        Some(row(key.clone(), *tally, times.copied()))
-    }))
+    let metrics = left_join_unique(tallies.arrange_by_key(), extremes.arrange_by_key(), |key, tally, times| {
+        let (page_url, device_type, referrer_url) = key.clone();
+        let &(view_count, unique_visitors, session_count) = tally;
+        Some(PageviewMetrics {
+            page_url,
+            device_type,
+            referrer_url,
+            view_count,
+            unique_visitors,
+            session_count,
+            first_view: times.map(|(first, _)| *first),
+            last_view: times.map(|(_, last)| *last),
+        })
+    });
+    View::of_records(metrics)
 }
 
 /// ```sql
@@ -182,25 +195,13 @@ pub(super) fn pageview_metrics<'s>(events: Coll<'s, UserEvent>) -> View<'s> {
 pub(super) fn product_view_metrics<'s>(events: Coll<'s, UserEvent>, products: &ProductsArranged<'s>) -> View<'s> {
     let views =
         events.filter(|e| e.is("product_view")).flat_map(|e| e.product_id.map(|id| (id, (e.user_id, e.session_id))));
-    let rows = count_rows_users_sessions(views)
-        .join_core(products.clone(), |_id, &(rows, users, sessions), p: &Product| {
-            Some(product_row(p, [rows.into(), users.into(), sessions.into()]))
-        });
-    View::of_rows(rows)
-}
-
-/// A row of a view grouped by the product's columns: `product_id, name, category,
-/// price`, then the group's aggregates.
-fn product_row<const N: usize>(p: &Product, aggregates: [Datum; N]) -> Row {
-    let mut row = Vec::with_capacity(4 + N);
-    row.extend([
-        p.product_id.as_str().into(),
-        p.name.clone().into(),
-        p.category.clone().into(),
-        double_or_null(p.price),
-    ]);
-    row.extend(aggregates);
-    row
+    let metrics = count_rows_users_sessions(views).join_core(
+        products.clone(),
+        |_id, &(view_count, unique_viewers, session_count), p: &Product| {
+            Some(ProductViewMetrics { product: ProductColumns::of(p), view_count, unique_viewers, session_count })
+        },
+    );
+    View::of_records(metrics)
 }
 
 /// `(product views, cart adds, purchases)` of one product.
@@ -241,23 +242,23 @@ pub(super) fn product_performance<'s>(events: Coll<'s, UserEvent>, products_by_i
         .map(|(id, (views, carts, purchases)): (String, FunnelCounts)| {
             (id, (views as i64, carts as i64, purchases as i64))
         });
-    View::of_rows(left_join_unique(products_by_id.clone(), counts.arrange_by_key(), |_id, p: &Product, counts| {
-        Some(performance_row(p, counts.copied().unwrap_or((0, 0, 0))))
+    View::of_records(left_join_unique(products_by_id.clone(), counts.arrange_by_key(), |_id, p: &Product, counts| {
+        Some(ProductPerformance::of(p, counts.copied().unwrap_or((0, 0, 0))))
     }))
 }
 
-fn performance_row(p: &Product, (views, carts, purchases): (i64, i64, i64)) -> Row {
-    // CASE WHEN divisor = 0 THEN 0 ELSE CAST(x AS FLOAT) / divisor END
-    let ratio = |x: i64, divisor: i64| if divisor == 0 { 0.0 } else { x as f64 / divisor as f64 };
-    product_row(
-        p,
-        [
-            views.into(),
-            carts.into(),
-            purchases.into(),
-            ratio(carts, views).into(),
-            ratio(purchases, carts).into(),
-            p.price.map(|price| purchases as f64 * price.get()).into(),
-        ],
-    )
+impl ProductPerformance {
+    fn of(p: &Product, (view_count, cart_adds, purchases): (i64, i64, i64)) -> ProductPerformance {
+        // CASE WHEN divisor = 0 THEN 0 ELSE CAST(x AS FLOAT) / divisor END
+        let ratio = |x: i64, divisor: i64| F64::new(if divisor == 0 { 0.0 } else { x as f64 / divisor as f64 });
+        ProductPerformance {
+            product: ProductColumns::of(p),
+            view_count,
+            cart_adds,
+            purchases,
+            view_to_cart_ratio: ratio(cart_adds, view_count),
+            cart_to_purchase_ratio: ratio(purchases, cart_adds),
+            estimated_revenue: p.price.map(|price| F64::new(purchases as f64 * price.get())),
+        }
+    }
 }
