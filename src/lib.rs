@@ -1,8 +1,9 @@
 //! diffmart: retail, e-commerce and casino views kept up to date incrementally
 //! and served over the Postgres wire protocol.
 //!
-//! The data path runs one way: [`sources`] → compute (the `diffmart-dataflows`
-//! crate, hosted by [`compute`]) → [`serving`] → [`pgwire`], [`http`] and [`sinks`].
+//! The data path runs one way: [`sources`] → the [`engine`]'s ingest → compute (the
+//! `diffmart-dataflows` crate, hosted by [`compute`]) → the [`engine`]'s store →
+//! [`pgwire`], [`http`] and [`sinks`].
 //! [`pipelines`] holds each pipeline's own part of those (generator, topics, sinks,
 //! routes), which they take from its registry; [`json`] is the JSON codec they share.
 //! [`produce`] is a client: it writes the demo's events to Kafka; [`bench`]
@@ -17,6 +18,6 @@ pub mod pgwire;
 pub mod pipelines;
 pub mod produce;
 pub mod server;
-pub mod serving;
+pub mod engine;
 pub mod sinks;
 pub mod sources;

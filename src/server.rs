@@ -1,5 +1,5 @@
 //! The `diffmart` command: parses the command line and wires sources, compute,
-//! serving and the servers together (`src/main.rs` only sets the allocator and
+//! the engine and the servers together (`src/main.rs` only sets the allocator and
 //! calls [`main`]). It lives in the library so its code, which instantiates most of
 //! the query layer's and the servers' generic code, is compiled once here rather
 //! than again in the binary.
@@ -13,7 +13,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command, Options};
 use crate::compute::{Compute, ComputeConfig};
 use crate::http::{AppState, HttpConfig};
-use crate::serving::Engine;
+use crate::engine::Engine;
 use crate::sinks::kafka::{KafkaSink, KafkaSinks};
 use crate::sources::kafka::{KafkaConfig, KafkaSources};
 use crate::sources::{self, GeneratorConfig};

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use diffmart::compute::ComputeConfig;
-use diffmart::serving::{Engine, Update};
+use diffmart::engine::{Engine, Update};
 use diffmart_dataflows::PipelineConfig;
 use diffmart_dataflows::casino::{CasinoConfig, GamingTransaction, RedeemedOffer};
 use diffmart_dataflows::datum::{MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
 use diffmart::pipelines::retail::generator::RetailGenerator;
-use diffmart::serving::{Engine, Update};
+use diffmart::engine::{Engine, Update};
 use diffmart::sources::cdc::{self, CdcConfig, CdcHandle, CdcState, CdcStatus};
 use diffmart::sources::{GeneratorConfig, spawn_generator};
 use diffmart_dataflows::datum::{Datum, Record, RelationSpec, Row};

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use diffmart::compute::ComputeConfig;
-use diffmart::serving::{Engine, Update};
+use diffmart::engine::{Engine, Update};
 use diffmart_dataflows::datum::{F64, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record, parse_json};
 use diffmart_dataflows::ecommerce::{Product, User, UserEvent};
 use rand::rngs::StdRng;

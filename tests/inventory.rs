@@ -23,7 +23,7 @@ use diffmart::pipelines::Pipeline;
 use diffmart::pipelines::inventory::Inventory;
 use diffmart::pipelines::inventory::generator::InventoryGenerator;
 use diffmart::pipelines::inventory::sinks::inventory_sink_json;
-use diffmart::serving::{Engine, Update};
+use diffmart::engine::{Engine, Update};
 use diffmart::sinks::kafka::KafkaSinks;
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart_dataflows::datum::{Datum, F64, MICROS_PER_MINUTE, Micros, Record, Row};

@@ -21,7 +21,7 @@ use diffmart::pipelines::ecommerce::{self as ecommerce_pipeline, Ecommerce};
 use diffmart::pipelines::retail::Retail;
 use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::produce::{ProduceOptions, encode_event};
-use diffmart::serving::{Engine, Update};
+use diffmart::engine::{Engine, Update};
 use diffmart::sinks::kafka::{KafkaSink, KafkaSinks, SinkFormat};
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources, declared_sources};
 use diffmart::sources::{GeneratedEvent, every_pipeline};

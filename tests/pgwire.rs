@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
-use diffmart::serving::Engine;
+use diffmart::engine::Engine;
 use rust_decimal::Decimal;
 use support::server::DiffmartProcess;
 use tokio_postgres::error::SqlState;
@@ -344,7 +344,7 @@ fn psql_runs_the_readme_examples() {
 /// values no row has.
 #[test]
 fn a_lookup_by_a_views_first_column_reads_its_range_and_agrees_with_a_scan() {
-    use diffmart::serving::Update;
+    use diffmart::engine::Update;
     use diffmart_dataflows::datum::ColumnType;
 
     let engine = Engine::start(&ComputeConfig::default()).unwrap();

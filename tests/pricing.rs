@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use diffmart::compute::ComputeConfig;
 use diffmart::http::{AppState, HttpConfig};
 use diffmart::pipelines::pricing::generator::PricingGenerator;
-use diffmart::serving::{Engine, Update};
+use diffmart::engine::{Engine, Update};
 use diffmart::sinks::declared_sinks;
 use diffmart::sinks::kafka::KafkaSinks;
 use diffmart::sources::GeneratedEvent;

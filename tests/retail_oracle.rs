@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use diffmart::compute::ComputeConfig;
-use diffmart::serving::{Engine, Update};
+use diffmart::engine::{Engine, Update};
 use diffmart_dataflows::PipelineConfig;
 use diffmart_dataflows::datum::{Datum, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record};
 use diffmart_dataflows::retail::{CompetitorPrice, Order, ProductInventory, Purchase, Restock, WebClick};

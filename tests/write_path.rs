@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use diffmart::compute::ComputeConfig;
 use diffmart::json::row_to_object;
 use diffmart::pipelines::ecommerce;
-use diffmart::serving::Engine;
+use diffmart::engine::Engine;
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart::sources::{GeneratorConfig, every_pipeline, spawn_generator};
 use diffmart_dataflows::datum::{Datum, Micros, Record, Row};
@@ -178,7 +178,7 @@ async fn an_upsert_key_on_two_partitions_keeps_one_row() {
     let catalog: Vec<_> = shop
         .bootstrap
         .iter()
-        .map(|e| diffmart::serving::Update::insert(engine.catalog().id(e.relation).unwrap(), e.row.clone()))
+        .map(|e| diffmart::engine::Update::insert(engine.catalog().id(e.relation).unwrap(), e.row.clone()))
         .collect();
     engine.apply(catalog).await.unwrap();
     let events: Vec<Row> =

@@ -1,8 +1,8 @@
 //! The values every relation is made of, and the schemas that name them.
 //!
-//! Pipelines compute over typed records, but what they hand to the serving layer
+//! Pipelines compute over typed records, but what they hand to the engine
 //! is a relation of [`Row`]s described by a [`RelationSpec`]: that keeps the
-//! serving and SQL layers generic over however many pipelines exist.
+//! engine and SQL layers generic over however many pipelines exist.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

@@ -15,7 +15,7 @@ pub mod relation;
 pub mod retail;
 pub mod system;
 
-/// Logical time of the dataflows: the serving layer's batch sequence number.
+/// Logical time of the dataflows: the engine's batch sequence number.
 /// Event time is data (a column), never this.
 pub type Time = u64;
 

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::process;
 use super::stats::Latency;
-use crate::serving::{Engine, SOURCE_TICK, Update};
+use crate::engine::{Engine, SOURCE_TICK, Update};
 
 /// Largest batch the driver hands over at once when it finds itself behind.
 const MAX_BATCH: usize = 50_000;

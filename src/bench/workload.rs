@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::profile::OperatorProfile;
 use crate::compute::{ComputeConfig, RelationId};
-use crate::serving::{Engine, Update};
+use crate::engine::{Engine, Update};
 use crate::sources::{self, GeneratedEvent, GeneratorConfig, MergedEvents};
 
 /// 2025-06-01 00:00:00 UTC: every run starts its simulated clock here, so runs repeat exactly.

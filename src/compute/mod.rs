@@ -1,11 +1,11 @@
 //! Compute: the timely workers that host the dataflows.
 //!
-//! Input batches arrive already stamped with a logical time (the serving layer's
+//! Input batches arrive already stamped with a logical time (the engine's
 //! ingest assigns it). Every view leaves the dataflow through one exchange to
-//! worker 0, where a sink hands each completed stretch of time to the serving layer
+//! worker 0, where a sink hands each completed stretch of time to the engine
 //! as one [`OutputBatch`]: that is what makes every published snapshot consistent
 //! across views. Inputs do not make that trip: ingest already holds them, and
-//! hands the store its own copy of each batch (see `serving::run_ingest`).
+//! hands the store its own copy of each batch (see `engine::run_ingest`).
 
 pub mod profile;
 
@@ -129,7 +129,7 @@ impl Compute {
                     |pipeline| boundaries.borrow_mut().push((scope.worker().peek_identifier(), pipeline));
                 let views = diffmart_dataflows::build_views_announcing(&pipelines, &mut inputs, &mut starting);
                 boundaries.borrow_mut().push((scope.worker().peek_identifier(), "compute"));
-                publish_to_serving(scope, view_ids(&views), views, publish);
+                publish_to_engine(scope, view_ids(&views), views, publish);
                 inputs.into_sessions()
             });
             if index == 0 {
@@ -245,7 +245,7 @@ struct Publisher {
 }
 
 /// The catalog's id of each view, found by its name: views are numbered after the
-/// inputs, in `view_specs` order (`serving::Catalog::all_pipelines`), whatever order
+/// inputs, in `view_specs` order (`engine::Catalog::all_pipelines`), whatever order
 /// the pipelines built them in.
 fn view_ids(views: &[View<'_>]) -> Vec<RelationId> {
     let first_view = diffmart_dataflows::input_specs().len();
@@ -265,7 +265,7 @@ fn view_ids(views: &[View<'_>]) -> Vec<RelationId> {
 /// concatenating the views first, and writes each change as a row as it reads it
 /// (see `diffmart_dataflows::boundary`): one operator instead of two per view, and
 /// timely's progress tracking scales with the operator count.
-fn publish_to_serving<'s>(
+fn publish_to_engine<'s>(
     scope: Scope<'s, Time>,
     ids: Vec<RelationId>,
     views: Vec<View<'s>>,
@@ -297,7 +297,7 @@ fn publish_to_serving<'s>(
                 changes.extend(entry.remove());
             }
             published_upper = Some(upper);
-            // The serving layer going away means shutdown; the dataflow just drains.
+            // The engine going away means shutdown; the dataflow just drains.
             let _ = publish.outputs.send(OutputBatch { upper, changes });
             publish.computed.send_replace(upper);
         }
@@ -307,7 +307,7 @@ fn publish_to_serving<'s>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serving::Catalog;
+    use crate::engine::Catalog;
 
     #[test]
     fn views_get_the_catalog_ids_of_their_names_in_any_order() {

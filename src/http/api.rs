@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use crate::serving::{Engine, SqlError};
+use crate::engine::{Engine, SqlError};
 
 /// What the server needs to know beyond the engine.
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use diffmart_dataflows::datum::{Record, RelationKind};
 use diffmart_dataflows::system::SourceStatus;
 
 use super::api::AppState;
-use crate::serving::Engine;
+use crate::engine::Engine;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))

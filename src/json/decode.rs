@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::timestamps::parse_timestamp;
-use crate::serving::arrow::round_to_scale;
+use crate::engine::arrow::round_to_scale;
 
 /// Parses a payload (a message, a request body) as one JSON object.
 pub fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, String> {

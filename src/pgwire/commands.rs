@@ -14,7 +14,7 @@ use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::{PgWireError, PgWireResult};
 
-use crate::serving::Catalog;
+use crate::engine::Catalog;
 
 /// `SHOW TABLES`, `SHOW SOURCES`, `SHOW [MATERIALIZED] VIEWS` (RisingWave's
 /// spellings) become a plain SELECT over the catalog's names, so they work the

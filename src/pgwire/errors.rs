@@ -5,7 +5,7 @@ use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
-use crate::serving::SqlError;
+use crate::engine::SqlError;
 
 /// Rewrites an internal error into the `ErrorResponse` a PostgreSQL client expects.
 pub fn to_client_error(error: &mut PgWireError) {

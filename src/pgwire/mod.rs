@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 
 use self::session::PinnedSnapshot;
 use self::tables::RelationTable;
-use crate::serving::Engine;
+use crate::engine::Engine;
 
 /// The database name clients connect to (`psql -d dev`, RisingWave's default).
 pub const DATABASE: &str = "dev";

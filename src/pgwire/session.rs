@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::serving::{Engine, Snapshot};
+use crate::engine::{Engine, Snapshot};
 
 tokio::task_local! {
     /// The snapshot of the statement(s) being executed on this task.

@@ -24,7 +24,7 @@ use futures::StreamExt;
 
 use super::session;
 use crate::compute::RelationId;
-use crate::serving::{Engine, SqlError, arrow};
+use crate::engine::{Engine, SqlError, arrow};
 
 /// A relation of the catalog, seen by DataFusion.
 pub struct RelationTable {

@@ -23,7 +23,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::compute::RelationId;
 use crate::json::{datum_to_json, row_to_object};
-use crate::serving::{ChangeBatch, Engine};
+use crate::engine::{ChangeBatch, Engine};
 
 /// Turns an inserted row of an append-only relation into a message body.
 pub type RowEncoder = fn(&RelationSpec, &Row) -> Value;

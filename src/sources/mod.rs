@@ -21,7 +21,7 @@ pub use self::clock::now_micros;
 use self::control::{GeneratorControl, Pace};
 pub use self::simulation::{GeneratedEvent, HeldRows, MergedEvents, Simulation, nothing_held};
 use crate::pipelines::{PIPELINES, Pipeline};
-use crate::serving::{Engine, SOURCE_TICK, Update};
+use crate::engine::{Engine, SOURCE_TICK, Update};
 
 /// How the embedded generator runs.
 #[derive(Clone, Debug)]

@@ -12,7 +12,7 @@ use diffmart_dataflows::datum::Record;
 use diffmart_dataflows::system::{SourceError, SourceStatus};
 
 use crate::compute::RelationId;
-use crate::serving::{Catalog, Update};
+use crate::engine::{Catalog, Update};
 
 /// How many bytes of a bad message's payload `diffmart_source_errors` keeps.
 pub const PAYLOAD_PREVIEW_BYTES: usize = 256;

@@ -217,7 +217,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A client of a pgwire server started in process on `engine`, on a free port.
-pub async fn in_process_client(engine: &std::sync::Arc<diffmart::serving::Engine>) -> tokio_postgres::Client {
+pub async fn in_process_client(engine: &std::sync::Arc<diffmart::engine::Engine>) -> tokio_postgres::Client {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     diffmart::pgwire::spawn(engine.clone(), listener);
@@ -228,7 +228,7 @@ pub async fn in_process_client(engine: &std::sync::Arc<diffmart::serving::Engine
 }
 
 /// Runs a query over pgwire against an in-process server on `engine`.
-pub fn query(engine: &std::sync::Arc<diffmart::serving::Engine>, sql: &str) -> Vec<Vec<Option<String>>> {
+pub fn query(engine: &std::sync::Arc<diffmart::engine::Engine>, sql: &str) -> Vec<Vec<Option<String>>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let client = in_process_client(engine).await;

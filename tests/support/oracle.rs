@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use diffmart::serving::{Engine, Snapshot, Update};
+use diffmart::engine::{Engine, Snapshot, Update};
 use diffmart_dataflows::datum::RelationSpec;
 
 /// The views one oracle compares, and what the comparisons saw so far.

@@ -9,7 +9,7 @@ use diffmart_dataflows::inventory::ProductUpdate;
 use serde_json::Value;
 
 use super::topics::{product_from_object, product_objects};
-use crate::serving::{Engine, Update};
+use crate::engine::{Engine, Update};
 
 /// Reads a catalog file, every product stamped with `load_time` and its index as arrival.
 pub fn load_catalog_file(path: &Path, load_time: Micros) -> anyhow::Result<Vec<ProductUpdate>> {

@@ -6,7 +6,7 @@ use diffmart_dataflows::datum::{Datum, RelationKind, RelationSpec, Row};
 use super::pgoutput::{OldTuple, RelationMessage, Tuple, TupleValue};
 use super::values;
 use crate::compute::RelationId;
-use crate::serving::{Op, Update};
+use crate::engine::{Op, Update};
 
 /// One upstream table mirrored into the diffmart table of the same name.
 #[derive(Clone, Debug)]

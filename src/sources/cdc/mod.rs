@@ -43,7 +43,7 @@ use tokio_postgres::SimpleQueryMessage;
 use self::mirror::{ColumnMap, MirroredTable, Transaction};
 use self::pgoutput::{Message, OldTuple, RelationOid};
 pub use self::status::{CdcState, CdcStatus};
-use crate::serving::{Engine, Update};
+use crate::engine::{Engine, Update};
 
 /// The tables mirrored unless configured otherwise.
 pub const DEFAULT_TABLES: &[&str] = &["public.product_inventory", "public.orders"];

@@ -32,7 +32,7 @@ use diffmart_dataflows::datum::RelationSpec;
 
 pub use self::topic::{Decoder, Encoder, KafkaMessage, KafkaSource, json_columns};
 use crate::pipelines::PIPELINES;
-use crate::serving::Engine;
+use crate::engine::Engine;
 use crate::sources::status::StatusRelations;
 
 /// `kind` of Kafka rows in `diffmart_sources` and `diffmart_source_errors`.

@@ -21,7 +21,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::{KafkaConfig, KafkaMessage, SOURCE_KIND, StartFrom, Topic};
-use crate::serving::{Ingest, Update};
+use crate::engine::{Ingest, Update};
 use crate::sources::now_micros;
 use crate::sources::status::{StatusBoard, StatusRelations, payload_preview};
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use diffmart_dataflows::datum::{Micros, Row};
 use imbl::Vector;
 
-use crate::serving::packed_row::{key_of, unpack};
+use crate::engine::packed_row::{key_of, unpack};
 
 /// Events per chunk. Small in unit tests, so that they seal, split, empty and expire chunks.
 #[cfg(not(test))]

@@ -1,7 +1,7 @@
 //! The engine without the network: worker counts agree, retention bounds sources and windows.
 
 use diffmart::compute::ComputeConfig;
-use diffmart::serving::{Engine, Update};
+use diffmart::engine::{Engine, Update};
 use diffmart::sources::every_pipeline;
 use diffmart_dataflows::datum::{Datum, MICROS_PER_MINUTE, Record};
 use diffmart_dataflows::retail::WebClick;

@@ -18,10 +18,10 @@ use imbl::{OrdMap, OrdSet};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::compute::{OutputBatch, RelationId};
-use crate::serving::catalog::{Catalog, Lookup};
-use crate::serving::changes::{PackedChange, PackedChanges, PackedInputs};
-use crate::serving::events::EventLog;
-use crate::serving::packed_row::{PackedRow, encode_key, key_of, unpack};
+use crate::engine::catalog::{Catalog, Lookup};
+use crate::engine::changes::{PackedChange, PackedChanges, PackedInputs};
+use crate::engine::events::EventLog;
+use crate::engine::packed_row::{PackedRow, encode_key, key_of, unpack};
 
 /// One relation's rows.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::{Datum, Micros, Row};
 
 use crate::compute::RelationId;
-use crate::serving::packed_row::{key_of, pack, unpack};
+use crate::engine::packed_row::{key_of, pack, unpack};
 
 /// One change in a [`PackedChanges`].
 #[derive(Clone, Copy, Debug)]
