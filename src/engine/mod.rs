@@ -1,4 +1,4 @@
-//! Serving: the engine that ties sources, compute and readers together.
+//! The engine: ties sources, compute and readers together.
 //!
 //! - [`Ingest`] stamps incoming updates with logical times and resolves them through
 //!   the one write path ([`writes`]: keys checked, upserts resolved, in arrival
