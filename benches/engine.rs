@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use diffmart::compute::{Compute, ComputeConfig, InputBatch, OutputBatch, RelationId};
-use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::engine::{Catalog, Store, arrow};
+use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::sources::{GeneratorConfig, MergedEvents, nothing_held, simulations};
 use diffmart_dataflows::datum::{Micros, Record, Row};
 use diffmart_dataflows::retail::{ProductInventory, WebClick};

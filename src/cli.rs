@@ -9,6 +9,7 @@ use diffmart_dataflows::casino::CasinoConfig;
 use diffmart_dataflows::datum::Micros;
 use rust_decimal::Decimal;
 
+use crate::arg_values::{parse_duration, parse_key_value};
 use crate::json::parse_timestamp;
 use crate::produce::ProduceOptions;
 use crate::sinks::kafka::parse_sink_option;
@@ -40,12 +41,6 @@ pub enum Command {
     Bench(crate::bench::BenchOptions),
 }
 
-/// Client threads' nice value, unless `--client-nice` says otherwise: the lowest
-/// priority. At 50,000 events/s with readers running back to back on both cores,
-/// 0 tripled ingestion's p99 freshness, 10 made it ×1.7, 19 ×1.1–1.5 (docs/benchmarks.md,
-/// #clients-at-a-lower-priority).
-pub const DEFAULT_CLIENT_NICE: u8 = 19;
-
 /// The server's options.
 #[derive(Debug, Args)]
 pub struct Options {
@@ -71,7 +66,7 @@ pub struct Options {
     /// planning and answering queries). Above 0, a machine short of cores runs the
     /// workers, the store and the sources first, so reads do not slow ingestion
     /// down; 0 gives clients the same priority as ingestion.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CLIENT_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
+    #[arg(long, value_name = "N", default_value_t = crate::client_runtime::DEFAULT_CLIENT_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
     pub client_nice: u8,
 
     /// Timely worker threads in this process.
@@ -254,44 +249,9 @@ impl Options {
     }
 }
 
-/// `key=value` (librdkafka properties).
-pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
-    }
-}
-
-/// `90s`, `15m`, `24h`, `7d`, or a sum of them such as `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Micros, String> {
-    let invalid = || format!("invalid duration {text:?}: use a number with s, m, h or d, e.g. 24h or 1h30m");
-    let mut total: Micros = 0;
-    let mut digits = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: Micros = match c {
-            's' => 1_000_000,
-            'm' => 60_000_000,
-            'h' => 3_600_000_000,
-            'd' => 86_400_000_000,
-            _ => return Err(invalid()),
-        };
-        let amount: Micros = digits.parse().map_err(|_| invalid())?;
-        total = amount.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(invalid)?;
-        digits.clear();
-    }
-    if !digits.is_empty() || total <= 0 {
-        return Err(invalid());
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Cli, Command, parse_duration};
+    use super::{Cli, Command};
     use clap::Parser;
 
     #[test]
@@ -310,15 +270,5 @@ mod tests {
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
         let help = Cli::try_parse_from(["diffmart", "bench", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("24h"), Ok(86_400_000_000));
-        assert_eq!(parse_duration("1h30m"), Ok(5_400_000_000));
-        assert_eq!(parse_duration("90s"), Ok(90_000_000));
-        assert!(parse_duration("24").is_err());
-        assert!(parse_duration("0h").is_err());
-        assert!(parse_duration("1w").is_err());
     }
 }

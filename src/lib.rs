@@ -9,15 +9,17 @@
 //! [`produce`] is a client: it writes the demo's events to Kafka; [`bench`]
 //! measures the engine end to end; [`server`] is the command line's wiring of them all.
 
+pub mod arg_values;
 pub mod bench;
 pub mod cli;
+pub mod client_runtime;
 pub mod compute;
+pub mod engine;
 pub mod http;
 pub mod json;
 pub mod pgwire;
 pub mod pipelines;
 pub mod produce;
 pub mod server;
-pub mod engine;
 pub mod sinks;
 pub mod sources;

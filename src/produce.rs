@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientConfig, ClientContext};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cli::parse_key_value;
+use crate::arg_values::parse_key_value;
 use crate::json::parse_timestamp;
 use crate::pipelines::{PIPELINES, PostgresTables};
 use crate::sources::kafka::{KafkaSource, declared_sources};

@@ -12,8 +12,8 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, Options};
 use crate::compute::{Compute, ComputeConfig};
-use crate::http::{AppState, HttpConfig};
 use crate::engine::Engine;
+use crate::http::{AppState, HttpConfig};
 use crate::sinks::kafka::{KafkaSink, KafkaSinks};
 use crate::sources::kafka::{KafkaConfig, KafkaSources};
 use crate::sources::{self, GeneratorConfig};
@@ -58,7 +58,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     }
     // Sources (CDC) run here; clients on a runtime of their own, at a lower priority.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let clients = client_runtime("diffmart-client", None, options.client_nice)?;
+    let clients = crate::client_runtime::client_runtime("diffmart-client", None, options.client_nice)?;
     let listener = clients
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
@@ -120,42 +120,6 @@ fn run(options: Options) -> anyhow::Result<()> {
     clients.shutdown_background();
     result
 }
-
-/// A runtime for the threads that serve clients, each at nice value `nice`.
-///
-/// A query parses, plans, converts a snapshot to Arrow and encodes its rows on
-/// these threads; a full scan of a large view is tens of milliseconds of CPU. On a
-/// machine whose cores ingestion keeps busy, a lower priority makes the kernel run
-/// the timely workers, the store and the sources first, so clients take the CPU
-/// that ingestion leaves and reads wait instead of ingestion. Linux's nice value is
-/// per thread; elsewhere this only names the threads.
-pub fn client_runtime(name: &str, worker_threads: Option<usize>, nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = worker_threads {
-        builder.worker_threads(threads);
-    }
-    builder.thread_name(name).enable_all();
-    if nice > 0 {
-        builder.on_thread_start(move || lower_this_threads_priority(nice));
-    }
-    Ok(builder.build()?)
-}
-
-#[cfg(target_os = "linux")]
-fn lower_this_threads_priority(nice: u8) {
-    // SAFETY: plain system calls on the calling thread; raising one's own nice
-    // value needs no privilege.
-    let (tid, result) = unsafe {
-        let tid = libc::gettid();
-        (tid, libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, libc::c_int::from(nice)))
-    };
-    if result != 0 {
-        tracing::warn!(tid, nice, error = %std::io::Error::last_os_error(), "cannot lower a client thread's priority");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_this_threads_priority(_nice: u8) {}
 
 /// Kafka sources and sinks, when `--kafka-brokers` is given.
 fn start_kafka(

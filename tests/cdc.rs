@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
-use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::engine::{Engine, Update};
+use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::sources::cdc::{self, CdcConfig, CdcHandle, CdcState, CdcStatus};
 use diffmart::sources::{GeneratorConfig, spawn_generator};
 use diffmart_dataflows::datum::{Datum, Record, RelationSpec, Row};

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
+use diffmart::engine::{Engine, Update};
 use diffmart::pipelines::Pipeline;
 use diffmart::pipelines::inventory::Inventory;
 use diffmart::pipelines::inventory::generator::InventoryGenerator;
 use diffmart::pipelines::inventory::sinks::inventory_sink_json;
-use diffmart::engine::{Engine, Update};
 use diffmart::sinks::kafka::KafkaSinks;
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart_dataflows::datum::{Datum, F64, MICROS_PER_MINUTE, Micros, Record, Row};

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
+use diffmart::engine::{Engine, Update};
 use diffmart::json::row_to_object;
 use diffmart::pipelines::Pipeline;
 use diffmart::pipelines::casino::{self as casino_pipeline, Casino};
@@ -21,7 +22,6 @@ use diffmart::pipelines::ecommerce::{self as ecommerce_pipeline, Ecommerce};
 use diffmart::pipelines::retail::Retail;
 use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart::produce::{ProduceOptions, encode_event};
-use diffmart::engine::{Engine, Update};
 use diffmart::sinks::kafka::{KafkaSink, KafkaSinks, SinkFormat};
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources, declared_sources};
 use diffmart::sources::{GeneratedEvent, every_pipeline};

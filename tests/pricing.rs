@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
+use diffmart::engine::{Engine, Update};
 use diffmart::http::{AppState, HttpConfig};
 use diffmart::pipelines::pricing::generator::PricingGenerator;
-use diffmart::engine::{Engine, Update};
 use diffmart::sinks::declared_sinks;
 use diffmart::sinks::kafka::KafkaSinks;
 use diffmart::sources::GeneratedEvent;

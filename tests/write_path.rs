@@ -19,9 +19,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use diffmart::compute::ComputeConfig;
+use diffmart::engine::Engine;
 use diffmart::json::row_to_object;
 use diffmart::pipelines::ecommerce;
-use diffmart::engine::Engine;
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart::sources::{GeneratorConfig, every_pipeline, spawn_generator};
 use diffmart_dataflows::datum::{Datum, Micros, Record, Row};

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use self::report::Report;
 pub use self::workload::Workload;
-use crate::cli::parse_duration;
+use crate::arg_values::parse_duration;
 
 /// What one scenario measures; see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -144,7 +144,7 @@ pub struct BenchOptions {
 
     /// reads: nice value of the server's client threads (as the server's --client-nice;
     /// 0 measures reads at ingestion's priority).
-    #[arg(long, value_name = "N", default_value_t = crate::cli::DEFAULT_CLIENT_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
+    #[arg(long, value_name = "N", default_value_t = crate::client_runtime::DEFAULT_CLIENT_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
     pub client_nice: u8,
 
     /// reads: event time loaded before measuring, so the views hold a full retention of rows.

@@ -61,7 +61,7 @@ pub fn reads(options: &BenchOptions, workload: Workload, workers: usize, rate: f
 
     // The server runs as it does in `diffmart` (at `--client-nice`); the clients get a
     // runtime of their own.
-    let server = crate::server::client_runtime("diffmart-pgwire", Some(2), options.client_nice)?;
+    let server = crate::client_runtime::client_runtime("diffmart-pgwire", Some(2), options.client_nice)?;
     let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     server.spawn(crate::pgwire::serve(engine.clone(), listener));

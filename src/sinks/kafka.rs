@@ -22,8 +22,8 @@ use serde_json::Value;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::compute::RelationId;
-use crate::json::{datum_to_json, row_to_object};
 use crate::engine::{ChangeBatch, Engine};
+use crate::json::{datum_to_json, row_to_object};
 
 /// Turns an inserted row of an append-only relation into a message body.
 pub type RowEncoder = fn(&RelationSpec, &Row) -> Value;

@@ -20,8 +20,8 @@ use diffmart_dataflows::system::SourceStatus;
 pub use self::clock::now_micros;
 use self::control::{GeneratorControl, Pace};
 pub use self::simulation::{GeneratedEvent, HeldRows, MergedEvents, Simulation, nothing_held};
-use crate::pipelines::{PIPELINES, Pipeline};
 use crate::engine::{Engine, SOURCE_TICK, Update};
+use crate::pipelines::{PIPELINES, Pipeline};
 
 /// How the embedded generator runs.
 #[derive(Clone, Debug)]

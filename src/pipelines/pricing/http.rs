@@ -32,9 +32,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::compute::RelationId;
+use crate::engine::{ChangeBatch, Engine, Op, Snapshot, Update};
 use crate::http::api::{ApiError, AppState};
 use crate::json::datum_to_json;
-use crate::engine::{ChangeBatch, Engine, Op, Snapshot, Update};
 
 /// `GET /history` without `limit`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;

@@ -29,7 +29,7 @@ impl CdcState {
     }
 }
 
-/// A point-in-time view of the source; read it from [`super::CdcHandle::status`].
+/// A point-in-time view of the source; read it from `CdcHandle::status`.
 #[derive(Clone, Debug)]
 pub struct CdcStatus {
     /// The upstream server and database, without credentials (`host:port/db`).

@@ -31,8 +31,8 @@ use anyhow::{Context, bail};
 use diffmart_dataflows::datum::RelationSpec;
 
 pub use self::topic::{Decoder, Encoder, KafkaMessage, KafkaSource, json_columns};
-use crate::pipelines::PIPELINES;
 use crate::engine::Engine;
+use crate::pipelines::PIPELINES;
 use crate::sources::status::StatusRelations;
 
 /// `kind` of Kafka rows in `diffmart_sources` and `diffmart_source_errors`.
