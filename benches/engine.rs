@@ -17,7 +17,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use diffmart::compute::{Compute, ComputeConfig, InputBatch, OutputBatch, RelationId};
 use diffmart::engine::{Catalog, Store, arrow};
 use diffmart::pipelines::retail::generator::RetailGenerator;
-use diffmart::sources::{GeneratorConfig, MergedEvents, nothing_held, simulations};
+use diffmart::pipelines::simulations;
+use diffmart::sources::{GeneratorConfig, MergedEvents, nothing_held};
 use diffmart_dataflows::datum::{Micros, Record, Row};
 use diffmart_dataflows::retail::{ProductInventory, WebClick};
 

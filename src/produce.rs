@@ -2,7 +2,7 @@
 //!
 //! Writes the embedded generator's events (every pipeline's simulation, catalogs
 //! first) to the Kafka topics diffmart reads: each event to the topic that feeds its
-//! relation (`sources::kafka::declared_sources`), in the JSON and with the key that
+//! relation (`pipelines::kafka_sources`), in the JSON and with the key that
 //! topic's declaration gives, which is what the demo's original producers wrote.
 //! With `--cdc-url` it also writes the rows of relations a demo keeps in PostgreSQL
 //! (`Pipeline::postgres_tables`: the retail demo's orders, as the original
@@ -27,8 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::arg_values::parse_key_value;
 use crate::json::parse_timestamp;
 use crate::pipelines::{PIPELINES, PostgresTables};
-use crate::sources::kafka::{KafkaSource, declared_sources};
-use crate::sources::{GeneratedEvent, every_pipeline, now_micros};
+use crate::pipelines::{every_pipeline, kafka_sources};
+use crate::sources::kafka::KafkaSource;
+use crate::sources::{GeneratedEvent, now_micros};
 
 /// Options of `diffmart produce`.
 #[derive(Debug, Args)]
@@ -78,7 +79,7 @@ pub struct ProduceOptions {
 
 /// The topic that carries each relation's rows, by relation name.
 static TOPIC_OF: LazyLock<HashMap<&'static str, KafkaSource>> =
-    LazyLock::new(|| declared_sources().into_iter().map(|source| (source.relation.name, source)).collect());
+    LazyLock::new(|| kafka_sources().into_iter().map(|source| (source.relation.name, source)).collect());
 
 /// A generated event as the original producers wrote it: its topic, key and JSON.
 /// `None` for rows no topic carries: rows a demo keeps in PostgreSQL (orders) and
@@ -232,7 +233,7 @@ pub fn run(options: ProduceOptions) -> anyhow::Result<()> {
         config.set(key, value);
     }
     let names: Vec<String> =
-        declared_sources().iter().map(|source| format!("{}{}", options.kafka_topic_prefix, source.topic)).collect();
+        kafka_sources().iter().map(|source| format!("{}{}", options.kafka_topic_prefix, source.topic)).collect();
     runtime.block_on(create_topics(&config, &names, options.partitions))?;
     let postgres = match &options.cdc_url {
         Some(url) => Some(runtime.block_on(prepare_postgres(url))?),
@@ -374,7 +375,7 @@ mod tests {
         let (key, user_event) = &seen["user_events"];
         let value: serde_json::Value = serde_json::from_str(user_event).unwrap();
         assert_eq!(value["event_id"].as_str(), Some(key.as_str()));
-        let topics: Vec<&str> = declared_sources().iter().map(|s| s.topic).collect();
+        let topics: Vec<&str> = kafka_sources().iter().map(|s| s.topic).collect();
         for topic in seen.keys() {
             assert!(topics.contains(topic), "{topic} is not a topic diffmart reads");
         }

@@ -84,7 +84,7 @@ fn run(options: Options) -> anyhow::Result<()> {
             rate: options.generator_rate,
             events: options.generator_events,
         };
-        let generator = sources::spawn_generator(engine.clone(), config)?;
+        let generator = sources::spawn_generator(engine.clone(), config, crate::pipelines::simulations)?;
         http = http.merge(crate::http::generator::routes(generator.control));
     }
     tracing::info!(
@@ -105,7 +105,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     }
     let http_state = AppState::new(engine.clone(), &http_config);
     let pgwire = clients.spawn(crate::pgwire::serve(engine, listener));
-    let http_server = clients.spawn(crate::http::serve(http_listener, http_state, http));
+    let http_server = clients.spawn(crate::http::serve(http_listener, http_state, crate::pipelines::routes(), http));
     let served = |joined: Result<anyhow::Result<()>, tokio::task::JoinError>| joined.unwrap_or_else(|e| Err(e.into()));
     let result = runtime.block_on(async {
         tokio::select! {
@@ -136,8 +136,8 @@ fn start_kafka(
         readers: workers,
         properties: options.kafka_properties.clone(),
     };
-    let sources = KafkaSources::start(engine, config, sources::kafka::declared_sources())?;
-    let mut sinks = crate::sinks::declared_sinks(&options.kafka_topic_prefix);
+    let sources = KafkaSources::start(engine, config, crate::pipelines::kafka_sources())?;
+    let mut sinks = crate::pipelines::kafka_sinks(&options.kafka_topic_prefix);
     for (relation, topic) in &options.kafka_sinks {
         let spec = engine
             .catalog()

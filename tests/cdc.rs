@@ -399,6 +399,7 @@ async fn source_owns_its_tables() {
     let generator = spawn_generator(
         mirror.engine.clone(),
         GeneratorConfig { seed: 3, start: 1_750_000_000_000_000, rate: Some(5000.0), events: Some(400) },
+        diffmart::pipelines::simulations,
     )
     .unwrap();
     tokio::task::block_in_place(|| generator.join().unwrap());

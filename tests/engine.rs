@@ -2,7 +2,7 @@
 
 use diffmart::compute::ComputeConfig;
 use diffmart::engine::{Engine, Update};
-use diffmart::sources::every_pipeline;
+use diffmart::pipelines::every_pipeline;
 use diffmart_dataflows::datum::{Datum, MICROS_PER_MINUTE, Record};
 use diffmart_dataflows::retail::WebClick;
 

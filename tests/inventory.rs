@@ -750,7 +750,7 @@ fn the_original_catalog_loads_and_is_queryable_over_pgwire() {
 
     // The generator then orders from the file's products.
     let config = diffmart::sources::GeneratorConfig { seed: 4, start: T0, rate: Some(100_000.0), events: Some(20_000) };
-    diffmart::sources::spawn_generator(engine.clone(), config).unwrap();
+    diffmart::sources::spawn_generator(engine.clone(), config, diffmart::pipelines::simulations).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while support::query(&engine, "SELECT status FROM diffmart_sources WHERE kind = 'generator'")
         != vec![vec![text("finished")]]

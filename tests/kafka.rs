@@ -21,10 +21,11 @@ use diffmart::pipelines::casino::{self as casino_pipeline, Casino};
 use diffmart::pipelines::ecommerce::{self as ecommerce_pipeline, Ecommerce};
 use diffmart::pipelines::retail::Retail;
 use diffmart::pipelines::retail::generator::RetailGenerator;
+use diffmart::pipelines::{every_pipeline, kafka_sources};
 use diffmart::produce::{ProduceOptions, encode_event};
 use diffmart::sinks::kafka::{KafkaSink, KafkaSinks, SinkFormat};
-use diffmart::sources::kafka::{KafkaConfig, KafkaSources, declared_sources};
-use diffmart::sources::{GeneratedEvent, every_pipeline};
+use diffmart::sources::GeneratedEvent;
+use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart_dataflows::datum::{Datum, MICROS_PER_SECOND, Record, Row};
 use diffmart_dataflows::ecommerce::UserEvent;
 use diffmart_dataflows::retail::{self, ProductInventory, Purchase};
@@ -556,7 +557,7 @@ fn produce_writes_the_topics_and_postgres_and_diffmart_reads_them_back() {
     let catalogs = simulation.bootstrap;
     let events: Vec<GeneratedEvent> = simulation.events.take(3000).collect();
     // The mock cluster does not implement CreateTopics: produce falls back on existing topics.
-    let sources = declared_sources();
+    let sources = kafka_sources();
     for source in &sources {
         mock.create_topic(&format!("demo.{}", source.topic), 2, 1).unwrap();
     }

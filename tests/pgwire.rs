@@ -349,7 +349,7 @@ fn a_lookup_by_a_views_first_column_reads_its_range_and_agrees_with_a_scan() {
 
     let engine = Engine::start(&ComputeConfig::default()).unwrap();
     let id = |name: &str| engine.catalog().id(name).unwrap();
-    let simulation = diffmart::sources::every_pipeline(5, 1_748_779_200_000_000);
+    let simulation = diffmart::pipelines::every_pipeline(5, 1_748_779_200_000_000);
     let updates = simulation.bootstrap.iter().map(|e| Update::insert(id(e.relation), e.row.clone())).collect();
     engine.apply_blocking(updates).unwrap();
     let events: Vec<_> = simulation.events.take(30_000).collect();

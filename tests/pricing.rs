@@ -13,10 +13,10 @@ use diffmart::compute::ComputeConfig;
 use diffmart::engine::{Engine, Update};
 use diffmart::http::{AppState, HttpConfig};
 use diffmart::pipelines::pricing::generator::PricingGenerator;
-use diffmart::sinks::declared_sinks;
+use diffmart::pipelines::{kafka_sinks, kafka_sources};
 use diffmart::sinks::kafka::KafkaSinks;
 use diffmart::sources::GeneratedEvent;
-use diffmart::sources::kafka::{KafkaConfig, KafkaSources, declared_sources};
+use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
 use diffmart_dataflows::datum::{F64, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record, Row};
 use diffmart_dataflows::pricing::{
     self, CatalogProduct, OverrideRemoval, PriceHistoryRow, PriceOverride, PriceUpdate, ProductEvent, ProductPrice,
@@ -321,7 +321,12 @@ fn the_spec_examples_through_the_engine() {
 async fn start_http(engine: &Arc<Engine>, config: HttpConfig) -> SocketAddr {
     let listener = diffmart::http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    diffmart::http::spawn(listener, AppState::new(engine.clone(), &config), axum::Router::new());
+    diffmart::http::spawn(
+        listener,
+        AppState::new(engine.clone(), &config),
+        diffmart::pipelines::routes(),
+        axum::Router::new(),
+    );
     addr
 }
 
@@ -728,8 +733,8 @@ fn product_events_from_kafka_price_and_price_updates_go_back_out() {
 
     let engine = start_engine(2, None);
     load_catalog(&engine);
-    let sinks = KafkaSinks::start(&engine, &brokers, &[], declared_sinks("")).unwrap();
-    let pricing_sources = declared_sources().into_iter().filter(|s| s.relation.name == "product_events").collect();
+    let sinks = KafkaSinks::start(&engine, &brokers, &[], kafka_sinks("")).unwrap();
+    let pricing_sources = kafka_sources().into_iter().filter(|s| s.relation.name == "product_events").collect();
     let sources =
         KafkaSources::start(&engine, KafkaConfig { readers: 2, ..KafkaConfig::new(&brokers) }, pricing_sources)
             .unwrap();
@@ -835,6 +840,7 @@ fn the_generator_prices_the_catalog() {
     diffmart::sources::spawn_generator(
         engine.clone(),
         diffmart::sources::GeneratorConfig { seed: 1, start: START, rate: Some(100_000.0), events: Some(3000) },
+        diffmart::pipelines::simulations,
     )
     .unwrap();
     wait_for("the generator to finish", Duration::from_secs(60), || {

@@ -22,8 +22,9 @@ use diffmart::compute::ComputeConfig;
 use diffmart::engine::Engine;
 use diffmart::json::row_to_object;
 use diffmart::pipelines::ecommerce;
+use diffmart::pipelines::every_pipeline;
 use diffmart::sources::kafka::{KafkaConfig, KafkaSources};
-use diffmart::sources::{GeneratorConfig, every_pipeline, spawn_generator};
+use diffmart::sources::{GeneratorConfig, spawn_generator};
 use diffmart_dataflows::datum::{Datum, Micros, Record, Row};
 use diffmart_dataflows::ecommerce::UserEvent;
 use diffmart_dataflows::retail::Order;
@@ -131,6 +132,7 @@ async fn sql_inserts_of_the_generators_ids_stay(workers: usize) {
     let generator = spawn_generator(
         engine.clone(),
         GeneratorConfig { seed: SEED, start: START, rate: Some(100_000.0), events: Some(EVENTS) },
+        diffmart::pipelines::simulations,
     )
     .unwrap();
     tokio::task::block_in_place(|| generator.join().unwrap());

@@ -75,7 +75,7 @@ pub struct Feed {
 impl Feed {
     pub fn new(workload: Workload, engine: &Engine, seed: u64) -> anyhow::Result<Feed> {
         let config = GeneratorConfig { seed, start: EVENT_TIME_START, rate: None, events: None };
-        let simulations = sources::simulations_of(&config, &sources::nothing_held, |pipeline| {
+        let simulations = crate::pipelines::simulations_of(&config, &sources::nothing_held, |pipeline| {
             workload.pipeline().is_none_or(|name| pipeline.name() == name)
         });
         let ids: HashMap<&'static str, RelationId> =

@@ -1,5 +1,6 @@
-//! The HTTP API (axum): each pipeline's routes (`Pipeline::routes`, e.g. pricing's
-//! spec §E), `/metrics` and the embedded generator's control, all merged into [`router`].
+//! The HTTP API (axum): the pipelines' routes (`Pipeline::routes`, e.g. pricing's
+//! spec §E, handed in by the server), `/metrics` and the embedded generator's control,
+//! all merged into [`router`].
 //!
 //! Like pgwire it is a front end of `Engine`: reads take a snapshot, writes go
 //! through the same table writer as SQL (keys enforced, visible when acknowledged).
@@ -15,14 +16,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use self::api::{AdminAuth, ApiError, AppState, HttpConfig};
-use crate::pipelines::PIPELINES;
 
-/// Every area's routes: each pipeline's, then the server's own; `others` are areas
-/// with their own state (the generator's control, when it runs).
-pub fn router(state: AppState, others: Router) -> Router {
-    PIPELINES
-        .iter()
-        .fold(Router::new(), |router, pipeline| router.merge(pipeline.routes()))
+/// Every area's routes: the pipelines' (`pipelines::routes`), then the server's own;
+/// `others` are areas with their own state (the generator's control, when it runs).
+pub fn router(state: AppState, pipelines: Router<AppState>, others: Router) -> Router {
+    pipelines
         .merge(metrics::routes())
         .with_state(state)
         .merge(others)
@@ -35,12 +33,22 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves the API on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, state: AppState, others: Router) -> anyhow::Result<()> {
-    axum::serve(listener, router(state, others)).await.map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    pipelines: Router<AppState>,
+    others: Router,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state, pipelines, others)).await.map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
 }
 
 /// [`serve`] on a task of the current tokio runtime (spawned in the library for the
 /// reason [`crate::pgwire::spawn`] gives).
-pub fn spawn(listener: TcpListener, state: AppState, others: Router) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::spawn(serve(listener, state, others))
+pub fn spawn(
+    listener: TcpListener,
+    state: AppState,
+    pipelines: Router<AppState>,
+    others: Router,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(serve(listener, state, pipelines, others))
 }

@@ -7,8 +7,10 @@
 //! place over [`crate::json`]), `sinks.rs` (relations it writes to Kafka), `http.rs`
 //! (its routes), and whatever else only it needs. It says what it has by implementing
 //! [`Pipeline`]; a pipeline without topics, sinks or routes keeps the defaults and
-//! has no file for them. Kafka sources and sinks, the HTTP router, the embedded
-//! generator, the benchmarks and `diffmart produce` take everything from the registry.
+//! has no file for them. The functions below iterate the registry, and the server
+//! hands what they return to the generic Kafka sources and sinks, HTTP router and
+//! embedded generator, which know no pipeline; the benchmarks and `diffmart produce`
+//! use them too.
 
 pub mod casino;
 pub mod ecommerce;
@@ -22,8 +24,9 @@ use futures::future::BoxFuture;
 
 use crate::http::api::AppState;
 use crate::sinks::kafka::KafkaSink;
+use crate::sources::GeneratorConfig;
 use crate::sources::kafka::topic::KafkaSource;
-use crate::sources::simulation::{HeldRows, Simulation};
+use crate::sources::simulation::{HeldRows, MergedEvents, Simulation, nothing_held};
 
 /// What a pipeline brings to the server besides its dataflow.
 pub trait Pipeline: Sync {
@@ -76,6 +79,52 @@ pub trait PostgresTables: Sync {
 /// others keep their events.
 pub static PIPELINES: [&dyn Pipeline; 5] =
     [&retail::Retail, &ecommerce::Ecommerce, &casino::Casino, &inventory::Inventory, &pricing::Pricing];
+
+/// Every topic diffmart reads with `--kafka-brokers`: each pipeline's
+/// ([`Pipeline::topics`]), in registry order.
+pub fn kafka_sources() -> Vec<KafkaSource> {
+    PIPELINES.iter().flat_map(|pipeline| pipeline.topics()).collect()
+}
+
+/// Every pipeline's sinks ([`Pipeline::sinks`]), each topic named with
+/// `--kafka-topic-prefix` first.
+pub fn kafka_sinks(topic_prefix: &str) -> Vec<KafkaSink> {
+    PIPELINES.iter().flat_map(|pipeline| pipeline.sinks(topic_prefix)).collect()
+}
+
+/// Every pipeline's HTTP routes ([`Pipeline::routes`]) as one router.
+pub fn routes() -> Router<AppState> {
+    PIPELINES.iter().fold(Router::new(), |router, pipeline| router.merge(pipeline.routes()))
+}
+
+/// Every pipeline's simulation, in registry order. Each gets its own seed derived
+/// from the configured one, so adding a pipeline never changes another one's events;
+/// the first is seeded with the configured seed itself.
+pub fn simulations(config: &GeneratorConfig, held: HeldRows<'_>) -> Vec<Simulation> {
+    simulations_of(config, held, |_| true)
+}
+
+/// The simulations of the pipelines `include` picks, each seeded as in [`simulations`].
+pub fn simulations_of(
+    config: &GeneratorConfig,
+    held: HeldRows<'_>,
+    include: impl Fn(&dyn Pipeline) -> bool,
+) -> Vec<Simulation> {
+    let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    (0..)
+        .zip(PIPELINES)
+        .filter(|(_, pipeline)| include(*pipeline))
+        .map(|(index, pipeline)| pipeline.simulation(seed(index), config.start, held))
+        .collect()
+}
+
+/// Every pipeline's simulation as one, as the generator runs it: all bootstrap
+/// rows, then every pipeline's events merged in event-time order.
+pub fn every_pipeline(seed: u64, start: Micros) -> Simulation {
+    let simulations = simulations(&GeneratorConfig { seed, start, rate: None, events: None }, &nothing_held);
+    let bootstrap = simulations.iter().flat_map(|s| s.bootstrap.iter().cloned()).collect();
+    Simulation { bootstrap, events: Box::new(MergedEvents::new(simulations.into_iter().map(|s| s.events))) }
+}
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,6 @@ pub use self::clock::now_micros;
 use self::control::{GeneratorControl, Pace};
 pub use self::simulation::{GeneratedEvent, HeldRows, MergedEvents, Simulation, nothing_held};
 use crate::engine::{Engine, SOURCE_TICK, Update};
-use crate::pipelines::{PIPELINES, Pipeline};
 
 /// How the embedded generator runs.
 #[derive(Clone, Debug)]
@@ -38,35 +37,6 @@ pub struct GeneratorConfig {
 /// Largest batch handed to ingest at once when running behind.
 const MAX_BATCH: usize = 50_000;
 
-/// Every pipeline's simulation, in registry order. Each gets its own seed derived
-/// from the configured one, so adding a pipeline never changes another one's events;
-/// the first is seeded with the configured seed itself.
-pub fn simulations(config: &GeneratorConfig, held: HeldRows<'_>) -> Vec<Simulation> {
-    simulations_of(config, held, |_| true)
-}
-
-/// The simulations of the pipelines `include` picks, each seeded as in [`simulations`].
-pub fn simulations_of(
-    config: &GeneratorConfig,
-    held: HeldRows<'_>,
-    include: impl Fn(&dyn Pipeline) -> bool,
-) -> Vec<Simulation> {
-    let seed = |pipeline: u64| config.seed.wrapping_add(pipeline.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    (0..)
-        .zip(PIPELINES)
-        .filter(|(_, pipeline)| include(*pipeline))
-        .map(|(index, pipeline)| pipeline.simulation(seed(index), config.start, held))
-        .collect()
-}
-
-/// Every pipeline's simulation as one, as the generator runs it: all bootstrap
-/// rows, then every pipeline's events merged in event-time order.
-pub fn every_pipeline(seed: u64, start: Micros) -> Simulation {
-    let simulations = simulations(&GeneratorConfig { seed, start, rate: None, events: None }, &nothing_held);
-    let bootstrap = simulations.iter().flat_map(|s| s.bootstrap.iter().cloned()).collect();
-    Simulation { bootstrap, events: Box::new(MergedEvents::new(simulations.into_iter().map(|s| s.events))) }
-}
-
 /// The running generator: its control handle and its thread.
 pub struct Generator {
     pub control: Arc<GeneratorControl>,
@@ -80,11 +50,16 @@ impl Generator {
     }
 }
 
-/// Loads every pipeline's bootstrap rows, then streams events on a thread.
+/// Loads the bootstrap rows of `simulations` (e.g. `pipelines::simulations`, every
+/// pipeline's), then streams their events on a thread.
 ///
 /// Tables another source owns (see [`Engine::claim_relations`], e.g. CDC mirrors) are
 /// left alone: their rows and events are skipped, so claim them before this runs.
-pub fn spawn_generator(engine: Arc<Engine>, config: GeneratorConfig) -> anyhow::Result<Generator> {
+pub fn spawn_generator(
+    engine: Arc<Engine>,
+    config: GeneratorConfig,
+    simulations: impl FnOnce(&GeneratorConfig, HeldRows<'_>) -> Vec<Simulation>,
+) -> anyhow::Result<Generator> {
     let ids: Vec<(&'static str, usize)> = engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();
     let owned: std::collections::HashSet<usize> =
         ids.iter().map(|(_, id)| *id).filter(|&id| engine.owner_of(id).is_some()).collect();

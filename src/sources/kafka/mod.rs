@@ -32,17 +32,10 @@ use diffmart_dataflows::datum::RelationSpec;
 
 pub use self::topic::{Decoder, Encoder, KafkaMessage, KafkaSource, json_columns};
 use crate::engine::Engine;
-use crate::pipelines::PIPELINES;
 use crate::sources::status::StatusRelations;
 
 /// `kind` of Kafka rows in `diffmart_sources` and `diffmart_source_errors`.
 pub const SOURCE_KIND: &str = "kafka";
-
-/// Every topic diffmart reads with `--kafka-brokers`: each registered pipeline's
-/// (see `Pipeline::topics`), in registry order.
-pub fn declared_sources() -> Vec<KafkaSource> {
-    PIPELINES.iter().flat_map(|pipeline| pipeline.topics()).collect()
-}
 
 /// Where to start reading partitions at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
