@@ -132,48 +132,24 @@ pub type ViewRows = Box<dyn FnMut(&mut dyn FnMut(Row, Time, isize))>;
 /// Adds a view as an input of the sink an `OperatorBuilder` builds; see [`View::connect`].
 type Connect<'s> = Box<dyn FnOnce(&mut OperatorBuilder<'s, Time>) -> ViewRows + 's>;
 
-/// What a view's records are: a [`Record`], whose spec names the view. A bare [`Row`]
-/// names none: `lib.rs` names such views by their position in the pipeline's
-/// `view_specs` (retail's, which are rows until retail declares them with `relation!`).
-pub trait ViewRecord: 'static {
-    fn spec() -> Option<&'static RelationSpec>;
-    fn into_view_row(self) -> Row;
-}
-
-impl<R: Record + 'static> ViewRecord for R {
-    fn spec() -> Option<&'static RelationSpec> {
-        Some(R::spec())
-    }
-    #[inline]
-    fn into_view_row(self) -> Row {
-        self.into_row()
-    }
-}
-
-impl ViewRecord for Row {
-    fn spec() -> Option<&'static RelationSpec> {
-        None
-    }
-    fn into_view_row(self) -> Row {
-        self
-    }
-}
-
 /// A view as its pipeline hands it over: which view it is (its spec), its changes as
 /// records, and how a record is written as a row of the view.
 pub struct View<'s> {
-    spec: Option<&'static RelationSpec>,
+    spec: &'static RelationSpec,
     connect: Connect<'s>,
 }
 
 impl<'s> View<'s> {
     /// The view of the records `record(d)` for the `d` of `records`: the view `R` declares.
-    pub fn new<D: ExchangeData, R: ViewRecord>(records: Coll<'s, D>, record: impl Fn(D) -> R + 'static) -> View<'s> {
+    pub fn new<D: ExchangeData, R: Record + 'static>(
+        records: Coll<'s, D>,
+        record: impl Fn(D) -> R + 'static,
+    ) -> View<'s> {
         View::filter_map(records, move |d| Some(record(d)))
     }
 
     /// The view of the records `record(d)` for the `d` of `records` it is `Some` for.
-    pub fn filter_map<D: ExchangeData, R: ViewRecord>(
+    pub fn filter_map<D: ExchangeData, R: Record + 'static>(
         records: Coll<'s, D>,
         record: impl Fn(D) -> Option<R> + 'static,
     ) -> View<'s> {
@@ -185,7 +161,7 @@ impl<'s> View<'s> {
                     input.for_each(|_capability, changes| {
                         for (d, time, diff) in changes.drain(..) {
                             if let Some(record) = record(d) {
-                                emit(record.into_view_row(), time, diff);
+                                emit(record.into_row(), time, diff);
                             }
                         }
                     })
@@ -195,28 +171,13 @@ impl<'s> View<'s> {
     }
 
     /// The view of `records`, the view `R` declares.
-    pub fn of_records<R: ViewRecord + ExchangeData>(records: Coll<'s, R>) -> View<'s> {
+    pub fn of_records<R: Record + ExchangeData>(records: Coll<'s, R>) -> View<'s> {
         View::new(records, |record| record)
     }
 
-    /// The view whose rows are already rows (named by `lib.rs`, see [`ViewRecord`]).
-    pub fn of_rows(rows: Coll<'s, Row>) -> View<'s> {
-        View::of_records(rows)
-    }
-
-    /// The view `spec` names, for a view of bare rows (see [`ViewRecord`]). Panics if
-    /// the view is another one.
-    pub fn named(mut self, spec: &'static RelationSpec) -> View<'s> {
-        if let Some(own) = self.spec {
-            assert!(std::ptr::eq(own, spec), "view {} named {}", own.name, spec.name);
-        }
-        self.spec = Some(spec);
-        self
-    }
-
-    /// Which view this is. Panics for a view of bare rows that has not been named.
+    /// Which view this is.
     pub fn spec(&self) -> &'static RelationSpec {
-        self.spec.expect("a view of bare rows is named before it leaves its pipeline")
+        self.spec
     }
 
     /// Makes the view an input of the sink `builder` builds, every change sent to

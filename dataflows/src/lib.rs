@@ -50,7 +50,7 @@ struct Pipeline {
 }
 
 const PIPELINES: [Pipeline; 6] = [
-    Pipeline { name: "retail", input_specs: retail::input_specs, view_specs: retail::view_specs, build: retail_views },
+    Pipeline { name: "retail", input_specs: retail::input_specs, view_specs: retail::view_specs, build: retail::build },
     Pipeline {
         name: "ecommerce",
         input_specs: ecommerce::input_specs,
@@ -137,15 +137,6 @@ fn check_views(pipeline: &str, specs: &[&'static RelationSpec], views: &[View<'_
     }
     let unbuilt: Vec<_> = unbuilt.iter().map(|s| s.name).collect();
     assert!(unbuilt.is_empty(), "{pipeline}: views declared but not built: {unbuilt:?}");
-}
-
-/// Retail's views, named by their position in its `view_specs`: its view rows are
-/// bare rows until retail declares them with [`relation::relation!`].
-fn retail_views<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
-    let specs = retail::view_specs();
-    let views = retail::build(config, inputs);
-    assert_eq!(views.len(), specs.len(), "retail: one view per view spec");
-    views.into_iter().zip(specs).map(|(view, spec)| view.named(spec)).collect()
 }
 
 /// Views completed when a snapshot is read (see [`datum::ReadTimeLookup`]).

@@ -3,7 +3,8 @@
 //! Six views over four event streams and two tables, plus the spec's `comp_min` CTE as
 //! the view `competitor_minimum` and diffmart's `retail_watermark` (the retention
 //! horizon and the late events). Each view's function sits under the SQL that defines
-//! it; the Rust computes exactly that, incrementally. By topic:
+//! it, beside the record its rows are (declared with `relation!`); the Rust computes
+//! exactly that, incrementally. By topic:
 //!
 //! - [`inputs`], the event streams and tables;
 //! - [`stock`], `minute_join` and `product_stock_status`;
@@ -26,15 +27,19 @@ pub mod watermark;
 use differential_dataflow::difference::Abelian;
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{ExchangeData, VecCollection};
-use rust_decimal::Decimal;
 
+pub use self::clicks::WebClicksMinutely;
 use self::inputs::{Click, PurchasedQuantity};
 pub use self::inputs::{CompetitorPrice, Order, ProductInventory, Purchase, Restock, WebClick};
 pub use self::price_rules::{StockCategory, final_price, high_demand, round2};
-pub use self::pricing::{read_time_lookups, with_competitor_minimum};
-pub use self::stock::StockStatus;
+pub use self::pricing::{
+    CompetitorLatest, CompetitorMinimum, DynamicPricingEnriched, read_time_lookups, with_competitor_minimum,
+};
+pub use self::sales::SalesProfit;
+pub use self::stock::{MinuteJoin, ProductStockStatus};
+pub use self::watermark::RetailWatermark;
 use crate::boundary::{Inputs, View};
-use crate::datum::{Column, ColumnType, Datum, MICROS_PER_MINUTE, Micros, Record, RelationKind, RelationSpec};
+use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros, Record, RelationSpec};
 use crate::operators::{Compaction, EventClock, Expiry, batch_maxima, horizon_filter};
 use crate::{PipelineConfig, Time};
 
@@ -44,10 +49,6 @@ type Coll<'s, D> = VecCollection<'s, Time, D>;
 pub const MONEY: ColumnType = ColumnType::Numeric { scale: 2 };
 /// Sums of integers, which SQL types as `numeric`.
 pub const WHOLE: ColumnType = ColumnType::Numeric { scale: 0 };
-
-fn view(name: &'static str, columns: Vec<Column>) -> RelationSpec {
-    RelationSpec { name, kind: RelationKind::View, columns }
-}
 
 /// The retail inputs as the views read them.
 struct RetailInputs<'s> {
@@ -72,21 +73,21 @@ pub fn input_specs() -> Vec<&'static RelationSpec> {
 }
 
 /// The six views of the spec, the spec's `comp_min` as `competitor_minimum`, then
-/// diffmart's `retail_watermark`, in the order [`retail`] returns them.
+/// diffmart's `retail_watermark`: the catalog lists them in this order.
 pub fn view_specs() -> Vec<&'static RelationSpec> {
     vec![
-        &stock::MINUTE_JOIN,
-        &stock::PRODUCT_STOCK_STATUS,
-        &clicks::WEB_CLICKS_MINUTELY,
-        &pricing::COMPETITOR_LATEST,
-        &pricing::COMPETITOR_MINIMUM,
-        &pricing::DYNAMIC_PRICING_ENRICHED,
-        &sales::SALES_PROFIT,
-        &watermark::RETAIL_WATERMARK,
+        MinuteJoin::spec(),
+        ProductStockStatus::spec(),
+        WebClicksMinutely::spec(),
+        CompetitorLatest::spec(),
+        CompetitorMinimum::spec(),
+        DynamicPricingEnriched::spec(),
+        SalesProfit::spec(),
+        RetailWatermark::spec(),
     ]
 }
 
-/// Builds the retail views from its inputs, in `view_specs()` order.
+/// Builds the retail views from its inputs.
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let inputs = RetailInputs {
         web_clicks: inputs.projected(|c: WebClick| Click { event_time: c.event_time, product_id: c.product_id }),
@@ -120,7 +121,7 @@ type ProductsArranged<'s> = crate::operators::ByKey<'s, i32, ProductInventory>;
 /// `(rows, sum)`: the number of contributing rows tells an empty group from a zero sum.
 type CountSum = (isize, isize);
 
-/// Builds the retail views from the retail inputs, in `view_specs()` order.
+/// Builds the retail views from the retail inputs.
 ///
 /// `retention` bounds the per-minute views by event time (see [`Horizon`]).
 fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
@@ -160,34 +161,31 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
     let sales = sales::sales_profit(orders, facts, comp_min.clone(), product_inventory, &products, &horizon);
 
     vec![
-        View::new(minute_flows, |((product_id, window_start), purchased, restocked)| {
-            vec![product_id.into(), Datum::Timestamp(window_start), purchased.into(), restocked.into()]
+        View::new(minute_flows, |((product_id, window_start), total_purchased, total_restocked)| MinuteJoin {
+            product_id,
+            window_start,
+            total_purchased,
+            total_restocked,
         }),
-        View::new(stock_statuses, |s| {
-            vec![
-                s.product_id.into(),
-                s.product_name.clone().into(),
-                timestamp_or_null(s.inventory_window),
-                s.current_inventory.map(Decimal::from).into(),
-                s.base_price.into(),
-                s.reorder_threshold.into(),
-                s.category.name().into(),
-            ]
+        View::of_records(stock_statuses),
+        View::new(clicks_per_minute, |((product_id, window_start), clicks)| WebClicksMinutely {
+            product_id,
+            window_start,
+            clicks: clicks as i64,
         }),
-        View::new(clicks_per_minute, |((product_id, window_start), clicks)| {
-            vec![product_id.into(), Datum::Timestamp(window_start), (clicks as i64).into()]
+        View::new(latest_prices, |((product_id, competitor), (ts, competitor_price))| CompetitorLatest {
+            product_id,
+            competitor,
+            competitor_price,
+            ts,
         }),
-        View::new(latest_prices, |((product_id, competitor), (ts, price))| {
-            vec![product_id.into(), competitor.into(), price.into(), Datum::Timestamp(ts)]
+        View::new(comp_min, |(product_id, min_competitor_price)| CompetitorMinimum {
+            product_id,
+            min_competitor_price,
         }),
-        View::new(comp_min, |(product_id, min)| vec![product_id.into(), min.into()]),
-        View::of_rows(priced),
-        View::new(sales, |(product_id, name, total, revenue)| {
-            vec![product_id.into(), name.into(), total.into(), revenue.into()]
-        }),
-        View::new(watermark, |(watermark, horizon, late)| {
-            vec![Datum::Timestamp(watermark), timestamp_or_null(horizon), late.into()]
-        }),
+        View::of_records(priced),
+        View::of_records(sales),
+        View::of_records(watermark),
     ]
 }
 
@@ -252,8 +250,4 @@ fn minute_position(window_start: Micros) -> usize {
 }
 fn position_minute(position: usize) -> Micros {
     (position as i64 - MINUTE_POSITION_OFFSET) * MICROS_PER_MINUTE
-}
-
-fn timestamp_or_null(t: Option<Micros>) -> Datum {
-    t.map_or(Datum::Null, Datum::Timestamp)
 }

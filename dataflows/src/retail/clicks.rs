@@ -1,18 +1,24 @@
 //! Click views: clicks per product and minute (`web_clicks_minutely`), and the
 //! clicks still in reach of a kept window's 15-minute demand.
 
-use std::sync::LazyLock;
-
 use differential_dataflow::operators::CountTotal;
+use serde::{Deserialize, Serialize};
 
 use super::inputs::Click;
-use super::{Coll, Horizon, MinuteCounts, minute_start, view, window_end};
-use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros, RelationSpec, col};
+use super::{Coll, Horizon, MinuteCounts, minute_start, window_end};
+use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros};
+use crate::relation::relation;
 use ColumnType::{Int32, Int64, TimestampTz};
 
-pub(super) static WEB_CLICKS_MINUTELY: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view("web_clicks_minutely", vec![col("product_id", Int32), col("window_start", TimestampTz), col("clicks", Int64)])
-});
+relation! {
+    /// A row of `web_clicks_minutely`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct WebClicksMinutely: view "web_clicks_minutely" {
+        pub product_id: i32 = Int32,
+        pub window_start: Micros = TimestampTz,
+        pub clicks: i64 = Int64,
+    }
+}
 
 /// ```sql
 /// CREATE MATERIALIZED VIEW web_clicks_minutely AS

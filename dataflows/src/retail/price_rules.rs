@@ -6,11 +6,15 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use crate::datum::{ColumnType, Datum};
+use crate::relation::{ColumnValue, Holds};
+
 /// `ROUND(x, 2)` on numeric: half away from zero, like PostgreSQL.
 pub fn round2(x: Decimal) -> Decimal {
     x.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
+/// `stock_level_category`: a column of it holds the category's [`StockCategory::name`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum StockCategory {
     Low,
@@ -56,6 +60,22 @@ impl StockCategory {
     }
 }
 
+impl ColumnValue for StockCategory {
+    const HOLDS: Holds = Holds::Text;
+    #[inline]
+    fn to_datum(&self, ty: ColumnType) -> Datum {
+        self.name().to_owned().into_datum(ty)
+    }
+    /// `None` for a text that names no category.
+    #[inline]
+    fn from_datum_ref(datum: &Datum, ty: ColumnType) -> Option<StockCategory> {
+        match (datum, ty) {
+            (Datum::Text(name), ColumnType::Text) | (Datum::Json(name), ColumnType::Json) => StockCategory::named(name),
+            _ => None,
+        }
+    }
+}
+
 /// `COALESCE(clicks_15m, 0) > 30`: the only way clicks reach the price.
 pub fn high_demand(clicks_15m: Option<i64>) -> bool {
     clicks_15m.unwrap_or(0) > 30
@@ -93,6 +113,18 @@ mod tests {
         assert_eq!(StockCategory::of(Some(50)), StockCategory::Medium);
         assert_eq!(StockCategory::of(Some(51)), StockCategory::High);
         assert_eq!(StockCategory::of(None), StockCategory::High);
+    }
+
+    #[test]
+    fn a_stock_category_is_written_as_its_name() {
+        for category in [StockCategory::Low, StockCategory::Medium, StockCategory::High] {
+            let datum = category.to_datum(ColumnType::Text);
+            assert_eq!(datum, Datum::Text(category.name().into()));
+            assert_eq!(StockCategory::from_datum_ref(&datum, ColumnType::Text), Some(category));
+            assert_eq!(StockCategory::from_datum(datum, ColumnType::Text), Ok(category));
+        }
+        assert_eq!(StockCategory::from_datum_ref(&Datum::Text("low".into()), ColumnType::Text), None);
+        assert_eq!(StockCategory::from_datum_ref(&Datum::Null, ColumnType::Text), None);
     }
 
     #[test]

@@ -3,43 +3,28 @@
 //! (`dynamic_pricing_enriched`), whose competitor-dependent columns are filled in
 //! when a snapshot is read.
 
-use std::sync::LazyLock;
-
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use super::inputs::CompetitorPrice;
 use super::price_rules::{StockCategory, final_price, high_demand};
-use super::stock::{StockStatus, stock_status};
-use super::{Coll, MONEY, MinuteCounts, ProductsArranged, WHOLE, WindowFacts, timestamp_or_null, view};
-use crate::datum::{ColumnType, Datum, MICROS_PER_MINUTE, Micros, ReadTimeLookup, RelationSpec, Row, RowReader, col};
+use super::stock::{ProductStockStatus, stock_status};
+use super::{Coll, MONEY, MinuteCounts, ProductsArranged, WHOLE, WindowFacts};
+use crate::datum::{ColumnType, Datum, MICROS_PER_MINUTE, Micros, ReadTimeLookup, Record, Row};
 use crate::operators::{left_join_unique, max_per_key, range_sum_at};
+use crate::relation::relation;
 use ColumnType::{Int32, Text, TimestampTz};
 
-pub(super) static COMPETITOR_LATEST: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "competitor_latest",
-        vec![col("product_id", Int32), col("competitor", Text), col("competitor_price", MONEY), col("ts", TimestampTz)],
-    )
-});
-pub(super) static COMPETITOR_MINIMUM: LazyLock<RelationSpec> =
-    LazyLock::new(|| view("competitor_minimum", vec![col("product_id", Int32), col("min_competitor_price", MONEY)]));
-pub(super) static DYNAMIC_PRICING_ENRICHED: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "dynamic_pricing_enriched",
-        vec![
-            col("product_id", Int32),
-            col("product_name", Text),
-            col("inventory_window", TimestampTz),
-            col("current_inventory", WHOLE),
-            col("stock_level_category", Text),
-            col("base_price", MONEY),
-            col("clicks_15m", WHOLE),
-            col("min_competitor_price", MONEY),
-            col("stock_rule_price", MONEY),
-            col("final_price", MONEY),
-        ],
-    )
-});
+relation! {
+    /// A row of `competitor_latest`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct CompetitorLatest: view "competitor_latest" {
+        pub product_id: i32 = Int32,
+        pub competitor: String = Text,
+        pub competitor_price: Decimal = MONEY,
+        pub ts: Micros = TimestampTz,
+    }
+}
 
 /// ```sql
 /// CREATE MATERIALIZED VIEW competitor_latest AS
@@ -62,6 +47,15 @@ pub(super) fn competitor_latest<'s>(
         competitor_prices.map(|c| ((c.product_id, c.competitor), (c.ts, c.competitor_price))),
         Some((event_time, retention)),
     )
+}
+
+relation! {
+    /// A row of `competitor_minimum`: the lowest latest competitor price of one product.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct CompetitorMinimum: view "competitor_minimum" {
+        pub product_id: i32 = Int32,
+        pub min_competitor_price: Decimal = MONEY,
+    }
 }
 
 /// ```sql
@@ -98,6 +92,24 @@ pub(super) fn window_facts<'s>(
     left_join_unique(windows.arrange_by_key(), demand.arrange_by_key(), |&window, &net, clicks| {
         Some((window, (net, clicks.copied())))
     })
+}
+
+relation! {
+    /// A row of `dynamic_pricing_enriched`. The dataflow keeps `min_competitor_price`
+    /// and `final_price` NULL, filled in when a snapshot is read ([`dynamic_pricing_enriched`]).
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct DynamicPricingEnriched: view "dynamic_pricing_enriched" {
+        pub product_id: i32 = Int32,
+        pub product_name: Option<String> = Text,
+        pub inventory_window: Option<Micros> = TimestampTz,
+        pub current_inventory: Option<Decimal> = WHOLE,
+        pub stock_level_category: StockCategory = Text,
+        pub base_price: Option<Decimal> = MONEY,
+        pub clicks_15m: Option<Decimal> = WHOLE,
+        pub min_competitor_price: Option<Decimal> = MONEY,
+        pub stock_rule_price: Option<Decimal> = MONEY,
+        pub final_price: Option<Decimal> = MONEY,
+    }
 }
 
 /// ```sql
@@ -139,51 +151,46 @@ pub(super) fn window_facts<'s>(
 /// `competitor_minimum` row, in the snapshot being read.
 pub(super) fn dynamic_pricing_enriched<'s>(
     facts: WindowFacts<'s>,
-    stock_statuses: Coll<'s, StockStatus>,
+    stock_statuses: Coll<'s, ProductStockStatus>,
     products: &ProductsArranged<'s>,
-) -> Coll<'s, Row> {
+) -> Coll<'s, DynamicPricingEnriched> {
     let windowed = facts.map(|((product_id, window), facts)| (product_id, (window, facts))).join_core(
         products.clone(),
         |_id, &(window, (net, clicks)), p| {
             let status = stock_status(p, Some(window), p.stock_level.map(|s| s as i64 + net));
-            Some(priced_without_competitor(&status, clicks))
+            Some(priced_without_competitor(status, clicks))
         },
     );
     let unwindowed =
-        stock_statuses.filter(|s| s.inventory_window.is_none()).map(|s| priced_without_competitor(&s, None));
+        stock_statuses.filter(|s| s.inventory_window.is_none()).map(|s| priced_without_competitor(s, None));
     windowed.concat(unwindowed)
 }
 
-/// Columns of `dynamic_pricing_enriched` that [`with_competitor_minimum`] reads or fills in.
-const DPE_STOCK_LEVEL_CATEGORY: usize = 4;
-const DPE_BASE_PRICE: usize = 5;
-const DPE_CLICKS_15M: usize = 6;
-const DPE_MIN_COMPETITOR_PRICE: usize = 7;
-const DPE_FINAL_PRICE: usize = 9;
-
 /// A `dynamic_pricing_enriched` row as the dataflow keeps it: everything but the
 /// two columns that depend on `comp_min`, which are NULL.
-fn priced_without_competitor(s: &StockStatus, clicks_15m: Option<i64>) -> Row {
-    vec![
-        s.product_id.into(),
-        s.product_name.clone().into(),
-        timestamp_or_null(s.inventory_window),
-        s.current_inventory.map(Decimal::from).into(),
-        s.category.name().into(),
-        s.base_price.into(),
-        clicks_15m.map(Decimal::from).into(),
-        Datum::Null,
-        s.base_price.map(|b| s.category.stock_rule_price(b)).into(),
-        Datum::Null,
-    ]
+fn priced_without_competitor(s: ProductStockStatus, clicks_15m: Option<i64>) -> DynamicPricingEnriched {
+    let category = s.stock_level_category;
+    DynamicPricingEnriched {
+        product_id: s.product_id,
+        product_name: s.product_name,
+        inventory_window: s.inventory_window,
+        current_inventory: s.current_inventory,
+        stock_level_category: category,
+        base_price: s.base_price,
+        clicks_15m: clicks_15m.map(Decimal::from),
+        min_competitor_price: None,
+        stock_rule_price: s.base_price.map(|b| category.stock_rule_price(b)),
+        final_price: None,
+    }
 }
 
 /// `dynamic_pricing_enriched`'s `LEFT JOIN comp_min`, done when a snapshot is read.
 pub fn read_time_lookups() -> Vec<ReadTimeLookup> {
+    let view = DynamicPricingEnriched::spec();
     vec![ReadTimeLookup {
-        view: DYNAMIC_PRICING_ENRICHED.name,
-        lookup: COMPETITOR_MINIMUM.name,
-        key_column: 0,
+        view: view.name,
+        lookup: CompetitorMinimum::spec().name,
+        key_column: view.column_index("product_id").expect("dynamic_pricing_enriched has a product_id"),
         complete: with_competitor_minimum,
     }]
 }
@@ -191,19 +198,49 @@ pub fn read_time_lookups() -> Vec<ReadTimeLookup> {
 /// Fills in `min_competitor_price` and `final_price` of a row kept by
 /// [`dynamic_pricing_enriched`] from its product's `competitor_minimum` row, if any.
 pub fn with_competitor_minimum(row: &[Datum], comp_min: Option<&[Datum]>) -> Row {
-    let kept = RowReader::new(&DYNAMIC_PRICING_ENRICHED, row).expect("a dynamic_pricing_enriched row");
-    let min = comp_min
-        .map(|m| RowReader::new(&COMPETITOR_MINIMUM, m).and_then(|m| m.decimal(1)).expect("a competitor_minimum row"));
-    let category = match &row[DPE_STOCK_LEVEL_CATEGORY] {
-        Datum::Text(name) => StockCategory::named(name),
-        _ => None,
+    let mut priced = DynamicPricingEnriched::from_row(row).expect("a dynamic_pricing_enriched row");
+    let min = comp_min.map(|m| CompetitorMinimum::from_row(m).expect("a competitor_minimum row").min_competitor_price);
+    let clicks = priced.clicks_15m.map(|c| i64::try_from(c).expect("clicks_15m is a whole number"));
+    priced.min_competitor_price = min;
+    priced.final_price =
+        priced.base_price.map(|b| final_price(priced.stock_level_category, b, high_demand(clicks), min));
+    priced.into_row()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap()
     }
-    .unwrap_or_else(|| panic!("stock_level_category {:?}", row[DPE_STOCK_LEVEL_CATEGORY]));
-    let base = kept.opt_decimal(DPE_BASE_PRICE).expect("base_price is numeric");
-    let clicks = kept.opt_decimal(DPE_CLICKS_15M).expect("clicks_15m is numeric");
-    let demand = high_demand(clicks.map(|c| i64::try_from(c).expect("clicks_15m is a whole number")));
-    let mut completed = row.to_vec();
-    completed[DPE_MIN_COMPETITOR_PRICE] = min.into();
-    completed[DPE_FINAL_PRICE] = base.map(|b| final_price(category, b, demand, min)).into();
-    completed
+
+    #[test]
+    fn a_snapshot_fills_in_only_the_competitor_columns() {
+        let kept = DynamicPricingEnriched {
+            product_id: 7,
+            product_name: Some("Widget".into()),
+            inventory_window: Some(60 * MICROS_PER_MINUTE),
+            current_inventory: Some(Decimal::from(12)),
+            stock_level_category: StockCategory::Low,
+            base_price: Some(dec("100.00")),
+            clicks_15m: Some(Decimal::from(30)),
+            min_competitor_price: None,
+            stock_rule_price: Some(dec("120.00")),
+            final_price: None,
+        };
+        let row = kept.to_row();
+        let column = |name| DynamicPricingEnriched::spec().column_index(name).unwrap();
+        assert_eq!(row[column("stock_level_category")], Datum::Text("Low".into()));
+        let with = |min: Option<&str>, final_price: &str| {
+            let mut row = row.clone();
+            row[column("min_competitor_price")] = min.map(dec).into();
+            row[column("final_price")] = dec(final_price).into();
+            row
+        };
+
+        let comp_min = CompetitorMinimum { product_id: 7, min_competitor_price: dec("110.00") }.to_row();
+        assert_eq!(with_competitor_minimum(&row, Some(&comp_min)), with(Some("110.00"), "118.80"));
+        assert_eq!(with_competitor_minimum(&row, None), with(None, "120.00"));
+    }
 }

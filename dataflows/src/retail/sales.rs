@@ -1,33 +1,29 @@
 //! Sales view: per product, the orders and their revenue at the price of the
 //! window each order falls in (`sales_profit`).
 
-use std::sync::LazyLock;
-
 use differential_dataflow::operators::CountTotal;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use super::inputs::{Order, ProductInventory};
 use super::price_rules::{StockCategory, final_price, high_demand};
-use super::{Coll, CountSum, Horizon, MONEY, ProductsArranged, WindowFacts, minute_position, minute_start, view};
-use crate::datum::{ColumnType, Micros, RelationSpec, col};
+use super::{Coll, CountSum, Horizon, MONEY, ProductsArranged, WindowFacts, minute_position, minute_start};
+use crate::datum::{ColumnType, Micros};
 use crate::money::MoneySum;
 use crate::operators::{left_join_unique, prefix_fold_at};
+use crate::relation::relation;
 use ColumnType::{Int32, Int64, Text};
 
-pub(super) static SALES_PROFIT: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "sales_profit",
-        vec![
-            col("product_id", Int32),
-            col("product_name", Text),
-            col("total_orders", Int64),
-            col("revenue_estimate", MONEY),
-        ],
-    )
-});
-
-/// `(product_id, product_name, total_orders, revenue_estimate)`.
-type SalesRow = (Option<i32>, Option<String>, Option<i64>, Option<Decimal>);
+relation! {
+    /// A row of `sales_profit`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct SalesProfit: view "sales_profit" {
+        pub product_id: Option<i32> = Int32,
+        pub product_name: Option<String> = Text,
+        pub total_orders: Option<i64> = Int64,
+        pub revenue_estimate: Option<Decimal> = MONEY,
+    }
+}
 
 /// ```sql
 /// CREATE MATERIALIZED VIEW sales_profit AS
@@ -62,7 +58,7 @@ pub(super) fn sales_profit<'s>(
     product_inventory: Coll<'s, ProductInventory>,
     products: &ProductsArranged<'s>,
     horizon: &Horizon<'s>,
-) -> Coll<'s, SalesRow> {
+) -> Coll<'s, SalesProfit> {
     // SUM(o.quantity) per product, NULL when every quantity is NULL.
     let order_totals = orders
         .clone()
@@ -122,15 +118,25 @@ pub(super) fn sales_profit<'s>(
         Some((*product_id, (total, sum.and_then(MoneySum::total))))
     });
     // LEFT JOIN product_inventory for the name.
-    let named = sales
-        .clone()
-        .flat_map(|(product_id, totals)| product_id.map(|id| (id, totals)))
-        .join_core(products.clone(), |&id, &(total, revenue), p| {
-            Some((Some(id), p.product_name.clone(), total, revenue))
-        });
-    let unnamed = sales
-        .antijoin(product_inventory.map(|p| Some(p.product_id)))
-        .map(|(product_id, (total, revenue))| (product_id, None, total, revenue));
+    let named = sales.clone().flat_map(|(product_id, totals)| product_id.map(|id| (id, totals))).join_core(
+        products.clone(),
+        |&id, &(total_orders, revenue_estimate), p| {
+            Some(SalesProfit {
+                product_id: Some(id),
+                product_name: p.product_name.clone(),
+                total_orders,
+                revenue_estimate,
+            })
+        },
+    );
+    let unnamed = sales.antijoin(product_inventory.map(|p| Some(p.product_id))).map(
+        |(product_id, (total_orders, revenue_estimate))| SalesProfit {
+            product_id,
+            product_name: None,
+            total_orders,
+            revenue_estimate,
+        },
+    );
     named.concat(unnamed)
 }
 

@@ -1,8 +1,6 @@
 //! Stock views: per-minute purchase and restock totals (`minute_join`) and the
 //! running inventory with its stock level category (`product_stock_status`).
 
-use std::sync::LazyLock;
-
 use differential_dataflow::operators::CountTotal;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -11,48 +9,22 @@ use super::inputs::{ProductInventory, PurchasedQuantity, Restock};
 use super::price_rules::StockCategory;
 use super::{
     Coll, CountSum, Horizon, MONEY, MinuteFlows, ProductsArranged, WHOLE, minute_position, minute_start,
-    position_minute, view, window_end,
+    position_minute, window_end,
 };
-use crate::datum::{ColumnType, Micros, RelationSpec, col};
+use crate::datum::{ColumnType, Micros};
 use crate::operators::{left_join_unique, prefix_fold_at};
+use crate::relation::relation;
 use ColumnType::{Int32, Int64, Text, TimestampTz};
 
-pub(super) static MINUTE_JOIN: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "minute_join",
-        vec![
-            col("product_id", Int32),
-            col("window_start", TimestampTz),
-            col("total_purchased", Int64),
-            col("total_restocked", Int64),
-        ],
-    )
-});
-pub(super) static PRODUCT_STOCK_STATUS: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "product_stock_status",
-        vec![
-            col("product_id", Int32),
-            col("product_name", Text),
-            col("inventory_window", TimestampTz),
-            col("current_inventory", WHOLE),
-            col("base_price", MONEY),
-            col("reorder_threshold", Int32),
-            col("stock_level_category", Text),
-        ],
-    )
-});
-
-/// One row of `product_stock_status`, kept typed for `dynamic_pricing_enriched`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct StockStatus {
-    pub product_id: i32,
-    pub product_name: Option<String>,
-    pub inventory_window: Option<Micros>,
-    pub current_inventory: Option<i64>,
-    pub base_price: Option<Decimal>,
-    pub reorder_threshold: Option<i32>,
-    pub category: StockCategory,
+relation! {
+    /// A row of `minute_join`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct MinuteJoin: view "minute_join" {
+        pub product_id: i32 = Int32,
+        pub window_start: Micros = TimestampTz,
+        pub total_purchased: i64 = Int64,
+        pub total_restocked: i64 = Int64,
+    }
 }
 
 /// ```sql
@@ -120,6 +92,20 @@ pub(super) fn running_inventory<'s>(
         .map(|((position, product_id), net)| (product_id, (position_minute(position - 1), net)))
 }
 
+relation! {
+    /// A row of `product_stock_status`, kept as the records `dynamic_pricing_enriched` reads.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct ProductStockStatus: view "product_stock_status" {
+        pub product_id: i32 = Int32,
+        pub product_name: Option<String> = Text,
+        pub inventory_window: Option<Micros> = TimestampTz,
+        pub current_inventory: Option<Decimal> = WHOLE,
+        pub base_price: Option<Decimal> = MONEY,
+        pub reorder_threshold: Option<i32> = Int32,
+        pub stock_level_category: StockCategory = Text,
+    }
+}
+
 /// ```sql
 /// CREATE MATERIALIZED VIEW product_stock_status AS
 /// WITH inventory_updates AS (
@@ -141,7 +127,7 @@ pub(super) fn product_stock_status<'s>(
     running_net: Coll<'s, (i32, (Micros, i64))>,
     active_products: Coll<'s, i32>,
     products: &ProductsArranged<'s>,
-) -> Coll<'s, StockStatus> {
+) -> Coll<'s, ProductStockStatus> {
     let with_windows = running_net.join_core(products.clone(), |_id, &(window, net), p| {
         Some(stock_status(p, Some(window), p.stock_level.map(|s| s as i64 + net)))
     });
@@ -153,18 +139,19 @@ pub(super) fn product_stock_status<'s>(
     with_windows.concat(without_windows)
 }
 
+/// The `product_stock_status` row of product `p` in `window`, at `current_inventory`.
 pub(super) fn stock_status(
     p: &ProductInventory,
     window: Option<Micros>,
     current_inventory: Option<i64>,
-) -> StockStatus {
-    StockStatus {
+) -> ProductStockStatus {
+    ProductStockStatus {
         product_id: p.product_id,
         product_name: p.product_name.clone(),
         inventory_window: window,
-        current_inventory,
+        current_inventory: current_inventory.map(Decimal::from),
         base_price: p.base_price,
         reorder_threshold: p.reorder_threshold,
-        category: StockCategory::of(current_inventory),
+        stock_level_category: StockCategory::of(current_inventory),
     }
 }

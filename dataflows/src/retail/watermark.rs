@@ -1,19 +1,23 @@
 //! `retail_watermark`: the pipeline's event-time clock and how many events came too
 //! late to be kept.
 
-use std::sync::LazyLock;
+use serde::{Deserialize, Serialize};
 
-use super::{Coll, Horizon, view};
-use crate::datum::{ColumnType, Micros, RelationSpec, col};
+use super::{Coll, Horizon};
+use crate::datum::{ColumnType, Micros};
 use crate::operators::left_join_unique;
+use crate::relation::relation;
 use ColumnType::{Int64, TimestampTz};
 
-pub(super) static RETAIL_WATERMARK: LazyLock<RelationSpec> = LazyLock::new(|| {
-    view(
-        "retail_watermark",
-        vec![col("watermark", TimestampTz), col("horizon", TimestampTz), col("late_events", Int64)],
-    )
-});
+relation! {
+    /// The row of `retail_watermark`.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub struct RetailWatermark: view "retail_watermark" {
+        pub watermark: Micros = TimestampTz,
+        pub horizon: Option<Micros> = TimestampTz,
+        pub late_events: i64 = Int64,
+    }
+}
 
 /// `retail_watermark(watermark, horizon, late_events)`: diffmart's own view, like
 /// `casino_watermark`: one row once the first retail event has arrived. `watermark`
@@ -29,13 +33,14 @@ pub(super) static RETAIL_WATERMARK: LazyLock<RelationSpec> = LazyLock::new(|| {
 pub(super) fn retail_watermark<'s>(
     horizon: &Horizon<'s>,
     late_events: Coll<'s, ((), isize)>,
-) -> Coll<'s, (Micros, Option<Micros>, i64)> {
+) -> Coll<'s, RetailWatermark> {
     /// 0001-01-01T00:00:00Z: earlier horizons (absurd retentions) are shown as NULL.
     const YEAR_ONE: Micros = -62_135_596_800 * crate::datum::MICROS_PER_SECOND;
     let retention = horizon.retention;
-    let row = move |watermark: Micros, late: isize| {
-        let shown = watermark.checked_sub(retention).filter(|h| *h >= YEAR_ONE);
-        (watermark, shown, late as i64)
+    let row = move |watermark: Micros, late: isize| RetailWatermark {
+        watermark,
+        horizon: watermark.checked_sub(retention).filter(|h| *h >= YEAR_ONE),
+        late_events: late as i64,
     };
     let watermark = horizon.clock.watermark().map(|w| ((), w));
     left_join_unique(watermark.arrange_by_key(), late_events.arrange_by_key(), move |_, &w, late| {
