@@ -6,12 +6,12 @@
 pub mod boundary;
 pub mod casino;
 pub mod datum;
+pub use datum::relation;
 pub mod ecommerce;
 pub mod inventory;
 pub mod money;
 pub mod operators;
 pub mod pricing;
-pub mod relation;
 pub mod retail;
 pub mod system;
 

@@ -130,9 +130,7 @@ fn first_sighting_adds_the_product_with_its_stock_alert() {
     let prices: Vec<(f64, f64)> = out
         .iter()
         .filter_map(|(c, _)| match c {
-            InventoryChange::Event(e) if e.product_id == "A" => {
-                Some((e.previous_price.get(), e.current_price.get()))
-            }
+            InventoryChange::Event(e) if e.product_id == "A" => Some((e.previous_price.get(), e.current_price.get())),
             _ => None,
         })
         .collect();
@@ -150,15 +148,9 @@ fn updates_follow_the_table() {
     assert_eq!(kinds(&out), vec!["INVENTORY_DECREASED"]);
     assert!(alerts(&out).is_empty());
     let out = step(&mut book, 7, 100.0, 2);
-    assert_eq!(
-        (kinds(&out), alerts(&out)),
-        (vec!["INVENTORY_DECREASED".into()], vec![pair("LOW_STOCK", "WARNING")])
-    );
+    assert_eq!((kinds(&out), alerts(&out)), (vec!["INVENTORY_DECREASED".into()], vec![pair("LOW_STOCK", "WARNING")]));
     let out = step(&mut book, 9, 100.0, 3);
-    assert_eq!(
-        (kinds(&out), alerts(&out)),
-        (vec!["INVENTORY_INCREASED".into()], vec![pair("LOW_STOCK", "WARNING")])
-    );
+    assert_eq!((kinds(&out), alerts(&out)), (vec!["INVENTORY_INCREASED".into()], vec![pair("LOW_STOCK", "WARNING")]));
     let out = step(&mut book, 5, 100.0, 4);
     assert_eq!(alerts(&out), vec![pair("LOW_STOCK", "CRITICAL")]);
     let out = step(&mut book, 0, 100.0, 5);
@@ -209,10 +201,8 @@ fn orders_deduct_clamp_and_reject() {
         vec![("OUT_OF_STOCK".into(), 4, 0, "Order o4: Insufficient inventory (ordered: 10, available: 4)".into())]
     );
     assert_eq!(alerts(&out), vec![pair("OUT_OF_STOCK", "CRITICAL")]);
-    let out = run(
-        &mut book,
-        vec![order("o5", "nope", 1, T0 + 6), order("", "A", 1, T0 + 6), order("o6", "A", 0, T0 + 6)],
-    );
+    let out =
+        run(&mut book, vec![order("o5", "nope", 1, T0 + 6), order("", "A", 1, T0 + 6), order("o6", "A", 0, T0 + 6)]);
     let reasons: Vec<String> = out
         .iter()
         .filter_map(|(c, _)| match c {
@@ -225,11 +215,8 @@ fn orders_deduct_clamp_and_reject() {
         reasons,
         vec!["Order without orderId", "Unknown product nope", "Order o6: quantity must be positive, got 0"]
     );
-    let counted: isize = out
-        .iter()
-        .filter(|(c, _)| matches!(c, InventoryChange::Rejected(RejectionKind::Order)))
-        .map(|(_, d)| d)
-        .sum();
+    let counted: isize =
+        out.iter().filter(|(c, _)| matches!(c, InventoryChange::Rejected(RejectionKind::Order))).map(|(_, d)| d).sum();
     assert_eq!(counted, 3);
     assert!(events(&out).is_empty());
 }
@@ -261,9 +248,7 @@ fn inventory_current_is_replaced_once_per_batch() {
 fn stale_after_an_hour_of_clock_once_until_the_next_update() {
     let mut book = InventoryBook::new(24 * 60 * MINUTE);
     run(&mut book, vec![product("A", 20, 10.0, T0), product("B", 20, 10.0, T0 + 30 * MINUTE)]);
-    assert!(
-        kinds(&run(&mut book, vec![order("o1", "B", 1, T0 + 59 * MINUTE)])).iter().all(|k| k != "STALE_INVENTORY")
-    );
+    assert!(kinds(&run(&mut book, vec![order("o1", "B", 1, T0 + 59 * MINUTE)])).iter().all(|k| k != "STALE_INVENTORY"));
     let out = run(&mut book, vec![order("o2", "B", 1, T0 + 60 * MINUTE)]);
     let stale: Vec<(String, Micros)> = out
         .iter()

@@ -1,7 +1,7 @@
 //! Declaring a relation once: [`relation!`] turns one struct declaration into the
 //! record type, its [`RelationSpec`] and its row conversion ([`Record`]).
 //!
-//! ```ignore
+//! ```text
 //! relation! {
 //!     /// `web_clicks` (Kafka topic `web_clicks`).
 //!     #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
