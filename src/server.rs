@@ -17,6 +17,7 @@ use crate::http::{AppState, HttpConfig};
 use crate::sinks::kafka::{KafkaSink, KafkaSinks};
 use crate::sources::kafka::{KafkaConfig, KafkaSources};
 use crate::sources::{self, GeneratorConfig};
+use diffmart_dataflows::datum::RelationSpec;
 
 /// Runs the command line's command: the server, `produce` or `bench`.
 pub fn main() -> ExitCode {
@@ -73,9 +74,10 @@ fn run(options: Options) -> anyhow::Result<()> {
     let _kafka = start_kafka(&engine, &options, compute.workers)?;
     let start = options.generator_start.unwrap_or_else(sources::now_micros);
     // The catalog goes in before the generator starts, which then orders from it.
-    if let Some(path) = &options.catalog {
-        crate::pipelines::inventory::catalog::load_catalog(&engine, path, start)?;
-    }
+    let catalog = match &options.catalog {
+        Some(path) => crate::pipelines::inventory::catalog::load_catalog(&engine, path, start)?,
+        None => Vec::new(),
+    };
     let mut http = axum::Router::new();
     if !options.no_generator {
         let config = GeneratorConfig {
@@ -84,7 +86,9 @@ fn run(options: Options) -> anyhow::Result<()> {
             rate: options.generator_rate,
             events: options.generator_events,
         };
-        let generator = sources::spawn_generator(engine.clone(), config, crate::pipelines::simulations)?;
+        let held = |spec: &RelationSpec| crate::pipelines::inventory::catalog::held_rows(&catalog, spec);
+        let simulations = crate::pipelines::simulations(&config, &held);
+        let generator = sources::spawn_generator(engine.clone(), config, simulations)?;
         http = http.merge(crate::http::generator::routes(generator.control));
     }
     tracing::info!(

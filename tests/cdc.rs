@@ -396,12 +396,9 @@ async fn source_owns_its_tables() {
     assert!(rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("100"))));
 
     // The generator writes its streams but neither the catalog nor orders.
-    let generator = spawn_generator(
-        mirror.engine.clone(),
-        GeneratorConfig { seed: 3, start: 1_750_000_000_000_000, rate: Some(5000.0), events: Some(400) },
-        diffmart::pipelines::simulations,
-    )
-    .unwrap();
+    let config = GeneratorConfig { seed: 3, start: 1_750_000_000_000_000, rate: Some(5000.0), events: Some(400) };
+    let simulations = diffmart::pipelines::simulations(&config, &diffmart::sources::nothing_held);
+    let generator = spawn_generator(mirror.engine.clone(), config, simulations).unwrap();
     tokio::task::block_in_place(|| generator.join().unwrap());
     let purchases = mirror.engine.catalog().id("purchases").unwrap();
     let wait = Instant::now() + Duration::from_secs(10);

@@ -722,7 +722,7 @@ fn the_original_catalog_loads_and_is_queryable_over_pgwire() {
     let engine = start_engine(2, None);
     let loaded =
         diffmart::pipelines::inventory::catalog::load_catalog(&engine, std::path::Path::new(CATALOG_FILE), T0).unwrap();
-    assert_eq!(loaded, 200);
+    assert_eq!(loaded.len(), 200);
     assert_eq!(
         support::query(
             &engine,
@@ -750,7 +750,11 @@ fn the_original_catalog_loads_and_is_queryable_over_pgwire() {
 
     // The generator then orders from the file's products.
     let config = diffmart::sources::GeneratorConfig { seed: 4, start: T0, rate: Some(100_000.0), events: Some(20_000) };
-    diffmart::sources::spawn_generator(engine.clone(), config, diffmart::pipelines::simulations).unwrap();
+    let held = |spec: &diffmart_dataflows::datum::RelationSpec| {
+        diffmart::pipelines::inventory::catalog::held_rows(&loaded, spec)
+    };
+    let simulations = diffmart::pipelines::simulations(&config, &held);
+    diffmart::sources::spawn_generator(engine.clone(), config, simulations).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while support::query(&engine, "SELECT status FROM diffmart_sources WHERE kind = 'generator'")
         != vec![vec![text("finished")]]

@@ -837,12 +837,10 @@ fn a_port_in_use_is_a_one_line_error_and_exit_status_1() {
 #[test]
 fn the_generator_prices_the_catalog() {
     let engine = start_engine(1, None);
-    diffmart::sources::spawn_generator(
-        engine.clone(),
-        diffmart::sources::GeneratorConfig { seed: 1, start: START, rate: Some(100_000.0), events: Some(3000) },
-        diffmart::pipelines::simulations,
-    )
-    .unwrap();
+    let config =
+        diffmart::sources::GeneratorConfig { seed: 1, start: START, rate: Some(100_000.0), events: Some(3000) };
+    let simulations = diffmart::pipelines::simulations(&config, &diffmart::sources::nothing_held);
+    diffmart::sources::spawn_generator(engine.clone(), config, simulations).unwrap();
     wait_for("the generator to finish", Duration::from_secs(60), || {
         rows(&engine, SourceStatus::spec().name).iter().any(|r| SourceStatus::from_row(r).unwrap().status == "finished")
     });

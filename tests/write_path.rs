@@ -129,12 +129,11 @@ async fn sql_inserts_of_the_generators_ids_stay(workers: usize) {
         client.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    let generator = spawn_generator(
-        engine.clone(),
-        GeneratorConfig { seed: SEED, start: START, rate: Some(100_000.0), events: Some(EVENTS) },
-        diffmart::pipelines::simulations,
-    )
-    .unwrap();
+    let config = GeneratorConfig { seed: SEED, start: START, rate: Some(100_000.0), events: Some(EVENTS) };
+
+    let simulations = diffmart::pipelines::simulations(&config, &diffmart::sources::nothing_held);
+
+    let generator = spawn_generator(engine.clone(), config, simulations).unwrap();
     tokio::task::block_in_place(|| generator.join().unwrap());
     // Everything the generator handed over is visible once a later write is.
     engine.apply(Vec::new()).await.unwrap();

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use diffmart_dataflows::datum::{Micros, RelationKind, RelationSpec};
+use diffmart_dataflows::datum::{Micros, RelationKind};
 use diffmart_dataflows::system::SourceStatus;
 
 pub use self::clock::now_micros;
@@ -51,14 +51,15 @@ impl Generator {
 }
 
 /// Loads the bootstrap rows of `simulations` (e.g. `pipelines::simulations`, every
-/// pipeline's), then streams their events on a thread.
+/// pipeline's), then streams their events on a thread. It only writes: what the
+/// simulations continue from (a loaded catalog) is given to them by whoever builds them.
 ///
 /// Tables another source owns (see [`Engine::claim_relations`], e.g. CDC mirrors) are
 /// left alone: their rows and events are skipped, so claim them before this runs.
 pub fn spawn_generator(
     engine: Arc<Engine>,
     config: GeneratorConfig,
-    simulations: impl FnOnce(&GeneratorConfig, HeldRows<'_>) -> Vec<Simulation>,
+    simulations: Vec<Simulation>,
 ) -> anyhow::Result<Generator> {
     let ids: Vec<(&'static str, usize)> = engine.catalog().iter().map(|(id, spec)| (spec.name, id)).collect();
     let owned: std::collections::HashSet<usize> =
@@ -77,9 +78,6 @@ pub fn spawn_generator(
     let generated = move |id: usize, row| {
         if tables.contains(&id) { Update::insert_if_absent(id, row) } else { Update::insert(id, row) }
     };
-    let held =
-        |spec: &RelationSpec| engine.catalog().id(spec.name).map(|id| engine.snapshot().rows(id)).unwrap_or_default();
-    let simulations = simulations(&config, &held);
     let mut bootstrap = Vec::new();
     for event in simulations.iter().flat_map(|s| &s.bootstrap) {
         let id = relation(event.relation)?;

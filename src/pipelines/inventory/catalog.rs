@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use diffmart_dataflows::datum::{Micros, Record};
+use diffmart_dataflows::datum::{Micros, Record, RelationSpec, Row};
 use diffmart_dataflows::inventory::ProductUpdate;
 use serde_json::Value;
 
@@ -28,13 +28,19 @@ pub fn load_catalog_file(path: &Path, load_time: Micros) -> anyhow::Result<Vec<P
         .collect()
 }
 
-/// Loads a catalog file into `product_updates`, whoever else feeds it; returns how
-/// many products it held.
-pub fn load_catalog(engine: &Engine, path: &Path, load_time: Micros) -> anyhow::Result<usize> {
+/// Loads a catalog file into `product_updates`, whoever else feeds it; returns the
+/// products it held (for the generator to order from, see [`held_rows`]).
+pub fn load_catalog(engine: &Engine, path: &Path, load_time: Micros) -> anyhow::Result<Vec<ProductUpdate>> {
     let products = load_catalog_file(path, load_time)?;
     let id = engine.catalog().id(ProductUpdate::spec().name).context("no relation product_updates")?;
     let updates: Vec<Update> = products.iter().map(|p| Update::insert(id, p.to_row())).collect();
     engine.apply_blocking(updates).map_err(|e| anyhow::anyhow!("loading the catalog {}: {e}", path.display()))?;
     tracing::info!(products = products.len(), file = %path.display(), "catalog loaded");
-    Ok(products.len())
+    Ok(products)
+}
+
+/// A loaded catalog as the rows the simulations continue from (`HeldRows`): the
+/// products in `product_updates`, nothing in any other relation.
+pub fn held_rows(products: &[ProductUpdate], spec: &RelationSpec) -> Vec<Row> {
+    if spec.name == ProductUpdate::spec().name { products.iter().map(Record::to_row).collect() } else { Vec::new() }
 }
