@@ -13,6 +13,7 @@ pub mod arrow;
 pub mod catalog;
 mod changes;
 mod events;
+pub mod log;
 mod packed_row;
 pub mod store;
 pub mod writes;
