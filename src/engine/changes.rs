@@ -100,6 +100,63 @@ impl PackedChanges {
         self.entries.sort_by_key(|e| (e.diff > 0, e.relation, e.event_time));
     }
 
+    /// How many changes there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends these changes to `out` as the input log keeps them: the count, then
+    /// per change its relation (u32), difference and event time (i64) and packed
+    /// length (u32), then the packed rows one after another; little-endian.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(4 + self.entries.len() * ENCODED_ENTRY + self.bytes.len());
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&(e.relation as u32).to_le_bytes());
+            out.extend_from_slice(&(e.diff as i64).to_le_bytes());
+            out.extend_from_slice(&e.event_time.to_le_bytes());
+            out.extend_from_slice(&((e.end - e.start) as u32).to_le_bytes());
+        }
+        for e in &self.entries {
+            out.extend_from_slice(&self.bytes[e.start..e.end]);
+        }
+    }
+
+    /// Reads what [`PackedChanges::encode`] wrote at the start of `bytes`; returns the
+    /// changes and the bytes that follow them. `relations` bounds the relation ids.
+    pub fn decode(bytes: &[u8], relations: usize) -> Result<(PackedChanges, &[u8]), String> {
+        let (count, mut rest) = take_u32(bytes)?;
+        let count = count as usize;
+        if count.saturating_mul(ENCODED_ENTRY) > rest.len() {
+            return Err(format!("{count} changes do not fit in {} bytes", rest.len()));
+        }
+        let mut entries = Vec::with_capacity(count);
+        let mut total = 0usize;
+        for _ in 0..count {
+            let (relation, r) = take_u32(rest)?;
+            let (diff, r) = take_i64(r)?;
+            let (event_time, r) = take_i64(r)?;
+            let (len, r) = take_u32(r)?;
+            rest = r;
+            let relation = relation as usize;
+            if relation >= relations {
+                return Err(format!("relation id {relation} is not in the catalog ({relations} relations)"));
+            }
+            let start = total;
+            total += len as usize;
+            entries.push(Entry { relation, diff: diff as isize, event_time, start, end: total });
+        }
+        if total > rest.len() {
+            return Err(format!("{total} bytes of rows do not fit in {} bytes", rest.len()));
+        }
+        let (rows, rest) = rest.split_at(total);
+        Ok((PackedChanges { bytes: rows.to_vec(), entries }, rest))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = PackedChange<'_>> + '_ {
         self.entries.iter().map(|e| PackedChange {
             relation: e.relation,
@@ -107,6 +164,25 @@ impl PackedChanges {
             diff: e.diff,
             event_time: e.event_time,
         })
+    }
+}
+
+/// Bytes of one change's header in [`PackedChanges::encode`].
+const ENCODED_ENTRY: usize = 4 + 8 + 8 + 4;
+
+/// The little-endian `u32` at the start of `bytes`, and the bytes after it.
+pub fn take_u32(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
+    match bytes.split_first_chunk::<4>() {
+        Some((head, rest)) => Ok((u32::from_le_bytes(*head), rest)),
+        None => Err("cut short".into()),
+    }
+}
+
+/// The little-endian `i64` at the start of `bytes`, and the bytes after it.
+pub fn take_i64(bytes: &[u8]) -> Result<(i64, &[u8]), String> {
+    match bytes.split_first_chunk::<8>() {
+        Some((head, rest)) => Ok((i64::from_le_bytes(*head), rest)),
+        None => Err("cut short".into()),
     }
 }
 
@@ -161,6 +237,23 @@ mod tests {
                 (view, vec![Datum::Int32(2)], 1),
             ]
         );
+    }
+
+    /// What the input log keeps reads back as the same changes.
+    #[test]
+    fn encoded_changes_decode_to_the_same_changes() {
+        let mut changes = PackedChanges::default();
+        changes.push(2, &[Datum::Int32(7), Datum::Text("seven".into()), Datum::Null], 1, 40);
+        changes.push(0, &[Datum::Numeric(Decimal::new(-1205, 2))], -3, 0);
+        let mut bytes = Vec::new();
+        changes.encode(&mut bytes);
+        bytes.extend_from_slice(b"after");
+        let (decoded, rest) = PackedChanges::decode(&bytes, 3).unwrap();
+        assert_eq!(rest, b"after");
+        assert_eq!(rows(&decoded), rows(&changes));
+        assert_eq!(decoded.iter().map(|c| c.event_time).collect::<Vec<_>>(), vec![40, 0]);
+        assert!(PackedChanges::decode(&bytes, 2).unwrap_err().contains("relation id 2"));
+        assert!(PackedChanges::decode(&bytes[..bytes.len() - 12], 3).is_err());
     }
 
     /// Rows equal as datums are one row whatever their decimals' scales, as in a

@@ -114,10 +114,11 @@ pub struct Replayed {
     last_segment: Option<(u64, PathBuf, u64)>,
 }
 
-/// Reads every record of the log in `dir` in time order, handing each to `record`.
+/// Reads every record of the log in `dir` in time order, handing each to `record`
+/// (whose error, a record it cannot read, stops the replay naming file and offset).
 /// Drops a torn last record (truncating the segment before it); anything else wrong
 /// is an error naming the file and offset.
-pub fn replay(dir: &Path, mut record: impl FnMut(u64, &[u8])) -> Result<Replayed, LogError> {
+pub fn replay(dir: &Path, mut record: impl FnMut(u64, &[u8]) -> Result<(), String>) -> Result<Replayed, LogError> {
     let segments = segments(dir)?;
     let mut next_time = 0u64;
     let mut last_segment = None;
@@ -183,7 +184,7 @@ pub fn replay(dir: &Path, mut record: impl FnMut(u64, &[u8])) -> Result<Replayed
             if time < next_time || (first_in_segment && time < *first) {
                 return Err(corrupt(at, format!("time {time} after time {}", next_time.saturating_sub(1))));
             }
-            record(time, &body[8..]);
+            record(time, &body[8..]).map_err(|why| corrupt(at, why))?;
             next_time = time + 1;
             first_in_segment = false;
             at = end;
@@ -219,6 +220,9 @@ pub struct Durability {
     state: Mutex<SyncState>,
     /// Wakes the sync thread (something appended) and the waiters (durable advanced).
     changed: Condvar,
+    /// The durable upper and, once the log takes no more, why (failed or closed):
+    /// for waiters on an async runtime.
+    watch: tokio::sync::watch::Sender<(u64, Option<String>)>,
 }
 
 impl Durability {
@@ -232,7 +236,21 @@ impl Durability {
             if state.durable > time {
                 return Ok(());
             }
+            if state.closed && state.durable == state.appended {
+                return Err(LogError::Poisoned("the input log was closed".into()));
+            }
             state = self.changed.wait(state).expect("log state");
+        }
+    }
+
+    /// Waits until every record up to `time` is on disk, without blocking a thread.
+    pub async fn wait_async(&self, time: u64) -> Result<(), LogError> {
+        let mut watch = self.watch.subscribe();
+        let reached = watch.wait_for(|(upper, end)| *upper > time || end.is_some()).await;
+        match reached.as_deref() {
+            Ok((upper, _)) if *upper > time => Ok(()),
+            Ok((_, end)) => Err(LogError::Poisoned(end.clone().unwrap_or_default())),
+            Err(_) => Err(LogError::Poisoned("the log was closed".into())),
         }
     }
 
@@ -244,8 +262,9 @@ impl Durability {
     fn poison(&self, why: String) {
         let mut state = self.state.lock().expect("log state");
         tracing::error!("the input log failed: {why}");
-        state.poisoned.get_or_insert(why);
+        let why = state.poisoned.get_or_insert(why).clone();
         self.changed.notify_all();
+        self.watch.send_modify(|(_, end)| *end = Some(why));
     }
 
     /// The sync thread's loop: until closed, syncs what was appended and advances `durable`.
@@ -277,6 +296,7 @@ impl Durability {
             let mut state = self.state.lock().expect("log state");
             state.durable = state.durable.max(upper);
             self.changed.notify_all();
+            self.watch.send_modify(|(upper, _)| *upper = state.durable);
         }
     }
 }
@@ -317,6 +337,7 @@ impl LogWriter {
                 closed: false,
             }),
             changed: Condvar::new(),
+            watch: tokio::sync::watch::channel((replayed.next_time, None)).0,
         });
         let syncing = durability.clone();
         let sync_thread = std::thread::Builder::new()
@@ -394,6 +415,10 @@ impl Drop for LogWriter {
         if let Some(thread) = self.sync_thread.take() {
             let _ = thread.join();
         }
+        // Whoever waits for a time never appended waits no more.
+        self.durability.watch.send_modify(|(_, end)| {
+            end.get_or_insert_with(|| "the input log was closed".into());
+        });
     }
 }
 
@@ -410,12 +435,15 @@ mod tests {
 
     fn read_all(dir: &Path) -> Result<(Vec<(u64, Vec<u8>)>, u64), LogError> {
         let mut records = Vec::new();
-        let replayed = replay(dir, |time, payload| records.push((time, payload.to_vec())))?;
+        let replayed = replay(dir, |time, payload| {
+            records.push((time, payload.to_vec()));
+            Ok(())
+        })?;
         Ok((records, replayed.next_time))
     }
 
     fn write(dir: &Path, times: std::ops::Range<u64>) {
-        let replayed = replay(dir, |_, _| {}).unwrap();
+        let replayed = replay(dir, |_, _| Ok(())).unwrap();
         let mut log = LogWriter::open(dir, &replayed).unwrap();
         for time in times {
             log.append(time, format!("batch {time}").as_bytes()).unwrap();
@@ -488,7 +516,7 @@ mod tests {
     #[test]
     fn segments_roll_and_replay_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let replayed = replay(dir.path(), |_, _| {}).unwrap();
+        let replayed = replay(dir.path(), |_, _| Ok(())).unwrap();
         let mut log = LogWriter::open(dir.path(), &replayed).unwrap();
         let payload = vec![7u8; 1 << 20];
         for time in 0..70 {
@@ -501,6 +529,7 @@ mod tests {
         let replayed = replay(dir.path(), |time, p| {
             assert_eq!(p.len(), 1 << 20);
             times.push(time);
+            Ok(())
         })
         .unwrap();
         assert_eq!(times, (0..70).collect::<Vec<_>>());
@@ -510,7 +539,7 @@ mod tests {
     #[test]
     fn durable_waits_for_the_sync() {
         let dir = tempfile::tempdir().unwrap();
-        let replayed = replay(dir.path(), |_, _| {}).unwrap();
+        let replayed = replay(dir.path(), |_, _| Ok(())).unwrap();
         let mut log = LogWriter::open(dir.path(), &replayed).unwrap();
         let durability = log.durability();
         let waiter = std::thread::spawn(move || durability.wait(4));

@@ -4,21 +4,23 @@
 //!   the one write path ([`writes`]: keys checked, upserts resolved, in arrival
 //!   order), then hands the resulting row changes to compute;
 //! - the [`Store`] keeps the published contents of every relation as snapshots;
-//! - [`Engine::apply`] and [`Engine::write`] wait until a write is visible before
-//!   acknowledging it; [`TableWriter`] serialises SQL statements that read a table
+//! - [`Engine::apply`] and [`Engine::write`] wait until a write is visible (and, with
+//!   a data directory, on disk: [`log`], [`recovery`]) before acknowledging it; [`TableWriter`] serialises SQL statements that read a table
 //!   before writing it;
 //! - tables a source owns (CDC mirrors) refuse SQL writes: the source is their one writer.
 
 pub mod arrow;
 pub mod catalog;
 mod changes;
+pub mod data_dir;
 mod events;
 pub mod log;
 mod packed_row;
+pub mod recovery;
 pub mod store;
 pub mod writes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -31,6 +33,9 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
 use self::changes::PackedInputs;
+pub use self::data_dir::DataDir;
+use self::log::{Durability, LogWriter};
+pub use self::recovery::SourcePositions;
 pub use self::store::{ChangeBatch, RelationRows, Snapshot, Store};
 use self::writes::{KeyedWrites, RowChange, SettledTables};
 pub use self::writes::{Op, Update};
@@ -56,8 +61,19 @@ impl std::fmt::Display for SqlError {
 }
 impl std::error::Error for SqlError {}
 
+/// What a source has read up to with a request's updates: its key and position (see
+/// [`SourcePositions`]). Logged with the batch the updates go out in.
+pub type SourcePosition = (String, i64);
+
+enum IngestMessage {
+    Request(IngestRequest),
+    /// Send out what was gathered, close the log and stop (a clean shutdown).
+    Close,
+}
+
 struct IngestRequest {
     updates: Vec<Update>,
+    positions: Vec<SourcePosition>,
     /// Whether the tables' rules apply (rows a delete implies): writes of clients.
     table_rules: bool,
     /// Where to say the logical time the updates got, or why they were refused.
@@ -103,7 +119,7 @@ impl QueueRoom {
 /// A handle for sources: sends updates to compute. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
-    requests: UnboundedSender<IngestRequest>,
+    requests: UnboundedSender<IngestMessage>,
     room: Arc<QueueRoom>,
     /// The upper of what readers see (the store's visible upper).
     visible: tokio::sync::watch::Receiver<Option<Time>>,
@@ -114,21 +130,33 @@ impl Ingest {
     /// For updates that cannot be refused (events, upserts, deletes by key, inserts
     /// if absent): a refused request is logged as an error and dropped.
     pub fn send(&self, updates: Vec<Update>) {
+        self.send_from(updates, Vec::new());
+    }
+
+    /// [`Ingest::send`], for a source that has read up to `positions` with these
+    /// updates: the positions are logged with them, to resume from after a restart.
+    pub fn send_from(&self, updates: Vec<Update>, positions: Vec<SourcePosition>) {
         self.room.take(updates.len());
-        let _ = self.requests.send(IngestRequest { updates, table_rules: false, stamped: None });
+        let request = IngestRequest { updates, positions, table_rules: false, stamped: None };
+        let _ = self.requests.send(IngestMessage::Request(request));
     }
 
     /// Queues updates and returns the logical time they were given, or why the
     /// write path refused them (then none of them is applied).
     pub fn send_stamped(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
-        self.request(updates, false)
+        self.request(updates, Vec::new(), false)
     }
 
-    fn request(&self, updates: Vec<Update>, table_rules: bool) -> Result<Time, SqlError> {
+    /// [`Ingest::send_stamped`] with positions, as [`Ingest::send_from`].
+    pub fn send_stamped_from(&self, updates: Vec<Update>, positions: Vec<SourcePosition>) -> Result<Time, SqlError> {
+        self.request(updates, positions, false)
+    }
+
+    fn request(&self, updates: Vec<Update>, positions: Vec<SourcePosition>, table_rules: bool) -> Result<Time, SqlError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.room.take(updates.len());
-        let request = IngestRequest { updates, table_rules, stamped: Some(tx) };
-        self.requests.send(request).map_err(|_| shutting_down())?;
+        let request = IngestRequest { updates, positions, table_rules, stamped: Some(tx) };
+        self.requests.send(IngestMessage::Request(request)).map_err(|_| shutting_down())?;
         rx.recv().map_err(|_| shutting_down())?
     }
 
@@ -201,19 +229,20 @@ const TIMES_AHEAD_OF_STORE: Time = 6;
 ///
 /// The store gets its own copy of every batch (`to_store`), sent before compute sees
 /// it, so it is already there when compute reports the time complete.
-fn run_ingest(
-    mut requests: UnboundedReceiver<IngestRequest>,
-    room: Arc<QueueRoom>,
-    compute: Compute,
-    to_store: Sender<PackedInputs>,
-    store: Arc<Store>,
-    mut writes: KeyedWrites,
-) {
-    let mut visible = store.visible_upper();
-    let mut computed = compute.computed_upper();
+///
+/// With a data directory each batch is appended to the input log, with the positions
+/// its sources reached, before compute or the store sees it: nothing is visible that
+/// a restart would not replay. The append only writes; clients wait for the sync
+/// (`Engine::wait_durable`), sources do not. If the log fails, nothing more goes
+/// out: `failed` says why, and the server stops.
+fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMessage>) {
+    let mut visible = ingest.store.visible_upper();
+    let mut computed = ingest.compute.computed_upper();
     futures::executor::block_on(async move {
-        let mut time: Time = 0;
+        let mut time: Time = ingest.first_time;
         let mut gathered: Vec<RowChange> = Vec::new();
+        let mut positions: BTreeMap<String, i64> = BTreeMap::new();
+        let mut record = Vec::new();
         // Updates taken from the queue's room for the batch being gathered.
         let mut requested = 0;
         // Whether a request was stamped with `time`: an empty one (the engine's first
@@ -225,31 +254,47 @@ fn run_ingest(
             // TIMES_IN_FLIGHT before it, and the store has made the time
             // TIMES_AHEAD_OF_STORE before it visible (or compute has shut down, and the
             // batch goes nowhere).
-            let has_room = (time < TIMES_IN_FLIGHT || store::is_past(*computed.borrow(), time - TIMES_IN_FLIGHT))
-                && (time < TIMES_AHEAD_OF_STORE || store::is_past(*visible.borrow(), time - TIMES_AHEAD_OF_STORE));
+            let has_room = (time < ingest.first_time + TIMES_IN_FLIGHT
+                || store::is_past(*computed.borrow(), time - TIMES_IN_FLIGHT))
+                && (time < ingest.first_time + TIMES_AHEAD_OF_STORE
+                    || store::is_past(*visible.borrow(), time - TIMES_AHEAD_OF_STORE));
             if has_room && stamped_any {
                 stamped_any = false;
                 let updates = std::mem::take(&mut gathered);
-                let _ = to_store.send(store.pack_inputs(time, &updates));
-                compute.send(InputBatch { time, updates });
-                room.give_back(std::mem::take(&mut requested));
+                let packed = ingest.store.pack_inputs(time, &updates);
+                if let Some(log) = &mut ingest.log {
+                    record.clear();
+                    let positions: Vec<SourcePosition> = std::mem::take(&mut positions).into_iter().collect();
+                    recovery::encode_record(&positions, &packed.changes, &mut record);
+                    if let Err(e) = log.append(time, &record) {
+                        let why = format!("the input log failed, so diffmart takes no more writes: {e}");
+                        tracing::error!("{why}");
+                        ingest.failed.send_replace(Some(why));
+                        return;
+                    }
+                }
+                let _ = ingest.to_store.send(packed);
+                ingest.compute.send(InputBatch { time, updates });
+                ingest.room.give_back(std::mem::take(&mut requested));
                 time += 1;
                 continue;
             }
             tokio::select! {
                 biased;
-                request = requests.recv(), if open => match request {
-                    Some(request) => {
+                message = requests.recv(), if open => match message {
+                    Some(IngestMessage::Request(request)) => {
                         let count = request.updates.len();
-                        let mut settled = StoreTables { store: &store, snapshot: None };
+                        let mut settled = StoreTables { store: &ingest.store, snapshot: None };
                         let rules = request.table_rules.then(wall_clock_micros);
-                        let resolved = writes.resolve(request.updates, time, rules, &mut settled, &mut gathered);
+                        let resolved =
+                            ingest.writes.resolve(request.updates, time, rules, &mut settled, &mut gathered);
                         match resolved {
                             Ok(()) => {
                                 stamped_any = true;
                                 requested += count;
+                                positions.extend(request.positions);
                             }
-                            Err(_) => room.give_back(count),
+                            Err(_) => ingest.room.give_back(count),
                         }
                         match request.stamped {
                             Some(stamped) => {
@@ -262,8 +307,9 @@ fn run_ingest(
                             }
                         }
                     }
-                    // Every sender is gone: what was gathered still goes out.
-                    None => open = false,
+                    // Every sender is gone, or the engine closes: what was gathered
+                    // still goes out.
+                    Some(IngestMessage::Close) | None => open = false,
                 },
                 changed = visible.changed(), if !has_room => {
                     if changed.is_err() {
@@ -280,6 +326,20 @@ fn run_ingest(
     });
 }
 
+/// What the ingest thread works with.
+struct IngestLoop {
+    room: Arc<QueueRoom>,
+    compute: Compute,
+    to_store: Sender<PackedInputs>,
+    store: Arc<Store>,
+    writes: KeyedWrites,
+    /// The first time to stamp: after what the log replayed.
+    first_time: Time,
+    /// The input log, with a data directory.
+    log: Option<LogWriter>,
+    failed: tokio::sync::watch::Sender<Option<String>>,
+}
+
 /// Everything the server runs, minus the network front ends.
 pub struct Engine {
     catalog: Catalog,
@@ -288,13 +348,33 @@ pub struct Engine {
     writes: Arc<AsyncMutex<()>>,
     /// Tables a source owns, with a description of the owner for error messages.
     owners: RwLock<HashMap<RelationId, RelationOwner>>,
-    _threads: Vec<JoinHandle<()>>,
+    /// With a data directory: when each time is on disk, and what start-up recovered.
+    durable: Option<Durable>,
+    /// Why ingest stopped taking writes, if it did.
+    failed: tokio::sync::watch::Receiver<Option<String>>,
+    ingest_thread: Mutex<Option<JoinHandle<()>>>,
+    _store_thread: JoinHandle<()>,
+}
+
+/// What a durable engine keeps beside the rest.
+struct Durable {
+    /// Holds the directory's lock while the engine lives.
+    data_dir: DataDir,
+    durability: Arc<Durability>,
+    positions: SourcePositions,
 }
 
 impl Engine {
-    /// Starts compute, the store and ingest; source relations keep
-    /// `config.pipelines.retention` of event time. Only meaningful on process 0 of a cluster.
+    /// Starts compute, the store and ingest, keeping nothing on disk; source relations
+    /// keep `config.pipelines.retention` of event time. Only meaningful on process 0 of a cluster.
     pub fn start(config: &ComputeConfig) -> anyhow::Result<Arc<Engine>> {
+        Engine::start_with(config, None)
+    }
+
+    /// [`Engine::start`], durable with a data directory: replays its input log into
+    /// compute and the store first, then logs every batch ingest stamps, and
+    /// acknowledges client writes once they are on disk.
+    pub fn start_with(config: &ComputeConfig, data_dir: Option<DataDir>) -> anyhow::Result<Arc<Engine>> {
         let catalog = Catalog::all_pipelines();
         let store = Store::new(&catalog, config.pipelines.retention);
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
@@ -309,15 +389,45 @@ impl Engine {
                 .spawn(move || store.apply_outputs(outputs_rx, inputs_rx))
                 .context("spawning the store thread")?
         };
+        let (durable, log, first_time) = match data_dir {
+            None => (None, None, 0),
+            Some(data_dir) => {
+                let started = std::time::Instant::now();
+                let inputs = catalog.iter().filter(|(id, _)| catalog.is_input(*id)).count();
+                let log_dir = data_dir.log_dir();
+                let recovered = recovery::replay(&log_dir, inputs, &compute, &inputs_tx, &store)
+                    .with_context(|| format!("replaying the input log in {}", log_dir.display()))?;
+                let log = LogWriter::open(&log_dir, &recovered.log)
+                    .with_context(|| format!("opening the input log in {}", log_dir.display()))?;
+                tracing::info!(
+                    records = recovered.records,
+                    changes = recovered.changes,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "replayed the input log in {}",
+                    log_dir.display()
+                );
+                let first_time = recovered.log.next_time;
+                let durability = log.durability();
+                (Some(Durable { data_dir, durability, positions: recovered.positions }), Some(log), first_time)
+            }
+        };
+        let (failed_tx, failed) = tokio::sync::watch::channel(None);
         let ingest_thread = {
-            let store = store.clone();
-            let writes = KeyedWrites::new(
-                catalog.iter().filter(|(id, _)| catalog.is_input(*id)).map(|(_, spec)| spec).collect(),
-            );
-            let room = room.clone();
+            let ingest = IngestLoop {
+                room: room.clone(),
+                compute,
+                to_store: inputs_tx,
+                store: store.clone(),
+                writes: KeyedWrites::new(
+                    catalog.iter().filter(|(id, _)| catalog.is_input(*id)).map(|(_, spec)| spec).collect(),
+                ),
+                first_time,
+                log,
+                failed: failed_tx,
+            };
             std::thread::Builder::new()
                 .name("diffmart-ingest".into())
-                .spawn(move || run_ingest(requests_rx, room, compute, inputs_tx, store, writes))
+                .spawn(move || run_ingest(ingest, requests_rx))
                 .context("spawning the ingest thread")?
         };
         let visible = store.visible_upper();
@@ -327,7 +437,10 @@ impl Engine {
             ingest: Ingest { requests: requests_tx, room, visible },
             writes: Arc::new(AsyncMutex::new(())),
             owners: RwLock::new(HashMap::new()),
-            _threads: vec![store_thread, ingest_thread],
+            durable,
+            failed,
+            ingest_thread: Mutex::new(Some(ingest_thread)),
+            _store_thread: store_thread,
         });
         // The system relations describe diffmart's sources: only they write them.
         let system: Vec<RelationId> =
@@ -336,9 +449,54 @@ impl Engine {
             .claim_relations(&system, "diffmart", "it reports on diffmart's own sources")
             .map_err(anyhow::Error::msg)?;
         // Complete the first logical time with no updates, so that views which are not
-        // empty over empty inputs (an aggregate's single row) are visible from the start.
+        // empty over empty inputs (an aggregate's single row) are visible from the start
+        // (and, after a replay, once what was replayed is).
         engine.apply_blocking(Vec::new()).map_err(|e| anyhow::anyhow!("publishing the initial state: {e}"))?;
         Ok(engine)
+    }
+
+    /// Where each source had got before this start, as the data directory's log
+    /// says (empty without one, or on a new one).
+    pub fn recovered_positions(&self) -> SourcePositions {
+        self.durable.as_ref().map(|d| d.positions.clone()).unwrap_or_default()
+    }
+
+    /// The data directory, if the engine is durable.
+    pub fn data_dir(&self) -> Option<&DataDir> {
+        self.durable.as_ref().map(|d| &d.data_dir)
+    }
+
+    /// Waits until ingest stops taking writes because the input log failed; says why.
+    pub async fn failure(&self) -> String {
+        let mut failed = self.failed.clone();
+        match failed.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            // Ingest ended without failing (a shutdown): nothing to report, ever.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Stops ingest after what it has already taken (those writes go out, and are on
+    /// disk with a data directory), and waits for it. Writes after this are refused.
+    pub fn shut_down(&self) {
+        let _ = self.ingest.requests.send(IngestMessage::Close);
+        if let Some(thread) = self.ingest_thread.lock().unwrap().take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Waits until the write at `time` is visible and, with a data directory, on disk:
+    /// the moment to acknowledge it.
+    async fn acknowledge(&self, time: Time) -> Result<Time, SqlError> {
+        let visible = self.store.wait_visible(time).await;
+        match &self.durable {
+            // On disk is what counts: if compute shuts down first, a restart shows it.
+            Some(durable) => durable.durability.wait_async(time).await.map(|()| time).map_err(|e| {
+                SqlError::new("58030", format!("the write was not made durable, so it is not acknowledged: {e}"))
+            }),
+            None if visible => Ok(time),
+            None => Err(shutting_down()),
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -378,18 +536,18 @@ impl Engine {
     /// time, netted out and applied deletes first, whatever their order.
     pub async fn apply(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
         let time = self.submit(updates, false)?;
-        if self.store.wait_visible(time).await { Ok(time) } else { Err(shutting_down()) }
+        self.acknowledge(time).await
     }
 
     /// Blocking twin of [`Engine::apply`].
     pub fn apply_blocking(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
         let time = self.submit(updates, false)?;
-        if self.store.wait_visible_blocking(time) { Ok(time) } else { Err(shutting_down()) }
+        futures::executor::block_on(self.acknowledge(time))
     }
 
     fn submit(&self, updates: Vec<Update>, table_rules: bool) -> Result<Time, SqlError> {
         self.validate(&updates)?;
-        self.ingest.request(writes::as_one_step(&self.catalog, updates), table_rules)
+        self.ingest.request(writes::as_one_step(&self.catalog, updates), Vec::new(), table_rules)
     }
 
     /// Makes `owner` (a source, e.g. "the CDC source of postgres://host/db") the only
@@ -492,7 +650,7 @@ impl Engine {
         }
         self.check_sql_writable(table)?;
         let time = self.submit(updates, true)?;
-        if self.store.wait_visible(time).await { Ok(time) } else { Err(shutting_down()) }
+        self.acknowledge(time).await
     }
 }
 

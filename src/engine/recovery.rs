@@ -1,0 +1,147 @@
+//! What the input log holds, and start-up from it.
+//!
+//! Each logical time ingest stamps is one record: the positions the sources reached
+//! with the batch (a Kafka partition's next offset, the generator's count of events),
+//! then the batch's input changes as the store packs them. Positions and changes are
+//! one record, so they are on disk together or not at all: a source resumes exactly
+//! after what the views absorbed.
+//!
+//! At start-up [`replay`] hands every record's changes to compute and to the store,
+//! before ingest takes anything new, and folds the positions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc::Sender;
+
+use diffmart_dataflows::Time;
+
+use super::changes::{PackedChanges, PackedInputs, take_i64, take_u32};
+use super::log::{self, Replayed};
+use super::store::Store;
+use crate::compute::{Compute, InputBatch};
+
+/// Where each source had got: its key (`generator`, `kafka/<topic>/<partition>`) →
+/// its position (what the source means by it: an offset, a count).
+pub type SourcePositions = BTreeMap<String, i64>;
+
+/// Changes replayed into compute at one logical time, at most: consecutive records
+/// are merged (their times are history; only the state they lead to matters), so
+/// a long log replays in large batches rather than one small batch per record.
+const REPLAY_BATCH: usize = 200_000;
+
+/// Appends a record's payload to `out`: the positions (count u32, then per position
+/// its key's length u16, the key, the position i64), then the changes.
+pub fn encode_record(positions: &[(String, i64)], changes: &PackedChanges, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(positions.len() as u32).to_le_bytes());
+    for (key, position) in positions {
+        let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&position.to_le_bytes());
+    }
+    changes.encode(out);
+}
+
+/// Reads what [`encode_record`] wrote; `relations` bounds the relation ids.
+pub fn decode_record(bytes: &[u8], relations: usize) -> Result<(Vec<(String, i64)>, PackedChanges), String> {
+    let (count, mut rest) = take_u32(bytes)?;
+    let mut positions = Vec::new();
+    for _ in 0..count {
+        let (len, r) = rest.split_first_chunk::<2>().ok_or("cut short")?;
+        let len = u16::from_le_bytes(*len) as usize;
+        if r.len() < len {
+            return Err("a source position cut short".into());
+        }
+        let (key, r) = r.split_at(len);
+        let key = std::str::from_utf8(key).map_err(|_| "a source position's key is not UTF-8")?;
+        let (position, r) = take_i64(r)?;
+        positions.push((key.to_string(), position));
+        rest = r;
+    }
+    let (changes, rest) = PackedChanges::decode(rest, relations)?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the record's changes", rest.len()));
+    }
+    Ok((positions, changes))
+}
+
+/// What start-up found in the data directory.
+pub struct Recovered {
+    /// The last position of every source that logged one.
+    pub positions: SourcePositions,
+    /// Records and input changes replayed.
+    pub records: u64,
+    pub changes: u64,
+    /// Where the log continues.
+    pub(super) log: Replayed,
+}
+
+/// Replays the log in `dir` into compute and the store; returns once compute has
+/// been handed all of it (not necessarily computed it).
+pub(super) fn replay(
+    dir: &Path,
+    relations: usize,
+    compute: &Compute,
+    to_store: &Sender<PackedInputs>,
+    store: &Store,
+) -> Result<Recovered, log::LogError> {
+    let mut positions = SourcePositions::new();
+    let (mut records, mut changes) = (0u64, 0u64);
+    let mut pending = PackedChanges::default();
+    let mut pending_time = None;
+    // The last batch handed over: the next one waits until it is visible, so the
+    // replay never queues more than one batch ahead of compute and the store.
+    let mut in_flight: Option<Time> = None;
+    let mut hand_over = |time: Time, batch: PackedChanges| {
+        if let Some(previous) = in_flight {
+            store.wait_visible_blocking(previous);
+        }
+        let updates = batch.iter().map(|c| (c.relation, c.row(), c.diff)).collect();
+        let _ = to_store.send(PackedInputs { time, changes: batch });
+        compute.send(InputBatch { time, updates });
+        in_flight = Some(time);
+    };
+    let log = log::replay(dir, |time, payload| {
+        let (logged_positions, batch) = decode_record(payload, relations)?;
+        records += 1;
+        changes += batch.len() as u64;
+        positions.extend(logged_positions);
+        pending.append(batch);
+        pending_time = Some(time);
+        if pending.len() >= REPLAY_BATCH {
+            hand_over(time, std::mem::take(&mut pending));
+            pending_time = None;
+        }
+        Ok(())
+    })?;
+    if let Some(time) = pending_time {
+        hand_over(time, pending);
+    }
+    Ok(Recovered { positions, records, changes, log })
+}
+
+#[cfg(test)]
+mod tests {
+    use diffmart_dataflows::datum::Datum;
+
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let mut changes = PackedChanges::default();
+        changes.push(1, &[Datum::Int64(5)], 1, 0);
+        let positions = vec![("kafka/purchases/0".to_string(), 41), ("generator".to_string(), 7)];
+        let mut bytes = Vec::new();
+        encode_record(&positions, &changes, &mut bytes);
+        let (read, decoded) = decode_record(&bytes, 2).unwrap();
+        assert_eq!(read, positions);
+        assert_eq!(decoded.iter().map(|c| (c.relation, c.row(), c.diff)).collect::<Vec<_>>(), vec![(
+            1,
+            vec![Datum::Int64(5)],
+            1
+        )]);
+        assert!(decode_record(&bytes[..bytes.len() - 1], 2).is_err());
+        bytes.push(0);
+        assert!(decode_record(&bytes, 2).unwrap_err().contains("after the record"));
+    }
+}
