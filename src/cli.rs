@@ -69,6 +69,15 @@ pub struct Options {
     #[arg(long, value_name = "N", default_value_t = crate::client_runtime::DEFAULT_CLIENT_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
     pub client_nice: u8,
 
+    /// Directory that keeps what the server has taken in (the input log and source
+    /// positions), so a restart continues where it stopped. One server at a time.
+    #[arg(long, value_name = "DIR", default_value = "diffmart-data", env = "DIFFMART_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Keep nothing on disk: every start begins empty (tests, benchmarks, demos).
+    #[arg(long, conflicts_with = "data_dir")]
+    pub ephemeral: bool,
+
     /// Timely worker threads in this process.
     #[arg(short = 'w', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
@@ -95,9 +104,10 @@ pub struct Options {
     #[arg(long, value_name = "TIMESTAMP", value_parser = parse_timestamp)]
     pub generator_start: Option<Micros>,
 
-    /// Seed of the generator's random choices: same seed, start and count, same events.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub generator_seed: u64,
+    /// Seed of the generator's random choices: same seed, start and count, same events
+    /// [default: 1]. A data directory keeps the seed and start it first ran with.
+    #[arg(long, value_name = "N")]
+    pub generator_seed: Option<u64>,
 
     /// Stop the generator after N events.
     #[arg(long, value_name = "N")]
@@ -141,6 +151,7 @@ pub struct Options {
     pub kafka_topic_prefix: String,
 
     /// Where reading Kafka starts: all history, or only messages written after start-up.
+    /// Partitions read before (on the same --data-dir) resume where they stopped.
     #[arg(long, value_name = "WHERE", value_enum, default_value = "earliest")]
     pub kafka_start: StartFrom,
 

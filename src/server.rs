@@ -12,11 +12,12 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, Options};
 use crate::compute::{Compute, ComputeConfig};
-use crate::engine::Engine;
+use crate::engine::{Catalog, DataDir, Engine};
+use crate::pipelines::inventory::catalog;
 use crate::http::{AppState, HttpConfig};
 use crate::sinks::kafka::{KafkaSink, KafkaSinks};
 use crate::sources::kafka::{KafkaConfig, KafkaSources};
-use crate::sources::{self, GeneratorConfig};
+use crate::sources::{self, GeneratorConfig, GeneratorSettings};
 use diffmart_dataflows::datum::RelationSpec;
 
 /// Runs the command line's command: the server, `produce` or `bench`.
@@ -64,31 +65,48 @@ fn run(options: Options) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
     let http_listener = clients.block_on(crate::http::bind(options.http_listen))?;
-    let engine: Arc<Engine> = Engine::start(&compute)?;
+    let engine: Arc<Engine> = if options.ephemeral {
+        Engine::start(&compute)?
+    } else {
+        let data_dir = DataDir::open(&options.data_dir, &Catalog::all_pipelines())?;
+        tracing::info!("keeping what comes in in {}", options.data_dir.display());
+        Engine::start_with(&compute, Some(data_dir))?
+    };
     // CDC claims its tables before the generator starts, so the generator skips them.
-    let _cdc = match options.cdc_config() {
+    let cdc = match options.cdc_config() {
         Some(config) => Some(sources::cdc::spawn(engine.clone(), config, runtime.handle())?),
         None => None,
     };
     // Kafka claims its topics' relations before the generator starts, too.
-    let _kafka = start_kafka(&engine, &options, compute.workers)?;
-    let start = options.generator_start.unwrap_or_else(sources::now_micros);
+    let kafka = start_kafka(&engine, &options, compute.workers)?;
+    let settings = if options.no_generator {
+        None
+    } else {
+        let catalog = options.catalog.as_deref().map(catalog::catalog_checksum).transpose()?;
+        Some(GeneratorSettings::settle(engine.data_dir(), options.generator_seed, options.generator_start, catalog)?)
+    };
+    let start = match &settings {
+        Some(settings) => settings.start,
+        None => options.generator_start.unwrap_or_else(sources::now_micros),
+    };
     // The catalog goes in before the generator starts, which then orders from it.
     let catalog = match &options.catalog {
-        Some(path) => crate::pipelines::inventory::catalog::load_catalog(&engine, path, start)?,
+        Some(path) => catalog::load_catalog(&engine, path, start)?,
         None => Vec::new(),
     };
     let mut http = axum::Router::new();
-    if !options.no_generator {
+    let mut generator_control = None;
+    if let Some(settings) = settings {
         let config = GeneratorConfig {
-            seed: options.generator_seed,
+            seed: settings.seed,
             start,
             rate: options.generator_rate,
             events: options.generator_events,
         };
-        let held = |spec: &RelationSpec| crate::pipelines::inventory::catalog::held_rows(&catalog, spec);
+        let held = |spec: &RelationSpec| catalog::held_rows(&catalog, spec);
         let simulations = crate::pipelines::simulations(&config, &held);
         let generator = sources::spawn_generator(engine.clone(), config, simulations)?;
+        generator_control = Some(generator.control.clone());
         http = http.merge(crate::http::generator::routes(generator.control));
     }
     tracing::info!(
@@ -108,22 +126,56 @@ fn run(options: Options) -> anyhow::Result<()> {
         );
     }
     let http_state = AppState::new(engine.clone(), &http_config);
-    let pgwire = clients.spawn(crate::pgwire::serve(engine, listener));
+    let pgwire = clients.spawn(crate::pgwire::serve(engine.clone(), listener));
     let http_server = clients.spawn(crate::http::serve(http_listener, http_state, crate::pipelines::routes(), http));
+    let (pgwire_abort, http_abort) = (pgwire.abort_handle(), http_server.abort_handle());
     let served = |joined: Result<anyhow::Result<()>, tokio::task::JoinError>| joined.unwrap_or_else(|e| Err(e.into()));
     let result = runtime.block_on(async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             joined = pgwire => served(joined),
             joined = http_server => served(joined),
+            why = engine.failure() => Err(anyhow::anyhow!("stopping: {why}")),
             _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted, shutting down");
+                tracing::info!("interrupted (SIGINT), shutting down");
+                Ok(())
+            }
+            _ = terminate.recv() => {
+                tracing::info!("terminated (SIGTERM), shutting down");
                 Ok(())
             }
         }
     });
+    // Stop taking work in: connections, then the sources (Kafka readers hand over
+    // what they have read, with its offsets), then ingest, which logs and syncs
+    // what it took. Writes handed over before are answered; later ones are refused.
+    pgwire_abort.abort();
+    http_abort.abort();
+    if let Some(control) = generator_control {
+        control.stop();
+    }
+    drop(kafka);
+    drop(cdc);
+    engine.shut_down();
+    let answered = clients.block_on(async {
+        let answered = tokio::time::timeout(SHUTDOWN_GRACE, engine.writes_answered()).await.is_ok();
+        // The answers' last bytes leave on the sessions' tasks.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        answered
+    });
+    if !answered {
+        tracing::warn!("writes still unanswered after {SHUTDOWN_GRACE:?}; they are on disk, their answers are lost");
+    }
     clients.shutdown_background();
+    runtime.shutdown_background();
+    if result.is_ok() {
+        tracing::info!("shut down");
+    }
     result
 }
+
+/// How long a shutdown waits for writes in flight to be answered.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Kafka sources and sinks, when `--kafka-brokers` is given.
 fn start_kafka(

@@ -354,6 +354,8 @@ pub struct Engine {
     failed: tokio::sync::watch::Receiver<Option<String>>,
     ingest_thread: Mutex<Option<JoinHandle<()>>>,
     _store_thread: JoinHandle<()>,
+    /// Client writes handed to ingest and not yet answered.
+    in_flight: tokio::sync::watch::Sender<usize>,
 }
 
 /// What a durable engine keeps beside the rest.
@@ -441,6 +443,7 @@ impl Engine {
             failed,
             ingest_thread: Mutex::new(Some(ingest_thread)),
             _store_thread: store_thread,
+            in_flight: tokio::sync::watch::Sender::new(0),
         });
         // The system relations describe diffmart's sources: only they write them.
         let system: Vec<RelationId> =
@@ -535,19 +538,40 @@ impl Engine {
     /// order; plain inserts and deletes of table rows are a set of changes at one
     /// time, netted out and applied deletes first, whatever their order.
     pub async fn apply(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
-        let time = self.submit(updates, false)?;
-        self.acknowledge(time).await
+        self.submit(updates, Vec::new(), false).await
     }
 
     /// Blocking twin of [`Engine::apply`].
     pub fn apply_blocking(&self, updates: Vec<Update>) -> Result<Time, SqlError> {
-        let time = self.submit(updates, false)?;
-        futures::executor::block_on(self.acknowledge(time))
+        self.apply_blocking_from(updates, Vec::new())
     }
 
-    fn submit(&self, updates: Vec<Update>, table_rules: bool) -> Result<Time, SqlError> {
+    /// [`Engine::apply_blocking`] for a source that has got to `positions` with these
+    /// updates (a loaded file, the generator's catalogs): logged in the same record,
+    /// so after a restart [`Engine::recovered_positions`] says whether they went in.
+    pub fn apply_blocking_from(&self, updates: Vec<Update>, positions: Vec<SourcePosition>) -> Result<Time, SqlError> {
+        futures::executor::block_on(self.submit(updates, positions, false))
+    }
+
+    /// Hands a write to ingest and waits until it can be acknowledged (counted
+    /// meanwhile, for [`Engine::writes_answered`]).
+    async fn submit(
+        &self,
+        updates: Vec<Update>,
+        positions: Vec<SourcePosition>,
+        table_rules: bool,
+    ) -> Result<Time, SqlError> {
+        self.in_flight.send_modify(|n| *n += 1);
+        let _done = scopeguard::guard((), |()| self.in_flight.send_modify(|n| *n -= 1));
         self.validate(&updates)?;
-        self.ingest.request(writes::as_one_step(&self.catalog, updates), Vec::new(), table_rules)
+        let time = self.ingest.request(writes::as_one_step(&self.catalog, updates), positions, table_rules)?;
+        self.acknowledge(time).await
+    }
+
+    /// Waits until no write is between its hand-over to ingest and its answer (after
+    /// [`Engine::shut_down`], none starts again).
+    pub async fn writes_answered(&self) {
+        let _ = self.in_flight.subscribe().wait_for(|&n| n == 0).await;
     }
 
     /// Makes `owner` (a source, e.g. "the CDC source of postgres://host/db") the only
@@ -649,8 +673,7 @@ impl Engine {
             return Err(SqlError::new("42809", format!("cannot modify \"{}\": it is {what}", spec.name)));
         }
         self.check_sql_writable(table)?;
-        let time = self.submit(updates, true)?;
-        self.acknowledge(time).await
+        self.submit(updates, Vec::new(), true).await
     }
 }
 

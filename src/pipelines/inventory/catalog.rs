@@ -28,14 +28,42 @@ pub fn load_catalog_file(path: &Path, load_time: Micros) -> anyhow::Result<Vec<P
         .collect()
 }
 
+/// The position logged with a loaded catalog: its file's checksum.
+const LOADED: &str = "catalog/loaded";
+
+/// CRC-32 of a catalog file's bytes: what tells one catalog from another across restarts.
+pub fn catalog_checksum(path: &Path) -> anyhow::Result<u32> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading the catalog {}", path.display()))?;
+    Ok(crc32fast::hash(&bytes))
+}
+
 /// Loads a catalog file into `product_updates`, whoever else feeds it; returns the
 /// products it held (for the generator to order from, see [`held_rows`]).
+///
+/// An engine whose data directory has this file loaded already only reads it; one
+/// that loaded another file refuses it (its products are in the views, and loading
+/// a second catalog over them is not what a restart should do).
 pub fn load_catalog(engine: &Engine, path: &Path, load_time: Micros) -> anyhow::Result<Vec<ProductUpdate>> {
+    let checksum = catalog_checksum(path)?;
     let products = load_catalog_file(path, load_time)?;
-    let id = engine.catalog().id(ProductUpdate::spec().name).context("no relation product_updates")?;
-    let updates: Vec<Update> = products.iter().map(|p| Update::insert(id, p.to_row())).collect();
-    engine.apply_blocking(updates).map_err(|e| anyhow::anyhow!("loading the catalog {}: {e}", path.display()))?;
-    tracing::info!(products = products.len(), file = %path.display(), "catalog loaded");
+    match engine.recovered_positions().get(LOADED) {
+        Some(&loaded) if loaded == i64::from(checksum) => {
+            tracing::info!(file = %path.display(), "catalog loaded before this restart");
+        }
+        Some(&loaded) => anyhow::bail!(
+            "the catalog {} (CRC-32 {checksum:08x}) is not the one this data directory loaded (CRC-32 {loaded:08x}); \
+             give that file, or start on a new --data-dir to load another",
+            path.display()
+        ),
+        None => {
+            let id = engine.catalog().id(ProductUpdate::spec().name).context("no relation product_updates")?;
+            let updates: Vec<Update> = products.iter().map(|p| Update::insert(id, p.to_row())).collect();
+            engine
+                .apply_blocking_from(updates, vec![(LOADED.to_string(), i64::from(checksum))])
+                .map_err(|e| anyhow::anyhow!("loading the catalog {}: {e}", path.display()))?;
+            tracing::info!(products = products.len(), file = %path.display(), "catalog loaded");
+        }
+    }
     Ok(products)
 }
 

@@ -5,12 +5,16 @@
 //! There are as many readers as timely workers, each a thread with its own consumer
 //! and its own share of the partitions, so no reader handles everything.
 //!
-//! Exactly once within a run: partitions are assigned manually at offsets diffmart
-//! tracks itself (the next offset to read, per partition). A message below that
-//! offset is a redelivery and is skipped; after a broker outage, a re-assignment or
-//! a new consumer, reading resumes exactly there. Messages are applied in the
-//! order they are read; offsets are not committed back as a start point, because
-//! the views live in memory: every start reads from `--kafka-start` again.
+//! Exactly once: partitions are assigned manually at offsets diffmart tracks itself
+//! (the next offset to read, per partition). A message below that offset is a
+//! redelivery and is skipped; after a broker outage, a re-assignment or a new
+//! consumer, reading resumes exactly there. Each batch goes to ingest with the next
+//! offsets of the partitions it read, and the input log keeps them in the same
+//! record as the batch's changes: after a restart on a data directory, a partition
+//! resumes at the offset logged last (`--kafka-start` only decides where partitions
+//! never read before start), so no message is applied twice or skipped, also when
+//! the process died between reading and applying. Offsets are never committed to
+//! the brokers: the log is the one record of what went in.
 //!
 //! A topic may feed a table (`user_events`): then a message is an upsert by the
 //! table's primary key (a row with a key already there replaces it, the same row
@@ -125,9 +129,11 @@ impl KafkaSources {
         let config = Arc::new(config);
         let topics = Arc::new(topics);
         let stop = Arc::new(AtomicBool::new(false));
+        let resume = Arc::new(engine.recovered_positions());
         let mut threads = Vec::new();
         for index in 0..config.readers {
-            let reader = reader::Reader::new(index, config.clone(), topics.clone(), engine.ingest(), status)
+            let reader =
+                reader::Reader::new(index, config.clone(), topics.clone(), engine.ingest(), status, resume.clone())
                 .with_context(|| format!("creating Kafka reader {index}"))?;
             let stop = stop.clone();
             threads.push(

@@ -21,7 +21,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::{KafkaConfig, KafkaMessage, SOURCE_KIND, StartFrom, Topic};
-use crate::engine::{Ingest, Update};
+use crate::engine::{Ingest, SourcePosition, SourcePositions, Update};
 use crate::sources::now_micros;
 use crate::sources::status::{StatusBoard, StatusRelations, payload_preview};
 
@@ -149,8 +149,15 @@ struct PartitionState {
     /// The next offset to read: every message before it has been handed to ingest.
     /// `None` before the first message, when reading starts at the beginning.
     next: Option<i64>,
+    /// Whether `next` moved since the last batch went to ingest: it is logged with the next one.
+    moved: bool,
     messages: i64,
     errors: i64,
+}
+
+/// The key of a partition's next offset in the input log's source positions.
+fn position_key(topic: &str, partition: i32) -> String {
+    format!("kafka/{topic}/{partition}")
 }
 
 /// Why a topic has no partitions yet, for its placeholder row (partition -1).
@@ -173,6 +180,9 @@ pub(super) struct Reader {
     /// The partitions in the first metadata answer: with `--kafka-start latest` those
     /// start at their high watermark; partitions that appear later are read whole.
     history: Option<HashSet<(usize, i32)>>,
+    /// Where each partition's reading had got before a restart (the input log's
+    /// positions): reading resumes there, whatever `--kafka-start` says.
+    resume: Arc<SourcePositions>,
     in_flight: VecDeque<Time>,
 }
 
@@ -183,6 +193,7 @@ impl Reader {
         topics: Arc<Vec<Topic>>,
         ingest: Ingest,
         status: StatusRelations,
+        resume: Arc<SourcePositions>,
     ) -> anyhow::Result<Reader> {
         let mut client = ClientConfig::new();
         client
@@ -214,6 +225,7 @@ impl Reader {
             partitions: BTreeMap::new(),
             missing,
             history: None,
+            resume,
             in_flight: VecDeque::new(),
         })
     }
@@ -238,10 +250,18 @@ impl Reader {
         }
     }
 
-    /// Sends a batch to ingest; waits while too many are not yet visible. False
-    /// when the engine is shutting down.
+    /// Sends a batch to ingest, with the next offsets of the partitions it read
+    /// (logged in the same record: a restart resumes exactly after it); waits while
+    /// too many are not yet visible. False when the engine is shutting down.
     fn hand_over(&mut self, updates: Vec<Update>) -> bool {
-        let time = match self.ingest.send_stamped(updates) {
+        let mut positions: Vec<SourcePosition> = Vec::new();
+        for (&(t, p), state) in self.partitions.iter_mut().filter(|(_, state)| state.moved) {
+            state.moved = false;
+            if let Some(next) = state.next {
+                positions.push((position_key(&self.topics[t].name, p), next));
+            }
+        }
+        let time = match self.ingest.send_stamped_from(updates, positions) {
             Ok(time) => time,
             Err(e) if e.sqlstate == "57P01" => return false,
             // Nothing a reader sends can be refused (events, upserts, error rows):
@@ -306,7 +326,10 @@ impl Reader {
                 if owner(t, p, self.config.readers) != self.index || self.partitions.contains_key(&(t, p)) {
                     continue;
                 }
-                let next = if self.config.start == StartFrom::Latest && history.contains(&(t, p)) {
+                let resumed = self.resume.get(&position_key(&topic.name, p)).copied();
+                let next = if resumed.is_some() {
+                    resumed
+                } else if self.config.start == StartFrom::Latest && history.contains(&(t, p)) {
                     match self.consumer.fetch_watermarks(&topic.name, p, METADATA_TIMEOUT) {
                         Ok((_, high)) => Some(high),
                         Err(e) => {
@@ -318,8 +341,17 @@ impl Reader {
                 } else {
                     None
                 };
-                tracing::info!(reader = self.index, topic = %topic.name, partition = p, "reading partition");
-                self.partitions.insert((t, p), PartitionState { next, messages: 0, errors: 0 });
+                match resumed {
+                    Some(next) => tracing::info!(
+                        reader = self.index,
+                        topic = %topic.name,
+                        partition = p,
+                        offset = next,
+                        "reading partition from where it stopped"
+                    ),
+                    None => tracing::info!(reader = self.index, topic = %topic.name, partition = p, "reading partition"),
+                }
+                self.partitions.insert((t, p), PartitionState { next, moved: false, messages: 0, errors: 0 });
                 added = true;
             }
         }
@@ -463,6 +495,7 @@ fn take_message(
         return;
     }
     state.next = Some(offset + 1);
+    state.moved = true;
     state.messages += 1;
     let topic = &topics[t];
     let payload = message.payload().unwrap_or_default();
