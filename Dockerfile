@@ -18,6 +18,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates zlib1g \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/diffmart /usr/local/bin/diffmart
+# What the server has taken in (its input log): a volume, so it outlives the container.
+ENV DIFFMART_DATA_DIR=/var/lib/diffmart
+VOLUME /var/lib/diffmart
 # Postgres clients and the HTTP API; the server listens on every interface in the container.
 EXPOSE 4566 8080
 ENTRYPOINT ["diffmart"]

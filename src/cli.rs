@@ -190,8 +190,9 @@ pub struct Options {
     #[arg(long, value_name = "NAME", default_value = crate::sources::cdc::DEFAULT_PUBLICATION)]
     pub cdc_publication: String,
 
-    /// Replication slot CDC creates and streams from (an existing one is dropped and
-    /// recreated at start, since diffmart's tables start empty).
+    /// Replication slot CDC creates and streams from. A restart on the same --data-dir
+    /// resumes from it without a new snapshot; otherwise an existing one is dropped
+    /// and recreated.
     #[arg(long, value_name = "NAME", default_value = crate::sources::cdc::DEFAULT_SLOT)]
     pub cdc_slot: String,
 

@@ -823,7 +823,7 @@ fn a_port_in_use_is_a_one_line_error_and_exit_status_1() {
     let http = taken.local_addr().unwrap();
     let pg = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_diffmart"))
-        .args(["--pg-listen", &pg.to_string(), "--http-listen", &http.to_string(), "--no-generator"])
+        .args(["--pg-listen", &pg.to_string(), "--http-listen", &http.to_string(), "--no-generator", "--ephemeral"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -79,7 +79,9 @@ impl DataDir {
                     .zip(described.lines())
                     .find(|(theirs, ours)| theirs != ours)
                     .map(|(theirs, ours)| (ours.to_string(), theirs.to_string()))
-                    .unwrap_or_else(|| (format!("{} lines", described.lines().count()), format!("{} lines", found.lines().count())));
+                    .unwrap_or_else(|| {
+                        (format!("{} lines", described.lines().count()), format!("{} lines", found.lines().count()))
+                    });
                 anyhow::bail!(
                     "the data directory {} was written by a diffmart with other input relations ({} has \"{theirs}\" where this one has \"{ours}\"); \
                      start this version on a new --data-dir, or run the version that wrote it",

@@ -70,7 +70,12 @@ impl std::fmt::Display for LogError {
         match self {
             LogError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             LogError::Corrupt { path, offset, why } => {
-                write!(f, "{} is corrupt at byte {offset}: {why}", path.display())
+                write!(
+                    f,
+                    "{} is corrupt at offset {offset}: {why}; nothing after it can be read (restore the data \
+                     directory from a backup, or start on a new --data-dir)",
+                    path.display()
+                )
             }
             LogError::Poisoned(why) => write!(f, "the input log failed earlier and takes no more writes: {why}"),
         }

@@ -152,7 +152,12 @@ impl Ingest {
         self.request(updates, positions, false)
     }
 
-    fn request(&self, updates: Vec<Update>, positions: Vec<SourcePosition>, table_rules: bool) -> Result<Time, SqlError> {
+    fn request(
+        &self,
+        updates: Vec<Update>,
+        positions: Vec<SourcePosition>,
+        table_rules: bool,
+    ) -> Result<Time, SqlError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.room.take(updates.len());
         let request = IngestRequest { updates, positions, table_rules, stamped: Some(tx) };

@@ -135,11 +135,10 @@ mod tests {
         encode_record(&positions, &changes, &mut bytes);
         let (read, decoded) = decode_record(&bytes, 2).unwrap();
         assert_eq!(read, positions);
-        assert_eq!(decoded.iter().map(|c| (c.relation, c.row(), c.diff)).collect::<Vec<_>>(), vec![(
-            1,
-            vec![Datum::Int64(5)],
-            1
-        )]);
+        assert_eq!(
+            decoded.iter().map(|c| (c.relation, c.row(), c.diff)).collect::<Vec<_>>(),
+            vec![(1, vec![Datum::Int64(5)], 1)]
+        );
         assert!(decode_record(&bytes[..bytes.len() - 1], 2).is_err());
         bytes.push(0);
         assert!(decode_record(&bytes, 2).unwrap_err().contains("after the record"));

@@ -229,7 +229,10 @@ pub fn spawn_generator(
                 let started = Instant::now();
                 // `nth(n - 1)` takes n events.
                 if events.nth(progress.consumed as usize - 1).is_none() {
-                    tracing::error!(consumed = progress.consumed, "the generator's stream ended before where it stopped");
+                    tracing::error!(
+                        consumed = progress.consumed,
+                        "the generator's stream ended before where it stopped"
+                    );
                     return;
                 }
                 tracing::info!(

@@ -13,4 +13,3 @@ pub mod status;
 pub use self::clock::now_micros;
 pub use self::generator::{Generator, GeneratorConfig, GeneratorSettings, spawn_generator};
 pub use self::simulation::{GeneratedEvent, HeldRows, MergedEvents, Simulation, nothing_held};
-

@@ -5,8 +5,13 @@
 //!   (re)created with an exported snapshot, the tables are copied inside that
 //!   snapshot and loaded as one batch, and streaming starts at the slot's
 //!   consistent point: every upstream transaction is either in the copy or in
-//!   the stream, never both. diffmart keeps nothing on disk, so a slot left by an
-//!   earlier run is dropped and recreated rather than resumed.
+//!   the stream, never both. A slot left by an earlier run diffmart has no record
+//!   of (`--ephemeral`, a new data directory) is dropped and recreated.
+//! - **Restart**: the snapshot's load and every applied transaction are logged with
+//!   the stream's position (see [`Position`]) in the input log, in the same record
+//!   as their changes. A restart on the same data directory recovers the mirror
+//!   from the log and resumes streaming from the slot at that position, with no new
+//!   snapshot; transactions the log already has are skipped like any resent ones.
 //! - **Stream**: each upstream transaction becomes one request to the engine's
 //!   write path ([`mirror::Transaction`]): upserts, patches and deletes by primary
 //!   key, which the write path resolves against the table, so REPLICA IDENTITY
@@ -43,7 +48,7 @@ use tokio_postgres::SimpleQueryMessage;
 use self::mirror::{ColumnMap, MirroredTable, Transaction};
 use self::pgoutput::{Message, OldTuple, RelationOid};
 pub use self::status::{CdcState, CdcStatus};
-use crate::engine::{Engine, Update};
+use crate::engine::{Engine, SourcePosition, SourcePositions, Update};
 
 /// The tables mirrored unless configured otherwise.
 pub const DEFAULT_TABLES: &[&str] = &["public.product_inventory", "public.orders"];
@@ -172,8 +177,17 @@ pub fn spawn(engine: Arc<Engine>, config: CdcConfig, runtime: &tokio::runtime::H
         config.publication.clone(),
         tables.iter().map(|t| t.display()).collect(),
     );
+    let position = Position::recovered(&engine.recovered_positions(), &config.slot);
+    if let Some(position) = position {
+        tracing::info!(
+            slot = %config.slot,
+            confirmed = %position.confirmed,
+            last_commit = %position.last_commit,
+            "CDC: resuming from the data directory's position, without a new snapshot"
+        );
+    }
     let (status_tx, status_rx) = watch::channel(status);
-    let source = Source { engine, config, upstream, tables, status: status_tx, position: None };
+    let source = Source { engine, config, upstream, tables, status: status_tx, position };
     let task = runtime.spawn(source.run());
     Ok(CdcHandle { status: status_rx, task })
 }
@@ -185,6 +199,26 @@ struct Position {
     confirmed: Lsn,
     /// Commit LSN of the last transaction applied; resent ones up to it are skipped.
     last_commit: Lsn,
+}
+
+impl Position {
+    /// The keys of a slot's position in the input log's source positions.
+    fn keys(slot: &str) -> [String; 2] {
+        [format!("cdc/{slot}/confirmed"), format!("cdc/{slot}/last_commit")]
+    }
+
+    /// The position logged last for `slot`, if the log has one.
+    fn recovered(positions: &SourcePositions, slot: &str) -> Option<Position> {
+        let [confirmed, last_commit] = Position::keys(slot);
+        let lsn = |key: &str| positions.get(key).map(|&lsn| Lsn::from_u64(lsn as u64));
+        Some(Position { confirmed: lsn(&confirmed)?, last_commit: lsn(&last_commit)? })
+    }
+
+    /// This position as logged with the batch that got the stream here.
+    fn logged(&self, slot: &str) -> Vec<SourcePosition> {
+        let [confirmed, last_commit] = Position::keys(slot);
+        vec![(confirmed, self.confirmed.as_u64() as i64), (last_commit, self.last_commit.as_u64() as i64)]
+    }
 }
 
 struct Source {
@@ -381,8 +415,9 @@ impl Source {
                 rows += 1;
             }
         }
-        self.apply(load.into_updates()).await.context("loading the snapshot")?;
-        self.position = Some(Position { confirmed: consistent_point, last_commit: Lsn::ZERO });
+        let position = Position { confirmed: consistent_point, last_commit: Lsn::ZERO };
+        self.apply(load.into_updates(), position).await.context("loading the snapshot")?;
+        self.position = Some(position);
         self.status.send_modify(|s| {
             s.snapshot_rows += rows;
             s.confirmed_lsn = Some(consistent_point.to_string());
@@ -436,13 +471,18 @@ impl Source {
         Ok(copied)
     }
 
-    /// Applies updates as one batch and waits until they are visible.
-    async fn apply(&self, updates: Vec<Update>) -> anyhow::Result<()> {
+    /// Applies updates as one batch, logged with the position they bring the stream
+    /// to, and waits until they are visible (and on disk, with a data directory).
+    async fn apply(&self, updates: Vec<Update>, position: Position) -> anyhow::Result<()> {
+        // Nothing to log either: after a restart the slot resends it, and it is nothing again.
         if updates.is_empty() {
             return Ok(());
         }
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.apply_blocking(updates)).await?.map_err(|e| anyhow!(e))?;
+        let positions = position.logged(&self.config.slot);
+        tokio::task::spawn_blocking(move || engine.apply_blocking_from(updates, positions))
+            .await?
+            .map_err(|e| anyhow!(e))?;
         Ok(())
     }
 
@@ -481,8 +521,9 @@ impl Source {
                     if transaction.skip {
                         self.status.send_modify(|s| s.transactions_skipped += 1);
                     } else {
+                        let applied = Position { confirmed: end_lsn.max(position.confirmed), last_commit: lsn };
                         let changes = self
-                            .apply_transaction(&relations, transaction.changes)
+                            .apply_transaction(&relations, transaction.changes, applied)
                             .await
                             .with_context(|| format!("applying the transaction committed at LSN {lsn}"))?;
                         position.last_commit = lsn;
@@ -522,6 +563,7 @@ impl Source {
         &self,
         relations: &HashMap<RelationOid, Option<ColumnMap>>,
         changes: Vec<Message>,
+        applied: Position,
     ) -> anyhow::Result<u64> {
         let map = |oid: RelationOid| -> anyhow::Result<Option<&ColumnMap>> {
             match relations.get(&oid) {
@@ -564,7 +606,7 @@ impl Source {
             result.map_err(|e| anyhow!(e))?;
         }
         let count = transaction.changes;
-        self.apply(transaction.into_updates()).await?;
+        self.apply(transaction.into_updates(), applied).await?;
         Ok(count)
     }
 }

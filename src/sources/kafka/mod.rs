@@ -134,7 +134,7 @@ impl KafkaSources {
         for index in 0..config.readers {
             let reader =
                 reader::Reader::new(index, config.clone(), topics.clone(), engine.ingest(), status, resume.clone())
-                .with_context(|| format!("creating Kafka reader {index}"))?;
+                    .with_context(|| format!("creating Kafka reader {index}"))?;
             let stop = stop.clone();
             threads.push(
                 std::thread::Builder::new()

@@ -349,7 +349,9 @@ impl Reader {
                         offset = next,
                         "reading partition from where it stopped"
                     ),
-                    None => tracing::info!(reader = self.index, topic = %topic.name, partition = p, "reading partition"),
+                    None => {
+                        tracing::info!(reader = self.index, topic = %topic.name, partition = p, "reading partition")
+                    }
                 }
                 self.partitions.insert((t, p), PartitionState { next, moved: false, messages: 0, errors: 0 });
                 added = true;

@@ -1,0 +1,781 @@
+//! Crash recovery of the binary on a `--data-dir`:
+//!
+//! - every write acknowledged to a client (SQL over pgwire, HTTP overrides) is there
+//!   after `kill -9` and a restart, and a statement is applied whole or not at all;
+//! - a torn last record of the input log is dropped at start-up; a flipped byte
+//!   before the end stops start-up with an error naming the segment and the offset;
+//! - the generator, killed midway and restarted, ends with exactly what one
+//!   uninterrupted `--ephemeral` run ends with;
+//! - SIGTERM exits with status 0 and keeps what was acknowledged;
+//! - one data directory serves one server at a time.
+//!
+//! The writers' choices and the kill delays come from a seed each test prints;
+//! `DURABILITY_SEED=<seed>` repeats them (the timing of a kill cannot be repeated).
+//!
+//! Run: `cargo test --release --test durability`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use diffmart::engine::Catalog;
+use diffmart::engine::log::MAGIC;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use support::server::DiffmartProcess;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// Start-up replays the log before it serves: generous.
+const READY: Duration = Duration::from_secs(60);
+/// How long a server may take to exit once it has reason to.
+const EXIT: Duration = Duration::from_secs(10);
+/// Crash-and-restart rounds of the kill -9 tests.
+const ROUNDS: usize = 8;
+/// Clients writing side by side in each round, each on keys of its own.
+const WRITERS: usize = 3;
+/// Length and checksum before each log record's body.
+const RECORD_HEADER: usize = 8;
+
+// ------------------------------------------------------------------------------------------
+// Helpers
+// ------------------------------------------------------------------------------------------
+
+/// A data directory that does not exist yet (the server creates it), in a temporary
+/// directory removed with the guard.
+fn data_dir() -> (TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = tmp.path().join("data");
+    (tmp, dir)
+}
+
+/// The seed of a test's random choices: `DURABILITY_SEED`, or the clock's. Printed,
+/// so a failure can be repeated.
+fn seed(test: &str) -> u64 {
+    let seed = match std::env::var("DURABILITY_SEED") {
+        Ok(seed) => seed.parse().expect("DURABILITY_SEED is a number"),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
+    println!("{test}: seed {seed} (DURABILITY_SEED={seed} repeats its choices)");
+    seed
+}
+
+/// A server on `dir` without the generator, ready for clients.
+async fn start_without_generator(dir: &Path) -> DiffmartProcess {
+    let mut server = DiffmartProcess::start_on(dir, &["--no-generator"]);
+    server.wait_ready(READY).await;
+    server
+}
+
+/// Rows of a query as text (`NULL` for nulls), through the simple query protocol.
+async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
+    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => {
+                Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What differs between two keyed states, readably (at most 20 lines).
+fn differences<K: Ord + Debug, V: PartialEq + Debug>(expected: &BTreeMap<K, V>, found: &BTreeMap<K, V>) -> String {
+    let mut lines = Vec::new();
+    for (key, want) in expected {
+        match found.get(key) {
+            None => lines.push(format!("  missing {key:?}: {want:?}")),
+            Some(got) if got != want => lines.push(format!("  {key:?}: expected {want:?}, found {got:?}")),
+            Some(_) => {}
+        }
+    }
+    lines.extend(
+        found.iter().filter(|(key, _)| !expected.contains_key(key)).map(|(k, v)| format!("  extra {k:?}: {v:?}")),
+    );
+    let more = lines.len().saturating_sub(20);
+    lines.truncate(20);
+    if more > 0 {
+        lines.push(format!("  ... and {more} more"));
+    }
+    lines.join("\n")
+}
+
+/// After a crash, one writer's keys hold every write it saw acknowledged, and the
+/// write in flight at the kill (if any) either whole or not at all.
+fn assert_recovered<K: Ord + Debug, V: PartialEq + Debug>(
+    writer: &str,
+    acknowledged: &BTreeMap<K, V>,
+    in_flight: Option<&BTreeMap<K, V>>,
+    found: &BTreeMap<K, V>,
+) {
+    if found == acknowledged || in_flight == Some(found) {
+        return;
+    }
+    let mut report = format!(
+        "{writer}: after the restart its keys hold neither its acknowledged writes nor those and the write in flight, whole.\n\
+         against the acknowledged writes:\n{}",
+        differences(acknowledged, found)
+    );
+    if let Some(in_flight) = in_flight {
+        report.push_str(&format!("\nagainst those and the write in flight:\n{}", differences(in_flight, found)));
+    }
+    panic!("{report}");
+}
+
+// ------------------------------------------------------------------------------------------
+// The input log's files
+// ------------------------------------------------------------------------------------------
+
+/// The newest segment of the input log in `data_dir`.
+fn newest_segment(data_dir: &Path) -> PathBuf {
+    let log = data_dir.join("log");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&log)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", log.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with("seg-") && name.ends_with(".log")
+        })
+        .collect();
+    segments.sort();
+    segments.pop().unwrap_or_else(|| panic!("no seg-*.log in {}", log.display()))
+}
+
+/// A log record's place in its segment: where it starts and ends, and its time.
+#[derive(Debug)]
+struct RecordAt {
+    offset: usize,
+    end: usize,
+    time: u64,
+}
+
+/// The records of a segment, as far as they parse (to describe it in failures).
+fn records(segment: &[u8]) -> Vec<RecordAt> {
+    assert!(segment.starts_with(MAGIC), "a segment starts with the log's magic");
+    let mut found = Vec::new();
+    let mut at = MAGIC.len();
+    while at + RECORD_HEADER + 8 <= segment.len() {
+        let len = u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
+        let end = at + RECORD_HEADER + len;
+        if len < 8 || end > segment.len() {
+            break;
+        }
+        let time = u64::from_le_bytes(segment[at + RECORD_HEADER..at + RECORD_HEADER + 8].try_into().unwrap());
+        found.push(RecordAt { offset: at, end, time });
+        at = end;
+    }
+    found
+}
+
+// ------------------------------------------------------------------------------------------
+// SQL writes: product_inventory rows
+// ------------------------------------------------------------------------------------------
+
+/// A `product_inventory` row but its key, `product_id`.
+#[derive(Clone, Debug, PartialEq)]
+struct Item {
+    name: String,
+    stock: i32,
+    reorder_threshold: i32,
+    supplier: String,
+    price: Decimal,
+}
+
+type Items = BTreeMap<i32, Item>;
+
+/// Each writer's product ids are `writer * KEYS_PER_WRITER + 1 ..`.
+const KEYS_PER_WRITER: i32 = 1_000_000;
+
+/// Every `product_inventory` row, by `product_id`.
+async fn inventory(client: &Client) -> Items {
+    let sql =
+        "SELECT product_id, product_name, stock_level, reorder_threshold, supplier, base_price FROM product_inventory";
+    let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .map(|r| {
+            let item = Item {
+                name: r.get(1),
+                stock: r.get(2),
+                reorder_threshold: r.get(3),
+                supplier: r.get(4),
+                price: r.get(5),
+            };
+            (r.get(0), item)
+        })
+        .collect()
+}
+
+/// One SQL statement, what it reports, and the writer's rows once it is applied.
+struct Statement {
+    sql: String,
+    rows_affected: u64,
+    after: Items,
+}
+
+/// One client's writes over all rounds: the rows it knows are in the table, and its
+/// random choices.
+struct SqlWriter {
+    index: usize,
+    rows: Items,
+    next_id: i32,
+    rng: StdRng,
+    acknowledged: u64,
+}
+
+impl SqlWriter {
+    fn new(index: usize, seed: u64) -> SqlWriter {
+        SqlWriter {
+            index,
+            rows: Items::new(),
+            next_id: index as i32 * KEYS_PER_WRITER + 1,
+            rng: StdRng::seed_from_u64(seed.wrapping_add(index as u64 + 1)),
+            acknowledged: 0,
+        }
+    }
+
+    /// This writer's rows among `table`'s.
+    fn own(&self, table: &Items) -> Items {
+        let first = self.index as i32 * KEYS_PER_WRITER + 1;
+        table.range(first..first + KEYS_PER_WRITER).map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    /// A random statement on this writer's rows: an INSERT of one to four rows, an
+    /// UPDATE or DELETE of one row, or of a range of rows.
+    fn next_statement(&mut self, tag: &str) -> Statement {
+        let keys: Vec<i32> = self.rows.keys().copied().collect();
+        let mut after = self.rows.clone();
+        let choice = if keys.len() < 4 { 0 } else { self.rng.random_range(0..10) };
+        let (sql, rows_affected) = match choice {
+            0..=3 => {
+                let mut values = Vec::new();
+                for _ in 0..self.rng.random_range(1..=4) {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let item = Item {
+                        name: tag.to_string(),
+                        stock: self.rng.random_range(0..1000),
+                        reorder_threshold: 5,
+                        supplier: format!("w{}", self.index),
+                        price: Decimal::new(self.rng.random_range(1..100_000), 2),
+                    };
+                    values.push(format!(
+                        "({id}, '{}', {}, {}, '{}', {})",
+                        item.name, item.stock, item.reorder_threshold, item.supplier, item.price
+                    ));
+                    after.insert(id, item);
+                }
+                (format!("INSERT INTO product_inventory VALUES {}", values.join(", ")), values.len())
+            }
+            4 | 5 => {
+                let id = keys[self.rng.random_range(0..keys.len())];
+                let stock = self.rng.random_range(0..1000);
+                let item = after.get_mut(&id).unwrap();
+                (item.name, item.stock) = (tag.to_string(), stock);
+                let sql = format!(
+                    "UPDATE product_inventory SET product_name = '{tag}', stock_level = {stock} WHERE product_id = {id}"
+                );
+                (sql, 1)
+            }
+            6 | 7 => {
+                let (first, last) = self.key_range(&keys, 6);
+                let mut count = 0;
+                for item in after.range_mut(first..=last).map(|(_, item)| item) {
+                    (item.name, item.stock) = (tag.to_string(), item.stock + 1);
+                    count += 1;
+                }
+                let sql = format!(
+                    "UPDATE product_inventory SET product_name = '{tag}', stock_level = stock_level + 1 \
+                     WHERE product_id BETWEEN {first} AND {last}"
+                );
+                (sql, count)
+            }
+            8 => {
+                let id = keys[self.rng.random_range(0..keys.len())];
+                after.remove(&id);
+                (format!("DELETE FROM product_inventory WHERE product_id = {id}"), 1)
+            }
+            _ => {
+                let (first, last) = self.key_range(&keys, 3);
+                after.retain(|id, _| !(first..=last).contains(id));
+                let deleted = self.rows.len() - after.len();
+                (format!("DELETE FROM product_inventory WHERE product_id BETWEEN {first} AND {last}"), deleted)
+            }
+        };
+        Statement { sql, rows_affected: rows_affected as u64, after }
+    }
+
+    /// The first and last of two to `most` adjacent keys of `keys` (at least two long).
+    fn key_range(&mut self, keys: &[i32], most: usize) -> (i32, i32) {
+        let start = self.rng.random_range(0..keys.len() - 1);
+        let len = self.rng.random_range(2..=most).min(keys.len() - start);
+        (keys[start], keys[start + len - 1])
+    }
+
+    /// Writes until the server goes away. Returns the writer, its rows those of every
+    /// acknowledged statement, and the rows it would have had the statement in flight
+    /// been applied.
+    async fn write_until_killed(mut self, client: Client, round: usize) -> (SqlWriter, Option<Items>) {
+        for step in 0.. {
+            let tag = format!("r{round}w{}s{step}", self.index);
+            let statement = self.next_statement(&tag);
+            match client.execute(statement.sql.as_str(), &[]).await {
+                Ok(rows) => {
+                    assert_eq!(rows, statement.rows_affected, "{}", statement.sql);
+                    self.rows = statement.after;
+                    self.acknowledged += 1;
+                }
+                Err(e) if e.code().is_some() => panic!("diffmart refused {}: {e}", statement.sql),
+                Err(_) => return (self, Some(statement.after)),
+            }
+        }
+        unreachable!("a writer writes until the server goes away")
+    }
+}
+
+/// Several rounds of: clients write to `product_inventory` side by side (INSERTs of one
+/// to four rows, UPDATEs and DELETEs of one row or a range), the server is killed with
+/// SIGKILL at a random moment and restarted on the same data directory. Each client's
+/// keys then hold every statement it saw acknowledged, and the one in flight whole or
+/// not at all; the next round writes on top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_sql_writes_survive_kill_9() {
+    let seed = seed("acknowledged_sql_writes_survive_kill_9");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (_tmp, dir) = data_dir();
+    let mut writers: Vec<SqlWriter> = (0..WRITERS).map(|i| SqlWriter::new(i, seed)).collect();
+    let mut in_flight: Vec<Option<Items>> = vec![None; WRITERS];
+    for round in 0..=ROUNDS {
+        let mut server = start_without_generator(&dir).await;
+        let table = inventory(&server.connect().await).await;
+        for (writer, cut) in writers.iter_mut().zip(&in_flight) {
+            let found = writer.own(&table);
+            assert_recovered(&format!("round {round}, writer {}", writer.index), &writer.rows, cut.as_ref(), &found);
+            writer.rows = found;
+        }
+        let owned: usize = writers.iter().map(|w| w.rows.len()).sum();
+        assert_eq!(owned, table.len(), "rows no writer wrote: {table:?}");
+        if round == ROUNDS {
+            break;
+        }
+        let mut clients = Vec::new();
+        for _ in 0..WRITERS {
+            clients.push(server.connect().await);
+        }
+        let tasks: Vec<_> = writers
+            .drain(..)
+            .zip(clients)
+            .map(|(writer, client)| tokio::spawn(writer.write_until_killed(client, round)))
+            .collect();
+        // Not a wait for something: the moment of the crash.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..=500))).await;
+        server.kill9();
+        in_flight.clear();
+        for task in tasks {
+            let (writer, cut) = tokio::time::timeout(EXIT, task)
+                .await
+                .expect("a writer notices the server is gone")
+                .expect("a writer's checks pass");
+            writers.push(writer);
+            in_flight.push(cut);
+        }
+    }
+    let acknowledged: u64 = writers.iter().map(|w| w.acknowledged).sum();
+    println!("{acknowledged} statements acknowledged over {ROUNDS} rounds");
+    assert!(acknowledged >= ROUNDS as u64, "only {acknowledged} statements were acknowledged: too few to test");
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP writes: price overrides
+// ------------------------------------------------------------------------------------------
+
+const ADMIN_KEY: &str = "durability-test-key";
+/// Products each HTTP writer sets and removes overrides of.
+const PRODUCTS_PER_WRITER: usize = 6;
+
+/// A `price_overrides` row but its key and its wall-clock `set_time`.
+#[derive(Clone, Debug, PartialEq)]
+struct Override {
+    price: f64,
+    reason: String,
+}
+
+type Overrides = BTreeMap<String, Override>;
+
+/// Every `price_overrides` row, by `product_id`.
+async fn price_overrides(client: &Client) -> Overrides {
+    let sql = "SELECT product_id, override_price, reason FROM price_overrides";
+    let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter().map(|r| (r.get(0), Override { price: r.get(1), reason: r.get(2) })).collect()
+}
+
+/// One HTTP/1.1 request on a fresh connection with the admin key: the status and the
+/// body, or an error if the server went away before it answered.
+async fn admin_request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-API-Key: {ADMIN_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    let answer = String::from_utf8_lossy(&answer);
+    let cut = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("a cut answer: {answer:?}"));
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(cut)?;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(cut)?;
+    Ok((status, body.to_string()))
+}
+
+/// One HTTP client's overrides over all rounds: those it knows are set, and its random
+/// choices.
+struct HttpWriter {
+    index: usize,
+    overrides: Overrides,
+    rng: StdRng,
+    acknowledged: u64,
+}
+
+impl HttpWriter {
+    fn new(index: usize, seed: u64) -> HttpWriter {
+        let rng = StdRng::seed_from_u64(seed.wrapping_add(index as u64 + 1));
+        HttpWriter { index, overrides: Overrides::new(), rng, acknowledged: 0 }
+    }
+
+    fn products(&self) -> Vec<String> {
+        (0..PRODUCTS_PER_WRITER).map(|p| format!("W{}P{p}", self.index)).collect()
+    }
+
+    /// This writer's overrides among `table`'s.
+    fn own(&self, table: &Overrides) -> Overrides {
+        let prefix = format!("W{}P", self.index);
+        table.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Sets or removes overrides over HTTP until the server goes away. Returns the
+    /// writer, its overrides those of every acknowledged request, and the overrides it
+    /// would have had the request in flight been applied.
+    async fn write_until_killed(mut self, http_port: u16, round: usize) -> (HttpWriter, Option<Overrides>) {
+        let products = self.products();
+        for step in 0.. {
+            let product = &products[self.rng.random_range(0..products.len())];
+            let mut after = self.overrides.clone();
+            let (method, path, body) = if after.contains_key(product) && self.rng.random_bool(0.3) {
+                after.remove(product);
+                ("DELETE", format!("/override/{product}"), String::new())
+            } else {
+                let set = Override {
+                    price: self.rng.random_range(1..100_000) as f64 / 100.0,
+                    reason: format!("r{round}w{}s{step}", self.index),
+                };
+                let body =
+                    serde_json::json!({"product_id": product, "override_price": set.price, "reason": set.reason});
+                after.insert(product.clone(), set);
+                ("POST", "/override".to_string(), body.to_string())
+            };
+            match admin_request(http_port, method, &path, &body).await {
+                Ok((200, _)) => {
+                    self.overrides = after;
+                    self.acknowledged += 1;
+                }
+                Ok((status, answer)) => panic!("{method} {path} {body}: {status} {answer}"),
+                Err(_) => return (self, Some(after)),
+            }
+        }
+        unreachable!("a writer writes until the server goes away")
+    }
+}
+
+/// As for SQL, with HTTP clients setting (`POST /override`) and removing
+/// (`DELETE /override/{id}`) price overrides of catalog products, killed with SIGKILL
+/// at a random moment: after each restart, `price_overrides` holds every acknowledged
+/// request, and the one in flight or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_http_overrides_survive_kill_9() {
+    let seed = seed("acknowledged_http_overrides_survive_kill_9");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (_tmp, dir) = data_dir();
+    let mut writers: Vec<HttpWriter> = (0..WRITERS).map(|i| HttpWriter::new(i, seed)).collect();
+    let mut in_flight: Vec<Option<Overrides>> = vec![None; WRITERS];
+    let products: Vec<String> = writers.iter().flat_map(HttpWriter::products).collect();
+    for round in 0..=ROUNDS {
+        let mut server = DiffmartProcess::start_on(&dir, &["--no-generator", "--admin-api-key", ADMIN_KEY]);
+        server.wait_ready(READY).await;
+        let client = server.connect().await;
+        if round == 0 {
+            // Overrides need a known product: the catalog, one acknowledged SQL write.
+            let values: Vec<String> = products.iter().map(|p| format!("('{p}', 10.0)")).collect();
+            let sql = format!("INSERT INTO pricing_products (product_id, base_price) VALUES {}", values.join(", "));
+            client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let catalog = text_rows(&client, "SELECT product_id FROM pricing_products ORDER BY product_id").await;
+        assert_eq!(catalog.concat(), products, "round {round}: the catalog written over SQL");
+        let table = price_overrides(&client).await;
+        for (writer, cut) in writers.iter_mut().zip(&in_flight) {
+            let found = writer.own(&table);
+            let who = format!("round {round}, HTTP writer {}", writer.index);
+            assert_recovered(&who, &writer.overrides, cut.as_ref(), &found);
+            writer.overrides = found;
+        }
+        let owned: usize = writers.iter().map(|w| w.overrides.len()).sum();
+        assert_eq!(owned, table.len(), "overrides no writer set: {table:?}");
+        if round == ROUNDS {
+            break;
+        }
+        let http_port = server.http_port;
+        let tasks: Vec<_> =
+            writers.drain(..).map(|writer| tokio::spawn(writer.write_until_killed(http_port, round))).collect();
+        // Not a wait for something: the moment of the crash.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..=500))).await;
+        server.kill9();
+        in_flight.clear();
+        for task in tasks {
+            let (writer, cut) = tokio::time::timeout(EXIT, task)
+                .await
+                .expect("a writer notices the server is gone")
+                .expect("a writer's checks pass");
+            writers.push(writer);
+            in_flight.push(cut);
+        }
+    }
+    let acknowledged: u64 = writers.iter().map(|w| w.acknowledged).sum();
+    println!("{acknowledged} requests acknowledged over {ROUNDS} rounds");
+    assert!(acknowledged >= ROUNDS as u64, "only {acknowledged} requests were acknowledged: too few to test");
+}
+
+// ------------------------------------------------------------------------------------------
+// One server per data directory
+// ------------------------------------------------------------------------------------------
+
+/// Inserts `product_inventory` rows `ids`, one acknowledged statement (so one log
+/// record) each.
+async fn insert_items(client: &Client, ids: impl IntoIterator<Item = i32>) {
+    for id in ids {
+        let sql = format!("INSERT INTO product_inventory VALUES ({id}, 'item {id}', 10, 5, 'S', 1.50)");
+        client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// The `product_id`s of `product_inventory`, in order.
+async fn item_ids(client: &Client) -> Vec<i32> {
+    let rows = client.query("SELECT product_id FROM product_inventory ORDER BY product_id", &[]).await.unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// A second server on a data directory in use exits with an error saying so, and
+/// leaves the first one and its data alone; once the first is killed, the lock goes
+/// with it and a new server starts on the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let (_tmp, dir) = data_dir();
+    let mut first = start_without_generator(&dir).await;
+    insert_items(&first.connect().await, 1..=3).await;
+
+    let mut second = DiffmartProcess::start_on(&dir, &["--no-generator"]);
+    let status = second.wait_exit(READY).expect("the second server exits");
+    let stderr = second.stderr();
+    assert!(!status.success(), "the second server exited with {status}; stderr:\n{stderr}");
+    assert!(stderr.contains("is in use by another diffmart"), "stderr:\n{stderr}");
+
+    assert_eq!(item_ids(&first.connect().await).await, [1, 2, 3], "the first server still serves its data");
+    insert_items(&first.connect().await, [4]).await;
+    first.kill9();
+    let third = start_without_generator(&dir).await;
+    assert_eq!(item_ids(&third.connect().await).await, [1, 2, 3, 4]);
+}
+
+// ------------------------------------------------------------------------------------------
+// A damaged log
+// ------------------------------------------------------------------------------------------
+
+/// Rows 1 to 5, each its own record, then kill -9 and the newest segment cut by 3
+/// bytes, inside its last record: start-up warns of the torn record and drops it, so
+/// row 5 is gone and rows 1 to 4 remain. Writes then continue after the valid data
+/// and survive another crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_record_is_dropped_at_start() {
+    let (_tmp, dir) = data_dir();
+    let mut server = start_without_generator(&dir).await;
+    insert_items(&server.connect().await, 1..=5).await;
+    server.kill9();
+
+    let segment = newest_segment(&dir);
+    let bytes = std::fs::read(&segment).unwrap();
+    let layout = records(&bytes);
+    assert_eq!(layout.last().map(|r| r.end), Some(bytes.len()), "whole records before the damage: {layout:?}");
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    file.set_len(bytes.len() as u64 - 3).unwrap();
+    drop(file);
+
+    let mut server = start_without_generator(&dir).await;
+    let stderr = server.stderr();
+    assert!(stderr.to_lowercase().contains("torn"), "no warning of the torn record; stderr:\n{stderr}");
+    let client = server.connect().await;
+    assert_eq!(item_ids(&client).await, [1, 2, 3, 4], "{} records were {layout:?}", segment.display());
+
+    insert_items(&client, [6]).await;
+    server.kill9();
+    let server = start_without_generator(&dir).await;
+    assert_eq!(item_ids(&server.connect().await).await, [1, 2, 3, 4, 6]);
+}
+
+/// Rows 1 to 5, each its own record, then kill -9 and one byte of the newest segment's
+/// first record flipped (its body, so its checksum fails, with records after it):
+/// start-up fails with an error naming the segment and the offset, and leaves the file
+/// as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_stops_start_up_naming_the_file_and_offset() {
+    let (_tmp, dir) = data_dir();
+    let mut server = start_without_generator(&dir).await;
+    insert_items(&server.connect().await, 1..=5).await;
+    server.kill9();
+
+    let segment = newest_segment(&dir);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let layout = records(&bytes);
+    assert!(layout.len() >= 2, "a record followed by others: {layout:?}");
+    bytes[MAGIC.len() + RECORD_HEADER] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let mut server = DiffmartProcess::start_on(&dir, &["--no-generator"]);
+    let status = server.wait_exit(READY).expect("start-up stops");
+    let stderr = server.stderr();
+    assert!(!status.success(), "exited with {status}; stderr:\n{stderr}");
+    let canonical = segment.canonicalize().unwrap();
+    assert!(
+        stderr.contains(&*segment.to_string_lossy()) || stderr.contains(&*canonical.to_string_lossy()),
+        "{} is not named; stderr:\n{stderr}",
+        segment.display()
+    );
+    assert!(stderr.contains("offset"), "no offset; stderr:\n{stderr}");
+    assert!(std::fs::read(&segment).unwrap() == bytes, "the failed start-up changed {}", segment.display());
+}
+
+// ------------------------------------------------------------------------------------------
+// The generator
+// ------------------------------------------------------------------------------------------
+
+const GENERATOR_EVENTS: i64 = 20_000;
+
+/// The generator's `diffmart_sources` row: its status and how many events it emitted.
+async fn generator_status(client: &Client) -> Option<(String, i64)> {
+    let sql = "SELECT status, messages FROM diffmart_sources WHERE kind = 'generator'";
+    let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.first().map(|r| (r.get(0), r.get(1)))
+}
+
+/// Waits until the generator's row satisfies `done`; returns it.
+async fn wait_for_generator(client: &Client, what: &str, done: impl Fn(&str, i64) -> bool) -> (String, i64) {
+    let deadline = Instant::now() + READY;
+    loop {
+        let status = generator_status(client).await;
+        if let Some((state, messages)) = &status
+            && done(state, *messages)
+        {
+            return (state.clone(), *messages);
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; the generator's row: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the generator to finish all its events; returns every relation but the
+/// system ones, as sorted rows of text.
+async fn contents_once_finished(client: &Client) -> BTreeMap<&'static str, Vec<Vec<String>>> {
+    let (_, messages) = wait_for_generator(client, "the generator to finish", |status, _| status == "finished").await;
+    assert_eq!(messages, GENERATOR_EVENTS, "events the generator emitted in all");
+    let system: Vec<&str> = diffmart_dataflows::system::input_specs().iter().map(|s| s.name).collect();
+    let mut contents = BTreeMap::new();
+    for (_, spec) in Catalog::all_pipelines().iter().filter(|(_, spec)| !system.contains(&spec.name)) {
+        let mut rows = text_rows(client, &format!("SELECT * FROM \"{}\"", spec.name)).await;
+        rows.sort();
+        contents.insert(spec.name, rows);
+    }
+    contents
+}
+
+/// The generator on a data directory, killed with SIGKILL after a quarter or more of its
+/// events and restarted with the same options, finishes with the same contents in every
+/// relation (the system relations aside) as one uninterrupted `--ephemeral` run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generator_continues_where_it_stopped() {
+    let events = GENERATOR_EVENTS.to_string();
+    let options = [
+        "--generator-rate",
+        "5000",
+        "--generator-events",
+        &events,
+        "--generator-start",
+        "2025-06-01 12:00:00",
+        "--generator-seed",
+        "7",
+    ];
+    let (_tmp, dir) = data_dir();
+    let mut server = DiffmartProcess::start_on(&dir, &options);
+    server.wait_ready(READY).await;
+    let client = server.connect().await;
+    let (status, emitted) =
+        wait_for_generator(&client, "a quarter of the events", |_, n| n >= GENERATOR_EVENTS / 4).await;
+    server.kill9();
+    assert!(status != "finished" && emitted < GENERATOR_EVENTS, "nothing left to resume: {status}, {emitted} events");
+    println!("killed after {emitted} or more events");
+    let mut server = DiffmartProcess::start_on(&dir, &options);
+    server.wait_ready(READY).await;
+    let resumed = contents_once_finished(&server.connect().await).await;
+    drop(server);
+
+    let mut reference = DiffmartProcess::start(&options);
+    reference.wait_ready(READY).await;
+    let uninterrupted = contents_once_finished(&reference.connect().await).await;
+    drop(reference);
+
+    let total: usize = uninterrupted.values().map(Vec::len).sum();
+    assert!(total > 0, "the uninterrupted run has no rows at all");
+    let catalog = Catalog::all_pipelines();
+    let mut failures = Vec::new();
+    for (name, expected) in &uninterrupted {
+        let columns: Vec<&str> = catalog.lookup(name).unwrap().1.columns.iter().map(|c| c.name).collect();
+        let diff = support::multiset_diff(&columns, 1, expected, &resumed[name], "uninterrupted", "resumed", 10);
+        if let Some(diff) = diff {
+            failures.push(format!("{name}: {diff}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} relations differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+// ------------------------------------------------------------------------------------------
+// SIGTERM
+// ------------------------------------------------------------------------------------------
+
+/// SIGTERM after acknowledged writes: the server exits with status 0 within a few
+/// seconds, and a restart on the same data directory has the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly() {
+    let (_tmp, dir) = data_dir();
+    let mut server = start_without_generator(&dir).await;
+    let client = server.connect().await;
+    insert_items(&client, 1..=3).await;
+    client
+        .batch_execute(
+            "INSERT INTO product_inventory VALUES (4, 'four', 1, 1, 'S', 4.00), (5, 'five', 1, 1, 'S', 5.00)",
+        )
+        .await
+        .unwrap();
+    client.batch_execute("DELETE FROM product_inventory WHERE product_id = 2").await.unwrap();
+
+    server.terminate();
+    let status = server.wait_exit(EXIT);
+    let stderr = server.stderr();
+    let status = status.unwrap_or_else(|| panic!("still running {EXIT:?} after SIGTERM; stderr:\n{stderr}"));
+    assert_eq!(status.code(), Some(0), "exit status {status}; stderr:\n{stderr}");
+
+    let server = start_without_generator(&dir).await;
+    assert_eq!(item_ids(&server.connect().await).await, [1, 3, 4, 5]);
+}
