@@ -438,7 +438,11 @@ fn new_segment(dir: &Path, first_time: u64) -> Result<File, LogError> {
 mod tests {
     use super::*;
 
-    fn read_all(dir: &Path) -> Result<(Vec<(u64, Vec<u8>)>, u64), LogError> {
+    /// Records as (time, payload).
+    type Records = Vec<(u64, Vec<u8>)>;
+
+    /// Every record, and the time after the last.
+    fn read_all(dir: &Path) -> Result<(Records, u64), LogError> {
         let mut records = Vec::new();
         let replayed = replay(dir, |time, payload| {
             records.push((time, payload.to_vec()));
@@ -457,7 +461,7 @@ mod tests {
         durability.wait(log.next_time - 1).unwrap();
     }
 
-    fn expected(times: std::ops::Range<u64>) -> Vec<(u64, Vec<u8>)> {
+    fn expected(times: std::ops::Range<u64>) -> Records {
         times.map(|t| (t, format!("batch {t}").into_bytes())).collect()
     }
 
