@@ -7,7 +7,9 @@
 //! - PostgreSQL stopped and started again, and the walsender killed, mid-stream:
 //!   resumed from the slot, no re-snapshot, nothing lost or doubled;
 //! - SQL writes to the mirrored tables are refused, the generator leaves them alone;
-//! - the retail views fed by CDC equal the views computed from the same rows.
+//! - the retail views fed by CDC equal the views computed from the same rows;
+//! - the binary on a data directory, killed with SIGKILL, resumes from its slot with
+//!   no new snapshot, and takes one (retracting the old mirror) only if the slot was lost.
 //!
 //! After every step diffmart's tables must equal PostgreSQL's as multisets of rows.
 //! Run: `cargo test --release --test cdc` (PostgreSQL server binaries must be installed).
@@ -26,6 +28,7 @@ use diffmart::sources::{GeneratorConfig, spawn_generator};
 use diffmart_dataflows::datum::{Datum, Record, RelationSpec, Row};
 use diffmart_dataflows::retail::{Order, ProductInventory};
 use support::postgres::TestPostgres;
+use support::server::DiffmartProcess;
 use support::{canonical_rows, multiset_diff, pg_canonical_rows};
 use tokio_postgres::Client;
 
@@ -478,4 +481,107 @@ async fn retail_views_fed_by_cdc_equal_views_of_the_same_rows() {
         compared += fed_rows.len();
     }
     eprintln!("{compared} view rows equal");
+}
+
+// ------------------------------------------------------------------------------------------
+// The binary on a data directory: restarts
+// ------------------------------------------------------------------------------------------
+
+/// The mirrored tables' rows as text, numbers canonical, timestamps left out (the
+/// writer derives them from the key): the same query on PostgreSQL and on diffmart.
+async fn table_texts(client: &Client) -> Vec<Vec<String>> {
+    let queries = [
+        "SELECT 'product', product_id, product_name, stock_level, reorder_threshold, supplier, base_price FROM product_inventory",
+        "SELECT 'order', order_id, product_id, quantity, customer_id FROM orders",
+    ];
+    let mut rows = Vec::new();
+    for sql in queries {
+        for message in client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")) {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                let values = (0..row.len()).map(|i| match row.get(i) {
+                    None => "NULL".to_string(),
+                    Some(text) => match text.parse::<rust_decimal::Decimal>() {
+                        Ok(number) => support::canonical_decimal(number),
+                        Err(_) => text.to_string(),
+                    },
+                });
+                rows.push(values.collect());
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Waits until diffmart's mirrored tables, read over pgwire, equal PostgreSQL's.
+async fn wait_mirrored_over_pgwire(server: &DiffmartProcess, upstream: &Client, step: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let diffmart = server.connect().await;
+    loop {
+        let (expected, found) = (table_texts(upstream).await, table_texts(&diffmart).await);
+        let columns = ["kind", "id", "…"];
+        let Some(diff) = multiset_diff(&columns, 2, &expected, &found, "postgres", "diffmart", 8) else { return };
+        assert!(Instant::now() < deadline, "{step}: the mirror still differs after 60 s:\n{diff}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The server mirroring on a data directory, killed with SIGKILL while a writer
+/// commits, restarted while the writer goes on: it recovers the mirror from its log
+/// and resumes from the slot without a new snapshot, and ends equal to PostgreSQL.
+/// Killed again and the slot dropped meanwhile (with orders deleted and added
+/// upstream): it takes a new snapshot, which retracts what the old mirror held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_resumes_from_the_slot_and_resnapshots_only_a_lost_one() {
+    let pg = TestPostgres::start();
+    let client = upstream(&pg, "shop", 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:{}/shop", pg.port());
+    let options = ["--no-generator", "--cdc-url", &url];
+
+    let mut server = DiffmartProcess::start_on(dir.path(), &options);
+    server.wait_ready(Duration::from_secs(60)).await;
+    wait_mirrored_over_pgwire(&server, &client, "the snapshot").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(pg.connection_string_for("shop"), stop.clone(), 100_000);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.kill9();
+    // The writer goes on while diffmart is down.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut server = DiffmartProcess::start_on(dir.path(), &options);
+    server.wait_ready(Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::Relaxed);
+    let committed = writer.await.unwrap();
+    assert!(committed > 50, "the writer committed only {committed} transactions");
+    wait_mirrored_over_pgwire(&server, &client, "after kill -9 and a restart").await;
+    let stderr = server.stderr();
+    assert!(stderr.contains("without a new snapshot"), "no resumption from the data directory:\n{stderr}");
+    assert!(!stderr.contains("snapshot loaded"), "the restart took a new snapshot:\n{stderr}");
+
+    // Down again, and the slot goes while it is (the walsender lets go of it shortly).
+    server.kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .query("SELECT pg_drop_replication_slot('diffmart_cdc') FROM pg_replication_slots WHERE slot_name = 'diffmart_cdc'", &[])
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the slot stayed active after diffmart was killed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client
+        .batch_execute(
+            "DELETE FROM orders WHERE order_id % 4 = 0; \
+             INSERT INTO orders SELECT i, now(), 1, 1, 'late_' || i FROM generate_series(900001, 900050) i; \
+             UPDATE product_inventory SET stock_level = 0 WHERE product_id < 5;",
+        )
+        .await
+        .unwrap();
+    let mut server = DiffmartProcess::start_on(dir.path(), &options);
+    server.wait_ready(Duration::from_secs(60)).await;
+    wait_mirrored_over_pgwire(&server, &client, "after the slot was lost").await;
+    let stderr = server.stderr();
+    assert!(stderr.contains("taking a new snapshot"), "the lost slot was not noticed:\n{stderr}");
 }

@@ -56,7 +56,7 @@ pub struct HistoryResult {
 }
 
 pub fn history(options: &BenchOptions, workload: Workload, workers: usize) -> anyhow::Result<HistoryResult> {
-    let engine = start_engine(workers, options.retention)?;
+    let engine = start_engine(options, workers, options.retention)?;
     let mut feed = Feed::new(workload, &engine, options.seed)?;
     feed.load_bootstrap(&engine)?;
     let baseline = process::memory().rss;
@@ -133,7 +133,7 @@ const KEEP_EVERYTHING: Micros = 3650 * 24 * 3600 * MICROS_PER_SECOND;
 
 pub fn delta(options: &BenchOptions, workload: Workload, workers: usize) -> anyhow::Result<DeltaResult> {
     let profile = options.new_operator_profile();
-    let engine = start_engine_profiled(workers, KEEP_EVERYTHING, profile.clone())?;
+    let engine = start_engine_profiled(options, workers, KEEP_EVERYTHING, profile.clone())?;
     let mut feed = Feed::new(workload, &engine, options.seed)?;
     feed.load_bootstrap(&engine)?;
     let load = load_closed_loop(&engine, &mut feed, Micros::MAX, options.delta_state)?;

@@ -163,6 +163,16 @@ pub struct BenchOptions {
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
 
+    /// Log every batch to an input log as a server with `--data-dir` does, in fresh
+    /// directories under DIR (removed after each scenario): measures durability's cost,
+    /// the disk's included.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Where a child keeps its engines' data directories (under --data-dir).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub child_data_dir: Option<PathBuf>,
+
     /// Run one scenario in this process (what the parent asks of its children).
     #[arg(long, value_name = "SCENARIO", hide = true)]
     pub child: Option<Scenario>,
@@ -245,8 +255,18 @@ pub fn run(options: BenchOptions) -> anyhow::Result<()> {
             }
         }
         tracing::info!(scenario = scenario.name(), "running");
-        let output = run_child(scenario, &extra)?;
-        report.add(output);
+        let data_dir = options
+            .data_dir
+            .as_ref()
+            .map(|base| base.join(format!("bench-{}-{}", std::process::id(), scenario.name())));
+        if let Some(dir) = &data_dir {
+            extra.extend(["--child-data-dir".to_string(), dir.display().to_string()]);
+        }
+        let output = run_child(scenario, &extra);
+        if let Some(dir) = &data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        report.add(output?);
     }
     report.finish();
     print!("{}", report.table());

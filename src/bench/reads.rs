@@ -53,7 +53,7 @@ pub struct ReadsResult {
 }
 
 pub fn reads(options: &BenchOptions, workload: Workload, workers: usize, rate: f64) -> anyhow::Result<ReadsResult> {
-    let engine = start_engine(workers, options.retention)?;
+    let engine = start_engine(options, workers, options.retention)?;
     let mut feed = Feed::new(workload, &engine, options.seed)?;
     feed.load_bootstrap(&engine)?;
     load_closed_loop(&engine, &mut feed, EVENT_TIME_START + options.read_prefill, u64::MAX)?;

@@ -31,7 +31,7 @@ pub fn offer(
     seconds: f64,
     operator_profile: Option<Arc<OperatorProfile>>,
 ) -> anyhow::Result<OpenLoopResult> {
-    let engine = start_engine_profiled(workers, options.retention, operator_profile)?;
+    let engine = start_engine_profiled(options, workers, options.retention, operator_profile)?;
     let mut feed = Feed::new(workload, &engine, options.seed)?;
     feed.load_bootstrap(&engine)?;
     let warmup = options.warmup;

@@ -11,9 +11,10 @@ use diffmart_dataflows::PipelineConfig;
 use diffmart_dataflows::datum::Micros;
 use serde::{Deserialize, Serialize};
 
+use super::BenchOptions;
 use crate::compute::profile::OperatorProfile;
 use crate::compute::{ComputeConfig, RelationId};
-use crate::engine::{Engine, Update};
+use crate::engine::{Catalog, DataDir, Engine, Update};
 use crate::sources::{self, GeneratedEvent, GeneratorConfig, MergedEvents};
 
 /// 2025-06-01 00:00:00 UTC: every run starts its simulated clock here, so runs repeat exactly.
@@ -46,19 +47,28 @@ impl Workload {
     }
 }
 
-/// An engine with its own workers, fed by nothing but the benchmark.
-pub fn start_engine(workers: usize, retention: Micros) -> anyhow::Result<Arc<Engine>> {
-    start_engine_profiled(workers, retention, None)
+/// An engine with its own workers, fed by nothing but the benchmark; durable in a
+/// fresh data directory with `--data-dir`.
+pub fn start_engine(options: &BenchOptions, workers: usize, retention: Micros) -> anyhow::Result<Arc<Engine>> {
+    start_engine_profiled(options, workers, retention, None)
 }
 
 /// [`start_engine`], summing each operator's time into `operator_profile` if given.
 pub fn start_engine_profiled(
+    options: &BenchOptions,
     workers: usize,
     retention: Micros,
     operator_profile: Option<Arc<OperatorProfile>>,
 ) -> anyhow::Result<Arc<Engine>> {
     let pipelines = PipelineConfig { retention, ..PipelineConfig::default() };
-    Engine::start(&ComputeConfig { workers, pipelines, operator_profile, ..ComputeConfig::default() })
+    let config = ComputeConfig { workers, pipelines, operator_profile, ..ComputeConfig::default() };
+    let Some(base) = &options.child_data_dir else { return Engine::start(&config) };
+    // One directory per engine: a scenario may start several.
+    static ENGINES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = base.join(format!("engine-{n}"));
+    let data_dir = DataDir::open(&dir, &Catalog::all_pipelines())?;
+    Engine::start_with(&config, Some(data_dir))
 }
 
 /// A workload's events as input updates, in event-time order.

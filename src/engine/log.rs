@@ -505,7 +505,7 @@ mod tests {
         let error = read_all(dir.path()).unwrap_err();
         let message = error.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
-        assert!(message.contains(&format!("at byte {}", MAGIC.len() + 2 * record)), "{message}");
+        assert!(message.contains(&format!("at offset {}:", MAGIC.len() + 2 * record)), "{message}");
         assert!(message.contains("checksum mismatch"), "{message}");
         // Start-up refused, the file is left as it was.
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
