@@ -225,7 +225,9 @@ pub fn spawn_generator(
         .name("diffmart-generator".into())
         .spawn(move || {
             let control = thread_control;
-            if progress.consumed > 0 {
+            let limit = config.events.unwrap_or(u64::MAX);
+            // Nothing to skip to when it had finished.
+            if progress.consumed > 0 && progress.emitted < limit {
                 let started = Instant::now();
                 // `nth(n - 1)` takes n events.
                 if events.nth(progress.consumed as usize - 1).is_none() {
@@ -241,7 +243,6 @@ pub fn spawn_generator(
                     "the generator skipped the events it had emitted before"
                 );
             }
-            let limit = config.events.unwrap_or(u64::MAX);
             // The simulated clock: it follows the wall clock at the natural pace, stands
             // still while paused, and is the newest event's time at a fixed rate. After
             // a restart it goes on from the newest event emitted before.
