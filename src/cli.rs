@@ -38,7 +38,7 @@ pub enum Command {
     Produce(ProduceOptions),
     /// Measure the engine end to end on the generator's events (freshness, highest
     /// sustained rate, cost versus history, deltas, reads); see README "Benchmarks".
-    Bench(crate::bench::BenchOptions),
+    Bench(Box<crate::bench::BenchOptions>),
 }
 
 /// The server's options.

@@ -29,7 +29,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Produce(options)) => crate::produce::run(options),
-        Some(Command::Bench(options)) => crate::bench::run(options),
+        Some(Command::Bench(options)) => crate::bench::run(*options),
         None => run(cli.server),
     };
     match result {
