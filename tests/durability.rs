@@ -129,6 +129,30 @@ fn assert_recovered<K: Ord + Debug, V: PartialEq + Debug>(
     panic!("{report}");
 }
 
+/// Runs the writers side by side, kills the server with SIGKILL at a random moment
+/// meanwhile, and waits for each to notice: returns them, each with the state it
+/// would have had the write in flight at the kill been applied.
+async fn kill_while_writing<W: Send + 'static, S: Send + 'static>(
+    server: &mut DiffmartProcess,
+    rng: &mut StdRng,
+    writes: Vec<impl Future<Output = (W, Option<S>)> + Send + 'static>,
+) -> (Vec<W>, Vec<Option<S>>) {
+    let tasks: Vec<_> = writes.into_iter().map(tokio::spawn).collect();
+    // Not a wait for something: the moment of the crash.
+    tokio::time::sleep(Duration::from_millis(rng.random_range(50..=500))).await;
+    server.kill9();
+    let mut stopped = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (writer, in_flight) = tokio::time::timeout(EXIT, task)
+            .await
+            .expect("a writer notices the server is gone")
+            .expect("a writer's checks pass");
+        stopped.0.push(writer);
+        stopped.1.push(in_flight);
+    }
+    stopped
+}
+
 // ------------------------------------------------------------------------------------------
 // The input log's files
 // ------------------------------------------------------------------------------------------
@@ -371,23 +395,8 @@ async fn acknowledged_sql_writes_survive_kill_9() {
         for _ in 0..WRITERS {
             clients.push(server.connect().await);
         }
-        let tasks: Vec<_> = writers
-            .drain(..)
-            .zip(clients)
-            .map(|(writer, client)| tokio::spawn(writer.write_until_killed(client, round)))
-            .collect();
-        // Not a wait for something: the moment of the crash.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..=500))).await;
-        server.kill9();
-        in_flight.clear();
-        for task in tasks {
-            let (writer, cut) = tokio::time::timeout(EXIT, task)
-                .await
-                .expect("a writer notices the server is gone")
-                .expect("a writer's checks pass");
-            writers.push(writer);
-            in_flight.push(cut);
-        }
+        let writes = writers.drain(..).zip(clients).map(|(writer, client)| writer.write_until_killed(client, round));
+        (writers, in_flight) = kill_while_writing(&mut server, &mut rng, writes.collect()).await;
     }
     let acknowledged: u64 = writers.iter().map(|w| w.acknowledged).sum();
     println!("{acknowledged} statements acknowledged over {ROUNDS} rounds");
@@ -533,20 +542,8 @@ async fn acknowledged_http_overrides_survive_kill_9() {
             break;
         }
         let http_port = server.http_port;
-        let tasks: Vec<_> =
-            writers.drain(..).map(|writer| tokio::spawn(writer.write_until_killed(http_port, round))).collect();
-        // Not a wait for something: the moment of the crash.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..=500))).await;
-        server.kill9();
-        in_flight.clear();
-        for task in tasks {
-            let (writer, cut) = tokio::time::timeout(EXIT, task)
-                .await
-                .expect("a writer notices the server is gone")
-                .expect("a writer's checks pass");
-            writers.push(writer);
-            in_flight.push(cut);
-        }
+        let writes = writers.drain(..).map(|writer| writer.write_until_killed(http_port, round));
+        (writers, in_flight) = kill_while_writing(&mut server, &mut rng, writes.collect()).await;
     }
     let acknowledged: u64 = writers.iter().map(|w| w.acknowledged).sum();
     println!("{acknowledged} requests acknowledged over {ROUNDS} rounds");
