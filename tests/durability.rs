@@ -693,14 +693,7 @@ async fn wait_for_generator(client: &Client, what: &str, done: impl Fn(&str, i64
 async fn contents_once_finished(client: &Client) -> BTreeMap<&'static str, Vec<Vec<String>>> {
     let (_, messages) = wait_for_generator(client, "the generator to finish", |status, _| status == "finished").await;
     assert_eq!(messages, GENERATOR_EVENTS, "events the generator emitted in all");
-    let system: Vec<&str> = diffmart_dataflows::system::input_specs().iter().map(|s| s.name).collect();
-    let mut contents = BTreeMap::new();
-    for (_, spec) in Catalog::all_pipelines().iter().filter(|(_, spec)| !system.contains(&spec.name)) {
-        let mut rows = text_rows(client, &format!("SELECT * FROM \"{}\"", spec.name)).await;
-        rows.sort();
-        contents.insert(spec.name, rows);
-    }
-    contents
+    relation_contents(client).await
 }
 
 /// The generator on a data directory, killed with SIGKILL after a quarter or more of its
@@ -740,16 +733,7 @@ async fn the_generator_continues_where_it_stopped() {
 
     let total: usize = uninterrupted.values().map(Vec::len).sum();
     assert!(total > 0, "the uninterrupted run has no rows at all");
-    let catalog = Catalog::all_pipelines();
-    let mut failures = Vec::new();
-    for (name, expected) in &uninterrupted {
-        let columns: Vec<&str> = catalog.lookup(name).unwrap().1.columns.iter().map(|c| c.name).collect();
-        let diff = support::multiset_diff(&columns, 1, expected, &resumed[name], "uninterrupted", "resumed", 10);
-        if let Some(diff) = diff {
-            failures.push(format!("{name}: {diff}"));
-        }
-    }
-    assert!(failures.is_empty(), "{} relations differ:\n{}", failures.len(), failures.join("\n"));
+    assert_same_contents(&uninterrupted, &resumed);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -817,6 +801,14 @@ async fn contents_once_read(client: &Client, messages: i64) -> BTreeMap<&'static
         assert!(Instant::now() < deadline, "timed out reading {messages} messages: {positions:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The counts go on across restarts too.
+    let counted = text_rows(client, "SELECT sum(messages) FROM diffmart_sources WHERE kind = 'kafka'").await;
+    assert_eq!(counted, [[messages.to_string()]], "messages diffmart_sources counts");
+    relation_contents(client).await
+}
+
+/// Every relation but the system ones, as sorted rows of text.
+async fn relation_contents(client: &Client) -> BTreeMap<&'static str, Vec<Vec<String>>> {
     let system: Vec<&str> = diffmart_dataflows::system::input_specs().iter().map(|s| s.name).collect();
     let mut contents = BTreeMap::new();
     for (_, spec) in Catalog::all_pipelines().iter().filter(|(_, spec)| !system.contains(&spec.name)) {
@@ -825,6 +817,23 @@ async fn contents_once_read(client: &Client, messages: i64) -> BTreeMap<&'static
         contents.insert(spec.name, rows);
     }
     contents
+}
+
+/// Every relation of a resumed run holds the rows of the uninterrupted one.
+fn assert_same_contents(
+    uninterrupted: &BTreeMap<&'static str, Vec<Vec<String>>>,
+    resumed: &BTreeMap<&'static str, Vec<Vec<String>>>,
+) {
+    let catalog = Catalog::all_pipelines();
+    let mut failures = Vec::new();
+    for (name, expected) in uninterrupted {
+        let columns: Vec<&str> = catalog.lookup(name).unwrap().1.columns.iter().map(|c| c.name).collect();
+        let diff = support::multiset_diff(&columns, 1, expected, &resumed[name], "uninterrupted", "resumed", 10);
+        if let Some(diff) = diff {
+            failures.push(format!("{name}: {diff}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} relations differ:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Kafka sources on a data directory, killed with SIGKILL at random moments while
@@ -904,14 +913,5 @@ async fn kafka_sources_resume_exactly_after_kill_9() {
     drop(reference);
 
     assert!(!uninterrupted["purchases"].is_empty(), "no purchases were read");
-    let catalog = Catalog::all_pipelines();
-    let mut failures = Vec::new();
-    for (name, expected) in &uninterrupted {
-        let columns: Vec<&str> = catalog.lookup(name).unwrap().1.columns.iter().map(|c| c.name).collect();
-        let diff = support::multiset_diff(&columns, 1, expected, &resumed[name], "uninterrupted", "resumed", 10);
-        if let Some(diff) = diff {
-            failures.push(format!("{name}: {diff}"));
-        }
-    }
-    assert!(failures.is_empty(), "{} relations differ:\n{}", failures.len(), failures.join("\n"));
+    assert_same_contents(&uninterrupted, &resumed);
 }

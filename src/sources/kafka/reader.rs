@@ -155,7 +155,9 @@ struct PartitionState {
     errors: i64,
 }
 
-/// The key of a partition's next offset in the input log's source positions.
+/// The key of a partition's next offset in the input log's source positions; its
+/// message and error counts (what `diffmart_sources` shows) follow it under
+/// `<key>/messages` and `<key>/errors`, so they go on counting after a restart.
 fn position_key(topic: &str, partition: i32) -> String {
     format!("kafka/{topic}/{partition}")
 }
@@ -258,7 +260,10 @@ impl Reader {
         for (&(t, p), state) in self.partitions.iter_mut().filter(|(_, state)| state.moved) {
             state.moved = false;
             if let Some(next) = state.next {
-                positions.push((position_key(&self.topics[t].name, p), next));
+                let key = position_key(&self.topics[t].name, p);
+                positions.push((format!("{key}/messages"), state.messages));
+                positions.push((format!("{key}/errors"), state.errors));
+                positions.push((key, next));
             }
         }
         let time = match self.ingest.send_stamped_from(updates, positions) {
@@ -326,7 +331,10 @@ impl Reader {
                 if owner(t, p, self.config.readers) != self.index || self.partitions.contains_key(&(t, p)) {
                     continue;
                 }
-                let resumed = self.resume.get(&position_key(&topic.name, p)).copied();
+                let key = position_key(&topic.name, p);
+                let resumed = self.resume.get(&key).copied();
+                let count = |what: &str| self.resume.get(&format!("{key}/{what}")).copied().unwrap_or(0);
+                let (messages, errors) = (count("messages"), count("errors"));
                 let next = if resumed.is_some() {
                     resumed
                 } else if self.config.start == StartFrom::Latest && history.contains(&(t, p)) {
@@ -353,7 +361,7 @@ impl Reader {
                         tracing::info!(reader = self.index, topic = %topic.name, partition = p, "reading partition")
                     }
                 }
-                self.partitions.insert((t, p), PartitionState { next, moved: false, messages: 0, errors: 0 });
+                self.partitions.insert((t, p), PartitionState { next, moved: false, messages, errors });
                 added = true;
             }
         }
