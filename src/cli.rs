@@ -283,4 +283,15 @@ mod tests {
         let help = Cli::try_parse_from(["diffmart", "bench", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     }
+
+    #[test]
+    fn the_data_directory_is_the_default_and_ephemeral_excludes_it() {
+        let cli = Cli::try_parse_from(["diffmart"]).unwrap();
+        assert_eq!(cli.server.data_dir, std::path::Path::new("diffmart-data"));
+        assert!(!cli.server.ephemeral);
+        let cli = Cli::try_parse_from(["diffmart", "--ephemeral"]).unwrap();
+        assert!(cli.server.ephemeral);
+        let both = Cli::try_parse_from(["diffmart", "--ephemeral", "--data-dir", "d"]).unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 }

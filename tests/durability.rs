@@ -736,6 +736,24 @@ async fn the_generator_continues_where_it_stopped() {
     assert_same_contents(&uninterrupted, &resumed);
 }
 
+/// A restart shows exactly what was shown before the kill, in every relation (the
+/// generator finished first, so nothing new comes after the restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_shows_exactly_what_was_shown_before() {
+    let events = GENERATOR_EVENTS.to_string();
+    let options =
+        ["--generator-rate", "20000", "--generator-events", &events, "--generator-start", "2025-06-01 12:00:00"];
+    let (_tmp, dir) = data_dir();
+    let mut server = DiffmartProcess::start_on(&dir, &options);
+    server.wait_ready(READY).await;
+    let before = contents_once_finished(&server.connect().await).await;
+    server.kill9();
+    let mut server = DiffmartProcess::start_on(&dir, &options);
+    server.wait_ready(READY).await;
+    let after = contents_once_finished(&server.connect().await).await;
+    assert_same_contents(&before, &after);
+}
+
 // ------------------------------------------------------------------------------------------
 // SIGTERM
 // ------------------------------------------------------------------------------------------

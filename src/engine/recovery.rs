@@ -9,7 +9,7 @@
 //! At start-up [`replay`] hands every record's changes to compute and to the store,
 //! before ingest takes anything new, and folds the positions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::mpsc::Sender;
 
@@ -24,10 +24,11 @@ use crate::compute::{Compute, InputBatch};
 /// its position (what the source means by it: an offset, a count).
 pub type SourcePositions = BTreeMap<String, i64>;
 
-/// Changes replayed into compute at one logical time, at most: consecutive records
-/// are merged (their times are history; only the state they lead to matters), so
-/// a long log replays in large batches rather than one small batch per record.
-const REPLAY_BATCH: usize = 200_000;
+/// How far the replay runs ahead of what is visible: past this many times or
+/// changes handed over and not yet visible, it waits for the oldest. Enough to keep
+/// compute busy, little enough to keep memory flat.
+const REPLAY_TIMES_AHEAD: usize = 16;
+const REPLAY_CHANGES_AHEAD: usize = 400_000;
 
 /// Appends a record's payload to `out`: the positions (count u32, then per position
 /// its key's length u16, the key, the position i64), then the changes.
@@ -87,36 +88,29 @@ pub(super) fn replay(
 ) -> Result<Recovered, log::LogError> {
     let mut positions = SourcePositions::new();
     let (mut records, mut changes) = (0u64, 0u64);
-    let mut pending = PackedChanges::default();
-    let mut pending_time = None;
-    // The last batch handed over: the next one waits until it is visible, so the
-    // replay never queues more than one batch ahead of compute and the store.
-    let mut in_flight: Option<Time> = None;
-    let mut hand_over = |time: Time, batch: PackedChanges| {
-        if let Some(previous) = in_flight {
-            store.wait_visible_blocking(previous);
-        }
-        let updates = batch.iter().map(|c| (c.relation, c.row(), c.diff)).collect();
-        let _ = to_store.send(PackedInputs { time, changes: batch });
-        compute.send(InputBatch { time, updates });
-        in_flight = Some(time);
-    };
+    // Times handed over and not yet known to be visible, with their sizes.
+    let mut ahead: VecDeque<(Time, usize)> = VecDeque::new();
+    let mut ahead_changes = 0;
     let log = log::replay(dir, |time, payload| {
         let (logged_positions, batch) = decode_record(payload, relations)?;
         records += 1;
         changes += batch.len() as u64;
         positions.extend(logged_positions);
-        pending.append(batch);
-        pending_time = Some(time);
-        if pending.len() >= REPLAY_BATCH {
-            hand_over(time, std::mem::take(&mut pending));
-            pending_time = None;
+        while ahead.len() >= REPLAY_TIMES_AHEAD || (ahead_changes >= REPLAY_CHANGES_AHEAD && !ahead.is_empty()) {
+            let (oldest, size) = ahead.pop_front().expect("non-empty");
+            store.wait_visible_blocking(oldest);
+            ahead_changes -= size;
         }
+        // Every record at its own time, as ingest stamped it: operators that decide by
+        // arrival (lateness, arrival order, overrides) decide as they did.
+        let size = batch.len();
+        let updates = batch.iter().map(|c| (c.relation, c.row(), c.diff)).collect();
+        let _ = to_store.send(PackedInputs { time, changes: batch });
+        compute.send(InputBatch { time, updates });
+        ahead.push_back((time, size));
+        ahead_changes += size;
         Ok(())
     })?;
-    if let Some(time) = pending_time {
-        hand_over(time, pending);
-    }
     Ok(Recovered { positions, records, changes, log })
 }
 
