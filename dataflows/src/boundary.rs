@@ -17,6 +17,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use crate::Time;
+use crate::checkpoint::Checkpoints;
 use crate::datum::{Record, RelationSpec, Row};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -70,12 +71,30 @@ pub struct Inputs<'s> {
     /// Every input relation, in the order they are asked for.
     expected: Vec<&'static RelationSpec>,
     sessions: Vec<Box<dyn RowSession>>,
+    /// Where the history-dependent operators register (see [`crate::checkpoint`]).
+    checkpoints: Checkpoints,
 }
 
 impl<'s> Inputs<'s> {
     /// Inputs in `scope` for the relations `expected`, in that order.
     pub fn new(scope: Scope<'s, Time>, expected: Vec<&'static RelationSpec>) -> Inputs<'s> {
-        Inputs { scope, expected, sessions: Vec::new() }
+        Inputs::with_checkpoints(scope, expected, Checkpoints::new())
+    }
+
+    /// [`Inputs::new`], its history-dependent operators registering in `checkpoints`
+    /// (which may restore them).
+    pub fn with_checkpoints(
+        scope: Scope<'s, Time>,
+        expected: Vec<&'static RelationSpec>,
+        checkpoints: Checkpoints,
+    ) -> Inputs<'s> {
+        Inputs { scope, expected, sessions: Vec::new(), checkpoints }
+    }
+
+    /// The registry of history-dependent operators: each registers under a stable id,
+    /// `inputs.checkpoints().slot("pipeline.operator")`.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
     }
 
     /// The next input relation, as records of `T`.

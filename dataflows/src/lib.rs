@@ -5,6 +5,7 @@
 
 pub mod boundary;
 pub mod casino;
+pub mod checkpoint;
 pub mod datum;
 pub use datum::relation;
 pub mod ecommerce;

@@ -1,6 +1,7 @@
 //! Operators differential does not ship, written as timely operators that emit
 //! differential updates. One module per family:
 //!
+//! - [`accumulated`], a pass-through that keeps what accumulated, for checkpoints;
 //! - [`joins`], `LEFT JOIN` against a side with at most one row per key;
 //! - [`max_per_key`], the greatest (latest) value per key;
 //! - [`splitting`], one collection into several, in one pass;
@@ -9,6 +10,7 @@
 //! - [`prefix_fold`] and [`range_sum`]: ordered aggregates per key, read at query
 //!   positions.
 
+pub mod accumulated;
 pub mod clocks;
 pub mod joins;
 pub mod max_per_key;
@@ -16,6 +18,7 @@ pub mod prefix_fold;
 pub mod range_sum;
 pub mod splitting;
 
+pub use self::accumulated::accumulated;
 pub use self::clocks::{BatchMaxima, ClockedState, EventClock, Expiry, batch_maxima, horizon_filter, run_clocked};
 pub use self::joins::{ByKey, left_join_unique};
 pub use self::max_per_key::{EventTimeOf, max_per_key};

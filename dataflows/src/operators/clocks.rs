@@ -3,7 +3,9 @@
 //! time; the filter that drops or retracts what falls behind the retention horizon;
 //! and the runner of keyed state machines driven by that clock.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::difference::Abelian;
@@ -21,6 +23,7 @@ use timely::dataflow::operators::{Capability, InputCapability};
 use super::max_per_key::{EventTimeOf, max_per_key};
 use super::splitting::unzip;
 use crate::Time;
+use crate::checkpoint::{SavedState, Slot};
 use crate::datum::Micros;
 
 /// The newest event time of each batch's insertions, as `(batch, time)`, from this worker.
@@ -236,6 +239,14 @@ pub trait ClockedState: 'static {
         batch_max: Option<Micros>,
         out: &mut Vec<(Self::Change, isize)>,
     );
+    /// This worker's state at a checkpoint (see [`crate::checkpoint`]): the clock as
+    /// shared state, and keyed entries routed by the `key` of the inputs they came from,
+    /// so a restore on any number of workers puts each where its inputs go.
+    fn save(&self) -> SavedState;
+    /// Takes back this worker's share of a saved state (on a state just made), and
+    /// pushes to `out` the changes that announce everything it had emitted and not
+    /// retracted.
+    fn restore(&mut self, saved: &SavedState, out: &mut Vec<(Self::Change, isize)>);
 }
 
 /// One batch of [`run_clocked`] waiting for its time to complete.
@@ -249,14 +260,25 @@ struct ClockedBatch<I> {
 /// logical-time order. Every worker also receives every batch's newest event time
 /// (`event_time` of its insertions), so the state machines share one clock whatever
 /// the worker count. Returns the changes and each worker's batch maxima (the clock's
-/// source, for views of the clock itself such as a watermark).
+/// source, for views of the clock itself such as a watermark). The state is saved at
+/// checkpoints in `slot`; restored, it ignores the batches up to the checkpoint.
 pub fn run_clocked<'s, S: ClockedState>(
     name: &str,
     inputs: VecCollection<'s, Time, S::Input>,
     key: fn(&S::Input) -> u64,
     event_time: fn(&S::Input) -> Micros,
     mut state: S,
+    mut slot: Slot,
 ) -> (VecCollection<'s, Time, S::Change>, BatchMaxima<'s>) {
+    let restored = slot.take_restored();
+    let through = restored.as_ref().map(|r| r.through);
+    let mut announced = Vec::new();
+    if let Some(restored) = &restored {
+        state.restore(&restored.state, &mut announced);
+    }
+    let state = Rc::new(RefCell::new(state));
+    let saved = state.clone();
+    slot.on_save(move |_through| saved.borrow().save());
     // The event times travel apart: reading the inputs twice would deep-copy each one.
     let (inputs, event_times) = unzip(inputs, "EventTimes", move |input| {
         let time = event_time(&input);
@@ -270,16 +292,31 @@ pub fn run_clocked<'s, S: ClockedState>(
             Exchange::new(move |(input, _time, _diff): &(S::Input, Time, isize)| key(input)),
             Pipeline,
             name,
-            move |_capability, _info| {
+            move |capability, _info| {
                 let mut pending: BTreeMap<Time, ClockedBatch<S::Input>> = BTreeMap::new();
+                // The restored state's output, announced once at the checkpoint's time.
+                let mut announce = through.map(|t| (capability.delayed(&t), announced));
+                let restored_through = move |time: &Time| through.is_some_and(|through| *time <= through);
                 move |(rows, rows_frontier), (maxima, maxima_frontier), output| {
+                    if let Some((at, changes)) = announce.take() {
+                        let mut session = output.session(&at);
+                        for (change, diff) in changes {
+                            session.give((change, *at.time(), diff));
+                        }
+                    }
                     rows.for_each(|cap, data| {
                         for (input, time, diff) in data.drain(..) {
+                            if restored_through(&time) {
+                                continue;
+                            }
                             clocked_batch(&mut pending, time, || cap.delayed(&time, 0)).inputs.push((input, diff));
                         }
                     });
                     maxima.for_each(|cap, data| {
                         for (time, max) in data.drain(..) {
+                            if restored_through(&time) {
+                                continue;
+                            }
                             let batch = clocked_batch(&mut pending, time, || cap.delayed(&time, 0));
                             batch.batch_max = batch.batch_max.max(Some(max));
                         }
@@ -292,7 +329,7 @@ pub fn run_clocked<'s, S: ClockedState>(
                         }
                         let batch = entry.remove();
                         let mut changes = Vec::new();
-                        state.process(batch.inputs, batch.batch_max, &mut changes);
+                        state.borrow_mut().process(batch.inputs, batch.batch_max, &mut changes);
                         let mut session = output.session(&batch.capability);
                         for (change, diff) in changes {
                             session.give((change, time, diff));
