@@ -78,6 +78,12 @@ pub struct Options {
     #[arg(long, conflicts_with = "data_dir")]
     pub ephemeral: bool,
 
+    /// Checkpoint the state once this much input log (MiB) has been written since the
+    /// last checkpoint (and at least the last checkpoint's size); the log a checkpoint
+    /// covers is deleted, so restart time and disk use follow the retained state.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub checkpoint_every_mib: u64,
+
     /// Timely worker threads in this process.
     #[arg(short = 'w', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,

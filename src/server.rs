@@ -50,6 +50,7 @@ fn run(options: Options) -> anyhow::Result<()> {
         hostfile: options.hostfile.as_ref().map(|p| p.display().to_string()),
         pipelines: options.pipeline_config(),
         operator_profile: None,
+        restore: None,
     };
     if compute.process != 0 {
         // Workers only: process 0 owns the inputs and serves clients.
@@ -68,7 +69,8 @@ fn run(options: Options) -> anyhow::Result<()> {
     let engine: Arc<Engine> = if options.ephemeral {
         Engine::start(&compute)?
     } else {
-        let data_dir = DataDir::open(&options.data_dir, &Catalog::all_pipelines())?;
+        let data_dir = DataDir::open(&options.data_dir, &Catalog::all_pipelines())?
+            .with_checkpoints_every(options.checkpoint_every_mib.saturating_mul(1 << 20));
         tracing::info!("keeping what comes in in {}", options.data_dir.display());
         Engine::start_with(&compute, Some(data_dir))?
     };

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use diffmart_dataflows::boundary::{Inputs, View};
+use diffmart_dataflows::checkpoint::{Checkpoint, Checkpoints, SavedState};
 use diffmart_dataflows::datum::Row;
 use diffmart_dataflows::{PipelineConfig, Time};
 use timely::WorkerConfig;
@@ -35,6 +36,13 @@ pub type RelationId = usize;
 pub struct InputBatch {
     pub time: Time,
     pub updates: Vec<(RelationId, Row, isize)>,
+}
+
+/// What ingest sends each worker: a batch, or a request to save the state of the
+/// history-dependent operators once every time up to `through` is computed.
+enum ToWorker {
+    Batch(InputBatch),
+    Checkpoint { through: Time, saved: Sender<(usize, BTreeMap<String, SavedState>)> },
 }
 
 /// Every change to every view at the times before `upper`. `upper == None` means
@@ -57,6 +65,8 @@ pub struct ComputeConfig {
     pub pipelines: PipelineConfig,
     /// Sum each operator's scheduled time here (the benchmarks' `--operator-profile`).
     pub operator_profile: Option<Arc<OperatorProfile>>,
+    /// Restore the history-dependent operators from this checkpoint (a single process only).
+    pub restore: Option<Arc<Checkpoint>>,
 }
 
 impl Default for ComputeConfig {
@@ -68,6 +78,7 @@ impl Default for ComputeConfig {
             hostfile: None,
             pipelines: PipelineConfig::default(),
             operator_profile: None,
+            restore: None,
         }
     }
 }
@@ -89,10 +100,11 @@ impl ComputeConfig {
 /// The running workers. Dropping it closes the inputs and joins the workers.
 pub struct Compute {
     /// One channel per worker of this process; empty on processes other than 0.
-    to_workers: Vec<Sender<InputBatch>>,
+    to_workers: Vec<Sender<ToWorker>>,
     /// The upper of what the sink has published (`None` once the dataflow shut down).
     computed: tokio::sync::watch::Receiver<Option<Time>>,
     worker_threads: Vec<Thread>,
+    processes: usize,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
 }
 
@@ -102,11 +114,11 @@ impl Compute {
         let timely_config = config.timely_config()?;
         let feeds_inputs = config.process == 0;
         let (to_workers, receivers): (Vec<_>, Vec<_>) = if feeds_inputs {
-            (0..config.workers).map(|_| std::sync::mpsc::channel::<InputBatch>()).unzip()
+            (0..config.workers).map(|_| std::sync::mpsc::channel::<ToWorker>()).unzip()
         } else {
             (Vec::new(), Vec::new())
         };
-        let receivers: Arc<Mutex<Vec<Option<Receiver<InputBatch>>>>> =
+        let receivers: Arc<Mutex<Vec<Option<Receiver<ToWorker>>>>> =
             Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
         let (computed_tx, computed) = tokio::sync::watch::channel(Some(0));
         let outputs = Arc::new(Mutex::new(Some(Publisher { outputs, computed: computed_tx })));
@@ -115,16 +127,27 @@ impl Compute {
         let workers_per_process = config.workers;
         let pipelines = config.pipelines.clone();
         let operator_profile = config.operator_profile.clone();
+        let restore = config.restore.clone();
+        if restore.is_some() && config.processes > 1 {
+            anyhow::bail!("checkpoints are taken and restored by a single process, not a cluster");
+        }
+        let computed_upper = computed.clone();
 
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
+            let checkpoints = match restore.as_deref() {
+                Some(checkpoint) => Checkpoints::restoring(checkpoint.for_worker(index, worker.peers())),
+                None => Checkpoints::new(),
+            };
+            let computed = computed_upper.clone();
             let publish = if index == 0 { outputs.lock().unwrap().take() } else { None };
             let boundaries: Rc<RefCell<PipelineBoundaries>> = Rc::default();
             if let Some(profile) = &operator_profile {
                 profile.attach(worker, boundaries.clone());
             }
             let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
-                let mut inputs = Inputs::new(scope, diffmart_dataflows::input_specs());
+                let mut inputs =
+                    Inputs::with_checkpoints(scope, diffmart_dataflows::input_specs(), checkpoints.clone());
                 let mut starting =
                     |pipeline| boundaries.borrow_mut().push((scope.worker().peek_identifier(), pipeline));
                 let views = diffmart_dataflows::build_views_announcing(&pipelines, &mut inputs, &mut starting);
@@ -148,7 +171,16 @@ impl Compute {
             thread_tx.lock().unwrap().send((index, std::thread::current())).ok();
             loop {
                 match receiver.try_recv() {
-                    Ok(batch) => {
+                    Ok(ToWorker::Checkpoint { through, saved }) => {
+                        // Every time up to `through` computed (the sink's upper is past
+                        // it) and nothing after it sent: the operators' state is theirs
+                        // at `through`.
+                        while computed.borrow().is_some_and(|upper| upper <= through) {
+                            worker.step_or_park(Some(Duration::from_millis(1)));
+                        }
+                        let _ = saved.send((index, checkpoints.save(through)));
+                    }
+                    Ok(ToWorker::Batch(batch)) => {
                         for session in sessions.iter_mut() {
                             session.advance_to(batch.time);
                         }
@@ -182,6 +214,7 @@ impl Compute {
             to_workers,
             computed,
             worker_threads: worker_threads.into_iter().flatten().collect(),
+            processes: config.processes,
             guards: Some(guards),
         })
     }
@@ -212,9 +245,32 @@ impl Compute {
         };
         for ((sender, share), thread) in self.to_workers.iter().zip(shares).zip(&self.worker_threads) {
             // A closed channel means the workers are shutting down; nothing to do.
-            let _ = sender.send(share);
+            let _ = sender.send(ToWorker::Batch(share));
             thread.unpark();
         }
+    }
+
+    /// The state of every history-dependent operator once every time up to `through`
+    /// is computed. Ingest must have sent `through` and nothing after it. A single
+    /// process only (see [`ComputeConfig::restore`]).
+    pub fn checkpoint(&self, through: Time) -> anyhow::Result<Checkpoint> {
+        if self.processes > 1 {
+            anyhow::bail!("checkpoints are taken by a single process, not a cluster");
+        }
+        let (saved_tx, saved_rx) = std::sync::mpsc::channel();
+        for (sender, thread) in self.to_workers.iter().zip(&self.worker_threads) {
+            sender
+                .send(ToWorker::Checkpoint { through, saved: saved_tx.clone() })
+                .map_err(|_| anyhow!("compute has shut down"))?;
+            thread.unpark();
+        }
+        drop(saved_tx);
+        let mut workers = vec![BTreeMap::new(); self.to_workers.len()];
+        for _ in 0..self.to_workers.len() {
+            let (index, saved) = saved_rx.recv().map_err(|_| anyhow!("compute shut down during a checkpoint"))?;
+            workers[index] = saved;
+        }
+        Ok(Checkpoint::merge(through, workers))
     }
 
     /// Blocks until the workers finish (for processes other than 0).
@@ -242,6 +298,21 @@ impl Drop for Compute {
 struct Publisher {
     outputs: Sender<OutputBatch>,
     computed: tokio::sync::watch::Sender<Option<Time>>,
+}
+
+/// The ids of the history-dependent operators a dataflow built with `config` registers:
+/// what a checkpoint restored into it must hold, no more and no less.
+pub fn checkpointed_operators(config: &PipelineConfig) -> Vec<&'static str> {
+    let config = config.clone();
+    timely::execute_directly(move |worker| {
+        let checkpoints = Checkpoints::new();
+        worker.dataflow::<Time, _, _>(|scope| {
+            let mut inputs = Inputs::with_checkpoints(scope, diffmart_dataflows::input_specs(), checkpoints.clone());
+            drop(diffmart_dataflows::build_views(&config, &mut inputs));
+            inputs.into_sessions()
+        });
+        checkpoints.ids()
+    })
 }
 
 /// The catalog's id of each view, found by its name: views are numbered after the

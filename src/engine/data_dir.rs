@@ -1,4 +1,5 @@
-//! The data directory (`--data-dir`): the input log (`log/`), the description of the
+//! The data directory (`--data-dir`): the input log (`log/`), checkpoints
+//! (`checkpoints/`), the description of the
 //! input relations the log was written with (`inputs`), small state files of the
 //! sources (the generator's settings), and a lock (`LOCK`) that keeps a second
 //! diffmart out.
@@ -19,6 +20,8 @@ pub struct DataDir {
     path: PathBuf,
     /// Holds the lock (released by the kernel when the process ends, however it ends).
     _lock: File,
+    /// Log appended since the last checkpoint that makes the next one due (at least).
+    checkpoint_every_bytes: u64,
 }
 
 impl DataDir {
@@ -51,10 +54,25 @@ impl DataDir {
             }
         }
         lock.set_len(0).and_then(|()| writeln!(lock, "{}", std::process::id())).ok();
-        let dir = DataDir { path: path.to_owned(), _lock: lock };
+        let dir = DataDir {
+            path: path.to_owned(),
+            _lock: lock,
+            checkpoint_every_bytes: super::checkpoint::DEFAULT_EVERY_BYTES,
+        };
         dir.check_inputs(catalog)?;
         std::fs::create_dir_all(dir.log_dir()).with_context(|| format!("creating {}", dir.log_dir().display()))?;
         Ok(dir)
+    }
+
+    /// Takes a checkpoint once `bytes` of log (at least; at least the last
+    /// checkpoint's size) have been appended since the last one.
+    pub fn with_checkpoints_every(mut self, bytes: u64) -> DataDir {
+        self.checkpoint_every_bytes = bytes;
+        self
+    }
+
+    pub fn checkpoint_every_bytes(&self) -> u64 {
+        self.checkpoint_every_bytes
     }
 
     pub fn path(&self) -> &Path {
@@ -64,6 +82,11 @@ impl DataDir {
     /// Where the input log's segments are.
     pub fn log_dir(&self) -> PathBuf {
         self.path.join("log")
+    }
+
+    /// Where the checkpoints are (see `engine::checkpoint`).
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.path.join("checkpoints")
     }
 
     /// The log names input relations by id: it can only be read with the input

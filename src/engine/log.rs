@@ -306,12 +306,39 @@ impl Durability {
     }
 }
 
+impl Replayed {
+    /// Appends continue at `time` at the earliest (after a checkpoint of `time - 1`
+    /// whose records were deleted).
+    pub fn continue_at_least(&mut self, time: u64) {
+        self.next_time = self.next_time.max(time);
+    }
+}
+
+/// Deletes the segments of `dir` whose every record is at or before `through`: those
+/// followed by a segment that starts at or before `through + 1`.
+pub fn delete_through(dir: &Path, through: u64) -> Result<usize, LogError> {
+    let segments = segments(dir)?;
+    let mut deleted = 0;
+    for pair in segments.windows(2) {
+        let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+        if *next_first > through + 1 {
+            break;
+        }
+        std::fs::remove_file(path).map_err(io_error(path))?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
 /// Appends records; lives on the ingest thread.
 pub struct LogWriter {
     dir: PathBuf,
     file: Arc<File>,
     /// Bytes in the current segment.
     written: u64,
+    /// Bytes appended since this writer opened.
+    appended_bytes: u64,
+
     next_time: u64,
     buffer: Vec<u8>,
     durability: Arc<Durability>,
@@ -353,6 +380,7 @@ impl LogWriter {
             dir: dir.to_owned(),
             file,
             written,
+            appended_bytes: 0,
             next_time: replayed.next_time,
             buffer: Vec::with_capacity(1 << 16),
             durability,
@@ -392,11 +420,24 @@ impl LogWriter {
             return Err(LogError::Poisoned(why));
         }
         self.written += self.buffer.len() as u64;
+        self.appended_bytes += self.buffer.len() as u64;
         self.next_time = time + 1;
         let mut state = self.durability.state.lock().expect("log state");
         state.appended = self.next_time;
         self.durability.changed.notify_all();
         Ok(())
+    }
+
+    /// Bytes appended since this writer opened.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
+    }
+
+    /// Starts a new segment for the records to come (unless the current one has none),
+    /// so that every record up to now can be deleted with its segments once a
+    /// checkpoint covers them.
+    pub fn start_new_segment(&mut self) -> Result<(), LogError> {
+        if self.written > MAGIC.len() as u64 { self.roll(self.next_time) } else { Ok(()) }
     }
 
     /// Starts a new segment whose first record is `time`'s.

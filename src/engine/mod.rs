@@ -12,6 +12,7 @@
 pub mod arrow;
 pub mod catalog;
 mod changes;
+pub mod checkpoint;
 pub mod data_dir;
 mod events;
 pub mod log;
@@ -33,6 +34,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 pub use self::catalog::Catalog;
 use self::changes::PackedInputs;
+use self::checkpoint::{CheckpointSettings, Checkpointer};
 pub use self::data_dir::DataDir;
 use self::log::{Durability, LogWriter};
 pub use self::recovery::SourcePositions;
@@ -69,6 +71,8 @@ enum IngestMessage {
     Request(IngestRequest),
     /// Send out what was gathered, close the log and stop (a clean shutdown).
     Close,
+    /// Take a checkpoint after what was gathered; say its time once it is on disk.
+    Checkpoint(std::sync::mpsc::SyncSender<Result<Time, String>>),
 }
 
 struct IngestRequest {
@@ -254,6 +258,8 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
         // time, a write that changes nothing) still needs its time to complete.
         let mut stamped_any = false;
         let mut open = true;
+        // A checkpoint asked for, taken once the batch being gathered is out.
+        let mut checkpoint_asked = None;
         while open || stamped_any {
             // Compute has room for `time` once it has handed over the time
             // TIMES_IN_FLIGHT before it, and the store has made the time
@@ -271,6 +277,9 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
                     record.clear();
                     let positions: Vec<SourcePosition> = std::mem::take(&mut positions).into_iter().collect();
                     recovery::encode_record(&positions, &packed.changes, &mut record);
+                    if let Some(checkpointer) = &mut ingest.checkpointer {
+                        checkpointer.logged(&positions);
+                    }
                     if let Err(e) = log.append(time, &record) {
                         let why = format!("the input log failed, so diffmart takes no more writes: {e}");
                         tracing::error!("{why}");
@@ -281,6 +290,11 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
                 let _ = ingest.to_store.send(packed);
                 ingest.compute.send(InputBatch { time, updates });
                 ingest.room.give_back(std::mem::take(&mut requested));
+                if let (Some(checkpointer), Some(log)) = (&mut ingest.checkpointer, &mut ingest.log) {
+                    if checkpoint_asked.is_some() || checkpointer.due(log.appended_bytes()) {
+                        checkpointer.take(time, &ingest.compute, &ingest.store, log, checkpoint_asked.take());
+                    }
+                }
                 time += 1;
                 continue;
             }
@@ -310,6 +324,15 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
                                     tracing::error!(sqlstate = e.sqlstate, "a source's write was refused: {e}");
                                 }
                             }
+                        }
+                    }
+                    Some(IngestMessage::Checkpoint(done)) => {
+                        if ingest.checkpointer.is_some() {
+                            // Out with the batch being gathered (an empty one if need be).
+                            checkpoint_asked = Some(done);
+                            stamped_any = true;
+                        } else {
+                            let _ = done.send(Err("checkpoints need a data directory".into()));
                         }
                     }
                     // Every sender is gone, or the engine closes: what was gathered
@@ -342,6 +365,8 @@ struct IngestLoop {
     first_time: Time,
     /// The input log, with a data directory.
     log: Option<LogWriter>,
+    /// Takes checkpoints of what the log holds, with a data directory.
+    checkpointer: Option<Checkpointer>,
     failed: tokio::sync::watch::Sender<Option<String>>,
 }
 
@@ -385,7 +410,15 @@ impl Engine {
         let catalog = Catalog::all_pipelines();
         let store = Store::new(&catalog, config.pipelines.retention);
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
-        let compute = Compute::start(config, outputs_tx)?;
+        let restored = match &data_dir {
+            Some(dir) => checkpoint::load_newest(&dir.checkpoint_dir(), &catalog, &config.pipelines, || {
+                crate::compute::checkpointed_operators(&config.pipelines)
+            })?,
+            None => None,
+        };
+        let mut config = config.clone();
+        config.restore = restored.as_ref().map(|loaded| loaded.compute.clone());
+        let compute = Compute::start(&config, outputs_tx)?;
         let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
         let (inputs_tx, inputs_rx) = std::sync::mpsc::channel();
         let room = Arc::new(QueueRoom::default());
@@ -396,13 +429,19 @@ impl Engine {
                 .spawn(move || store.apply_outputs(outputs_rx, inputs_rx))
                 .context("spawning the store thread")?
         };
-        let (durable, log, first_time) = match data_dir {
-            None => (None, None, 0),
+        let (durable, log, checkpointer, first_time) = match data_dir {
+            None => (None, None, None, 0),
             Some(data_dir) => {
                 let started = std::time::Instant::now();
-                let inputs = catalog.iter().filter(|(id, _)| catalog.is_input(*id)).count();
+                let inputs: Vec<RelationId> =
+                    catalog.iter().filter(|(id, _)| catalog.is_input(*id)).map(|(id, _)| id).collect();
+                let tables: Vec<bool> =
+                    inputs.iter().map(|id| matches!(catalog.spec(*id).kind, RelationKind::Table { .. })).collect();
                 let log_dir = data_dir.log_dir();
-                let recovered = recovery::replay(&log_dir, inputs, &compute, &inputs_tx, &store)
+                if let Some(loaded) = &restored {
+                    tracing::info!(through = loaded.through, "restoring checkpoint {}", loaded.path.display());
+                }
+                let recovered = recovery::replay(&log_dir, restored, &tables, &compute, &inputs_tx, &store)
                     .with_context(|| format!("replaying the input log in {}", log_dir.display()))?;
                 let log = LogWriter::open(&log_dir, &recovered.log)
                     .with_context(|| format!("opening the input log in {}", log_dir.display()))?;
@@ -415,7 +454,17 @@ impl Engine {
                 );
                 let first_time = recovered.log.next_time;
                 let durability = log.durability();
-                (Some(Durable { data_dir, durability, positions: recovered.positions }), Some(log), first_time)
+                let settings = CheckpointSettings {
+                    dir: data_dir.checkpoint_dir(),
+                    log_dir,
+                    every_bytes: data_dir.checkpoint_every_bytes(),
+                    inputs,
+                    pipelines: config.pipelines.clone(),
+                    store: store.clone(),
+                };
+                let checkpointer = Checkpointer::start(settings, recovered.positions.clone())?;
+                let durable = Durable { data_dir, durability, positions: recovered.positions };
+                (Some(durable), Some(log), Some(checkpointer), first_time)
             }
         };
         let (failed_tx, failed) = tokio::sync::watch::channel(None);
@@ -430,6 +479,7 @@ impl Engine {
                 ),
                 first_time,
                 log,
+                checkpointer,
                 failed: failed_tx,
             };
             std::thread::Builder::new()
@@ -482,6 +532,17 @@ impl Engine {
             // Ingest ended without failing (a shutdown): nothing to report, ever.
             Err(_) => std::future::pending().await,
         }
+    }
+
+    /// Takes a checkpoint after every write taken so far, and waits until it is on
+    /// disk and the log it covers is deleted; returns its time.
+    pub fn checkpoint_now(&self) -> Result<Time, String> {
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        self.ingest
+            .requests
+            .send(IngestMessage::Checkpoint(done))
+            .map_err(|_| "the engine has shut down".to_string())?;
+        result.recv().map_err(|_| "the engine shut down during the checkpoint".to_string())?
     }
 
     /// Stops ingest after what it has already taken (those writes go out, and are on

@@ -6,8 +6,10 @@
 //! one record, so they are on disk together or not at all: a source resumes exactly
 //! after what the views absorbed.
 //!
-//! At start-up [`replay`] hands every record's changes to compute and to the store,
-//! before ingest takes anything new, and folds the positions.
+//! At start-up [`replay`] loads the newest checkpoint, if there is one (its input
+//! relations into the store, its tables' rows to compute, whose history-dependent
+//! operators restore their own state), then hands every later record's changes to
+//! compute and to the store, before ingest takes anything new, and folds the positions.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -16,6 +18,7 @@ use std::sync::mpsc::Sender;
 use diffmart_dataflows::Time;
 
 use super::changes::{PackedChanges, PackedInputs, take_i64, take_u32};
+use super::checkpoint::Loaded;
 use super::log::{self, Replayed};
 use super::store::Store;
 use crate::compute::{Compute, InputBatch};
@@ -77,21 +80,46 @@ pub struct Recovered {
     pub(super) log: Replayed,
 }
 
-/// Replays the log in `dir` into compute and the store; returns once compute has
-/// been handed all of it (not necessarily computed it).
+/// Replays `checkpoint` (compute was started restoring its operators) and the log in
+/// `dir` after it into compute and the store; returns once compute has been handed
+/// all of it (not necessarily computed it). `tables` says which input relations are
+/// tables: a restored dataflow is fed their rows at the checkpoint's time, and no
+/// source events.
 pub(super) fn replay(
     dir: &Path,
-    relations: usize,
+    checkpoint: Option<Loaded>,
+    tables: &[bool],
     compute: &Compute,
     to_store: &Sender<PackedInputs>,
     store: &Store,
 ) -> Result<Recovered, log::LogError> {
+    let relations = tables.len();
     let mut positions = SourcePositions::new();
     let (mut records, mut changes) = (0u64, 0u64);
+    let mut after: Option<Time> = None;
+    if let Some(checkpoint) = checkpoint {
+        let through = checkpoint.through;
+        positions = checkpoint.positions;
+        let updates =
+            checkpoint.inputs.iter().filter(|c| tables[c.relation]).map(|c| (c.relation, c.row(), c.diff)).collect();
+        changes += checkpoint.inputs.len() as u64;
+        let _ = to_store.send(PackedInputs { time: through, changes: checkpoint.inputs });
+        compute.send(InputBatch { time: through, updates });
+        after = Some(through);
+    }
     // Times handed over and not yet known to be visible, with their sizes.
     let mut ahead: VecDeque<(Time, usize)> = VecDeque::new();
     let mut ahead_changes = 0;
-    let log = log::replay(dir, |time, payload| {
+    let mut log = log::replay(dir, |time, payload| {
+        if let Some(through) = after {
+            if time <= through {
+                return Ok(()); // in the checkpoint: its segment outlived it by a crash
+            }
+            if time != through + 1 {
+                return Err(format!("the log continues at time {time}, not right after the checkpoint of {through}"));
+            }
+            after = None;
+        }
         let (logged_positions, batch) = decode_record(payload, relations)?;
         records += 1;
         changes += batch.len() as u64;
@@ -111,6 +139,9 @@ pub(super) fn replay(
         ahead_changes += size;
         Ok(())
     })?;
+    if let Some(through) = after {
+        log.continue_at_least(through + 1);
+    }
     Ok(Recovered { positions, records, changes, log })
 }
 

@@ -380,6 +380,17 @@ impl Store {
         PackedInputs { time, changes }
     }
 
+    /// Every row of the relations `ids` in `snapshot`, packed as inserts.
+    pub fn pack_rows(&self, snapshot: &Snapshot, ids: impl Iterator<Item = RelationId>) -> PackedChanges {
+        let mut changes = PackedChanges::default();
+        for id in ids {
+            for row in snapshot.relation(id).rows() {
+                changes.push(id, &row, 1, self.event_time(id, &row));
+            }
+        }
+        changes
+    }
+
     /// The event time of a row of `relation` if it is a source, else 0.
     fn event_time(&self, relation: RelationId, row: &[Datum]) -> Micros {
         self.event_time_columns[relation].map_or(0, |column| event_time(row, column))

@@ -1,0 +1,373 @@
+//! Checkpoints: the state at one logical time, so the input log before it can go.
+//!
+//! A checkpoint at time `T` holds every input relation's rows as the store had them
+//! at `T` (tables' rows and the events retention keeps), the state of compute's
+//! history-dependent operators at `T` (`diffmart_dataflows::checkpoint`), and every
+//! source's position through `T`. Start-up loads the newest checkpoint into the
+//! store and compute, then replays the log's records after `T` one by one, exactly as
+//! a start from the whole log would. The log's segments that end at or before `T`
+//! and older checkpoints are deleted once the checkpoint is on disk, so restart time
+//! and disk use follow the retained state, not how long the server has run.
+//!
+//! # Format
+//!
+//! `checkpoints/ckpt-<T, 20 digits>.bin`: [`MAGIC`], then the body (bincode of
+//! [`CheckpointFile`]), then the CRC-32 of the body. Written to a temporary file,
+//! synced, renamed, and the directory synced: a crash leaves the previous checkpoint
+//! and the log whole.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use diffmart_dataflows::checkpoint::{Checkpoint, STATE_FORMAT};
+use diffmart_dataflows::{PipelineConfig, Time};
+use serde::{Deserialize, Serialize};
+
+use super::SourcePosition;
+use super::changes::PackedChanges;
+use super::log::{self, LogWriter};
+use super::recovery::SourcePositions;
+use super::store::{Snapshot, Store};
+use super::{Catalog, data_dir};
+use crate::compute::{Compute, RelationId};
+
+/// Each checkpoint file's first bytes: the format and its version.
+const MAGIC: &[u8; 8] = b"dmckpt\0\x01";
+
+/// What a checkpoint file holds.
+#[derive(Serialize, Deserialize)]
+struct CheckpointFile {
+    /// The operators' state format it was written with ([`STATE_FORMAT`]).
+    state_format: u32,
+    /// The pipelines' options it was taken with: the operators' state depends on them.
+    pipelines: String,
+    /// Every input relation's rows at `through`, as [`PackedChanges::encode`] writes them.
+    inputs: Vec<u8>,
+    /// Where each source had got through `through`.
+    positions: SourcePositions,
+    /// The history-dependent operators' state at `through`.
+    compute: Checkpoint,
+}
+
+/// A checkpoint read back.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub through: Time,
+    /// Every input relation's rows at `through`.
+    pub inputs: PackedChanges,
+    pub positions: SourcePositions,
+    pub compute: Arc<Checkpoint>,
+}
+
+/// How the pipelines' options read in a checkpoint.
+fn describe_pipelines(config: &PipelineConfig) -> String {
+    format!("{config:?}")
+}
+
+fn file_name(through: Time) -> String {
+    format!("ckpt-{through:020}.bin")
+}
+
+/// The checkpoints in `dir`, oldest first, by time.
+fn checkpoints(dir: &Path) -> anyhow::Result<Vec<(Time, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(time) = name.strip_prefix("ckpt-").and_then(|n| n.strip_suffix(".bin")) else { continue };
+        let Ok(time) = time.parse::<Time>() else { continue };
+        found.push((time, entry.path()));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Writes the checkpoint of `through` into `dir`: the input relations as `snapshot`
+/// (whose upper is `through + 1`) shows them, `compute`'s operators and `positions`.
+/// Returns its path and size.
+pub fn write(
+    dir: &Path,
+    inputs: &[RelationId],
+    store: &Store,
+    snapshot: &Snapshot,
+    compute: Checkpoint,
+    positions: SourcePositions,
+    pipelines: &PipelineConfig,
+) -> anyhow::Result<(PathBuf, u64)> {
+    let through = compute.through;
+    assert_eq!(snapshot.upper, through + 1, "a checkpoint's inputs are the store's at its time");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut packed = Vec::new();
+    store.pack_rows(snapshot, inputs.iter().copied()).encode(&mut packed);
+    let file = CheckpointFile {
+        state_format: STATE_FORMAT,
+        pipelines: describe_pipelines(pipelines),
+        inputs: packed,
+        positions,
+        compute,
+    };
+    let body = bincode::serialize(&file).context("encoding a checkpoint")?;
+    drop(file);
+    let path = dir.join(file_name(through));
+    let mut bytes = Vec::with_capacity(MAGIC.len() + body.len() + 4);
+    bytes.write_all(MAGIC)?;
+    bytes.write_all(&body)?;
+    bytes.write_all(&crc32fast::hash(&body).to_le_bytes())?;
+    data_dir::write_atomically(&path, &bytes)?;
+    Ok((path, bytes.len() as u64))
+}
+
+/// Deletes the checkpoints in `dir` older than `through` (after the one of `through`
+/// is on disk).
+pub fn delete_older(dir: &Path, through: Time) -> anyhow::Result<()> {
+    for (time, path) in checkpoints(dir)? {
+        if time < through {
+            std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest checkpoint in `dir`, checked against the input relations of `catalog`,
+/// the pipelines' options and the operators `operators` a dataflow registers. A
+/// checkpoint that cannot be used is an error: the log before it may be gone.
+pub fn load_newest(
+    dir: &Path,
+    catalog: &Catalog,
+    pipelines: &PipelineConfig,
+    operators: impl FnOnce() -> Vec<&'static str>,
+) -> anyhow::Result<Option<Loaded>> {
+    let Some((through, path)) = checkpoints(dir)?.pop() else { return Ok(None) };
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let unusable = |why: String| {
+        anyhow::anyhow!(
+            "{} cannot be used: {why}; the input log before it is gone, so start with the options it was \
+             written with, restore the data directory from a backup, or start on a new --data-dir",
+            path.display()
+        )
+    };
+    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(unusable("it is not a diffmart checkpoint of this version".into()));
+    }
+    let (body, crc) = bytes[MAGIC.len()..].split_at(bytes.len() - MAGIC.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(unusable("its checksum does not match (the file is corrupt)".into()));
+    }
+    let file: CheckpointFile = bincode::deserialize(body).map_err(|e| unusable(format!("it does not decode: {e}")))?;
+    drop(bytes);
+    if file.state_format != STATE_FORMAT {
+        return Err(unusable(format!(
+            "it holds operator state of format {}, this diffmart reads format {STATE_FORMAT}",
+            file.state_format
+        )));
+    }
+    let ours = describe_pipelines(pipelines);
+    if file.pipelines != ours {
+        return Err(unusable(format!("it was taken with pipeline options {}, this start has {ours}", file.pipelines)));
+    }
+    let mut saved: Vec<&str> = file.compute.states.keys().map(String::as_str).collect();
+    let mut registered = operators();
+    saved.sort_unstable();
+    registered.sort_unstable();
+    if saved != registered {
+        return Err(unusable(format!("it holds the state of operators {saved:?}, this dataflow has {registered:?}")));
+    }
+    if file.compute.through != through {
+        return Err(unusable(format!("its operators' state is of time {}", file.compute.through)));
+    }
+    let inputs = catalog.iter().filter(|(id, _)| catalog.is_input(*id)).count();
+    let (packed, rest) = PackedChanges::decode(&file.inputs, inputs).map_err(unusable)?;
+    if !rest.is_empty() {
+        return Err(unusable(format!("{} bytes after its input relations", rest.len())));
+    }
+    Ok(Some(Loaded { path, through, inputs: packed, positions: file.positions, compute: Arc::new(file.compute) }))
+}
+
+/// The log appended since the last checkpoint that makes the next one due, at least
+/// (and at least the last checkpoint's size, so writing checkpoints costs at most
+/// as much again as writing the log).
+pub const DEFAULT_EVERY_BYTES: u64 = 64 << 20;
+
+/// Takes checkpoints for ingest: decides when one is due, gathers compute's and the
+/// store's state at a time between two batches (the only pause), and has a thread of
+/// its own write the file and delete what it covers.
+pub(super) struct Checkpointer {
+    every_bytes: u64,
+    /// Every source's position through the last batch logged.
+    positions: SourcePositions,
+    /// The log's appended bytes when the last checkpoint was taken.
+    log_bytes_at_last: u64,
+    status: Arc<Mutex<Status>>,
+    jobs: Option<Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Status {
+    writing: bool,
+    /// The size of the last checkpoint written.
+    last_bytes: u64,
+}
+
+/// What the writer thread writes.
+struct Job {
+    snapshot: Arc<Snapshot>,
+    compute: Checkpoint,
+    positions: SourcePositions,
+    /// Who waits for it (a checkpoint asked for), told its time or why it failed.
+    done: Option<SyncSender<Result<Time, String>>>,
+}
+
+/// Settings of a [`Checkpointer`].
+pub(super) struct CheckpointSettings {
+    pub dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub every_bytes: u64,
+    pub inputs: Vec<RelationId>,
+    pub pipelines: PipelineConfig,
+    pub store: Arc<Store>,
+}
+
+impl Checkpointer {
+    /// A checkpointer whose sources had got to `positions` (as recovered).
+    pub fn start(settings: CheckpointSettings, positions: SourcePositions) -> anyhow::Result<Checkpointer> {
+        let status = Arc::new(Mutex::new(Status::default()));
+        let (jobs, received) = std::sync::mpsc::channel::<Job>();
+        let every_bytes = settings.every_bytes;
+        let writer = {
+            let status = status.clone();
+            let CheckpointSettings { dir, log_dir, inputs, pipelines, store, .. } = settings;
+            std::thread::Builder::new()
+                .name("diffmart-checkpoint".into())
+                .spawn(move || {
+                    for job in received {
+                        let through = job.compute.through;
+                        let started = std::time::Instant::now();
+                        let written =
+                            write(&dir, &inputs, &store, &job.snapshot, job.compute, job.positions, &pipelines)
+                                .and_then(|(path, bytes)| {
+                                    delete_older(&dir, through)?;
+                                    let segments = log::delete_through(&log_dir, through)?;
+                                    tracing::info!(
+                                        through,
+                                        bytes,
+                                        segments_deleted = segments,
+                                        seconds = started.elapsed().as_secs_f64(),
+                                        "wrote checkpoint {}",
+                                        path.display()
+                                    );
+                                    Ok(bytes)
+                                });
+                        drop(job.snapshot);
+                        let mut status = status.lock().unwrap();
+                        status.writing = false;
+                        let result = match written {
+                            Ok(bytes) => {
+                                status.last_bytes = bytes;
+                                Ok(through)
+                            }
+                            Err(e) => {
+                                // The log still holds everything: nothing is lost, the
+                                // next checkpoint tries again.
+                                tracing::error!(
+                                    "checkpoint of time {through} failed (the log keeps everything): {e:#}"
+                                );
+                                Err(format!("{e:#}"))
+                            }
+                        };
+                        if let Some(done) = job.done {
+                            let _ = done.send(result);
+                        }
+                    }
+                })
+                .context("spawning the checkpoint thread")?
+        };
+        Ok(Checkpointer {
+            every_bytes,
+            positions,
+            log_bytes_at_last: 0,
+            status,
+            jobs: Some(jobs),
+            writer: Some(writer),
+        })
+    }
+}
+
+impl Checkpointer {
+    /// Folds the positions logged with a batch.
+    pub fn logged(&mut self, positions: &[SourcePosition]) {
+        self.positions.extend(positions.iter().cloned());
+    }
+
+    /// Whether a checkpoint is due, the log having appended `appended_bytes` since it opened.
+    pub fn due(&self, appended_bytes: u64) -> bool {
+        let status = self.status.lock().unwrap();
+        !status.writing && appended_bytes - self.log_bytes_at_last >= self.every_bytes.max(status.last_bytes)
+    }
+
+    /// Takes the checkpoint of `through`, the last time ingest sent out (and nothing
+    /// after it): waits until compute has computed it and the store shows it, hands
+    /// both to the writer thread, and has the log start a new segment. `done` is told
+    /// when the checkpoint is on disk and the log it covers deleted.
+    pub fn take(
+        &mut self,
+        through: Time,
+        compute: &Compute,
+        store: &Store,
+        log: &mut LogWriter,
+        done: Option<SyncSender<Result<Time, String>>>,
+    ) {
+        let taken = compute.checkpoint(through).and_then(|state| {
+            if !store.wait_visible_blocking(through) {
+                anyhow::bail!("compute shut down");
+            }
+            Ok(state)
+        });
+        let state = match taken {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!("no checkpoint of time {through}: {e:#}");
+                if let Some(done) = done {
+                    let _ = done.send(Err(format!("{e:#}")));
+                }
+                return;
+            }
+        };
+        let snapshot = store.snapshot();
+        if let Err(e) = log.start_new_segment() {
+            // The next append fails the same way and stops the server; this checkpoint
+            // would delete nothing.
+            tracing::error!("no checkpoint of time {through}: {e}");
+            if let Some(done) = done {
+                let _ = done.send(Err(e.to_string()));
+            }
+            return;
+        }
+        self.log_bytes_at_last = log.appended_bytes();
+        self.status.lock().unwrap().writing = true;
+        let job = Job { snapshot, compute: state, positions: self.positions.clone(), done };
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Finishes the checkpoint being written.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
