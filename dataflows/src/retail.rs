@@ -24,6 +24,8 @@ pub mod sales;
 pub mod stock;
 pub mod watermark;
 
+use std::hash::Hash;
+
 use differential_dataflow::difference::Abelian;
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{ExchangeData, VecCollection};
@@ -39,8 +41,9 @@ pub use self::sales::SalesProfit;
 pub use self::stock::{MinuteJoin, ProductStockStatus};
 pub use self::watermark::RetailWatermark;
 use crate::boundary::{Inputs, View};
+use crate::checkpoint::Checkpoints;
 use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros, Record, RelationSpec};
-use crate::operators::{Compaction, EventClock, Expiry, batch_maxima, horizon_filter};
+use crate::operators::{Compaction, EventClock, Expiry, accumulated, batch_maxima, horizon_filter};
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -89,6 +92,7 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
 
 /// Builds the retail views from its inputs.
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
+    let checkpoints = inputs.checkpoints().clone();
     let inputs = RetailInputs {
         web_clicks: inputs.projected(|c: WebClick| Click { event_time: c.event_time, product_id: c.product_id }),
         competitor_prices: inputs.records(),
@@ -101,7 +105,7 @@ pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'
         product_inventory: inputs.records(),
         orders: inputs.records(),
     };
-    retail(inputs, config.retention)
+    retail(inputs, config.retention, checkpoints)
 }
 
 /// `(product_id, window_start)`: one product's one-minute window.
@@ -123,8 +127,13 @@ type CountSum = (isize, isize);
 
 /// Builds the retail views from the retail inputs.
 ///
-/// `retention` bounds the per-minute views by event time (see [`Horizon`]).
-fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
+/// `retention` bounds the per-minute views by event time (see [`Horizon`]). The
+/// operators whose output depends on history register in `checkpoints`: the horizon's
+/// filters and folds, the clock's watermark, `competitor_latest`, and the taps in front
+/// of the counts over streams never retracted (`late_events`, the active products).
+/// Every path from an event stream passes one of them before any other operator that
+/// holds state, so a restored dataflow fed only the tables' rows comes back exactly.
+fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros, checkpoints: Checkpoints) -> Vec<View<'s>> {
     let RetailInputs { web_clicks, competitor_prices, purchases, restocks, product_inventory, orders } = inputs;
 
     let horizon = Horizon {
@@ -135,6 +144,7 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
             batch_maxima(&restocks, |r| r.restock_time),
         ]),
         retention,
+        checkpoints,
     };
     // One arrangement of the product master, shared by every view that joins it.
     let products = product_inventory.clone().map(|p| (p.product_id, p)).arrange_by_key();
@@ -144,10 +154,12 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
     let purchase_window: fn(&PurchasedQuantity) -> Micros = |p| window_end(minute_start(p.purchase_time));
     let restock_window: fn(&Restock) -> Micros = |r| window_end(minute_start(r.restock_time));
     let click_window: fn(&Click) -> Micros = |c| window_end(minute_start(c.event_time));
-    let (purchases, late_purchases) = horizon.drop_late(purchases, purchase_window);
-    let (restocks, late_restocks) = horizon.drop_late(restocks, restock_window);
-    let (web_clicks, late_clicks) = horizon.drop_late(web_clicks, click_window);
-    let late_events = late_purchases.concat(late_restocks).concat(late_clicks).count_total();
+    let (purchases, late_purchases) = horizon.drop_late(purchases, purchase_window, "retail.purchases.drop_late");
+    let (restocks, late_restocks) = horizon.drop_late(restocks, restock_window, "retail.restocks.drop_late");
+    let (web_clicks, late_clicks) = horizon.drop_late(web_clicks, click_window, "retail.web_clicks.drop_late");
+    // Late events are never retracted: the tap keeps their count across checkpoints.
+    let late = late_purchases.concat(late_restocks).concat(late_clicks);
+    let late_events = accumulated(late, horizon.checkpoints.slot("retail.late_events")).count_total();
     let watermark = watermark::retail_watermark(&horizon, late_events);
 
     let (minute_flows, active_products) = stock::minute_join(purchases, restocks, &horizon);
@@ -155,7 +167,8 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
     let stock_statuses = stock::product_stock_status(running_net.clone(), active_products, &products);
     let (clicks_per_minute, clicks_in_range) = clicks::web_clicks_minutely(web_clicks, &horizon);
     let facts = pricing::window_facts(running_net, clicks_per_minute.clone(), clicks_in_range);
-    let latest_prices = pricing::competitor_latest(competitor_prices, retention);
+    let latest_prices =
+        pricing::competitor_latest(competitor_prices, retention, horizon.checkpoints.slot("retail.competitor_latest"));
     let comp_min = pricing::competitor_minimum(latest_prices.clone());
     let priced = pricing::dynamic_pricing_enriched(facts.clone(), stock_statuses.clone(), &products);
     let sales = sales::sales_profit(orders, facts, comp_min.clone(), product_inventory, &products, &horizon);
@@ -200,35 +213,44 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
 /// every expired minute (a base per product), `clicks_15m` of a kept window still
 /// sees the 15 minutes before it, and an order keeps the window its ASOF join found.
 /// So memory follows the retention window, not history.
+///
+/// Each filter and fold on the horizon depends on history (which events were late,
+/// what expired into a base), so each registers in `checkpoints` under its own id.
 pub struct Horizon<'s> {
     pub clock: EventClock<'s>,
     pub retention: Micros,
+    pub checkpoints: Checkpoints,
 }
 
 impl<'s> Horizon<'s> {
     /// Drops what arrives with its `expires_at` at or behind the horizon, and
     /// returns a `()` for each record it dropped beside what it kept.
-    fn drop_late<D: ExchangeData>(
+    fn drop_late<D: ExchangeData + Hash>(
         &self,
         collection: Coll<'s, D>,
         expires_at: fn(&D) -> Micros,
+        id: &'static str,
     ) -> (Coll<'s, D>, Coll<'s, ()>) {
-        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::DropLate)
+        let slot = self.checkpoints.slot(id);
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::DropLate, slot)
     }
     /// Keeps what `expires_at` says only while it is after the horizon.
-    fn retain<D: ExchangeData, R: Abelian + ExchangeData>(
+    fn retain<D: ExchangeData + Hash, R: Abelian + ExchangeData>(
         &self,
         collection: VecCollection<'s, Time, D, R>,
         expires_at: fn(&D) -> Micros,
+        id: &'static str,
     ) -> VecCollection<'s, Time, D, R> {
-        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::Retract).0
+        let slot = self.checkpoints.slot(id);
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::Retract, slot).0
     }
     /// Prefix folds over minute positions forget the expired minutes.
-    fn compaction(&self) -> Compaction<'s> {
+    fn compaction(&self, id: &'static str) -> Compaction<'s> {
         Compaction {
             clock: self.clock.clone(),
             retention: self.retention,
             first_kept: |horizon| minute_position(minute_start(horizon)),
+            slot: self.checkpoints.slot(id),
         }
     }
 }
