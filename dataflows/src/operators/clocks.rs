@@ -510,28 +510,47 @@ mod tests {
     }
 
     #[test]
-    fn filters_restore_exactly() {
-        let batches = fixed_history();
+    fn a_late_dropping_filter_restores_exactly() {
         for cut in [0, 1, 3, 4, 6, 7] {
-            assert_restores_exactly(dropping_late, &batches, cut);
-            assert_restores_exactly(retracting, &batches, cut);
-            assert_restores_exactly(watermark, &batches, cut);
+            assert_restores_exactly(dropping_late, &fixed_history(), cut);
         }
+    }
+
+    #[test]
+    fn a_retracting_filter_restores_exactly() {
+        for cut in [0, 1, 3, 4, 6, 7] {
+            assert_restores_exactly(retracting, &fixed_history(), cut);
+        }
+    }
+
+    #[test]
+    fn the_watermark_restores_exactly() {
+        for cut in [0, 1, 3, 4, 6, 7] {
+            assert_restores_exactly(watermark, &fixed_history(), cut);
+        }
+    }
+
+    /// Histories of up to 8 batches, and a cut among them.
+    fn histories() -> impl Strategy<Value = (Vec<Vec<(Event, isize)>>, usize)> {
+        let step = (0i64..16, 0u8..3, prop::bool::weighted(0.15));
+        let history = prop::collection::vec((0i64..25, prop::collection::vec(step, 0..6)), 1..9);
+        (history.prop_map(|history| batches(&history)), 0usize..9)
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
         #[test]
-        fn filters_restore_exactly_after_any_history(
-            history in prop::collection::vec(
-                (0i64..25, prop::collection::vec((0i64..16, 0u8..3, prop::bool::weighted(0.15)), 0..6)),
-                1..9,
-            ),
-            cut in 0usize..9,
-        ) {
-            let batches = batches(&history);
+        fn a_late_dropping_filter_restores_exactly_after_any_history((batches, cut) in histories()) {
             assert_restores_exactly(dropping_late, &batches, cut);
+        }
+
+        #[test]
+        fn a_retracting_filter_restores_exactly_after_any_history((batches, cut) in histories()) {
             assert_restores_exactly(retracting, &batches, cut);
+        }
+
+        #[test]
+        fn the_watermark_restores_exactly_after_any_history((batches, cut) in histories()) {
             assert_restores_exactly(watermark, &batches, cut);
         }
     }
