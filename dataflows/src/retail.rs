@@ -24,6 +24,8 @@ pub mod sales;
 pub mod stock;
 pub mod watermark;
 
+use std::hash::Hash;
+
 use differential_dataflow::difference::Abelian;
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{ExchangeData, VecCollection};
@@ -39,8 +41,9 @@ pub use self::sales::SalesProfit;
 pub use self::stock::{MinuteJoin, ProductStockStatus};
 pub use self::watermark::RetailWatermark;
 use crate::boundary::{Inputs, View};
+use crate::checkpoint::Checkpoints;
 use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros, Record, RelationSpec};
-use crate::operators::{Compaction, EventClock, Expiry, batch_maxima, horizon_filter};
+use crate::operators::{Compaction, EventClock, Expiry, accumulated, batch_maxima, horizon_filter};
 use crate::{PipelineConfig, Time};
 
 type Coll<'s, D> = VecCollection<'s, Time, D>;
@@ -89,6 +92,7 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
 
 /// Builds the retail views from its inputs.
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
+    let checkpoints = inputs.checkpoints().clone();
     let inputs = RetailInputs {
         web_clicks: inputs.projected(|c: WebClick| Click { event_time: c.event_time, product_id: c.product_id }),
         competitor_prices: inputs.records(),
@@ -101,7 +105,7 @@ pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'
         product_inventory: inputs.records(),
         orders: inputs.records(),
     };
-    retail(inputs, config.retention)
+    retail(inputs, config.retention, checkpoints)
 }
 
 /// `(product_id, window_start)`: one product's one-minute window.
@@ -123,8 +127,13 @@ type CountSum = (isize, isize);
 
 /// Builds the retail views from the retail inputs.
 ///
-/// `retention` bounds the per-minute views by event time (see [`Horizon`]).
-fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
+/// `retention` bounds the per-minute views by event time (see [`Horizon`]). The
+/// operators whose output depends on history register in `checkpoints`: the horizon's
+/// filters and folds, the clock's watermark, `competitor_latest`, and the taps in front
+/// of the counts over streams never retracted (`late_events`, the active products).
+/// Every path from an event stream passes one of them before any other operator that
+/// holds state, so a restored dataflow fed only the tables' rows comes back exactly.
+fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros, checkpoints: Checkpoints) -> Vec<View<'s>> {
     let RetailInputs { web_clicks, competitor_prices, purchases, restocks, product_inventory, orders } = inputs;
 
     let horizon = Horizon {
@@ -135,6 +144,7 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
             batch_maxima(&restocks, |r| r.restock_time),
         ]),
         retention,
+        checkpoints,
     };
     // One arrangement of the product master, shared by every view that joins it.
     let products = product_inventory.clone().map(|p| (p.product_id, p)).arrange_by_key();
@@ -144,10 +154,12 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
     let purchase_window: fn(&PurchasedQuantity) -> Micros = |p| window_end(minute_start(p.purchase_time));
     let restock_window: fn(&Restock) -> Micros = |r| window_end(minute_start(r.restock_time));
     let click_window: fn(&Click) -> Micros = |c| window_end(minute_start(c.event_time));
-    let (purchases, late_purchases) = horizon.drop_late(purchases, purchase_window);
-    let (restocks, late_restocks) = horizon.drop_late(restocks, restock_window);
-    let (web_clicks, late_clicks) = horizon.drop_late(web_clicks, click_window);
-    let late_events = late_purchases.concat(late_restocks).concat(late_clicks).count_total();
+    let (purchases, late_purchases) = horizon.drop_late(purchases, purchase_window, "retail.purchases.drop_late");
+    let (restocks, late_restocks) = horizon.drop_late(restocks, restock_window, "retail.restocks.drop_late");
+    let (web_clicks, late_clicks) = horizon.drop_late(web_clicks, click_window, "retail.web_clicks.drop_late");
+    // Late events are never retracted: the tap keeps their count across checkpoints.
+    let late = late_purchases.concat(late_restocks).concat(late_clicks);
+    let late_events = accumulated(late, horizon.checkpoints.slot("retail.late_events")).count_total();
     let watermark = watermark::retail_watermark(&horizon, late_events);
 
     let (minute_flows, active_products) = stock::minute_join(purchases, restocks, &horizon);
@@ -155,7 +167,8 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
     let stock_statuses = stock::product_stock_status(running_net.clone(), active_products, &products);
     let (clicks_per_minute, clicks_in_range) = clicks::web_clicks_minutely(web_clicks, &horizon);
     let facts = pricing::window_facts(running_net, clicks_per_minute.clone(), clicks_in_range);
-    let latest_prices = pricing::competitor_latest(competitor_prices, retention);
+    let latest_prices =
+        pricing::competitor_latest(competitor_prices, retention, horizon.checkpoints.slot("retail.competitor_latest"));
     let comp_min = pricing::competitor_minimum(latest_prices.clone());
     let priced = pricing::dynamic_pricing_enriched(facts.clone(), stock_statuses.clone(), &products);
     let sales = sales::sales_profit(orders, facts, comp_min.clone(), product_inventory, &products, &horizon);
@@ -200,35 +213,44 @@ fn retail<'s>(inputs: RetailInputs<'s>, retention: Micros) -> Vec<View<'s>> {
 /// every expired minute (a base per product), `clicks_15m` of a kept window still
 /// sees the 15 minutes before it, and an order keeps the window its ASOF join found.
 /// So memory follows the retention window, not history.
+///
+/// Each filter and fold on the horizon depends on history (which events were late,
+/// what expired into a base), so each registers in `checkpoints` under its own id.
 pub struct Horizon<'s> {
     pub clock: EventClock<'s>,
     pub retention: Micros,
+    pub checkpoints: Checkpoints,
 }
 
 impl<'s> Horizon<'s> {
     /// Drops what arrives with its `expires_at` at or behind the horizon, and
     /// returns a `()` for each record it dropped beside what it kept.
-    fn drop_late<D: ExchangeData>(
+    fn drop_late<D: ExchangeData + Hash>(
         &self,
         collection: Coll<'s, D>,
         expires_at: fn(&D) -> Micros,
+        id: &'static str,
     ) -> (Coll<'s, D>, Coll<'s, ()>) {
-        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::DropLate)
+        let slot = self.checkpoints.slot(id);
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::DropLate, slot)
     }
     /// Keeps what `expires_at` says only while it is after the horizon.
-    fn retain<D: ExchangeData, R: Abelian + ExchangeData>(
+    fn retain<D: ExchangeData + Hash, R: Abelian + ExchangeData>(
         &self,
         collection: VecCollection<'s, Time, D, R>,
         expires_at: fn(&D) -> Micros,
+        id: &'static str,
     ) -> VecCollection<'s, Time, D, R> {
-        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::Retract).0
+        let slot = self.checkpoints.slot(id);
+        horizon_filter(collection, &self.clock, expires_at, self.retention, Expiry::Retract, slot).0
     }
     /// Prefix folds over minute positions forget the expired minutes.
-    fn compaction(&self) -> Compaction<'s> {
+    fn compaction(&self, id: &'static str) -> Compaction<'s> {
         Compaction {
             clock: self.clock.clone(),
             retention: self.retention,
             first_kept: |horizon| minute_position(minute_start(horizon)),
+            slot: self.checkpoints.slot(id),
         }
     }
 }
@@ -250,4 +272,259 @@ fn minute_position(window_start: Micros) -> usize {
 }
 fn position_minute(position: usize) -> Micros {
     (position as i64 - MINUTE_POSITION_OFFSET) * MICROS_PER_MINUTE
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
+
+    use differential_dataflow::consolidation::consolidate;
+    use rust_decimal::Decimal;
+    use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+
+    use super::*;
+    use crate::checkpoint::Checkpoint;
+    use crate::datum::{MICROS_PER_SECOND, RelationKind, Row};
+
+    /// A change to an input relation: `(input, row, diff)`, inputs in [`input_specs`] order.
+    type Change = (usize, Row, isize);
+    /// A view's changes: `((view, row), time, diff)`.
+    type ViewChange = ((&'static str, Row), Time, isize);
+    /// Every view's rows after each time, consolidated.
+    type Contents = Vec<Vec<((&'static str, Row), isize)>>;
+
+    /// Runs the retail views over `batches` (batch `k` at time `k + 1`, spread over
+    /// `workers`). Restored from `restore`, it is fed the tables' rows as of the
+    /// checkpoint at its time, then the batches after it. With `checkpoint_after`, it
+    /// stops after that batch and returns every worker's state.
+    fn run(
+        batches: &[Vec<Change>],
+        workers: usize,
+        restore: Option<Checkpoint>,
+        checkpoint_after: Option<usize>,
+    ) -> (Vec<ViewChange>, Option<Checkpoint>) {
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let saved = Arc::new(Mutex::new(vec![Default::default(); workers]));
+        let (batches, restore) = (Arc::new(batches.to_vec()), Arc::new(restore));
+        let (sink, saves) = (output.clone(), saved.clone());
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let (index, peers) = (worker.index(), worker.peers());
+            let checkpoints = match restore.as_ref() {
+                Some(checkpoint) => Checkpoints::restoring(checkpoint.for_worker(index, peers)),
+                None => Checkpoints::new(),
+            };
+            let upper = Rc::new(Cell::new(Some(0)));
+            let (sink, seen) = (sink.clone(), upper.clone());
+            let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
+                let mut inputs = Inputs::with_checkpoints(scope, input_specs(), checkpoints.clone());
+                let views = build(&PipelineConfig { retention: RETENTION, ..Default::default() }, &mut inputs);
+                let mut builder = OperatorBuilder::new("Views".to_string(), scope);
+                let names: Vec<&'static str> = views.iter().map(|view| view.spec().name).collect();
+                let mut readers: Vec<_> = views.into_iter().map(|view| view.connect(&mut builder)).collect();
+                builder.build(move |_capabilities| {
+                    move |frontiers| {
+                        for (name, read) in names.iter().zip(readers.iter_mut()) {
+                            read(&mut |row, time, diff| sink.lock().unwrap().push(((*name, row), time, diff)));
+                        }
+                        seen.set(frontiers.iter().map(|f| f.frontier().first().copied().unwrap_or(Time::MAX)).min());
+                    }
+                });
+                inputs.into_sessions()
+            });
+            checkpoints.check_restored().expect("the checkpoint is of this dataflow");
+            let mut feed = |time: Time, changes: &[Change]| {
+                for session in sessions.iter_mut() {
+                    session.advance_to(time);
+                }
+                for (i, (input, row, diff)) in changes.iter().enumerate() {
+                    if i % peers == index {
+                        sessions[*input].update(row.clone(), *diff);
+                    }
+                }
+            };
+            let first = restore.as_ref().as_ref().map_or(0, |c| c.through as usize);
+            if first > 0 {
+                feed(first as Time, &table_rows(&batches[..first]));
+            }
+            let last = checkpoint_after.unwrap_or(batches.len());
+            for (k, batch) in batches.iter().enumerate().take(last).skip(first) {
+                feed(k as Time + 1, batch);
+            }
+            feed(last as Time + 1, &[]);
+            for session in sessions.iter_mut() {
+                session.flush();
+            }
+            while upper.get().is_some_and(|upper| upper <= last as Time) {
+                worker.step();
+            }
+            if checkpoint_after.is_some() {
+                saves.lock().unwrap()[index] = checkpoints.save(last as Time);
+            }
+        })
+        .expect("timely runs");
+        let output = std::mem::take(&mut *output.lock().unwrap());
+        let checkpoint =
+            checkpoint_after.map(|c| Checkpoint::merge(c as Time, std::mem::take(&mut *saved.lock().unwrap())));
+        (output, checkpoint)
+    }
+
+    /// The tables' rows after `batches`: what a restored dataflow is fed at the checkpoint.
+    fn table_rows(batches: &[Vec<Change>]) -> Vec<Change> {
+        let specs = input_specs();
+        let is_table = |input: usize| matches!(specs[input].kind, RelationKind::Table { .. });
+        let mut rows: Vec<((usize, Row), isize)> = batches
+            .iter()
+            .flatten()
+            .filter(|(input, _, _)| is_table(*input))
+            .map(|(input, row, diff)| ((*input, row.clone()), *diff))
+            .collect();
+        consolidate(&mut rows);
+        rows.into_iter().map(|((input, row), diff)| (input, row, diff)).collect()
+    }
+
+    fn contents(output: &[ViewChange], from: Time, to: Time) -> Contents {
+        (from..=to)
+            .map(|time| {
+                let mut at: Vec<_> =
+                    output.iter().filter(|(_, t, _)| *t <= time).map(|(row, _, diff)| (row.clone(), *diff)).collect();
+                consolidate(&mut at);
+                at
+            })
+            .collect()
+    }
+
+    const RETENTION: Micros = 5 * MICROS_PER_MINUTE;
+
+    /// A history of `batches` batches from `seed`: the four streams with events out of
+    /// order, late ones (behind the horizon) and gaps past the retention, and the
+    /// tables' rows inserted, updated and deleted, orders behind the horizon included.
+    fn history(seed: u64, batches: usize) -> Vec<Vec<Change>> {
+        let mut state = seed;
+        let mut next = move |n: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        let mut clock: Micros = 1_700_000_000 * MICROS_PER_SECOND;
+        let mut products: BTreeMap<i32, Row> = BTreeMap::new();
+        let mut orders: BTreeMap<i32, Row> = BTreeMap::new();
+        let money = |cents: u64| Decimal::new(cents as i64, 2);
+        (0..batches)
+            .map(|k| {
+                let mut batch: Vec<Change> = Vec::new();
+                // Product 4 never has an event: it keeps its NULL-window rows.
+                for product_id in 1..=4 {
+                    if k == 0 || next(6) == 0 {
+                        let row = ProductInventory {
+                            product_id,
+                            product_name: Some(format!("product {product_id}")),
+                            stock_level: (next(5) > 0).then(|| 10 + next(50) as i32),
+                            reorder_threshold: Some(15),
+                            supplier: None,
+                            base_price: Some(money(9_000 + next(2_000))),
+                        };
+                        upsert(&mut batch, (4, &mut products), product_id, Some(row.to_row()));
+                    }
+                }
+                clock += [0, 20, 45, 70, 10 * 60][next(5) as usize] * MICROS_PER_SECOND;
+                for _ in 0..next(7) {
+                    let product_id = 1 + next(3) as i32;
+                    let at = clock - next(8 * 60) as Micros * MICROS_PER_SECOND;
+                    match next(5) {
+                        0 | 1 => {
+                            for _ in 0..1 + next(12) {
+                                let click = WebClick { event_time: at, product_id, event_type: "view".into() };
+                                batch.push((0, click.to_row(), 1));
+                            }
+                        }
+                        2 => {
+                            let competitor = ["a", "b"][next(2) as usize].to_string();
+                            let price = money(8_500 + next(3_000));
+                            let row = CompetitorPrice { ts: at, product_id, competitor, competitor_price: price };
+                            batch.push((1, row.to_row(), 1));
+                        }
+                        3 => {
+                            let quantity_purchased = 1 + next(5) as i32;
+                            let row =
+                                Purchase { purchase_time: at, product_id, quantity_purchased, customer_id: "c".into() };
+                            batch.push((2, row.to_row(), 1));
+                        }
+                        _ => {
+                            let row = Restock { restock_time: at, product_id, quantity_restocked: 5 + next(25) as i32 };
+                            batch.push((3, row.to_row(), 1));
+                        }
+                    }
+                }
+                for _ in 0..next(3) {
+                    let order_id = next(12) as i32;
+                    // Now and then far behind the horizon, or deleted.
+                    let behind = [0, 3, 20][next(3) as usize] * MICROS_PER_MINUTE;
+                    let row = (next(5) > 0).then(|| {
+                        Order {
+                            order_id,
+                            order_time: Some(clock - behind - next(60) as Micros * MICROS_PER_SECOND),
+                            product_id: (next(8) > 0).then(|| 1 + next(4) as i32),
+                            quantity: (next(8) > 0).then(|| 1 + next(4) as i32),
+                            customer_id: None,
+                        }
+                        .to_row()
+                    });
+                    upsert(&mut batch, (5, &mut orders), order_id, row);
+                }
+                batch
+            })
+            .collect()
+    }
+
+    /// Replaces the row of `key` in `table` (input `input`) by `row`, or deletes it.
+    fn upsert(batch: &mut Vec<Change>, (input, table): (usize, &mut BTreeMap<i32, Row>), key: i32, row: Option<Row>) {
+        if let Some(old) = table.remove(&key) {
+            batch.push((input, old, -1));
+        }
+        if let Some(row) = row {
+            table.insert(key, row.clone());
+            batch.push((input, row, 1));
+        }
+    }
+
+    /// Panics at the first time whose contents differ, with the rows that differ.
+    fn assert_same(straight: &Contents, restored: &Contents, from: usize, what: &str) {
+        for (k, (straight, restored)) in straight.iter().zip(restored).enumerate() {
+            let only = |a: &[((&'static str, Row), isize)], b: &[((&'static str, Row), isize)]| {
+                a.iter().filter(|row| !b.contains(row)).cloned().collect::<Vec<_>>()
+            };
+            assert!(
+                straight == restored,
+                "{what}, at time {}: straight only {:?}, restored only {:?}",
+                from + k,
+                only(straight, restored),
+                only(restored, straight)
+            );
+        }
+    }
+
+    /// Every retail view restored from a checkpoint equals its straight run, after
+    /// every batch from the checkpoint on, for 1 → 1, 2 → 2, 1 → 2 and 2 → 1 workers.
+    #[test]
+    fn every_view_restores_exactly() {
+        for seed in [1, 2] {
+            let batches = history(seed, 24);
+            let end = batches.len();
+            for workers in [1, 2] {
+                let (straight, _) = run(&batches, workers, None, None);
+                for cut in [0, 1, 7, 12, 23, 24] {
+                    let (_, checkpoint) = run(&batches, workers, None, Some(cut));
+                    for restore_workers in [1, 2] {
+                        let (restored, _) = run(&batches, restore_workers, checkpoint.clone(), None);
+                        let (from, to) = (cut as Time, end as Time);
+                        let what =
+                            format!("seed {seed}, checkpoint after batch {cut}, {workers} → {restore_workers} workers");
+                        assert_same(&contents(&straight, from, to), &contents(&restored, from, to), cut, &what);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -5,10 +5,12 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::rc::Rc;
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::difference::Abelian;
+use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{ExchangeData, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
@@ -20,7 +22,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Capability, InputCapability};
 
-use super::max_per_key::{EventTimeOf, max_per_key};
+use super::max_per_key::{EventTimeOf, Forget, max_per_key};
 use super::splitting::unzip;
 use crate::Time;
 use crate::checkpoint::{SavedState, Slot};
@@ -78,11 +80,12 @@ impl<'s> EventClock<'s> {
     }
 
     /// The watermark as a collection: one record, the newest event time so far,
-    /// from the first batch with an event on.
-    pub fn watermark(&self) -> VecCollection<'s, Time, Micros> {
-        let newest: EventTimeOf<Micros> = |t| *t;
+    /// from the first batch with an event on. It is a maximum over every batch, events
+    /// long expired included, so it is saved at checkpoints in `slot`.
+    pub fn watermark(&self, slot: Slot) -> VecCollection<'s, Time, Micros> {
+        let event_time: EventTimeOf<Micros> = |t| *t;
         let maxima = self.local.clone().map(|(time, max)| (((), max), time, 1isize)).as_collection();
-        max_per_key(maxima, Some((newest, 0))).map(|((), watermark)| watermark)
+        max_per_key(maxima, Some(Forget { event_time, retention: 0, slot })).map(|((), watermark)| watermark)
     }
 }
 
@@ -109,6 +112,15 @@ impl Watermark {
         }
         self.newest
     }
+    /// The watermark at `through` without taking the pending maxima: what a
+    /// checkpoint at `through` saves (the clock is alike on every worker, so shared).
+    pub(super) fn saved_through(&self, through: Time) -> Option<Micros> {
+        self.newest.max(self.pending.range(..=through).map(|(_, max)| *max).max())
+    }
+    /// A watermark restored from [`Watermark::saved_through`].
+    pub(super) fn restored(newest: Option<Micros>) -> Watermark {
+        Watermark { pending: BTreeMap::new(), newest }
+    }
 }
 
 /// What [`horizon_filter`] keeps. The horizon is the clock's watermark minus
@@ -128,23 +140,78 @@ pub enum Expiry {
 /// Updates of [`horizon_filter`] waiting for their time, with a capability for each output.
 type PendingUpdates<D, R> = BTreeMap<Time, ([Capability<Time>; 2], Vec<(D, R)>)>;
 
+/// What a [`horizon_filter`] carries from one batch to the next.
+struct HorizonState<D, R> {
+    watermark: Watermark,
+    /// Records let through and not yet expired, by expiry (only with [`Expiry::Retract`]).
+    held: BTreeMap<(Micros, D), R>,
+}
+
+/// Adds `r` to the held record `key`, dropping it when its multiplicity cancels.
+fn hold<K: Ord, R: Abelian>(held: &mut BTreeMap<K, R>, key: K, r: R) {
+    match held.entry(key) {
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            if !r.is_zero() {
+                slot.insert(r);
+            }
+        }
+        std::collections::btree_map::Entry::Occupied(mut slot) => {
+            slot.get_mut().plus_equals(&r);
+            if slot.get().is_zero() {
+                slot.remove();
+            }
+        }
+    }
+}
+
 /// Filters `input` by event-time horizon, as `expiry` says: returns what it keeps,
 /// and a `()` for every late record it dropped (to count them).
 ///
 /// One operator for both: reading `input` a second time to find the late records
 /// would copy every record for the second reader and hold it there until its time
 /// completes, to keep almost none of them.
+///
+/// Which records were late depended on the clock when they arrived, so the filter is
+/// saved at checkpoints in `slot`: its clock (shared) and, with `Retract`, the held
+/// records (keyed by a hash of each, since the filter does not exchange its input).
+/// Restored, it ignores its inputs up to the checkpoint and announces the held
+/// records there. It never announces late records again, nor, with `DropLate`, what
+/// it let through: whatever reads those outputs must keep its own history (a
+/// history-dependent operator or an accumulation tap, [`super::accumulated`]).
 pub fn horizon_filter<'s, D, R>(
     input: VecCollection<'s, Time, D, R>,
     clock: &EventClock<'s>,
     expires_at: fn(&D) -> Micros,
     retention: Micros,
     expiry: Expiry,
+    mut slot: Slot,
 ) -> (VecCollection<'s, Time, D, R>, VecCollection<'s, Time, (), R>)
 where
-    D: ExchangeData,
+    D: ExchangeData + Hash,
     R: Abelian + ExchangeData,
 {
+    let restored = slot.take_restored();
+    let through = restored.as_ref().map(|r| r.through);
+    let mut state = HorizonState { watermark: Watermark::default(), held: BTreeMap::new() };
+    if let Some(restored) = &restored {
+        state.watermark = Watermark::restored(restored.state.shared::<Option<Micros>>().flatten());
+        for (at, d, r) in restored.state.keyed::<(Micros, D, R)>() {
+            hold(&mut state.held, (at, d), r);
+        }
+    }
+    let state = Rc::new(RefCell::new(state));
+    let saved = state.clone();
+    slot.on_save(move |through| {
+        let state = saved.borrow();
+        let mut saved = SavedState::default();
+        saved.set_shared(&state.watermark.saved_through(through));
+        for ((at, d), r) in &state.held {
+            saved.push_keyed((at, d).hashed(), &(at, d, r));
+        }
+        saved
+    });
+    let restored_through = move |time: &Time| through.is_some_and(|through| *time <= through);
+
     let mut builder = OperatorBuilder::new("HorizonFilter".to_string(), input.inner.scope());
     let mut updates = builder.new_input(input.inner, Pipeline);
     let mut maxima = builder.new_input(clock.maxima.clone(), Pipeline);
@@ -152,23 +219,36 @@ where
     let (late_output, late) = builder.new_output::<Vec<((), Time, R)>>();
     let mut kept_output = OutputBuilder::<_, CapacityContainerBuilder<Vec<(D, Time, R)>>>::from(kept_output);
     let mut late_output = OutputBuilder::<_, CapacityContainerBuilder<Vec<((), Time, R)>>>::from(late_output);
-    builder.build(move |_capabilities| {
+    builder.build(move |capabilities| {
         let mut pending: PendingUpdates<D, R> = BTreeMap::new();
-        let mut watermark = Watermark::default();
-        // Records let through and not yet expired, by expiry.
-        let mut held: BTreeMap<(Micros, D), R> = BTreeMap::new();
+        // The restored held records, announced once at the checkpoint's time.
+        let mut announce = through.map(|t| capabilities[0].delayed(&t));
         move |frontiers| {
             let (updates_frontier, maxima_frontier) = (&frontiers[0], &frontiers[1]);
             let mut kept_output = kept_output.activate();
             let mut late_output = late_output.activate();
+            let mut state = state.borrow_mut();
+            let HorizonState { watermark, held } = &mut *state;
+            if let Some(at) = announce.take() {
+                let mut kept = kept_output.session(&at);
+                for ((_, d), r) in held.iter() {
+                    kept.give((d.clone(), *at.time(), r.clone()));
+                }
+            }
             let capabilities = |cap: &InputCapability<Time>, t: &Time| [cap.delayed(t, 0), cap.delayed(t, 1)];
             updates.for_each(|cap, data| {
                 for (d, t, r) in data.drain(..) {
+                    if restored_through(&t) {
+                        continue;
+                    }
                     pending.entry(t).or_insert_with(|| (capabilities(&cap, &t), Vec::new())).1.push((d, r));
                 }
             });
             maxima.for_each(|cap, data| {
                 for (t, max) in data.drain(..) {
+                    if restored_through(&t) {
+                        continue;
+                    }
                     watermark.record(t, max);
                     if expiry == Expiry::Retract {
                         pending.entry(t).or_insert_with(|| (capabilities(&cap, &t), Vec::new()));
@@ -191,17 +271,7 @@ where
                         continue;
                     }
                     if expiry == Expiry::Retract {
-                        match held.entry((at, d.clone())) {
-                            std::collections::btree_map::Entry::Vacant(slot) => {
-                                slot.insert(r.clone());
-                            }
-                            std::collections::btree_map::Entry::Occupied(mut slot) => {
-                                slot.get_mut().plus_equals(&r);
-                                if slot.get().is_zero() {
-                                    slot.remove();
-                                }
-                            }
-                        }
+                        hold(held, (at, d.clone()), r.clone());
                     }
                     kept.give((d, time, r));
                 }
@@ -352,4 +422,136 @@ fn clocked_batch<I>(
         inputs: Vec::new(),
         batch_max: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use differential_dataflow::operators::CountTotal;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::checkpoint::Checkpoints;
+    use crate::checkpoint::testing::assert_restores_exactly;
+    use crate::operators::accumulated;
+
+    /// An event: `(event time, key)`. It expires at its event time.
+    type Event = (Micros, u8);
+    /// What a filter let through (`Ok`), and how many events it dropped late (`Err`).
+    type Filtered = Result<Event, isize>;
+
+    const RETENTION: Micros = 10;
+
+    /// A filter over events on their own clock, read as a pipeline reads it: the late
+    /// events counted behind a tap, and, with `DropLate`, what it keeps behind a tap too.
+    fn filtered<'s>(
+        input: VecCollection<'s, Time, Event>,
+        checkpoints: &Checkpoints,
+        expiry: Expiry,
+    ) -> VecCollection<'s, Time, Filtered> {
+        let clock = EventClock::of(vec![batch_maxima(&input, |(t, _)| *t)]);
+        let slot = checkpoints.slot("test.filter");
+        let (kept, late) = horizon_filter(input, &clock, |(t, _)| *t, RETENTION, expiry, slot);
+        let late = accumulated(late, checkpoints.slot("test.late")).count_total().map(|((), n)| Err(n));
+        let kept = match expiry {
+            Expiry::DropLate => accumulated(kept, checkpoints.slot("test.kept")),
+            Expiry::Retract => kept,
+        };
+        kept.map(Ok).concat(late)
+    }
+
+    fn dropping_late<'s>(input: VecCollection<'s, Time, Event>, c: &Checkpoints) -> VecCollection<'s, Time, Filtered> {
+        filtered(input, c, Expiry::DropLate)
+    }
+
+    fn retracting<'s>(input: VecCollection<'s, Time, Event>, c: &Checkpoints) -> VecCollection<'s, Time, Filtered> {
+        filtered(input, c, Expiry::Retract)
+    }
+
+    fn watermark<'s>(input: VecCollection<'s, Time, Event>, c: &Checkpoints) -> VecCollection<'s, Time, Micros> {
+        EventClock::of(vec![batch_maxima(&input, |(t, _)| *t)]).watermark(c.slot("test.watermark"))
+    }
+
+    /// Batches from `(jump, steps)`: the clock's base moves up by `jump` (past the
+    /// retention when it is over 10), then each step `(behind, key, retract)` adds an
+    /// event `behind` the base (late when over 10), or takes back the oldest one added.
+    fn batches(history: &[(Micros, Vec<(Micros, u8, bool)>)]) -> Vec<Vec<(Event, isize)>> {
+        let mut base = 0;
+        let mut added: Vec<Event> = Vec::new();
+        history
+            .iter()
+            .map(|(jump, steps)| {
+                base += jump;
+                let mut batch = Vec::new();
+                for &(behind, key, retract) in steps {
+                    if retract {
+                        if !added.is_empty() {
+                            batch.push((added.remove(0), -1));
+                        }
+                    } else {
+                        added.push((base - behind, key));
+                        batch.push(((base - behind, key), 1));
+                    }
+                }
+                batch
+            })
+            .collect()
+    }
+
+    fn fixed_history() -> Vec<Vec<(Event, isize)>> {
+        batches(&[
+            (5, vec![(0, 0, false), (3, 1, false), (20, 2, false)]),
+            (2, vec![(1, 0, false), (12, 1, false)]),
+            (0, vec![(8, 2, false), (0, 0, true)]),
+            (30, vec![]),
+            (1, vec![(25, 0, false), (2, 1, false), (9, 2, false)]),
+            (4, vec![(0, 1, true), (11, 0, false), (3, 0, false)]),
+            (15, vec![(1, 2, false)]),
+        ])
+    }
+
+    #[test]
+    fn a_late_dropping_filter_restores_exactly() {
+        for cut in [0, 1, 3, 4, 6, 7] {
+            assert_restores_exactly(dropping_late, &fixed_history(), cut);
+        }
+    }
+
+    #[test]
+    fn a_retracting_filter_restores_exactly() {
+        for cut in [0, 1, 3, 4, 6, 7] {
+            assert_restores_exactly(retracting, &fixed_history(), cut);
+        }
+    }
+
+    #[test]
+    fn the_watermark_restores_exactly() {
+        for cut in [0, 1, 3, 4, 6, 7] {
+            assert_restores_exactly(watermark, &fixed_history(), cut);
+        }
+    }
+
+    /// Histories of up to 8 batches, and a cut among them.
+    fn histories() -> impl Strategy<Value = (Vec<Vec<(Event, isize)>>, usize)> {
+        let step = (0i64..16, 0u8..3, prop::bool::weighted(0.15));
+        let history = prop::collection::vec((0i64..25, prop::collection::vec(step, 0..6)), 1..9);
+        (history.prop_map(|history| batches(&history)), 0usize..9)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn a_late_dropping_filter_restores_exactly_after_any_history((batches, cut) in histories()) {
+            assert_restores_exactly(dropping_late, &batches, cut);
+        }
+
+        #[test]
+        fn a_retracting_filter_restores_exactly_after_any_history((batches, cut) in histories()) {
+            assert_restores_exactly(retracting, &batches, cut);
+        }
+
+        #[test]
+        fn the_watermark_restores_exactly_after_any_history((batches, cut) in histories()) {
+            assert_restores_exactly(watermark, &batches, cut);
+        }
+    }
 }

@@ -2,8 +2,10 @@
 //! the positions before it, kept in one keyed operator that refolds only from a
 //! change on, and that can forget what lies behind an event-time horizon.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
+use std::rc::Rc;
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::hashable::Hashable;
@@ -16,9 +18,12 @@ use timely::dataflow::operators::{Capability, Concat};
 
 use super::clocks::{EventClock, Watermark};
 use crate::Time;
+use crate::checkpoint::{SavedState, Slot};
 use crate::datum::Micros;
 
 /// One key's state in [`prefix_fold_at`].
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "D: Serialize", deserialize = "D: Deserialize<'de> + Ord"))]
 struct KeyFold<D> {
     /// Position → (the values there, value → multiplicity; the fold of every value at
     /// this position and before it).
@@ -55,12 +60,22 @@ impl<D: Clone> KeyFold<D> {
 }
 
 /// Lets [`prefix_fold_at`] forget what lies behind an event-time horizon.
+///
+/// The bases and the frozen answers then hold values no input holds any more, so the
+/// fold is saved at checkpoints in `slot`.
 pub struct Compaction<'s> {
     pub clock: EventClock<'s>,
     /// How far behind the watermark the horizon is.
     pub retention: Micros,
     /// The first position kept at a given horizon.
     pub first_kept: fn(Micros) -> usize,
+    pub slot: Slot,
+}
+
+/// What [`prefix_fold_at`] carries from one time to the next, on one worker.
+struct FoldState<K, D> {
+    watermark: Watermark,
+    keys: HashMap<K, KeyFold<D>>,
 }
 
 /// An update to one of [`prefix_fold_at`]'s inputs.
@@ -92,10 +107,14 @@ type PendingFolds<K, D> = BTreeMap<Time, (Capability<Time>, Vec<(K, FoldUpdate<D
 /// window. The caller promises that a value there only changes by expiring (a
 /// temporal filter retracting it), so updates to such values are ignored. A query
 /// there keeps the answer it had; a new one there cannot be answered any more and
-/// gets `zero`.
+/// gets `zero`. So the output depends on history: the fold saves its state at
+/// checkpoints and, restored, ignores its inputs up to the checkpoint and announces
+/// every query's answer there. Without `compaction` the output is a function of the
+/// inputs alone and needs no checkpoint.
 ///
 /// Updates are applied in timestamp order once every input frontier has passed their
-/// time, so the output is a deterministic function of the input collections.
+/// time, so without `compaction` the output is a deterministic function of the input
+/// collections.
 pub fn prefix_fold_at<'s, K, D, F>(
     values: VecCollection<'s, Time, ((usize, K), D)>,
     queries: VecCollection<'s, Time, (usize, K)>,
@@ -113,29 +132,51 @@ where
         .inner
         .map(|(((p, k), d), t, r)| ((k, FoldUpdate::Value(p, d, r)), t))
         .concat(queries.inner.map(|((p, k), t, r)| ((k, FoldUpdate::Query(p, r)), t)));
+    let state: Rc<RefCell<FoldState<K, D>>> =
+        Rc::new(RefCell::new(FoldState { watermark: Watermark::default(), keys: HashMap::new() }));
+    let mut through = None;
     let (maxima, first_kept) = match compaction {
-        Some(Compaction { clock, retention, first_kept }) => (clock.maxima, Some((retention, first_kept))),
+        Some(Compaction { clock, retention, first_kept, slot }) => {
+            through = restore_fold(&state, slot);
+            (clock.maxima, Some((retention, first_kept)))
+        }
         None => (timely::dataflow::operators::generic::operator::empty(scope), None),
     };
+    let restored_through = move |time: &Time| through.is_some_and(|through| *time <= through);
     updates
         .binary_frontier(
             maxima,
             Exchange::new(|((k, _u), _t): &((K, FoldUpdate<D>), Time)| k.hashed()),
             Pipeline,
             "PrefixFoldAt",
-            move |_capability, _info| {
+            move |capability, _info| {
                 let mut pending: PendingFolds<K, D> = BTreeMap::new();
-                let mut watermark = Watermark::default();
-                let mut keys: HashMap<K, KeyFold<D>> = HashMap::new();
+                // The restored answers, announced once at the checkpoint's time.
+                let mut announce = through.map(|t| capability.delayed(&t));
                 move |(updates, updates_frontier), (maxima, maxima_frontier), output| {
+                    let mut state = state.borrow_mut();
+                    let FoldState { watermark, keys } = &mut *state;
+                    if let Some(at) = announce.take() {
+                        let mut session = output.session(&at);
+                        for (k, fold) in keys.iter() {
+                            for (&p, (count, answer)) in &fold.queries {
+                                session.give((((p, k.clone()), answer.clone()), *at.time(), *count));
+                            }
+                        }
+                    }
                     updates.for_each(|cap, data| {
                         for ((k, update), t) in data.drain(..) {
+                            if restored_through(&t) {
+                                continue;
+                            }
                             pending.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push((k, update));
                         }
                     });
                     maxima.for_each(|_cap, data| {
                         for (t, max) in data.drain(..) {
-                            watermark.record(t, max);
+                            if !restored_through(&t) {
+                                watermark.record(t, max);
+                            }
                         }
                     });
                     while let Some(entry) = pending.first_entry() {
@@ -147,7 +188,7 @@ where
                             watermark.through(time).map(|w| first_kept(w.saturating_sub(retention)))
                         });
                         let mut session = output.session(&cap);
-                        for (k, answers) in apply_fold_updates(&mut keys, updates, kept, &zero, &combine) {
+                        for (k, answers) in apply_fold_updates(keys, updates, kept, &zero, &combine) {
                             for (p, (old_count, old), (new_count, new)) in answers {
                                 if old_count != 0 {
                                     session.give((((p, k.clone()), old), time, -old_count));
@@ -166,6 +207,33 @@ where
             },
         )
         .as_collection()
+}
+
+/// Registers a compacting fold's state in `slot`: its clock (alike on every worker,
+/// so shared) and one entry per key, routed as the fold exchanges that key. Loads the
+/// restored state, if any, and returns the checkpoint's time.
+fn restore_fold<K, D>(state: &Rc<RefCell<FoldState<K, D>>>, mut slot: Slot) -> Option<Time>
+where
+    K: ExchangeData + Hash,
+    D: ExchangeData,
+{
+    let restored = slot.take_restored();
+    if let Some(restored) = &restored {
+        let mut state = state.borrow_mut();
+        state.watermark = Watermark::restored(restored.state.shared::<Option<Micros>>().flatten());
+        state.keys.extend(restored.state.keyed::<(K, KeyFold<D>)>());
+    }
+    let saved = state.clone();
+    slot.on_save(move |through| {
+        let state = saved.borrow();
+        let mut saved = SavedState::default();
+        saved.set_shared(&state.watermark.saved_through(through));
+        for (k, fold) in &state.keys {
+            saved.push_keyed(k.hashed(), &(k, fold));
+        }
+        saved
+    });
+    restored.map(|r| r.through)
 }
 
 /// A query's answer before and after a time: `(position, (multiplicity, answer) before,
@@ -284,6 +352,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::checkpoint::Checkpoints;
+    use crate::checkpoint::testing::assert_restores_exactly;
     use crate::operators::answers_after_each_batch;
     use crate::operators::clocks::batch_maxima;
 
@@ -362,7 +432,8 @@ mod tests {
                 let (clock_in, clock) = scope.new_collection::<Micros, isize>();
                 let answers = if ours {
                     let clock = EventClock::of(vec![batch_maxima(&clock, |t| *t)]);
-                    let compaction = Compaction { clock, retention: 0, first_kept: |h| h as usize };
+                    let slot = Checkpoints::new().slot("test.fold");
+                    let compaction = Compaction { clock, retention: 0, first_kept: |h| h as usize, slot };
                     prefix_fold_at(values, queries, 0, |_k, a, b| a + b, Some(compaction))
                 } else {
                     values.prefix_sum_at(queries, 0, |_k, a, b| a + b)
@@ -421,6 +492,69 @@ mod tests {
         answers_after_each_batch(&captured.lock().unwrap(), batches)
     }
 
+    /// An input of [`compacting`]: `(kind, key, position, value)`; kind 0 is a value
+    /// at (position, key), 1 a query there, 2 a clock tick at event time `value`.
+    type FoldInput = (u8, u8, usize, i64);
+
+    /// A fold compacting behind its clock's watermark, as the retail pipeline runs it.
+    fn compacting<'s>(
+        input: VecCollection<'s, Time, FoldInput>,
+        checkpoints: &Checkpoints,
+    ) -> VecCollection<'s, Time, ((usize, u8), i64)> {
+        let ticks = input.clone().flat_map(|(kind, _, _, t)| (kind == 2).then_some(t));
+        let clock = EventClock::of(vec![batch_maxima(&ticks, |t| *t)]);
+        let values = input.clone().flat_map(|(kind, key, p, v)| (kind == 0).then_some(((p, key), v)));
+        let queries = input.flat_map(|(kind, key, p, _)| (kind == 1).then_some((p, key)));
+        let slot = checkpoints.slot("test.fold");
+        let compaction = Compaction { clock, retention: 2, first_kept: |h| h.max(0) as usize, slot };
+        prefix_fold_at(values, queries, 0, |_k, a, b| a + b, Some(compaction))
+    }
+
+    /// Batches from `(jump, steps)`: the clock moves up by `jump` (ticked every batch),
+    /// then each step `(query, key, offset, value, retract)` adds a value or a query
+    /// at `offset` from the clock (behind the horizon when under -2), or takes back the
+    /// oldest value or query added.
+    fn compacting_batches(history: &[(i64, Vec<(bool, u8, i64, i64, bool)>)]) -> Vec<Vec<(FoldInput, isize)>> {
+        let mut clock = 0;
+        let mut added: [Vec<FoldInput>; 2] = [Vec::new(), Vec::new()];
+        history
+            .iter()
+            .map(|(jump, steps)| {
+                clock += jump;
+                let mut batch = vec![((2, 0, 0, clock), 1)];
+                for &(query, key, offset, value, retract) in steps {
+                    let kind = u8::from(query);
+                    let added = &mut added[kind as usize];
+                    if retract {
+                        if !added.is_empty() {
+                            batch.push((added.remove(0), -1));
+                        }
+                    } else {
+                        let input = (kind, key, (clock + offset).max(0) as usize, value);
+                        added.push(input);
+                        batch.push((input, 1));
+                    }
+                }
+                batch
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_compacting_fold_restores_exactly() {
+        let batches = compacting_batches(&[
+            (0, vec![(false, 0, 0, 5, false), (false, 0, 2, 7, false), (true, 0, 3, 0, false), (true, 1, 1, 0, false)]),
+            (3, vec![(false, 1, 0, 4, false), (true, 0, 6, 0, false), (false, 0, 4, -2, false)]),
+            (4, vec![(true, 0, -5, 0, false), (false, 0, -4, 9, false), (true, 0, 0, 0, true)]),
+            (0, vec![(false, 0, 0, 0, true), (true, 1, 2, 0, false)]),
+            (20, vec![(true, 0, -1, 0, false), (false, 2, 1, 3, false)]),
+            (1, vec![(true, 0, 0, 0, true), (false, 0, 0, 1, false)]),
+        ]);
+        for cut in [0, 1, 2, 4, 6] {
+            assert_restores_exactly(compacting, &batches, cut);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// After every batch, the answers equal differential's own `prefix_sum_at`'s,
@@ -444,6 +578,21 @@ mod tests {
             )
         ) {
             prop_assert_eq!(run_compacting(&history, true), run_compacting(&history, false));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Restored from a checkpoint, a compacting fold goes on as if run straight.
+        #[test]
+        fn a_compacting_fold_restores_exactly_after_any_history(
+            history in prop::collection::vec(
+                (0i64..6, prop::collection::vec((any::<bool>(), 0u8..3, -6i64..10, -20i64..20, prop::bool::weighted(0.2)), 0..6)),
+                1..9,
+            ),
+            cut in 0usize..9,
+        ) {
+            assert_restores_exactly(compacting, &compacting_batches(&history), cut);
         }
     }
 }

@@ -37,7 +37,8 @@ pub(super) fn web_clicks_minutely<'s>(
 ) -> (MinuteCounts<'s>, MinuteCounts<'s>) {
     let last_window_reached = |&(_, minute): &(i32, Micros)| window_end(minute + 15 * MICROS_PER_MINUTE);
     let clicks = web_clicks.map(|c| (c.product_id, minute_start(c.event_time)));
-    let clicks_in_range = horizon.retain(clicks, last_window_reached).count_total();
-    let clicks_per_minute = horizon.retain(clicks_in_range.clone(), |((_, minute), _)| window_end(*minute));
+    let clicks_in_range = horizon.retain(clicks, last_window_reached, "retail.clicks_in_range.retain").count_total();
+    let window = |((_, minute), _): &((i32, Micros), isize)| window_end(*minute);
+    let clicks_per_minute = horizon.retain(clicks_in_range.clone(), window, "retail.web_clicks_minutely.retain");
     (clicks_per_minute, clicks_in_range)
 }

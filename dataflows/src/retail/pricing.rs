@@ -10,7 +10,9 @@ use super::inputs::CompetitorPrice;
 use super::price_rules::{StockCategory, final_price, high_demand};
 use super::stock::{ProductStockStatus, stock_status};
 use super::{Coll, MONEY, MinuteCounts, ProductsArranged, WHOLE, WindowFacts};
+use crate::checkpoint::Slot;
 use crate::datum::{ColumnType, Datum, MICROS_PER_MINUTE, Micros, ReadTimeLookup, Record, Row};
+use crate::operators::max_per_key::Forget;
 use crate::operators::{left_join_unique, max_per_key, range_sum_at};
 use crate::relation::relation;
 use ColumnType::{Int32, Text, TimestampTz};
@@ -37,15 +39,17 @@ relation! {
 /// Ties on `ts` go to the higher price, so the answer never depends on arrival order.
 ///
 /// `competitor_prices` is an append-only stream, so each key only keeps the
-/// prices within `retention` of its latest one.
+/// prices within `retention` of its latest one; the latest may be older than any
+/// event retention keeps, so the kept prices are saved at checkpoints in `slot`.
 pub(super) fn competitor_latest<'s>(
     competitor_prices: Coll<'s, CompetitorPrice>,
     retention: Micros,
+    slot: Slot,
 ) -> Coll<'s, ((i32, String), (Micros, Decimal))> {
     let event_time: fn(&(Micros, Decimal)) -> Micros = |(ts, _)| *ts;
     max_per_key(
         competitor_prices.map(|c| ((c.product_id, c.competitor), (c.ts, c.competitor_price))),
-        Some((event_time, retention)),
+        Some(Forget { event_time, retention, slot }),
     )
 }
 

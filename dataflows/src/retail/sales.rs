@@ -87,7 +87,7 @@ pub(super) fn sales_profit<'s>(
         queries,
         None,
         |_product, earlier, later| later.or(*earlier),
-        Some(horizon.compaction()),
+        Some(horizon.compaction("retail.sales_profit.asof")),
     )
     .map(|((position, product_id), latest)| ((position - 1, product_id), latest));
     // Matched quantities per (product, category, high demand, base price).

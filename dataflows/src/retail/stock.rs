@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::inputs::{ProductInventory, PurchasedQuantity, Restock};
 use super::price_rules::StockCategory;
 use super::{
-    Coll, CountSum, Horizon, MONEY, MinuteFlows, ProductsArranged, WHOLE, minute_position, minute_start,
+    Coll, CountSum, Horizon, MONEY, MinuteFlows, ProductMinute, ProductsArranged, WHOLE, minute_position, minute_start,
     position_minute, window_end,
 };
 use crate::datum::{ColumnType, Micros};
-use crate::operators::{left_join_unique, prefix_fold_at};
+use crate::operators::{accumulated, left_join_unique, prefix_fold_at};
 use crate::relation::relation;
 use ColumnType::{Int32, Int64, Text, TimestampTz};
 
@@ -62,11 +62,15 @@ pub(super) fn minute_join<'s>(
             let key = (r.product_id, minute_start(r.restock_time));
             Some((key, ((0isize, 0isize), (1isize, r.quantity_restocked as isize))))
         }));
-    // One record per product: (rows, sum) differences never cancel to zero.
-    let active_products =
-        flows.clone().map(|(product_id, _)| product_id).count_total().map(|(product_id, _)| product_id);
+    // One record per product: (rows, sum) differences never cancel to zero. The kept
+    // events are never retracted, so the tap keeps what the count has seen.
+    let products = flows.clone().map(|(product_id, _)| product_id);
+    let active_products = accumulated(products, horizon.checkpoints.slot("retail.active_products"))
+        .count_total()
+        .map(|(product_id, _)| product_id);
+    let expires_at = |(_, minute): &ProductMinute| window_end(*minute);
     let minute_flows =
-        horizon.retain(flows, |(_, minute)| window_end(*minute)).count_total().map(|(product_window, flows)| {
+        horizon.retain(flows, expires_at, "retail.minute_join.retain").count_total().map(|(product_window, flows)| {
             let ((_, purchased), (_, restocked)): (CountSum, CountSum) = flows;
             (product_window, purchased as i64, restocked as i64)
         });
@@ -88,7 +92,8 @@ pub(super) fn running_inventory<'s>(
         ((minute_position(window), product_id), restocked - purchased)
     });
     let queries = net_flow.clone().map(|((position, product_id), _)| (position + 1, product_id));
-    prefix_fold_at(net_flow, queries, 0i64, |_product, a, b| a + b, Some(horizon.compaction()))
+    let compaction = horizon.compaction("retail.running_inventory");
+    prefix_fold_at(net_flow, queries, 0i64, |_product, a, b| a + b, Some(compaction))
         .map(|((position, product_id), net)| (product_id, (position_minute(position - 1), net)))
 }
 

@@ -42,7 +42,7 @@ pub(super) fn retail_watermark<'s>(
         horizon: watermark.checked_sub(retention).filter(|h| *h >= YEAR_ONE),
         late_events: late as i64,
     };
-    let watermark = horizon.clock.watermark().map(|w| ((), w));
+    let watermark = horizon.clock.watermark(horizon.checkpoints.slot("retail.watermark")).map(|w| ((), w));
     left_join_unique(watermark.arrange_by_key(), late_events.arrange_by_key(), move |_, &w, late| {
         Some(row(w, late.copied().unwrap_or(0)))
     })
