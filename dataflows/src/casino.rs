@@ -13,6 +13,12 @@
 //! - `member_leaderboard`: one record per member, in the same operator;
 //! - `game_stats`: `explode` + `count`, one record per game;
 //! - `pending_offers`: the qualifying windows still retained, and the redemptions.
+//!
+//! At a checkpoint, every path from `gaming_transactions` passes a history-dependent
+//! operator before any operator that holds state: the member windows and the watermark
+//! ([`windows`]), and the accumulation tap in front of `game_stats`' count. The views
+//! further on, and `redeemed_offers` (a table, fed again at a restore as its current
+//! rows), need nothing saved.
 
 pub mod windows;
 
@@ -23,9 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use self::windows::{MemberChange, MemberLifetime, MemberWindow, event_time_views};
 use crate::boundary::{Inputs, View};
+use crate::checkpoint::{Checkpoints, Slot};
 use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros, Record, RelationSpec};
 use crate::money::MoneySum;
-use crate::operators::{left_join_unique, max_per_key, unzip};
+use crate::operators::{accumulated, left_join_unique, max_per_key, unzip};
 use crate::relation::relation;
 use crate::{PipelineConfig, Time};
 
@@ -280,14 +287,15 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let transactions = inputs.records();
     let redeemed_offers = inputs.records();
-    casino(config, transactions, redeemed_offers)
+    casino(config, transactions, redeemed_offers, inputs.checkpoints())
 }
 
-/// Builds the casino views.
+/// Builds the casino views, its history-dependent operators registering in `checkpoints`.
 pub fn casino<'s>(
     config: &PipelineConfig,
     transactions: Coll<'s, GamingTransaction>,
     redeemed_offers: Coll<'s, RedeemedOffer>,
+    checkpoints: &Checkpoints,
 ) -> Vec<View<'s>> {
     let settings = &config.casino;
     // Each view family gets its part of a transaction, not a copy of all of it.
@@ -295,11 +303,11 @@ pub fn casino<'s>(
         let play = GamePlay::of(&tx);
         (tx, Some(play))
     });
-    let event_time = event_time_views(transactions, settings.window, config.retention);
+    let event_time = event_time_views(transactions, settings.window, config.retention, checkpoints);
     let summary = member_daily_summary(event_time.daily_summary);
     let hotel = hotel_room_offers(summary.clone(), settings.hotel_threshold);
     let drink = drink_offers(summary.clone(), settings.drink_threshold);
-    let games = game_stats(plays);
+    let games = game_stats(plays, checkpoints.slot("casino.game_stats"));
     let leaderboard = member_leaderboard(event_time.leaderboard);
     let closed = member_window_closed(event_time.window_closed);
     let watermark = casino_watermark(event_time.watermark);
@@ -402,22 +410,22 @@ impl GamePlay {
 /// ```
 /// `total_bets` counts every transaction and `house_edge` is wins − bets, both as the
 /// specification has them. Each transaction is a `(rows, bets, wins)` difference of its
-/// game: one record per game, whatever the history.
-fn game_stats<'s>(plays: Coll<'s, GamePlay>) -> Coll<'s, GameStats> {
-    plays
-        .explode(|play| Some((play.game_type, (1isize, MoneySum::new(play.bet), MoneySum::new(play.win)))))
-        .count_total()
-        .map(|(game_type, (rows, bets, wins))| {
-            // Every row adds a term (0 for other types), so neither sum is ever NULL.
-            let (wagered, paid_out) = (bets.total().unwrap_or_default(), wins.total().unwrap_or_default());
-            GameStats {
-                game_type,
-                total_bets: rows as i64,
-                total_wagered: wagered,
-                total_paid_out: paid_out,
-                house_edge: paid_out - wagered,
-            }
-        })
+/// game: one record per game, whatever the history. The totals are all-time, over events
+/// retention drops, so the per-game accumulation is tapped in `slot` for checkpoints.
+fn game_stats<'s>(plays: Coll<'s, GamePlay>, slot: Slot) -> Coll<'s, GameStats> {
+    let per_game =
+        plays.explode(|play| Some((play.game_type, (1isize, MoneySum::new(play.bet), MoneySum::new(play.win)))));
+    accumulated(per_game, slot).count_total().map(|(game_type, (rows, bets, wins))| {
+        // Every row adds a term (0 for other types), so neither sum is ever NULL.
+        let (wagered, paid_out) = (bets.total().unwrap_or_default(), wins.total().unwrap_or_default());
+        GameStats {
+            game_type,
+            total_bets: rows as i64,
+            total_wagered: wagered,
+            total_paid_out: paid_out,
+            house_edge: paid_out - wagered,
+        }
+    })
 }
 
 /// ```sql
@@ -567,4 +575,83 @@ impl Default for CasinoConfig {
 fn casino_watermark<'s>(watermark: Coll<'s, (Micros, i64)>) -> Coll<'s, (Micros, i64)> {
     // Computed next to the member windows, which need the same watermark.
     watermark
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::windows::tests::{BatchPlan, batch_plans, transactions};
+    use super::*;
+    use crate::checkpoint::testing::{PipelineBatch, PipelineUnderTest, assert_pipeline_restores_exactly};
+    use crate::datum::Record;
+
+    const MINUTE: Micros = MICROS_PER_MINUTE;
+
+    /// The casino pipeline with 1-minute windows, 3 minutes of retention, and thresholds
+    /// the generated members reach.
+    fn pipeline() -> PipelineUnderTest {
+        let casino =
+            CasinoConfig { window: MINUTE, hotel_threshold: Decimal::from(60), drink_threshold: Decimal::from(30) };
+        let config = PipelineConfig { retention: 3 * MINUTE, casino };
+        PipelineUnderTest { input_specs: input_specs(), build, config }
+    }
+
+    /// The transactions of `plans` from 20 minutes before midnight (offers on two days),
+    /// and in every other batch a redemption for a member, or one taken back.
+    fn batches(plans: &[BatchPlan]) -> Vec<PipelineBatch> {
+        let mut redeemed: Vec<RedeemedOffer> = Vec::new();
+        transactions(plans, MICROS_PER_DAY - 20 * MINUTE)
+            .into_iter()
+            .enumerate()
+            .map(|(k, batch)| {
+                let clock = batch.iter().map(|(tx, _)| tx.transaction_time).max();
+                let mut rows: PipelineBatch = batch.into_iter().map(|(tx, diff)| (0, tx.into_row(), diff)).collect();
+                match (k % 4, clock) {
+                    (1, Some(clock)) => {
+                        let member_id = k as i64 % 4;
+                        let offer = RedeemedOffer {
+                            member_id,
+                            member_name: Some(format!("member {member_id}")),
+                            offer_type: [HOTEL_OFFER, DRINK_OFFER][k / 4 % 2].to_string(),
+                            redeemed_at: Some(clock),
+                            redemption_date: utc_date(clock),
+                        };
+                        let key = |r: &RedeemedOffer| (r.member_id, r.offer_type.clone(), r.redemption_date);
+                        if !redeemed.iter().any(|r| key(r) == key(&offer)) {
+                            rows.push((1, offer.to_row(), 1));
+                            redeemed.push(offer);
+                        }
+                    }
+                    (3, _) if redeemed.len() > 1 => rows.push((1, redeemed.remove(0).into_row(), -1)),
+                    _ => {}
+                }
+                rows
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_views_restore_exactly() {
+        let busy: Vec<BatchPlan> = (0..12)
+            .map(|k: i64| {
+                let txs = (0..4).map(|m| (m, m % 3 != 0, ((k + m) % 3) as usize, 10 + 7 * m, (k * 37 + m * 61) % 300));
+                ((k % 4) as usize, txs.collect(), (k % 5 == 4).then_some(k as usize))
+            })
+            .collect();
+        let batches = batches(&busy);
+        for cut in [0, 1, 5, 9, 12] {
+            assert_pipeline_restores_exactly(&pipeline(), &batches, cut);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_views_restore_exactly_at_any_cut(plans in batch_plans(), cut in 0..10usize) {
+            let batches = batches(&plans);
+            assert_pipeline_restores_exactly(&pipeline(), &batches, cut.min(batches.len()));
+        }
+    }
 }

@@ -242,14 +242,19 @@ impl Slot {
 /// equals its output run straight through, after every batch.
 #[cfg(test)]
 pub(crate) mod testing {
+    use std::cell::Cell;
     use std::sync::{Arc, Mutex};
 
     use differential_dataflow::input::Input;
     use differential_dataflow::{ExchangeData, VecCollection};
+    use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
     use timely::dataflow::operators::probe::Handle;
     use timely::dataflow::operators::{Inspect, Probe};
 
     use super::*;
+    use crate::boundary::Inputs;
+    use crate::datum::{RelationKind, RelationSpec, Row};
+    use crate::{BuildViews, PipelineConfig};
 
     /// Builds the operator under test over one input, registering in `checkpoints`.
     pub type Build<I, O> = for<'s> fn(VecCollection<'s, Time, I>, &Checkpoints) -> VecCollection<'s, Time, O>;
@@ -361,6 +366,125 @@ pub(crate) mod testing {
         for (workers, restore_workers) in [(1, 1), (2, 2), (1, 2), (2, 1)] {
             let (straight, restored) = straight_and_restored(build, batches, cut, workers, restore_workers);
             assert_eq!(straight, restored, "checkpoint after batch {cut}, {workers} → {restore_workers} workers");
+        }
+    }
+
+    /// A whole pipeline under test, built as the server builds it.
+    #[derive(Clone)]
+    pub struct PipelineUnderTest {
+        /// Its input relations, in the order `build` asks for them.
+        pub input_specs: Vec<&'static RelationSpec>,
+        pub build: BuildViews,
+        pub config: PipelineConfig,
+    }
+
+    /// A pipeline's input updates at one logical time, as the server feeds them:
+    /// `(input, row, diff)`, `input` indexing [`PipelineUnderTest::input_specs`].
+    pub type PipelineBatch = Vec<(usize, Row, isize)>;
+
+    /// A view's row, with the view's name.
+    pub type ViewRow = (String, Row);
+
+    /// [`run`] for a whole pipeline: its views' rows come out of a sink like the server's.
+    /// Restored, it is fed at the checkpoint's time what a restore feeds: each table's
+    /// current rows (the updates of the batches up to the checkpoint, consolidated), and
+    /// no source events.
+    fn run_pipeline(
+        pipeline: &PipelineUnderTest,
+        batches: &[PipelineBatch],
+        workers: usize,
+        restore: Option<Checkpoint>,
+        checkpoint_after: Option<usize>,
+    ) -> (Vec<(ViewRow, Time, isize)>, Option<Checkpoint>) {
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let saved = Arc::new(Mutex::new(vec![BTreeMap::new(); workers]));
+        let (pipeline, batches, restore) = (Arc::new(pipeline.clone()), Arc::new(batches.to_vec()), Arc::new(restore));
+        let (sink, saves) = (output.clone(), saved.clone());
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let (index, peers) = (worker.index(), worker.peers());
+            let checkpoints = match restore.as_ref() {
+                Some(checkpoint) => Checkpoints::restoring(checkpoint.for_worker(index, peers)),
+                None => Checkpoints::new(),
+            };
+            // The views' joint frontier: every time before it is complete.
+            let upper = Rc::new(Cell::new(Some(0)));
+            let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
+                let mut inputs = Inputs::with_checkpoints(scope, pipeline.input_specs.clone(), checkpoints.clone());
+                let views = (pipeline.build)(&pipeline.config, &mut inputs);
+                let names: Vec<String> = views.iter().map(|view| view.spec().name.to_string()).collect();
+                let mut builder = OperatorBuilder::new("CollectViews".to_string(), scope);
+                let mut readers: Vec<_> = views.into_iter().map(|view| view.connect(&mut builder)).collect();
+                let (sink, upper) = (sink.clone(), upper.clone());
+                builder.build(move |_capabilities| {
+                    move |frontiers| {
+                        for (name, read) in names.iter().zip(readers.iter_mut()) {
+                            read(&mut |row, time, diff| sink.lock().unwrap().push(((name.clone(), row), time, diff)));
+                        }
+                        upper.set(frontiers.iter().filter_map(|f| f.frontier().first().copied()).min());
+                    }
+                });
+                inputs.into_sessions()
+            });
+            checkpoints.check_restored().expect("the checkpoint is of this pipeline");
+            let mut feed = |time: Time, updates: Vec<(usize, Row, isize)>| {
+                for session in sessions.iter_mut() {
+                    session.advance_to(time);
+                }
+                for (i, (input, row, diff)) in updates.into_iter().enumerate() {
+                    if i % peers == index {
+                        sessions[input].update(row, diff);
+                    }
+                }
+            };
+            let first = restore.as_ref().as_ref().map_or(0, |c| c.through as usize);
+            if first > 0 {
+                let is_table = |input: usize| matches!(pipeline.input_specs[input].kind, RelationKind::Table { .. });
+                let mut tables: Vec<((usize, Row), isize)> = batches[..first]
+                    .iter()
+                    .flatten()
+                    .filter(|(input, _, _)| is_table(*input))
+                    .map(|(input, row, diff)| ((*input, row.clone()), *diff))
+                    .collect();
+                differential_dataflow::consolidation::consolidate(&mut tables);
+                feed(first as Time, tables.into_iter().map(|((input, row), diff)| (input, row, diff)).collect());
+            }
+            let last = checkpoint_after.unwrap_or(batches.len());
+            for (k, batch) in batches.iter().enumerate().take(last).skip(first) {
+                feed(k as Time + 1, batch.clone());
+            }
+            feed(last as Time + 1, Vec::new());
+            for session in sessions.iter_mut() {
+                session.flush();
+            }
+            while upper.get().is_some_and(|upper| upper <= last as Time) {
+                worker.step();
+            }
+            if checkpoint_after.is_some() {
+                saves.lock().unwrap()[index] = checkpoints.save(last as Time);
+            }
+        })
+        .expect("timely runs");
+        let output = std::mem::take(&mut *output.lock().unwrap());
+        let checkpoint =
+            checkpoint_after.map(|c| Checkpoint::merge(c as Time, std::mem::take(&mut *saved.lock().unwrap())));
+        (output, checkpoint)
+    }
+
+    /// Panics unless `pipeline`'s views, run straight through `batches` and checkpointed
+    /// after batch `cut` then restored, agree after every batch from `cut` on, for 1 → 1,
+    /// 2 → 2, 1 → 2 and 2 → 1 workers.
+    pub fn assert_pipeline_restores_exactly(pipeline: &PipelineUnderTest, batches: &[PipelineBatch], cut: usize) {
+        let cut = cut.min(batches.len());
+        let end = batches.len() as Time;
+        for (workers, restore_workers) in [(1, 1), (2, 2), (1, 2), (2, 1)] {
+            let (straight, _) = run_pipeline(pipeline, batches, workers, None, None);
+            let (_, checkpoint) = run_pipeline(pipeline, batches, workers, None, Some(cut));
+            let (restored, _) = run_pipeline(pipeline, batches, restore_workers, checkpoint, None);
+            assert_eq!(
+                accumulated(&straight, cut as Time, end),
+                accumulated(&restored, cut as Time, end),
+                "checkpoint after batch {cut}, {workers} → {restore_workers} workers"
+            );
         }
     }
 }

@@ -22,9 +22,18 @@
 //! The answer is the same for any number of workers: every worker sees every batch's
 //! maximum (each worker broadcasts the maximum of its share) and folds it in only once
 //! the batch is complete, so all workers step through the same watermarks.
+//!
+//! # Checkpoints
+//!
+//! Both operators here depend on history (lateness is judged at arrival, totals outlive
+//! the retained rows), so both save their state at a checkpoint and re-announce their
+//! rows at a restore (see [`crate::checkpoint`]): the member windows under
+//! `casino.member_windows`, the watermark under `casino.watermark`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::rc::Rc;
 
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -37,6 +46,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use super::GamingTransaction;
 use crate::Time;
+use crate::checkpoint::{Checkpoints, SavedState};
 use crate::datum::{MICROS_PER_SECOND, Micros};
 use crate::operators::{ClockedState, run_clocked, split_by_kind};
 
@@ -137,9 +147,14 @@ impl MemberChange {
 /// `GROUP BY member_id, member_name`.
 type MemberKey = (i64, Option<String>);
 
+/// The exchange route of a member's transactions, and so of its saved state.
+fn member_route(member_id: i64) -> u64 {
+    member_id.hashed()
+}
+
 /// One member's window: all its rows (for the summary) and its on-time rows (for the
 /// closed window).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct WindowState {
     all: Totals,
     on_time: Totals,
@@ -329,11 +344,79 @@ impl ClockedState for MemberWindows {
     ) {
         MemberWindows::process(self, batch, batch_max, out)
     }
-    fn save(&self) -> crate::checkpoint::SavedState {
-        unimplemented!("PLACEHOLDER: checkpoint")
+    /// The clock is the same on every worker (every worker folds every batch's maximum):
+    /// shared. The rest is one entry per member, on its member's route.
+    fn save(&self) -> SavedState {
+        let saved_member = |key: &MemberKey, lifetime| SavedMember { key: key.clone(), lifetime, windows: Vec::new() };
+        let mut members: BTreeMap<&MemberKey, SavedMember> =
+            self.lifetime.iter().map(|(key, totals)| (key, saved_member(key, Some(totals.clone())))).collect();
+        for (&start, windows) in &self.windows {
+            for (key, window) in windows {
+                members.entry(key).or_insert_with(|| saved_member(key, None)).windows.push((start, window.clone()));
+            }
+        }
+        let mut saved = SavedState::default();
+        saved.set_shared(&self.max_event_time);
+        for member in members.into_values() {
+            saved.push_keyed(member_route(member.key.0), &member);
+        }
+        saved
     }
-    fn restore(&mut self, _saved: &crate::checkpoint::SavedState, _out: &mut Vec<(Self::Change, isize)>) {
-        unimplemented!("PLACEHOLDER: checkpoint")
+
+    /// Announces what `process` had emitted and not retracted: every group of the
+    /// leaderboard and of the summary, and the closed windows with on-time rows (a
+    /// closed window's on-time rows never change, and it is retracted only as it expires,
+    /// which drops its state).
+    fn restore(&mut self, saved: &SavedState, out: &mut Vec<(MemberChange, isize)>) {
+        self.max_event_time = saved.shared().flatten();
+        for member in saved.keyed::<SavedMember>() {
+            for (start, window) in member.windows {
+                self.windows.entry(start).or_default().insert(member.key.clone(), window);
+            }
+            if let Some(totals) = member.lifetime {
+                self.lifetime.insert(member.key, totals);
+            }
+        }
+        let size = self.size;
+        for (key, totals) in &self.lifetime {
+            let row = MemberLifetime { member_id: key.0, member_name: key.1.clone(), totals: totals.clone() };
+            out.push((MemberChange::Leaderboard(row), 1));
+        }
+        let closed_through = watermark(self.max_event_time).map(|w| w.saturating_sub(size));
+        for (&start, windows) in &self.windows {
+            let closed = closed_through.is_some_and(|c| start <= c);
+            for (key, window) in windows {
+                if let Some(totals) = window.all.group() {
+                    out.push((MemberChange::DailySummary(window_row(key, start, size, totals.clone())), 1));
+                }
+                if let Some(totals) = window.on_time.group().filter(|_| closed) {
+                    out.push((MemberChange::WindowClosed(window_row(key, start, size, totals.clone())), 1));
+                }
+            }
+        }
+    }
+}
+
+/// One member's state in a checkpoint: its all-time totals (`None` when they add up to
+/// no rows) and its windows not yet expired, by start.
+#[derive(Serialize, Deserialize)]
+struct SavedMember {
+    key: MemberKey,
+    lifetime: Option<Totals>,
+    windows: Vec<(Micros, WindowState)>,
+}
+
+/// What the watermark operator keeps: the newest transaction time and the late rows so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct WatermarkState {
+    max_event_time: Option<Micros>,
+    late_total: i64,
+}
+
+impl WatermarkState {
+    /// The `casino_watermark` row: none until the first transaction.
+    fn row(&self) -> Option<(Micros, i64)> {
+        watermark(self.max_event_time).map(|w| (w, self.late_total))
     }
 }
 
@@ -347,13 +430,14 @@ pub struct EventTimeViews<'s> {
 }
 
 /// Runs [`MemberWindows`] over the transactions, keyed by member, with the watermark
-/// shared by every worker.
+/// shared by every worker. Both operators register in `checkpoints`.
 pub fn event_time_views<'s>(
     transactions: VecCollection<'s, Time, GamingTransaction>,
     size: Micros,
     retention: Micros,
+    checkpoints: &Checkpoints,
 ) -> EventTimeViews<'s> {
-    let key: fn(&GamingTransaction) -> u64 = |tx| tx.member_id.hashed();
+    let key: fn(&GamingTransaction) -> u64 = |tx| member_route(tx.member_id);
     let event_time: fn(&GamingTransaction) -> Micros = |tx| tx.transaction_time;
     let (member_changes, batch_maxima) = run_clocked(
         "CasinoMemberWindows",
@@ -361,10 +445,28 @@ pub fn event_time_views<'s>(
         key,
         event_time,
         MemberWindows::new(size, retention),
-        crate::checkpoint::Checkpoints::new().slot("casino.member_windows"),
+        checkpoints.slot("casino.member_windows"),
     );
 
     // One row, on worker 0: the watermark after each batch and the late rows so far.
+    // Every input goes to worker 0, so the state is saved under route 0, the route of
+    // that exchange: restored on any number of workers, it comes back on one worker
+    // alone, and the row is announced once.
+    let mut slot = checkpoints.slot("casino.watermark");
+    let restored = slot.take_restored();
+    let through = restored.as_ref().map(|r| r.through);
+    let state: WatermarkState = restored.and_then(|r| r.state.keyed().next()).unwrap_or_default();
+    let state = Rc::new(RefCell::new(state));
+    let saved = state.clone();
+    slot.on_save(move |_through| {
+        let mut saved_state = SavedState::default();
+        let state = saved.borrow();
+        if *state != WatermarkState::default() {
+            saved_state.push_keyed(0, &*state);
+        }
+        saved_state
+    });
+    let restored_through = move |time: &Time| through.is_some_and(|through| *time <= through);
     let [daily_summary, window_closed, leaderboard, late] = split_by_kind(member_changes, MemberChange::kind);
     let watermark = batch_maxima
         .binary_frontier::<_, CapacityContainerBuilder<Vec<((Micros, i64), Time, isize)>>, _, _, _, _>(
@@ -372,33 +474,44 @@ pub fn event_time_views<'s>(
             Exchange::new(|_: &(Time, Micros)| 0),
             Exchange::new(|_: &(MemberChange, Time, isize)| 0),
             "CasinoWatermark",
-            |_capability, _info| {
+            move |capability, _info| {
                 let mut pending: BTreeMap<Time, PendingStatus> = BTreeMap::new();
-                let mut max_event_time: Option<Micros> = None;
-                let mut late_total: i64 = 0;
+                // The restored row, announced once at the checkpoint's time.
+                let mut announce = through.map(|t| capability.delayed(&t));
                 move |(maxima, maxima_frontier), (late, late_frontier), output| {
+                    if let Some(at) = announce.take()
+                        && let Some(row) = state.borrow().row()
+                    {
+                        output.session(&at).give((row, *at.time(), 1));
+                    }
                     maxima.for_each(|cap, data| {
                         for (time, max) in data.drain(..) {
+                            if restored_through(&time) {
+                                continue;
+                            }
                             let status = pending_status(&mut pending, time, || cap.delayed(&time, 0));
                             status.batch_max = status.batch_max.max(Some(max));
                         }
                     });
                     late.for_each(|cap, data| {
                         for (_late, time, diff) in data.drain(..) {
+                            if restored_through(&time) {
+                                continue;
+                            }
                             pending_status(&mut pending, time, || cap.delayed(&time, 0)).late += diff as i64;
                         }
                     });
+                    let mut state = state.borrow_mut();
                     while let Some(entry) = pending.first_entry() {
                         let time = *entry.key();
                         if maxima_frontier.less_equal(&time) || late_frontier.less_equal(&time) {
                             break;
                         }
                         let status = entry.remove();
-                        // No row until the first transaction: before it there is no watermark.
-                        let before = watermark(max_event_time).map(|w| (w, late_total));
-                        max_event_time = max_event_time.max(status.batch_max);
-                        late_total += status.late;
-                        let after = watermark(max_event_time).map(|w| (w, late_total));
+                        let before = state.row();
+                        state.max_event_time = state.max_event_time.max(status.batch_max);
+                        state.late_total += status.late;
+                        let after = state.row();
                         if before != after {
                             let mut session = output.session(&status.capability);
                             if let Some(row) = before {
@@ -418,8 +531,12 @@ pub fn event_time_views<'s>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use differential_dataflow::VecCollection;
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::checkpoint::testing::assert_restores_exactly;
     use crate::datum::MICROS_PER_MINUTE;
 
     const MINUTE: Micros = MICROS_PER_MINUTE;
@@ -534,5 +651,111 @@ mod tests {
         assert_eq!(totals.transaction_count, 3);
         assert_eq!(totals.last_transaction, 9);
         assert_eq!(tumble_start(-1, 5), -5);
+    }
+
+    /// What the event-time operators emit, as one collection.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    enum Emitted {
+        Member(MemberChange),
+        Watermark(Micros, i64),
+    }
+
+    /// The member windows (1-minute windows, 3 minutes of retention) and the watermark.
+    fn event_time_outputs<'s>(
+        transactions: VecCollection<'s, Time, GamingTransaction>,
+        checkpoints: &Checkpoints,
+    ) -> VecCollection<'s, Time, Emitted> {
+        let views = event_time_views(transactions, MINUTE, 3 * MINUTE, checkpoints);
+        let members = views.daily_summary.concat(views.window_closed).concat(views.leaderboard);
+        members.map(Emitted::Member).concat(views.watermark.map(|(w, late)| Emitted::Watermark(w, late)))
+    }
+
+    /// One generated batch: how far the newest event time jumps (an index into
+    /// [`JUMPS`]), its transactions, and which earlier transaction it retracts, if any.
+    pub(in crate::casino) type BatchPlan = (usize, Vec<TxPlan>, Option<usize>);
+    /// One generated transaction: member, whether it has a name, type, amount, and how
+    /// many seconds it is older than the batch's clock (up to 5 minutes: late rows, rows
+    /// of expired windows).
+    pub(in crate::casino) type TxPlan = (i64, bool, usize, i64, i64);
+
+    /// Jumps of the clock: none, within a window, past a window, past the retention.
+    const JUMPS: [Micros; 4] = [0, 15 * SECOND, 2 * MINUTE, 10 * MINUTE];
+
+    pub(in crate::casino) fn batch_plans() -> impl Strategy<Value = Vec<BatchPlan>> {
+        let tx = (0..4i64, any::<bool>(), 0..3usize, 1..60i64, 0..300i64);
+        prop::collection::vec((0..JUMPS.len(), prop::collection::vec(tx, 0..5), prop::option::of(0..50usize)), 1..10)
+    }
+
+    /// The transactions of `plans`, batch by batch, from `start`: the clock jumps, rows
+    /// trail it, and a retraction takes back an earlier row still in.
+    pub(in crate::casino) fn transactions(plans: &[BatchPlan], start: Micros) -> Vec<Vec<(GamingTransaction, isize)>> {
+        let mut clock = start;
+        let mut inserted: Vec<GamingTransaction> = Vec::new();
+        plans
+            .iter()
+            .map(|(jump, txs, retract)| {
+                clock += JUMPS[*jump];
+                let mut batch: Vec<(GamingTransaction, isize)> = txs
+                    .iter()
+                    .map(|&(member_id, named, kind, amount, back)| {
+                        let tx = GamingTransaction {
+                            transaction_id: inserted.len() as i64,
+                            member_id,
+                            member_name: named.then(|| format!("member {member_id}")),
+                            transaction_type: ["bet", "win", "cashout"][kind].to_string(),
+                            amount: Decimal::from(amount * 10),
+                            game_type: ["slot", "poker"][member_id as usize % 2].to_string(),
+                            transaction_time: clock - back * SECOND,
+                        };
+                        inserted.push(tx.clone());
+                        (tx, 1)
+                    })
+                    .collect();
+                if let Some(i) = retract.filter(|i| *i < inserted.len()) {
+                    batch.push((inserted.remove(i), -1));
+                }
+                batch
+            })
+            .collect()
+    }
+
+    #[test]
+    fn member_windows_and_the_watermark_restore_exactly() {
+        let at = |minutes: i64, seconds: i64| 60 * MINUTE + minutes * MINUTE + seconds * SECOND;
+        let named = |member, kind, amount, time| tx(member, kind, amount, time);
+        let anonymous = |member, kind, amount, time| {
+            let (mut tx, diff) = tx(member, kind, amount, time);
+            tx.member_name = None;
+            (tx, diff)
+        };
+        let batches = vec![
+            vec![named(1, "bet", 100, at(0, 5)), named(2, "win", 40, at(0, 50))],
+            // Out of order within the batch, and a second name for member 1.
+            vec![named(1, "win", 30, at(1, 30)), anonymous(1, "bet", 20, at(0, 20))],
+            // Late: older than the watermark of the batches before.
+            vec![named(2, "bet", 5, at(1, 0)), named(3, "cashout", 7, at(1, 40))],
+            vec![named(3, "bet", 70, at(2, 5))],
+            // A gap past the retention: everything expires; a row for an expired window.
+            vec![named(1, "bet", 10, at(12, 0)), named(2, "bet", 10, at(2, 30))],
+            vec![],
+            vec![anonymous(1, "win", 15, at(12, 30)), named(4, "bet", 9, at(11, 0))],
+            vec![named(4, "bet", 1, at(13, 15)), (tx(1, "bet", 10, at(12, 0)).0, -1)],
+        ];
+        for cut in [0, 1, 2, 4, 5, 7, 8] {
+            assert_restores_exactly(event_time_outputs, &batches, cut);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn member_windows_and_the_watermark_restore_exactly_at_any_cut(
+            plans in batch_plans(),
+            cut in 0..10usize,
+        ) {
+            let batches = transactions(&plans, 60 * MINUTE);
+            assert_restores_exactly(event_time_outputs, &batches, cut.min(batches.len()));
+        }
     }
 }
