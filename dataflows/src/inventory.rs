@@ -17,14 +17,14 @@
 pub mod book;
 
 use differential_dataflow::VecCollection;
-use differential_dataflow::hashable::Hashable;
 use differential_dataflow::operators::CountTotal;
 use serde::{Deserialize, Serialize};
 
-use self::book::{InventoryBook, InventoryChange};
+use self::book::{InventoryBook, InventoryChange, product_route};
 use crate::boundary::{Inputs, View};
+use crate::checkpoint::{Checkpoints, SavedState};
 use crate::datum::{ColumnType, Datum, F64, Micros, Record, RelationSpec};
-use crate::operators::{ClockedState, run_clocked, split_by_kind};
+use crate::operators::{ClockedState, accumulated, run_clocked, split_by_kind};
 use crate::relation::{ColumnValue, Holds, relation};
 use crate::{PipelineConfig, Time};
 
@@ -216,19 +216,29 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let product_updates = inputs.projected(InventoryInput::Update);
     let order_events = inputs.projected(InventoryInput::Order);
-    inventory(config, product_updates.concat(order_events))
+    inventory(config, product_updates.concat(order_events), inputs.checkpoints())
 }
 
-/// Builds the inventory views from product updates and orders.
-pub fn inventory<'s>(config: &PipelineConfig, inputs: Coll<'s, InventoryInput>) -> Vec<View<'s>> {
+/// Builds the inventory views from product updates and orders, the history-dependent
+/// operators registering in `checkpoints`. Both inputs are sources: each path from them
+/// passes the product books (or, for the counts, the accumulation tap after them)
+/// before any other operator that holds state.
+pub fn inventory<'s>(
+    config: &PipelineConfig,
+    inputs: Coll<'s, InventoryInput>,
+    checkpoints: &Checkpoints,
+) -> Vec<View<'s>> {
     let [current, events, alerts, rejections, rejected] =
-        split_by_kind(product_states(inputs, config.retention), InventoryChange::kind);
+        split_by_kind(product_states(inputs, config.retention, checkpoints), InventoryChange::kind);
     vec![
         inventory_current(current),
         inventory_events(events),
         inventory_alerts(alerts),
         inventory_rejections(rejections),
-        View::new(inventory_rejection_counts(rejected), |(kind, rejected)| RejectionCount { kind, rejected }),
+        View::new(inventory_rejection_counts(rejected, checkpoints), |(kind, rejected)| RejectionCount {
+            kind,
+            rejected,
+        }),
     ]
 }
 
@@ -280,12 +290,17 @@ fn inventory_rejections<'s>(changes: Coll<'s, InventoryChange>) -> View<'s> {
 /// ```sql
 /// SELECT kind, COUNT(*) AS rejected FROM <every rejection ever> GROUP BY kind;
 /// ```
-fn inventory_rejection_counts<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s, (RejectionKind, i64)> {
-    changes
-        .flat_map(|change| match change {
-            InventoryChange::Rejected(kind) => Some(kind),
-            _ => None,
-        })
+fn inventory_rejection_counts<'s>(
+    changes: Coll<'s, InventoryChange>,
+    checkpoints: &Checkpoints,
+) -> Coll<'s, (RejectionKind, i64)> {
+    let rejected = changes.flat_map(|change| match change {
+        InventoryChange::Rejected(kind) => Some(kind),
+        _ => None,
+    });
+    // The rejections are never retracted: the tap keeps their count per kind across a
+    // checkpoint, where the rejected inputs are long gone.
+    accumulated(rejected, checkpoints.slot("inventory.rejection_counts"))
         .count_total()
         .map(|(kind, n)| (kind, n as i64))
 }
@@ -295,18 +310,16 @@ fn inventory_rejection_counts<'s>(changes: Coll<'s, InventoryChange>) -> Coll<'s
 // ------------------------------------------------------------------------------------------
 
 /// Runs an [`InventoryBook`] per worker over the inputs exchanged by product id; every
-/// worker also receives every batch's newest event time, so all share one clock.
-fn product_states<'s>(inputs: Coll<'s, InventoryInput>, retention: Micros) -> Coll<'s, InventoryChange> {
-    let key: fn(&InventoryInput) -> u64 = |input| input.product_key().hashed();
-    run_clocked(
-        "InventoryProducts",
-        inputs,
-        key,
-        InventoryInput::event_time,
-        InventoryBook::new(retention),
-        crate::checkpoint::Checkpoints::new().slot("inventory.products"),
-    )
-    .0
+/// worker also receives every batch's newest event time, so all share one clock. The
+/// books are checkpointed as `inventory.products`.
+fn product_states<'s>(
+    inputs: Coll<'s, InventoryInput>,
+    retention: Micros,
+    checkpoints: &Checkpoints,
+) -> Coll<'s, InventoryChange> {
+    let key: fn(&InventoryInput) -> u64 = |input| product_route(input.product_key());
+    let slot = checkpoints.slot("inventory.products");
+    run_clocked("InventoryProducts", inputs, key, InventoryInput::event_time, InventoryBook::new(retention), slot).0
 }
 
 impl ClockedState for InventoryBook {
@@ -320,13 +333,16 @@ impl ClockedState for InventoryBook {
     ) {
         InventoryBook::process(self, batch, batch_max, out)
     }
-    fn save(&self) -> crate::checkpoint::SavedState {
-        unimplemented!("PLACEHOLDER: checkpoint")
+    fn save(&self) -> SavedState {
+        InventoryBook::save(self)
     }
-    fn restore(&mut self, _saved: &crate::checkpoint::SavedState, _out: &mut Vec<(Self::Change, isize)>) {
-        unimplemented!("PLACEHOLDER: checkpoint")
+    fn restore(&mut self, saved: &SavedState, out: &mut Vec<(InventoryChange, isize)>) {
+        InventoryBook::restore(self, saved, out)
     }
 }
+
+#[cfg(test)]
+mod restore_tests;
 
 #[cfg(test)]
 mod tests {

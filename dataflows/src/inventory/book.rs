@@ -20,15 +20,26 @@
 //!
 //! Per event the cost is O(log products): a hash map of product states, an ordered set
 //! of stale deadlines and a FIFO queue of retained rows. Nothing re-reads history.
+//!
+//! # Checkpoints
+//!
+//! The book's output depends on the order and the clock its inputs arrived at, and on
+//! inputs long expired, so it saves its state ([`InventoryBook::save`]): the clock, each
+//! product, and each retained row with the clock it was emitted at (its retraction
+//! follows that clock, not the row's own times). A restored book announces what it had
+//! emitted and not retracted ([`InventoryBook::restore`]); the never-retracted
+//! `Rejected` markers are not held here, the count behind them keeps them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use bincode::Options;
+use differential_dataflow::hashable::Hashable;
 use serde::{Deserialize, Serialize};
 
 use super::{
     CurrentProduct, InventoryAlert, InventoryEvent, InventoryInput, OrderEvent, ProductUpdate, Rejection, RejectionKind,
 };
+use crate::checkpoint::SavedState;
 use crate::datum::{F64, MICROS_PER_MINUTE, Micros};
 
 /// A product with no update for this long (of pipeline clock) is reported stale.
@@ -98,10 +109,30 @@ impl InventoryChange {
             InventoryChange::Rejected(_) => 4,
         }
     }
+
+    /// The product id a row belongs to: the product's, or a rejected input's (missing
+    /// or empty ids included), so the row is saved where that input was routed.
+    /// `Rejected` markers belong to no product.
+    fn product_key(&self) -> Option<&str> {
+        match self {
+            InventoryChange::Current(product) => Some(&product.product_id),
+            InventoryChange::Event(event) => Some(&event.product_id),
+            InventoryChange::Alert(alert) => Some(&alert.product_id),
+            InventoryChange::Rejection(rejection) => rejection.product_id.as_deref(),
+            InventoryChange::Rejected(_) => None,
+        }
+    }
 }
 
-/// One product's state.
-#[derive(Clone, Debug, PartialEq)]
+/// The route of an input or a saved entry of product `product_id` (the id as the input
+/// has it): the books are exchanged by it, and checkpoints restore by it, so a product's
+/// state lands on the worker its inputs go to.
+pub fn product_route(product_id: Option<&str>) -> u64 {
+    product_id.hashed()
+}
+
+/// One product's state. A checkpoint saves it whole, `price` bit for bit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct ProductState {
     name: String,
     category: Option<String>,
@@ -165,6 +196,15 @@ impl RetainedRow {
     }
 }
 
+/// A checkpoint's entry of one product key: the product, if one was ever added under
+/// it, and the retained rows of the key with the clock each was emitted at.
+#[derive(Serialize, Deserialize)]
+struct SavedProduct {
+    product_id: Option<String>,
+    state: Option<ProductState>,
+    rows: Vec<(Micros, InventoryChange)>,
+}
+
 impl InventoryBook {
     /// A book whose append-only rows live `retention` (≥ 0) of pipeline clock.
     pub fn new(retention: Micros) -> InventoryBook {
@@ -184,6 +224,55 @@ impl InventoryBook {
 
     pub fn clock(&self) -> Option<Micros> {
         self.clock
+    }
+
+    /// This worker's state at a checkpoint: the clock (the same on every worker) as
+    /// shared state, and one entry per product key, routed by [`product_route`]. The
+    /// stale deadlines follow from the products (every product not reported stale).
+    pub fn save(&self) -> SavedState {
+        let mut keys: BTreeMap<Option<String>, SavedProduct> = BTreeMap::new();
+        fn entry<'k>(keys: &'k mut BTreeMap<Option<String>, SavedProduct>, id: Option<&str>) -> &'k mut SavedProduct {
+            let product_id = id.map(str::to_string);
+            keys.entry(product_id.clone()).or_insert(SavedProduct { product_id, state: None, rows: Vec::new() })
+        }
+        for (product_id, state) in &self.products {
+            entry(&mut keys, Some(product_id)).state = Some(state.clone());
+        }
+        for (emitted_at, row) in &self.retained {
+            let change = row.change();
+            entry(&mut keys, change.product_key()).rows.push((*emitted_at, change));
+        }
+        let mut saved = SavedState::default();
+        saved.set_shared(&self.clock);
+        for (product_id, product) in keys {
+            saved.push_keyed(product_route(product_id.as_deref()), &product);
+        }
+        saved
+    }
+
+    /// Takes back this worker's share of a saved state into a new book, and pushes to
+    /// `out` every row it had emitted and not retracted: each product's current row
+    /// and every retained row.
+    pub fn restore(&mut self, saved: &SavedState, out: &mut Vec<(InventoryChange, isize)>) {
+        self.clock = saved.shared::<Option<Micros>>().flatten();
+        let mut rows = Vec::new();
+        for product in saved.keyed::<SavedProduct>() {
+            if let Some(state) = product.state {
+                let product_id = product.product_id.expect("a product has an id");
+                if !state.reported_stale {
+                    self.stale_deadlines.insert((state.stale_deadline(), product_id.clone()));
+                }
+                out.push((InventoryChange::Current(state.current(&product_id)), 1));
+                self.products.insert(product_id, state);
+            }
+            rows.extend(product.rows);
+        }
+        // Oldest first again (the workers' queues merged), so each row expires when it would have.
+        rows.sort_by_key(|(emitted_at, _)| *emitted_at);
+        for (emitted_at, change) in rows {
+            self.retained.push_back((emitted_at, RetainedRow::new(&change)));
+            out.push((change, 1));
+        }
     }
 
     /// Applies one complete batch: `inputs` are this worker's share, `batch_max` the
