@@ -15,12 +15,15 @@
 //! rows younger than `--retention` of event time behind its newest row.
 
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use self::state::{PricingChange, PricingInput, per_product_pricing};
 use crate::boundary::{Inputs, View};
+use crate::checkpoint::Slot;
 use crate::datum::{ColumnType, Datum, F64, Micros, Record, RelationSpec, Row, RowError};
 use crate::operators::split_by_kind;
 use crate::relation::relation;
@@ -304,12 +307,16 @@ pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'
     let catalog = inputs.projected(|c: CatalogProduct| (c.product_id.clone(), PricingInput::Catalog(c)));
     let overrides = inputs.projected(|o: PriceOverride| (o.product_id.clone(), PricingInput::Override(o)));
     let removals = inputs.projected(|r: OverrideRemoval| (r.product_id.clone(), PricingInput::Removal(r)));
-    pricing(config, catalog.concat(removals).concat(overrides).concat(events))
+    let slot = inputs.checkpoints().slot("pricing.products");
+    pricing(config, catalog.concat(removals).concat(overrides).concat(events), slot)
 }
 
-/// Builds the pricing views from every input keyed by product.
-pub fn pricing<'s>(config: &PipelineConfig, inputs: Coll<'s, (String, PricingInput)>) -> Vec<View<'s>> {
-    let [prices, history, updates] = split_by_kind(per_product_pricing(inputs, config.retention), PricingChange::kind);
+/// Builds the pricing views from every input keyed by product. Every input goes
+/// straight (through `concat`s) into the state machine, which is checkpointed in `slot`:
+/// nothing else holds state of `product_events`.
+pub fn pricing<'s>(config: &PipelineConfig, inputs: Coll<'s, (String, PricingInput)>, slot: Slot) -> Vec<View<'s>> {
+    let [prices, history, updates] =
+        split_by_kind(per_product_pricing(inputs, config.retention, slot), PricingChange::kind);
     vec![product_prices(prices), price_history(history), price_updates(updates)]
 }
 
@@ -362,8 +369,12 @@ fn price_updates<'s>(changes: Coll<'s, PricingChange>) -> View<'s> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::checkpoint::testing::pipeline::{Pipeline, RowBatch, assert_restores_exactly};
     use crate::datum::validate_row;
+    use crate::pricing::testing::{RETENTION, batches, histories};
 
     fn event(event_type: &str, product_id: &str, price: f64) -> ProductEvent {
         ProductEvent {
@@ -447,5 +458,38 @@ mod tests {
             serde_json::json!({"product_id": "PA", "new_price": 151.5, "timestamp": 1_773_713_139i64})
         );
         assert_eq!(PriceUpdate::from_row(&update.to_row()).unwrap(), update);
+    }
+
+    /// The pricing pipeline as the engine builds it.
+    fn pipeline() -> Pipeline {
+        Pipeline { inputs: input_specs(), build, config: PipelineConfig { retention: RETENTION, ..Default::default() } }
+    }
+
+    /// The updates as rows of the input relations, in [`input_specs`] order.
+    fn rows(batches: Vec<Vec<((String, PricingInput), isize)>>) -> Vec<RowBatch> {
+        let row = |input: PricingInput| match input {
+            PricingInput::Event(e) => (0, e.into_row()),
+            PricingInput::Catalog(c) => (1, c.into_row()),
+            PricingInput::Override(o) => (2, o.into_row()),
+            PricingInput::Removal(r) => (3, r.into_row()),
+        };
+        let batch = |updates: Vec<_>| {
+            updates.into_iter().map(|((_, input), diff)| {
+                let (relation, row) = row(input);
+                (relation, row, diff)
+            })
+        };
+        batches.into_iter().map(|updates| batch(updates).collect()).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Restored from the checkpoint's state and the tables' current rows, with no
+        /// events, every view equals the straight run's after every later batch.
+        #[test]
+        fn every_view_restores_from_the_state_and_the_tables(steps in histories(), cut in 0..=12usize) {
+            assert_restores_exactly(&pipeline(), &rows(batches(&steps)), cut.min(steps.len()));
+        }
     }
 }

@@ -24,8 +24,19 @@
 //!
 //! Each event costs O(log r) (r: retained history rows of the product); nothing
 //! re-reads history.
+//!
+//! # Checkpoints
+//!
+//! Whether an event was skipped depended on the tables when it arrived, and the price
+//! after the last priced event (an f64) cannot be rebuilt from rows once that event has
+//! expired, so a product's whole [`ProductPricing`] is what a checkpoint saves (see
+//! [`crate::checkpoint`]), one keyed entry per product. That includes its table rows:
+//! restored, the operator ignores its inputs up to the checkpoint, the tables' current
+//! rows re-fed there among them.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -39,6 +50,7 @@ use super::{
     SOURCE_BASE, SOURCE_DYNAMIC, SOURCE_OVERRIDE, demand_weight, dynamic_price,
 };
 use crate::Time;
+use crate::checkpoint::{SavedState, Slot};
 use crate::datum::{F64, Micros};
 
 /// One input of the state machine, keyed by product. The variant order is the
@@ -72,7 +84,7 @@ impl PricingChange {
 }
 
 /// One product's state: O(1) fields plus the history rows still retained.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ProductPricing {
     base: Option<CatalogProduct>,
     demand: i64,
@@ -94,7 +106,7 @@ pub struct ProductPricing {
 /// strings (the rows had both, in two maps: ~300 bytes a change), and not its
 /// event time either, which its key in [`ProductPricing::retained`] holds: 16
 /// bytes, 32 with the key (docs/benchmarks.md, #memory-for-24-hours-of-events).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct RetainedChange {
     price: F64,
     /// The `price_source` of its `price_history` row, if it has one, as an index
@@ -176,6 +188,17 @@ impl ProductPricing {
     /// Retained history rows (for tests of the retention bound).
     pub fn retained_rows(&self) -> usize {
         self.retained.values().map(|change| 1 + usize::from(change.history_source.is_some())).sum()
+    }
+
+    /// Pushes to `out` everything this state has emitted and not retracted: its
+    /// `product_prices` row and its retained changes' rows. A restored product announces
+    /// them, so the views, rebuilt from nothing, hold what they held at the checkpoint.
+    fn announce(&self, product_id: &str, out: &mut Vec<(PricingChange, isize)>) {
+        out.extend(self.current(product_id).map(|row| (PricingChange::Price(row), 1)));
+        for (key, change) in &self.retained {
+            out.extend(change.history_row(product_id, *key).map(|row| (PricingChange::History(row), 1)));
+            out.push((PricingChange::Update(change.update_row(product_id, *key)), 1));
+        }
     }
 
     /// Folds one complete batch of this product's inputs and pushes the resulting
@@ -310,25 +333,60 @@ type Pending = BTreeMap<Time, (Capability<Time>, Vec<((String, PricingInput), is
 
 /// Runs [`ProductPricing`] per product: inputs are exchanged by product id, each
 /// worker folds its products' complete batches in time order and emits the views'
-/// changes at the batch's time.
+/// changes at the batch's time. At a checkpoint each product's state is saved in
+/// `slot`, routed by its product id's hash (as the exchange routes its inputs);
+/// restored, the operator ignores its inputs up to the checkpoint and announces the
+/// restored products' rows at its time.
 pub fn per_product_pricing<'s>(
     inputs: VecCollection<'s, Time, (String, PricingInput)>,
     retention: Micros,
+    mut slot: Slot,
 ) -> VecCollection<'s, Time, PricingChange> {
+    let restored = slot.take_restored();
+    let through = restored.as_ref().map(|r| r.through);
+    let mut products: HashMap<String, ProductPricing> = HashMap::new();
+    let mut announced = Vec::new();
+    if let Some(restored) = &restored {
+        for (product_id, state) in restored.state.keyed::<(String, ProductPricing)>() {
+            state.announce(&product_id, &mut announced);
+            products.insert(product_id, state);
+        }
+    }
+    let products = Rc::new(RefCell::new(products));
+    let saved = products.clone();
+    slot.on_save(move |_through| {
+        let mut state = SavedState::default();
+        for entry in saved.borrow().iter() {
+            state.push_keyed(entry.0.hashed(), &entry);
+        }
+        state
+    });
+    let restored_through = move |time: &Time| through.is_some_and(|through| *time <= through);
     inputs
         .inner
         .unary_frontier(
             Exchange::new(|((product_id, _), _t, _r): &((String, PricingInput), Time, isize)| product_id.hashed()),
             "PerProductPricing",
-            move |_capability, _info| {
+            move |capability, _info| {
                 let mut pending: Pending = BTreeMap::new();
-                let mut products: HashMap<String, ProductPricing> = HashMap::new();
+                // The restored products' rows, announced once at the checkpoint's time.
+                let mut announce = through.map(|t| (capability.delayed(&t), announced));
                 move |(input, frontier), output| {
+                    if let Some((at, changes)) = announce.take() {
+                        let mut session = output.session(&at);
+                        for (change, diff) in changes {
+                            session.give((change, *at.time(), diff));
+                        }
+                    }
                     input.for_each(|cap, data| {
                         for (update, t, r) in data.drain(..) {
+                            if restored_through(&t) {
+                                continue;
+                            }
                             pending.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.push((update, r));
                         }
                     });
+                    let mut products = products.borrow_mut();
                     while let Some(entry) = pending.first_entry() {
                         if frontier.less_equal(entry.key()) {
                             break;
@@ -359,8 +417,13 @@ pub fn per_product_pricing<'s>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::checkpoint::Checkpoints;
+    use crate::checkpoint::testing::assert_restores_exactly;
     use crate::datum::MICROS_PER_SECOND;
+    use crate::pricing::testing::{RETENTION, Step, batches, histories};
 
     const T0: Micros = 1_700_000_000 * MICROS_PER_SECOND;
     const DAY: Micros = 86_400 * MICROS_PER_SECOND;
@@ -531,5 +594,47 @@ mod tests {
         assert_eq!(state.retained_rows(), 2 * 25);
         let live: isize = out.iter().filter(|(c, _)| matches!(c, PricingChange::History(_))).map(|(_, d)| d).sum();
         assert_eq!(live, 25);
+    }
+
+    /// The operator, registered as the pipeline registers it.
+    fn checkpointed<'s>(
+        inputs: VecCollection<'s, Time, (String, PricingInput)>,
+        checkpoints: &Checkpoints,
+    ) -> VecCollection<'s, Time, PricingChange> {
+        per_product_pricing(inputs, RETENTION, checkpoints.slot("pricing.products"))
+    }
+
+    #[test]
+    fn a_restored_product_goes_on_as_if_never_stopped() {
+        use Step::*;
+        let steps = vec![
+            vec![Catalog { product: 0, price: 100, at: Some(0) }, Event { product: 0, kind: 0, at: 5, price: 100, copies: 1 }],
+            // Out of order within and across batches; one behind the retention.
+            vec![
+                Event { product: 0, kind: 2, at: 30, price: 90, copies: 2 },
+                Event { product: 0, kind: 1, at: -100, price: 95, copies: 1 },
+                Event { product: 1, kind: 0, at: -500, price: 40, copies: 1 },
+            ],
+            vec![Override { product: 0, price: 80, at: Some(10) }, Event { product: 0, kind: 1, at: 20, price: 90, copies: 1 }],
+            // Removed at a time later than events still to come.
+            vec![Unoverride { product: 0, at: 100 }, Catalog { product: 2, price: 300, at: None }],
+            vec![Event { product: 0, kind: 0, at: -30, price: 90, copies: 1 }, Event { product: 0, kind: 2, at: 0, price: 91, copies: 1 }],
+            // A gap beyond the retention: the older changes expire.
+            vec![Event { product: 0, kind: 0, at: 800, price: 92, copies: 1 }, Uncatalog { product: 2 }],
+            vec![Event { product: 1, kind: 1, at: 0, price: 41, copies: 1 }, Event { product: 0, kind: 3, at: 0, price: 1, copies: 1 }],
+        ];
+        let batches = batches(&steps);
+        for cut in 0..=batches.len() {
+            assert_restores_exactly(checkpointed, &batches, cut);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn restored_pricing_equals_the_straight_run(steps in histories(), cut in 0..=12usize) {
+            assert_restores_exactly(checkpointed, &batches(&steps), cut.min(steps.len()));
+        }
     }
 }
