@@ -319,7 +319,7 @@ impl Checkpointer {
     /// after it): waits until compute has computed it and the store shows it, hands
     /// both to the writer thread, and has the log start a new segment. `done` is told
     /// when the checkpoint is on disk and the log it covers deleted.
-    pub fn take(
+    pub async fn take(
         &mut self,
         through: Time,
         compute: &Compute,
@@ -327,12 +327,12 @@ impl Checkpointer {
         log: &mut LogWriter,
         done: Option<SyncSender<Result<Time, String>>>,
     ) {
-        let taken = compute.checkpoint(through).and_then(|state| {
-            if !store.wait_visible_blocking(through) {
-                anyhow::bail!("compute shut down");
-            }
-            Ok(state)
-        });
+        // Blocks the ingest thread, whose pause this is.
+        let taken = compute.checkpoint(through);
+        let taken = match taken {
+            Ok(state) if !store.wait_visible(through).await => Err(anyhow::anyhow!("compute shut down")),
+            taken => taken,
+        };
         let state = match taken {
             Ok(state) => state,
             Err(e) => {

@@ -292,7 +292,7 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
                 ingest.room.give_back(std::mem::take(&mut requested));
                 if let (Some(checkpointer), Some(log)) = (&mut ingest.checkpointer, &mut ingest.log) {
                     if checkpoint_asked.is_some() || checkpointer.due(log.appended_bytes()) {
-                        checkpointer.take(time, &ingest.compute, &ingest.store, log, checkpoint_asked.take());
+                        checkpointer.take(time, &ingest.compute, &ingest.store, log, checkpoint_asked.take()).await;
                     }
                 }
                 time += 1;
