@@ -330,7 +330,7 @@ impl Checkpointer {
         // Blocks the ingest thread, whose pause this is.
         let taken = compute.checkpoint(through);
         let taken = match taken {
-            Ok(state) if !store.wait_visible(through).await => Err(anyhow::anyhow!("compute shut down")),
+            Ok(_) if !store.wait_visible(through).await => Err(anyhow::anyhow!("compute shut down")),
             taken => taken,
         };
         let state = match taken {
