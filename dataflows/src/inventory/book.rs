@@ -230,11 +230,11 @@ impl InventoryBook {
     /// shared state, and one entry per product key, routed by [`product_route`]. The
     /// stale deadlines follow from the products (every product not reported stale).
     pub fn save(&self) -> SavedState {
-        let mut keys: BTreeMap<Option<String>, SavedProduct> = BTreeMap::new();
         fn entry<'k>(keys: &'k mut BTreeMap<Option<String>, SavedProduct>, id: Option<&str>) -> &'k mut SavedProduct {
             let product_id = id.map(str::to_string);
             keys.entry(product_id.clone()).or_insert(SavedProduct { product_id, state: None, rows: Vec::new() })
         }
+        let mut keys = BTreeMap::new();
         for (product_id, state) in &self.products {
             entry(&mut keys, Some(product_id)).state = Some(state.clone());
         }

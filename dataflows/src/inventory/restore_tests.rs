@@ -66,9 +66,10 @@ fn rows(batches: &[Vec<(InventoryInput, isize)>]) -> Vec<Vec<(usize, Row, isize)
 }
 
 /// Several products; rejections (no name, no order id, unknown product, quantity 0);
-/// a late update and a late order; a gap past staleness, then one past retention; a
-/// duplicated update; an empty batch. Each source arrives in event-time order within a
-/// batch (see [`in_source_order`]).
+/// late updates and orders, and a batch all behind the clock (the clock holds); a gap
+/// past staleness, then one past retention, then rows of two clocks of which the
+/// older expires first; a duplicated update; an empty batch. Each source arrives in
+/// event-time order within a batch (see [`in_source_order`]).
 fn history() -> Vec<Vec<(InventoryInput, isize)>> {
     let (p1, p2, p3) = (Some("P1"), Some("P2"), Some("P3"));
     let at = |minutes: i64| T0 + minutes * MINUTE;
@@ -80,16 +81,21 @@ fn history() -> Vec<Vec<(InventoryInput, isize)>> {
             (update(p3, None, 4, 1.0, at(0), 3), 1),
         ],
         vec![
+            (order(None, p2, 1, at(4), 2), 1),
             (order(Some("o2"), p1, 15, at(5), 3), 1),
             (update(p2, Some("Two"), 0, 4.0, at(-10), 4), 1),
-            (order(None, p2, 1, at(4), 2), 1),
         ],
+        // Clock 70: P1 and P2 go stale.
         vec![(update(p3, Some("Three"), 12, 0.1 + 0.2, at(70), 5), 1)],
-        vec![(order(Some("o3"), p3, 20, at(75), 5), 1), (order(Some("o4"), p1, 1, at(2), 4), 1)],
-        vec![(order(Some("o5"), Some(""), 1, at(200), 7), 1), (order(Some("o6"), p2, 0, at(150), 6), 1)],
-        vec![(update(p1, Some("One"), 8, 9.0, at(201), 6), 2)],
+        // A late order re-arms P1, stale again at once.
+        vec![(order(Some("o4"), p1, 1, at(2), 4), 1), (order(Some("o3"), p3, 20, at(75), 5), 1)],
+        // All behind the clock (75): P1's deadline moves to 70, stale at the clock.
+        vec![(update(p1, Some("One"), 6, 10.0, at(10), 6), 1)],
+        vec![(order(Some("o6"), p2, 0, at(150), 6), 1), (order(Some("o5"), Some(""), 1, at(200), 7), 1)],
+        vec![(update(p1, Some("One"), 8, 9.0, at(215), 7), 2)],
         vec![],
-        vec![(update(p2, Some("Two"), 30, 5.0, at(240), 7), 1), (order(Some("o7"), p2, 2, at(239), 8), 1)],
+        // Horizon 210: the rows of clock 200 expire, those of clock 215 stay.
+        vec![(order(Some("o7"), p2, 2, at(239), 8), 1), (update(p2, Some("Two"), 30, 5.0, at(240), 8), 1)],
     ]
 }
 
@@ -136,7 +142,7 @@ fn input() -> impl Strategy<Value = (InventoryInput, isize)> {
 /// Batches whose clocks step by 0 to 200 minutes (past staleness and retention), each
 /// input dated relative to its batch's step.
 fn histories() -> impl Strategy<Value = Vec<Vec<(InventoryInput, isize)>>> {
-    let step = prop::sample::select(vec![0, 1, 5, 20, 61, 200]);
+    let step = prop::sample::select(vec![0, 1, 5, 10, 20, 25, 61, 200]);
     prop::collection::vec((step, prop::collection::vec(input(), 0..6)), 1..9).prop_map(|batches| {
         let mut clock = T0;
         batches
