@@ -419,7 +419,7 @@ pub(crate) mod testing {
                 let probe = Handle::new();
                 let sink = sink.clone();
                 let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
-                    let mut inputs = Inputs::with_checkpoints(scope.clone(), pipeline.inputs.clone(), checkpoints.clone());
+                    let mut inputs = Inputs::with_checkpoints(scope, pipeline.inputs.clone(), checkpoints.clone());
                     let views = (pipeline.build)(&pipeline.config, &mut inputs);
                     let mut builder = OperatorBuilder::new("Views".to_string(), scope);
                     let mut readers: Vec<_> =
