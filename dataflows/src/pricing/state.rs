@@ -356,8 +356,8 @@ pub fn per_product_pricing<'s>(
     let saved = products.clone();
     slot.on_save(move |_through| {
         let mut state = SavedState::default();
-        for entry in saved.borrow().iter() {
-            state.push_keyed(entry.0.hashed(), &entry);
+        for (product_id, product) in saved.borrow().iter() {
+            state.push_keyed(product_id.hashed(), &(product_id, product));
         }
         state
     });
