@@ -487,6 +487,259 @@ pub(crate) mod testing {
             );
         }
     }
+
+    /// A pipeline's input batches: each update names its input relation by its index in
+    /// the pipeline's input specs.
+    pub type RowBatches = [Vec<(usize, Row, isize)>];
+
+    /// Every view's changes, each row with its view's name.
+    type ViewChanges = Vec<((String, Row), Time, isize)>;
+
+    /// [`run`] for a whole pipeline: builds its views with `build` over inputs `specs`
+    /// (sources only: a restored run is fed nothing up to its checkpoint) and gathers
+    /// every view's changes, as the engine's sink reads them.
+    fn run_views(
+        build: BuildViews,
+        config: &PipelineConfig,
+        specs: &[&'static RelationSpec],
+        batches: &RowBatches,
+        workers: usize,
+        restore: Option<Checkpoint>,
+        checkpoint_after: Option<usize>,
+    ) -> (ViewChanges, Option<Checkpoint>) {
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let saved = Arc::new(Mutex::new(vec![BTreeMap::new(); workers]));
+        let (batches, restore, specs) = (Arc::new(batches.to_vec()), Arc::new(restore), specs.to_vec());
+        let (sink, saves, config) = (output.clone(), saved.clone(), config.clone());
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let (index, peers) = (worker.index(), worker.peers());
+            let checkpoints = match restore.as_ref() {
+                Some(checkpoint) => Checkpoints::restoring(checkpoint.for_worker(index, peers)),
+                None => Checkpoints::new(),
+            };
+            // The views' joint frontier (`None` once every view is closed).
+            let upper = Rc::new(std::cell::Cell::new(Some(0)));
+            let (sink, seen) = (sink.clone(), upper.clone());
+            let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
+                let mut inputs = Inputs::with_checkpoints(scope, specs.clone(), checkpoints.clone());
+                let views = build(&config, &mut inputs);
+                let mut builder = OperatorBuilder::new("Views".to_string(), scope);
+                let names: Vec<&str> = views.iter().map(|view| view.spec().name).collect();
+                let mut readers: Vec<_> = views.into_iter().map(|view| view.connect(&mut builder)).collect();
+                builder.build(move |_capabilities| {
+                    move |frontiers| {
+                        for (name, read) in names.iter().zip(readers.iter_mut()) {
+                            let mut sink = sink.lock().unwrap();
+                            read(&mut |row, time, diff| sink.push(((name.to_string(), row), time, diff)));
+                        }
+                        seen.set(frontiers.iter().filter_map(|f| f.frontier().first().copied()).min());
+                    }
+                });
+                inputs.into_sessions()
+            });
+            checkpoints.check_restored().expect("the checkpoint is of this pipeline");
+            let first = restore.as_ref().as_ref().map_or(0, |c| c.through as usize);
+            let last = checkpoint_after.unwrap_or(batches.len());
+            for (k, batch) in batches.iter().enumerate().take(last).skip(first) {
+                for session in sessions.iter_mut() {
+                    session.advance_to(k as Time + 1);
+                }
+                for (i, (input, row, diff)) in batch.iter().enumerate() {
+                    if i % peers == index {
+                        sessions[*input].update(row.clone(), *diff);
+                    }
+                }
+            }
+            for session in sessions.iter_mut() {
+                session.advance_to(last as Time + 1);
+                session.flush();
+            }
+            while upper.get().is_some_and(|upper| upper <= last as Time) {
+                worker.step();
+            }
+            if checkpoint_after.is_some() {
+                saves.lock().unwrap()[index] = checkpoints.save(last as Time);
+            }
+        })
+        .expect("timely runs");
+        let output = std::mem::take(&mut *output.lock().unwrap());
+        let checkpoint =
+            checkpoint_after.map(|c| Checkpoint::merge(c as Time, std::mem::take(&mut *saved.lock().unwrap())));
+        (output, checkpoint)
+    }
+
+    /// [`assert_restores_exactly`] for a whole pipeline: every view, restored from a
+    /// checkpoint after batch `cut`, equals its straight run after every later batch.
+    /// The pipeline's inputs must be sources (no table rows are fed at a restore).
+    pub fn assert_views_restore_exactly(
+        build: BuildViews,
+        config: &PipelineConfig,
+        specs: &[&'static RelationSpec],
+        batches: &RowBatches,
+        cut: usize,
+    ) {
+        let cut = cut.min(batches.len());
+        let (from, to) = (cut as Time, batches.len() as Time);
+        for (workers, restore_workers) in [(1, 1), (2, 2), (1, 2), (2, 1)] {
+            let (straight, _) = run_views(build, config, specs, batches, workers, None, None);
+            let (_, checkpoint) = run_views(build, config, specs, batches, workers, None, Some(cut));
+            let (restored, _) = run_views(build, config, specs, batches, restore_workers, checkpoint, None);
+            assert_eq!(
+                accumulated(&straight, from, to),
+                accumulated(&restored, from, to),
+                "checkpoint after batch {cut}, {workers} → {restore_workers} workers"
+            );
+        }
+    }
+
+    /// The same check for a whole pipeline, over several inputs and views.
+    pub mod pipeline {
+        use std::sync::{Arc, Mutex};
+
+        use timely::dataflow::operators::Probe;
+        use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+        use timely::dataflow::operators::probe::Handle;
+
+        use super::super::*;
+        use super::{Accumulated, accumulated};
+        use crate::boundary::Inputs;
+        use crate::datum::{RelationKind, RelationSpec, Row};
+        use crate::{BuildViews, PipelineConfig};
+
+        /// One batch of a pipeline's inputs: each update names its input relation by its
+        /// index in the pipeline's input relations.
+        pub type RowBatch = Vec<(usize, Row, isize)>;
+
+        /// A pipeline: its input relations, in the order it asks for them, and its build.
+        #[derive(Clone)]
+        pub struct Pipeline {
+            pub inputs: Vec<&'static RelationSpec>,
+            pub build: BuildViews,
+            pub config: PipelineConfig,
+        }
+
+        /// A change of a view: its name and row.
+        type ViewRow = (String, Row);
+
+        /// Runs `pipeline` over `batches` as [`super::run`] runs one operator. Restored,
+        /// the run is fed at the checkpoint's time what a restart feeds there: the current
+        /// rows of every table (the updates of the batches up to it, consolidated), and
+        /// no source events.
+        fn run(
+            pipeline: &Pipeline,
+            batches: &[RowBatch],
+            workers: usize,
+            restore: Option<Checkpoint>,
+            checkpoint_after: Option<usize>,
+        ) -> (Vec<(ViewRow, Time, isize)>, Option<Checkpoint>) {
+            let output = Arc::new(Mutex::new(Vec::new()));
+            let saved = Arc::new(Mutex::new(vec![BTreeMap::new(); workers]));
+            let first = restore.as_ref().map_or(0, |c| c.through as usize);
+            let tables = restore.as_ref().map(|_| current_table_rows(&pipeline.inputs, &batches[..first]));
+            let (pipeline, batches, restore) = (pipeline.clone(), Arc::new(batches.to_vec()), Arc::new(restore));
+            let (sink, saves) = (output.clone(), saved.clone());
+            timely::execute(timely::Config::process(workers), move |worker| {
+                let (index, peers) = (worker.index(), worker.peers());
+                let checkpoints = match restore.as_ref() {
+                    Some(checkpoint) => Checkpoints::restoring(checkpoint.for_worker(index, peers)),
+                    None => Checkpoints::new(),
+                };
+                let probe = Handle::new();
+                let sink = sink.clone();
+                let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
+                    let mut inputs = Inputs::with_checkpoints(scope, pipeline.inputs.clone(), checkpoints.clone());
+                    let views = (pipeline.build)(&pipeline.config, &mut inputs);
+                    let mut builder = OperatorBuilder::new("Views".to_string(), scope);
+                    let mut readers: Vec<_> =
+                        views.into_iter().map(|view| (view.spec().name, view.connect(&mut builder))).collect();
+                    // No capability: the output's frontier is the views', for the probe.
+                    let (_output, frontier) = builder.new_output::<Vec<((), Time, isize)>>();
+                    builder.build(move |_capabilities| {
+                        move |_frontiers| {
+                            let mut sink = sink.lock().unwrap();
+                            for (name, read) in readers.iter_mut() {
+                                read(&mut |row, time, diff| sink.push(((name.to_string(), row), time, diff)));
+                            }
+                        }
+                    });
+                    frontier.probe_with(&probe);
+                    inputs.into_sessions()
+                });
+                checkpoints.check_restored().expect("the checkpoint is of this pipeline");
+                let mut feed = |time: Time, updates: &[(usize, Row, isize)]| {
+                    for session in sessions.iter_mut() {
+                        session.advance_to(time);
+                    }
+                    for (i, (input, row, diff)) in updates.iter().enumerate() {
+                        if i % peers == index {
+                            sessions[*input].update(row.clone(), *diff);
+                        }
+                    }
+                };
+                if let Some(tables) = &tables {
+                    feed(first as Time, tables);
+                }
+                let last = checkpoint_after.unwrap_or(batches.len());
+                for (k, batch) in batches.iter().enumerate().take(last).skip(first) {
+                    feed(k as Time + 1, batch);
+                }
+                feed(last as Time + 1, &[]);
+                for session in sessions.iter_mut() {
+                    session.flush();
+                }
+                while probe.less_than(&(last as Time + 1)) {
+                    worker.step();
+                }
+                if checkpoint_after.is_some() {
+                    saves.lock().unwrap()[index] = checkpoints.save(last as Time);
+                }
+            })
+            .expect("timely runs");
+            let output = std::mem::take(&mut *output.lock().unwrap());
+            let checkpoint =
+                checkpoint_after.map(|c| Checkpoint::merge(c as Time, std::mem::take(&mut *saved.lock().unwrap())));
+            (output, checkpoint)
+        }
+
+        /// The rows the tables among `inputs` hold after `batches`.
+        fn current_table_rows(inputs: &[&'static RelationSpec], batches: &[RowBatch]) -> RowBatch {
+            let mut rows: Vec<((usize, Row), isize)> = batches
+                .iter()
+                .flatten()
+                .filter(|(input, _, _)| matches!(inputs[*input].kind, RelationKind::Table { .. }))
+                .map(|(input, row, diff)| ((*input, row.clone()), *diff))
+                .collect();
+            differential_dataflow::consolidation::consolidate(&mut rows);
+            rows.into_iter().map(|((input, row), diff)| (input, row, diff)).collect()
+        }
+
+        /// Every view's accumulated rows at each time from `cut` to the last batch: run
+        /// straight through on `workers`, and checkpointed after batch `cut` on `workers`
+        /// then restored on `restore_workers`. The two must be equal.
+        pub fn straight_and_restored(
+            pipeline: &Pipeline,
+            batches: &[RowBatch],
+            cut: usize,
+            workers: usize,
+            restore_workers: usize,
+        ) -> (Accumulated<ViewRow>, Accumulated<ViewRow>) {
+            let cut = cut.min(batches.len());
+            let (straight, _) = run(pipeline, batches, workers, None, None);
+            let (_, checkpoint) = run(pipeline, batches, workers, None, Some(cut));
+            let (restored, _) = run(pipeline, batches, restore_workers, checkpoint, None);
+            let end = batches.len() as Time;
+            (accumulated(&straight, cut as Time, end), accumulated(&restored, cut as Time, end))
+        }
+
+        /// Panics unless [`straight_and_restored`] agree, for 1 → 1, 2 → 2, 1 → 2 and 2 → 1
+        /// workers.
+        pub fn assert_restores_exactly(pipeline: &Pipeline, batches: &[RowBatch], cut: usize) {
+            for (workers, restore_workers) in [(1, 1), (2, 2), (1, 2), (2, 1)] {
+                let (straight, restored) = straight_and_restored(pipeline, batches, cut, workers, restore_workers);
+                assert_eq!(straight, restored, "checkpoint after batch {cut}, {workers} → {restore_workers} workers");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -356,8 +356,8 @@ pub fn per_product_pricing<'s>(
     let saved = products.clone();
     slot.on_save(move |_through| {
         let mut state = SavedState::default();
-        for entry in saved.borrow().iter() {
-            state.push_keyed(entry.0.hashed(), &entry);
+        for (product_id, product) in saved.borrow().iter() {
+            state.push_keyed(product_id.hashed(), &(product_id, product));
         }
         state
     });
@@ -608,20 +608,32 @@ mod tests {
     fn a_restored_product_goes_on_as_if_never_stopped() {
         use Step::*;
         let steps = vec![
-            vec![Catalog { product: 0, price: 100, at: Some(0) }, Event { product: 0, kind: 0, at: 5, price: 100, copies: 1 }],
+            vec![
+                Catalog { product: 0, price: 100, at: Some(0) },
+                Event { product: 0, kind: 0, at: 5, price: 100, copies: 1 },
+            ],
             // Out of order within and across batches; one behind the retention.
             vec![
                 Event { product: 0, kind: 2, at: 30, price: 90, copies: 2 },
                 Event { product: 0, kind: 1, at: -100, price: 95, copies: 1 },
                 Event { product: 1, kind: 0, at: -500, price: 40, copies: 1 },
             ],
-            vec![Override { product: 0, price: 80, at: Some(10) }, Event { product: 0, kind: 1, at: 20, price: 90, copies: 1 }],
+            vec![
+                Override { product: 0, price: 80, at: Some(10) },
+                Event { product: 0, kind: 1, at: 20, price: 90, copies: 1 },
+            ],
             // Removed at a time later than events still to come.
             vec![Unoverride { product: 0, at: 100 }, Catalog { product: 2, price: 300, at: None }],
-            vec![Event { product: 0, kind: 0, at: -30, price: 90, copies: 1 }, Event { product: 0, kind: 2, at: 0, price: 91, copies: 1 }],
+            vec![
+                Event { product: 0, kind: 0, at: -30, price: 90, copies: 1 },
+                Event { product: 0, kind: 2, at: 0, price: 91, copies: 1 },
+            ],
             // A gap beyond the retention: the older changes expire.
             vec![Event { product: 0, kind: 0, at: 800, price: 92, copies: 1 }, Uncatalog { product: 2 }],
-            vec![Event { product: 1, kind: 1, at: 0, price: 41, copies: 1 }, Event { product: 0, kind: 3, at: 0, price: 1, copies: 1 }],
+            vec![
+                Event { product: 1, kind: 1, at: 0, price: 41, copies: 1 },
+                Event { product: 0, kind: 3, at: 0, price: 1, copies: 1 },
+            ],
         ];
         let batches = batches(&steps);
         for cut in 0..=batches.len() {

@@ -46,13 +46,14 @@ fn step() -> impl Strategy<Value = Step> {
         1 => product.clone().prop_map(|product| Step::Uncatalog { product }),
         2 => (product.clone(), 1..500u16, proptest::option::weighted(0.8, at.clone()))
             .prop_map(|(product, price, at)| Step::Override { product, price, at }),
-        2 => (product, at).prop_map(|(product, at)| Step::Unoverride { product, at }),
+        // Removed mostly after the events around it, so later events still fall before it.
+        2 => (product, -60..300i64).prop_map(|(product, at)| Step::Unoverride { product, at }),
     ]
 }
 
-/// Histories of up to 12 batches of up to 6 steps.
+/// Histories of up to 12 batches of up to 8 steps.
 pub fn histories() -> impl Strategy<Value = Vec<Vec<Step>>> {
-    prop::collection::vec(prop::collection::vec(step(), 0..6), 1..12)
+    prop::collection::vec(prop::collection::vec(step(), 0..8), 1..12)
 }
 
 /// A price with a fraction, so prices carry all of an f64's bits.
@@ -83,7 +84,11 @@ pub fn batches(steps: &[Vec<Step>]) -> Vec<Vec<((String, PricingInput), isize)>>
                     updates.push(((PRODUCTS[product].to_string(), PricingInput::Event(event)), copies));
                 }
                 Step::Catalog { product, price: p, at } => {
-                    let row = CatalogProduct { product_id: PRODUCTS[product].into(), base_price: price(p), added_at: at.map(time) };
+                    let row = CatalogProduct {
+                        product_id: PRODUCTS[product].into(),
+                        base_price: price(p),
+                        added_at: at.map(time),
+                    };
                     tables.insert((product, 0), PricingInput::Catalog(row));
                 }
                 Step::Uncatalog { product } => {
