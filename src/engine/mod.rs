@@ -290,10 +290,10 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
                 let _ = ingest.to_store.send(packed);
                 ingest.compute.send(InputBatch { time, updates });
                 ingest.room.give_back(std::mem::take(&mut requested));
-                if let (Some(checkpointer), Some(log)) = (&mut ingest.checkpointer, &mut ingest.log) {
-                    if checkpoint_asked.is_some() || checkpointer.due(log.appended_bytes()) {
-                        checkpointer.take(time, &ingest.compute, &ingest.store, log, checkpoint_asked.take()).await;
-                    }
+                if let (Some(checkpointer), Some(log)) = (&mut ingest.checkpointer, &mut ingest.log)
+                    && (checkpoint_asked.is_some() || checkpointer.due(log.appended_bytes()))
+                {
+                    checkpointer.take(time, &ingest.compute, &ingest.store, log, checkpoint_asked.take()).await;
                 }
                 time += 1;
                 continue;
