@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo test --release --test checkpoints`.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::path::Path;
 
 use diffmart::compute::ComputeConfig;
@@ -18,20 +19,7 @@ use diffmart::sources::{GeneratorConfig, MergedEvents, nothing_held};
 use diffmart_dataflows::datum::{MICROS_PER_MINUTE, RelationKind, Row};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-/// Every relation's rows, sorted, as the engine's latest snapshot shows them.
-fn contents(engine: &Engine) -> BTreeMap<&'static str, Vec<Row>> {
-    let snapshot = engine.snapshot();
-    engine
-        .catalog()
-        .iter()
-        .map(|(id, spec)| {
-            let mut rows = snapshot.rows(id);
-            rows.sort();
-            (spec.name, rows)
-        })
-        .collect()
-}
+use support::engine_contents as contents;
 
 fn assert_same(reference: &Engine, restored: &Engine, when: &str) {
     let (expected, found) = (contents(reference), contents(restored));

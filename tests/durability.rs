@@ -26,6 +26,7 @@ use diffmart::engine::log::MAGIC;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
+use support::engine_contents;
 use support::server::DiffmartProcess;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -937,20 +938,6 @@ async fn kafka_sources_resume_exactly_after_kill_9() {
 // ------------------------------------------------------------------------------------------
 // Replay, in process
 // ------------------------------------------------------------------------------------------
-
-/// Every relation's rows, sorted, as the engine's latest snapshot shows them.
-fn engine_contents(engine: &diffmart::engine::Engine) -> BTreeMap<&'static str, Vec<diffmart_dataflows::datum::Row>> {
-    let snapshot = engine.snapshot();
-    engine
-        .catalog()
-        .iter()
-        .map(|(id, spec)| {
-            let mut rows = snapshot.rows(id);
-            rows.sort();
-            (spec.name, rows)
-        })
-        .collect()
-}
 
 /// The generator's events of every pipeline, applied in small batches with some
 /// neighbouring batches swapped, so events arrive late and out of order across logical

@@ -372,7 +372,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::checkpoint::testing::pipeline::{Pipeline, RowBatch, assert_restores_exactly};
+    use crate::checkpoint::testing::{PipelineBatch, PipelineUnderTest, assert_pipeline_restores_exactly};
     use crate::datum::validate_row;
     use crate::pricing::testing::{RETENTION, batches, histories};
 
@@ -461,12 +461,16 @@ mod tests {
     }
 
     /// The pricing pipeline as the engine builds it.
-    fn pipeline() -> Pipeline {
-        Pipeline { inputs: input_specs(), build, config: PipelineConfig { retention: RETENTION, ..Default::default() } }
+    fn pipeline() -> PipelineUnderTest {
+        PipelineUnderTest {
+            input_specs: input_specs(),
+            build,
+            config: PipelineConfig { retention: RETENTION, ..Default::default() },
+        }
     }
 
     /// The updates as rows of the input relations, in [`input_specs`] order.
-    fn rows(batches: Vec<Vec<((String, PricingInput), isize)>>) -> Vec<RowBatch> {
+    fn rows(batches: Vec<Vec<((String, PricingInput), isize)>>) -> Vec<PipelineBatch> {
         let row = |input: PricingInput| match input {
             PricingInput::Event(e) => (0, e.into_row()),
             PricingInput::Catalog(c) => (1, c.into_row()),
@@ -489,7 +493,7 @@ mod tests {
         /// events, every view equals the straight run's after every later batch.
         #[test]
         fn every_view_restores_from_the_state_and_the_tables(steps in histories(), cut in 0..=12usize) {
-            assert_restores_exactly(&pipeline(), &rows(batches(&steps)), cut.min(steps.len()));
+            assert_pipeline_restores_exactly(&pipeline(), &rows(batches(&steps)), cut.min(steps.len()));
         }
     }
 }

@@ -276,126 +276,16 @@ fn position_minute(position: usize) -> Micros {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
     use std::collections::BTreeMap;
-    use std::rc::Rc;
-    use std::sync::{Arc, Mutex};
 
-    use differential_dataflow::consolidation::consolidate;
     use rust_decimal::Decimal;
-    use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
     use super::*;
-    use crate::checkpoint::Checkpoint;
-    use crate::datum::{MICROS_PER_SECOND, RelationKind, Row};
+    use crate::checkpoint::testing::{PipelineUnderTest, assert_pipeline_restores_exactly};
+    use crate::datum::{MICROS_PER_SECOND, Row};
 
     /// A change to an input relation: `(input, row, diff)`, inputs in [`input_specs`] order.
     type Change = (usize, Row, isize);
-    /// A view's changes: `((view, row), time, diff)`.
-    type ViewChange = ((&'static str, Row), Time, isize);
-    /// Every view's rows after each time, consolidated.
-    type Contents = Vec<Vec<((&'static str, Row), isize)>>;
-
-    /// Runs the retail views over `batches` (batch `k` at time `k + 1`, spread over
-    /// `workers`). Restored from `restore`, it is fed the tables' rows as of the
-    /// checkpoint at its time, then the batches after it. With `checkpoint_after`, it
-    /// stops after that batch and returns every worker's state.
-    fn run(
-        batches: &[Vec<Change>],
-        workers: usize,
-        restore: Option<Checkpoint>,
-        checkpoint_after: Option<usize>,
-    ) -> (Vec<ViewChange>, Option<Checkpoint>) {
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let saved = Arc::new(Mutex::new(vec![Default::default(); workers]));
-        let (batches, restore) = (Arc::new(batches.to_vec()), Arc::new(restore));
-        let (sink, saves) = (output.clone(), saved.clone());
-        timely::execute(timely::Config::process(workers), move |worker| {
-            let (index, peers) = (worker.index(), worker.peers());
-            let checkpoints = match restore.as_ref() {
-                Some(checkpoint) => Checkpoints::restoring(checkpoint.for_worker(index, peers)),
-                None => Checkpoints::new(),
-            };
-            let upper = Rc::new(Cell::new(Some(0)));
-            let (sink, seen) = (sink.clone(), upper.clone());
-            let mut sessions = worker.dataflow::<Time, _, _>(|scope| {
-                let mut inputs = Inputs::with_checkpoints(scope, input_specs(), checkpoints.clone());
-                let views = build(&PipelineConfig { retention: RETENTION, ..Default::default() }, &mut inputs);
-                let mut builder = OperatorBuilder::new("Views".to_string(), scope);
-                let names: Vec<&'static str> = views.iter().map(|view| view.spec().name).collect();
-                let mut readers: Vec<_> = views.into_iter().map(|view| view.connect(&mut builder)).collect();
-                builder.build(move |_capabilities| {
-                    move |frontiers| {
-                        for (name, read) in names.iter().zip(readers.iter_mut()) {
-                            read(&mut |row, time, diff| sink.lock().unwrap().push(((*name, row), time, diff)));
-                        }
-                        seen.set(frontiers.iter().map(|f| f.frontier().first().copied().unwrap_or(Time::MAX)).min());
-                    }
-                });
-                inputs.into_sessions()
-            });
-            checkpoints.check_restored().expect("the checkpoint is of this dataflow");
-            let mut feed = |time: Time, changes: &[Change]| {
-                for session in sessions.iter_mut() {
-                    session.advance_to(time);
-                }
-                for (i, (input, row, diff)) in changes.iter().enumerate() {
-                    if i % peers == index {
-                        sessions[*input].update(row.clone(), *diff);
-                    }
-                }
-            };
-            let first = restore.as_ref().as_ref().map_or(0, |c| c.through as usize);
-            if first > 0 {
-                feed(first as Time, &table_rows(&batches[..first]));
-            }
-            let last = checkpoint_after.unwrap_or(batches.len());
-            for (k, batch) in batches.iter().enumerate().take(last).skip(first) {
-                feed(k as Time + 1, batch);
-            }
-            feed(last as Time + 1, &[]);
-            for session in sessions.iter_mut() {
-                session.flush();
-            }
-            while upper.get().is_some_and(|upper| upper <= last as Time) {
-                worker.step();
-            }
-            if checkpoint_after.is_some() {
-                saves.lock().unwrap()[index] = checkpoints.save(last as Time);
-            }
-        })
-        .expect("timely runs");
-        let output = std::mem::take(&mut *output.lock().unwrap());
-        let checkpoint =
-            checkpoint_after.map(|c| Checkpoint::merge(c as Time, std::mem::take(&mut *saved.lock().unwrap())));
-        (output, checkpoint)
-    }
-
-    /// The tables' rows after `batches`: what a restored dataflow is fed at the checkpoint.
-    fn table_rows(batches: &[Vec<Change>]) -> Vec<Change> {
-        let specs = input_specs();
-        let is_table = |input: usize| matches!(specs[input].kind, RelationKind::Table { .. });
-        let mut rows: Vec<((usize, Row), isize)> = batches
-            .iter()
-            .flatten()
-            .filter(|(input, _, _)| is_table(*input))
-            .map(|(input, row, diff)| ((*input, row.clone()), *diff))
-            .collect();
-        consolidate(&mut rows);
-        rows.into_iter().map(|((input, row), diff)| (input, row, diff)).collect()
-    }
-
-    fn contents(output: &[ViewChange], from: Time, to: Time) -> Contents {
-        (from..=to)
-            .map(|time| {
-                let mut at: Vec<_> =
-                    output.iter().filter(|(_, t, _)| *t <= time).map(|(row, _, diff)| (row.clone(), *diff)).collect();
-                consolidate(&mut at);
-                at
-            })
-            .collect()
-    }
-
     const RETENTION: Micros = 5 * MICROS_PER_MINUTE;
 
     /// A history of `batches` batches from `seed`: the four streams with events out of
@@ -490,40 +380,16 @@ mod tests {
     }
 
     /// Panics at the first time whose contents differ, with the rows that differ.
-    fn assert_same(straight: &Contents, restored: &Contents, from: usize, what: &str) {
-        for (k, (straight, restored)) in straight.iter().zip(restored).enumerate() {
-            let only = |a: &[((&'static str, Row), isize)], b: &[((&'static str, Row), isize)]| {
-                a.iter().filter(|row| !b.contains(row)).cloned().collect::<Vec<_>>()
-            };
-            assert!(
-                straight == restored,
-                "{what}, at time {}: straight only {:?}, restored only {:?}",
-                from + k,
-                only(straight, restored),
-                only(restored, straight)
-            );
-        }
-    }
-
     /// Every retail view restored from a checkpoint equals its straight run, after
     /// every batch from the checkpoint on, for 1 → 1, 2 → 2, 1 → 2 and 2 → 1 workers.
     #[test]
     fn every_view_restores_exactly() {
+        let config = PipelineConfig { retention: RETENTION, ..PipelineConfig::default() };
+        let pipeline = PipelineUnderTest { input_specs: input_specs(), build, config };
         for seed in [1, 2] {
             let batches = history(seed, 24);
-            let end = batches.len();
-            for workers in [1, 2] {
-                let (straight, _) = run(&batches, workers, None, None);
-                for cut in [0, 1, 7, 12, 23, 24] {
-                    let (_, checkpoint) = run(&batches, workers, None, Some(cut));
-                    for restore_workers in [1, 2] {
-                        let (restored, _) = run(&batches, restore_workers, checkpoint.clone(), None);
-                        let (from, to) = (cut as Time, end as Time);
-                        let what =
-                            format!("seed {seed}, checkpoint after batch {cut}, {workers} → {restore_workers} workers");
-                        assert_same(&contents(&straight, from, to), &contents(&restored, from, to), cut, &what);
-                    }
-                }
+            for cut in [0, 1, 7, 12, 23, 24] {
+                assert_pipeline_restores_exactly(&pipeline, &batches, cut);
             }
         }
     }

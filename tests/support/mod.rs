@@ -244,3 +244,17 @@ pub fn query(engine: &std::sync::Arc<diffmart::engine::Engine>, sql: &str) -> Ve
             .collect()
     })
 }
+
+/// Every relation's rows, sorted, as the engine's latest snapshot shows them.
+pub fn engine_contents(engine: &diffmart::engine::Engine) -> BTreeMap<&'static str, Vec<Row>> {
+    let snapshot = engine.snapshot();
+    engine
+        .catalog()
+        .iter()
+        .map(|(id, spec)| {
+            let mut rows = snapshot.rows(id);
+            rows.sort();
+            (spec.name, rows)
+        })
+        .collect()
+}

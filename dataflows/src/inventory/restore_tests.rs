@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::checkpoint::testing::{assert_restores_exactly, assert_views_restore_exactly};
+use crate::checkpoint::testing::{PipelineUnderTest, assert_pipeline_restores_exactly, assert_restores_exactly};
 use crate::datum::{MICROS_PER_MINUTE, Row};
 
 const T0: Micros = 1_748_779_200_000_000;
@@ -111,7 +111,7 @@ fn the_books_restore_exactly_at_every_cut() {
 fn every_view_restores_exactly_at_every_cut() {
     let batches = rows(&history());
     for cut in 0..=batches.len() {
-        assert_views_restore_exactly(build, &config(), &input_specs(), &batches, cut);
+        assert_pipeline_restores_exactly(&pipeline(), &batches, cut);
     }
 }
 
@@ -199,6 +199,11 @@ proptest! {
     #[test]
     fn every_view_restores_exactly(batches in histories(), cut in 0..10usize) {
         let cut = cut % (batches.len() + 1);
-        assert_views_restore_exactly(build, &config(), &input_specs(), &rows(&batches), cut);
+        assert_pipeline_restores_exactly(&pipeline(), &rows(&batches), cut);
     }
+}
+
+/// The inventory pipeline, as the server builds it.
+fn pipeline() -> PipelineUnderTest {
+    PipelineUnderTest { input_specs: input_specs(), build, config: config() }
 }
