@@ -38,9 +38,21 @@ fn config(workers: usize) -> ComputeConfig {
     config
 }
 
-fn start_on(dir: &Path, workers: usize) -> std::sync::Arc<Engine> {
+/// An engine on `dir`; `checkpoint_at_stop` as [`DataDir::with_checkpoint_at_stop`].
+fn start_on(dir: &Path, workers: usize, checkpoint_at_stop: bool) -> std::sync::Arc<Engine> {
     let data_dir = DataDir::open(dir, &Catalog::all_pipelines()).expect("the data directory opens");
-    Engine::start_with(&config(workers), Some(data_dir)).expect("the engine starts")
+    Engine::start_with(&config(workers), Some(data_dir.with_checkpoint_at_stop(checkpoint_at_stop)))
+        .expect("the engine starts")
+}
+
+/// The times of the checkpoints in `dir`.
+fn checkpoint_times(dir: &Path) -> Vec<u64> {
+    let mut times: Vec<u64> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("ckpt-")?.strip_suffix(".bin")?.parse().ok())
+        .collect();
+    times.sort_unstable();
+    times
 }
 
 /// The workload: the generators' bootstrap, then their events in batches of 60 with
@@ -100,14 +112,15 @@ fn segments(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("log")).unwrap().count()
 }
 
-/// Two checkpoints along the way, a shutdown, a start from the second checkpoint and
-/// the log after it (on `restore_workers`), then more batches: equal to the
-/// uninterrupted run after the restart and after the rest.
+/// Two checkpoints along the way, a stop without a checkpoint, a start from the second
+/// checkpoint and the log after it (on `restore_workers`), then more batches: equal to
+/// the uninterrupted run after the restart and after the rest; then a stop that takes
+/// a checkpoint, and a start from it alone.
 fn restart_from_a_checkpoint_equals_the_uninterrupted_run(workers: usize, restore_workers: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let reference = Engine::start(&config(workers)).expect("the reference starts");
-    let engine = start_on(&dir, workers);
+    let engine = start_on(&dir, workers, false);
     let batches = workload(engine.catalog());
     let mut rng = StdRng::seed_from_u64(7);
     let (first, second, restart) = (batches.len() / 4, batches.len() / 2, batches.len() * 3 / 5);
@@ -119,26 +132,28 @@ fn restart_from_a_checkpoint_equals_the_uninterrupted_run(workers: usize, restor
         }
     }
     assert!(checkpoints[0] < checkpoints[1], "{checkpoints:?}");
-    let files: Vec<_> = std::fs::read_dir(dir.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(files.len(), 1, "only the newest checkpoint stays: {files:?}");
+    assert_eq!(checkpoint_times(&dir), [checkpoints[1]], "only the newest checkpoint stays");
     assert_eq!(segments(&dir), 1, "the log the checkpoint covers is deleted");
     assert_same(&reference, &engine, "before the restart");
     engine.shut_down();
     drop(engine);
 
-    let engine = start_on(&dir, restore_workers);
+    assert_eq!(checkpoint_times(&dir), [checkpoints[1]], "a stop without a checkpoint takes none");
+    let engine = start_on(&dir, restore_workers, true);
     assert_same(&reference, &engine, "after the restart");
     for (index, batch) in batches.iter().enumerate().skip(restart) {
         apply(&[&reference, &engine], batch, index, &mut rng);
     }
     assert_same(&reference, &engine, "after the rest of the batches");
 
-    // And once more, from a checkpoint taken after the restart.
-    engine.checkpoint_now().expect("the checkpoint is taken");
+    // And once more, from the checkpoint the stop takes.
     engine.shut_down();
     drop(engine);
-    let engine = start_on(&dir, workers);
-    assert_same(&reference, &engine, "after a second restart");
+    let at_stop = checkpoint_times(&dir);
+    assert!(at_stop.len() == 1 && at_stop[0] > checkpoints[1], "the stop takes a checkpoint: {at_stop:?}");
+    assert_eq!(segments(&dir), 1, "the log the checkpoint covers is deleted");
+    let engine = start_on(&dir, workers, true);
+    assert_same(&reference, &engine, "after a restart from the stop's checkpoint");
 }
 
 #[test]

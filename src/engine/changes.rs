@@ -64,6 +64,13 @@ impl PackedChanges {
         self.entries.push(Entry { relation, diff, event_time, start, end: self.bytes.len() });
     }
 
+    /// Adds a row as `packed_row::pack` wrote it, with `diff`.
+    pub fn push_packed(&mut self, relation: RelationId, packed: &[u8], diff: isize, event_time: Micros) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(packed);
+        self.entries.push(Entry { relation, diff, event_time, start, end: self.bytes.len() });
+    }
+
     /// Moves every change of `other` to the end of these.
     pub fn append(&mut self, other: PackedChanges) {
         if self.entries.is_empty() {

@@ -16,13 +16,14 @@
 //! synced, renamed, and the directory synced: a crash leaves the previous checkpoint
 //! and the log whole.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
+use bincode::Options;
 use diffmart_dataflows::checkpoint::{Checkpoint, STATE_FORMAT};
 use diffmart_dataflows::{PipelineConfig, Time};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,7 @@ struct CheckpointFile {
     /// The pipelines' options it was taken with: the operators' state depends on them.
     pipelines: String,
     /// Every input relation's rows at `through`, as [`PackedChanges::encode`] writes them.
+    #[serde(with = "serde_bytes")]
     inputs: Vec<u8>,
     /// Where each source had got through `through`.
     positions: SourcePositions,
@@ -98,7 +100,6 @@ fn checkpoints(dir: &Path) -> anyhow::Result<Vec<(Time, PathBuf)>> {
 pub fn write(
     dir: &Path,
     inputs: &[RelationId],
-    store: &Store,
     snapshot: &Snapshot,
     compute: Checkpoint,
     positions: SourcePositions,
@@ -108,7 +109,7 @@ pub fn write(
     assert_eq!(snapshot.upper, through + 1, "a checkpoint's inputs are the store's at its time");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut packed = Vec::new();
-    store.pack_rows(snapshot, inputs.iter().copied()).encode(&mut packed);
+    snapshot.pack_rows(inputs.iter().copied()).encode(&mut packed);
     let file = CheckpointFile {
         state_format: STATE_FORMAT,
         pipelines: describe_pipelines(pipelines),
@@ -116,15 +117,54 @@ pub fn write(
         positions,
         compute,
     };
-    let body = bincode::serialize(&file).context("encoding a checkpoint")?;
-    drop(file);
     let path = dir.join(file_name(through));
-    let mut bytes = Vec::with_capacity(MAGIC.len() + body.len() + 4);
-    bytes.write_all(MAGIC)?;
-    bytes.write_all(&body)?;
-    bytes.write_all(&crc32fast::hash(&body).to_le_bytes())?;
-    data_dir::write_atomically(&path, &bytes)?;
-    Ok((path, bytes.len() as u64))
+    let mut size = 0;
+    // Streamed: the file is never a second copy of the state in memory.
+    data_dir::write_atomically_with(&path, |out| {
+        out.write_all(MAGIC)?;
+        let mut body = Crc32::new(&mut *out);
+        bincode::serialize_into(&mut body, &file).map_err(std::io::Error::other)?;
+        let (crc, body_size) = (body.hasher.finalize(), body.bytes);
+        out.write_all(&crc.to_le_bytes())?;
+        size = MAGIC.len() as u64 + body_size + 4;
+        Ok(())
+    })?;
+    Ok((path, size))
+}
+
+/// Passes bytes through to or from `inner`, with their CRC-32 and count.
+struct Crc32<T> {
+    inner: T,
+    hasher: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<T> Crc32<T> {
+    fn new(inner: T) -> Crc32<T> {
+        Crc32 { inner, hasher: crc32fast::Hasher::new(), bytes: 0 }
+    }
+}
+
+impl<W: Write> Write for Crc32<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Crc32<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hasher.update(&buf[..read]);
+        self.bytes += read as u64;
+        Ok(read)
+    }
 }
 
 /// Deletes the checkpoints in `dir` older than `through` (after the one of `through`
@@ -148,7 +188,6 @@ pub fn load_newest(
     operators: impl FnOnce() -> Vec<&'static str>,
 ) -> anyhow::Result<Option<Loaded>> {
     let Some((through, path)) = checkpoints(dir)?.pop() else { return Ok(None) };
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let unusable = |why: String| {
         anyhow::anyhow!(
             "{} cannot be used: {why}; the input log before it is gone, so start with the options it was \
@@ -156,15 +195,10 @@ pub fn load_newest(
             path.display()
         )
     };
-    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(unusable("it is not a diffmart checkpoint of this version".into()));
-    }
-    let (body, crc) = bytes[MAGIC.len()..].split_at(bytes.len() - MAGIC.len() - 4);
-    if crc32fast::hash(body).to_le_bytes() != crc {
-        return Err(unusable("its checksum does not match (the file is corrupt)".into()));
-    }
-    let file: CheckpointFile = bincode::deserialize(body).map_err(|e| unusable(format!("it does not decode: {e}")))?;
-    drop(bytes);
+    let file = read_file(&path).map_err(|e| match e {
+        Unreadable::Io(e) => anyhow::Error::new(e).context(format!("reading {}", path.display())),
+        Unreadable::Invalid(why) => unusable(why),
+    })?;
     if file.state_format != STATE_FORMAT {
         return Err(unusable(format!(
             "it holds operator state of format {}, this diffmart reads format {STATE_FORMAT}",
@@ -193,6 +227,45 @@ pub fn load_newest(
     Ok(Some(Loaded { path, through, inputs: packed, positions: file.positions, compute: Arc::new(file.compute) }))
 }
 
+enum Unreadable {
+    Io(std::io::Error),
+    /// Not a checkpoint this diffmart reads, or corrupt: why.
+    Invalid(String),
+}
+
+/// Reads and checks the checkpoint file at `path`, streamed: the body is decoded as it
+/// is read, and its checksum compared at the end.
+fn read_file(path: &Path) -> Result<CheckpointFile, Unreadable> {
+    let file = std::fs::File::open(path).map_err(Unreadable::Io)?;
+    let size = file.metadata().map_err(Unreadable::Io)?.len();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0u8; MAGIC.len()];
+    if size < (MAGIC.len() + 4) as u64 || reader.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(Unreadable::Invalid("it is not a diffmart checkpoint of this version".into()));
+    }
+    let body_size = size - MAGIC.len() as u64 - 4;
+    let mut body = Crc32::new((&mut reader).take(body_size));
+    // Bounded by the body's size: a corrupt length cannot ask for more memory than the file has.
+    let decoded = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(body_size)
+        .deserialize_from::<_, CheckpointFile>(&mut body);
+    // A corrupt body may decode or not; either way the checksum tells.
+    let left = std::io::copy(&mut body, &mut std::io::sink()).map_err(Unreadable::Io)?;
+    let Crc32 { hasher, .. } = body;
+    let mut crc = [0u8; 4];
+    reader.read_exact(&mut crc).map_err(Unreadable::Io)?;
+    if hasher.finalize().to_le_bytes() != crc {
+        return Err(Unreadable::Invalid("its checksum does not match (the file is corrupt)".into()));
+    }
+    let file = decoded.map_err(|e| Unreadable::Invalid(format!("it does not decode: {e}")))?;
+    if left > 0 {
+        return Err(Unreadable::Invalid(format!("{left} bytes after its body")));
+    }
+    Ok(file)
+}
+
 /// The log appended since the last checkpoint that makes the next one due, at least
 /// (and at least the last checkpoint's size, so writing checkpoints costs at most
 /// as much again as writing the log).
@@ -207,6 +280,9 @@ pub(super) struct Checkpointer {
     positions: SourcePositions,
     /// The log's appended bytes when the last checkpoint was taken.
     log_bytes_at_last: u64,
+    /// Whether the log holds records after the newest checkpoint.
+    log_after_last: bool,
+    at_stop: bool,
     status: Arc<Mutex<Status>>,
     jobs: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
@@ -233,41 +309,46 @@ pub(super) struct CheckpointSettings {
     pub dir: PathBuf,
     pub log_dir: PathBuf,
     pub every_bytes: u64,
+    /// Whether a clean stop takes a checkpoint.
+    pub at_stop: bool,
     pub inputs: Vec<RelationId>,
     pub pipelines: PipelineConfig,
-    pub store: Arc<Store>,
 }
 
 impl Checkpointer {
-    /// A checkpointer whose sources had got to `positions` (as recovered).
-    pub fn start(settings: CheckpointSettings, positions: SourcePositions) -> anyhow::Result<Checkpointer> {
+    /// A checkpointer whose sources had got to `positions` (as recovered);
+    /// `log_after_last`: whether the log replayed records after the checkpoint.
+    pub fn start(
+        settings: CheckpointSettings,
+        positions: SourcePositions,
+        log_after_last: bool,
+    ) -> anyhow::Result<Checkpointer> {
         let status = Arc::new(Mutex::new(Status::default()));
         let (jobs, received) = std::sync::mpsc::channel::<Job>();
-        let every_bytes = settings.every_bytes;
+        let (every_bytes, at_stop) = (settings.every_bytes, settings.at_stop);
         let writer = {
             let status = status.clone();
-            let CheckpointSettings { dir, log_dir, inputs, pipelines, store, .. } = settings;
+            let CheckpointSettings { dir, log_dir, inputs, pipelines, .. } = settings;
             std::thread::Builder::new()
                 .name("diffmart-checkpoint".into())
                 .spawn(move || {
                     for job in received {
                         let through = job.compute.through;
                         let started = std::time::Instant::now();
-                        let written =
-                            write(&dir, &inputs, &store, &job.snapshot, job.compute, job.positions, &pipelines)
-                                .and_then(|(path, bytes)| {
-                                    delete_older(&dir, through)?;
-                                    let segments = log::delete_through(&log_dir, through)?;
-                                    tracing::info!(
-                                        through,
-                                        bytes,
-                                        segments_deleted = segments,
-                                        seconds = started.elapsed().as_secs_f64(),
-                                        "wrote checkpoint {}",
-                                        path.display()
-                                    );
-                                    Ok(bytes)
-                                });
+                        let written = write(&dir, &inputs, &job.snapshot, job.compute, job.positions, &pipelines)
+                            .and_then(|(path, bytes)| {
+                                delete_older(&dir, through)?;
+                                let segments = log::delete_through(&log_dir, through)?;
+                                tracing::info!(
+                                    through,
+                                    bytes,
+                                    segments_deleted = segments,
+                                    seconds = started.elapsed().as_secs_f64(),
+                                    "wrote checkpoint {}",
+                                    path.display()
+                                );
+                                Ok(bytes)
+                            });
                         drop(job.snapshot);
                         let mut status = status.lock().unwrap();
                         status.writing = false;
@@ -296,6 +377,8 @@ impl Checkpointer {
             every_bytes,
             positions,
             log_bytes_at_last: 0,
+            log_after_last,
+            at_stop,
             status,
             jobs: Some(jobs),
             writer: Some(writer),
@@ -304,9 +387,17 @@ impl Checkpointer {
 }
 
 impl Checkpointer {
-    /// Folds the positions logged with a batch.
-    pub fn logged(&mut self, positions: &[SourcePosition]) {
+    /// Folds the positions logged with a batch of `changes` changes.
+    pub fn logged(&mut self, positions: &[SourcePosition], changes: usize) {
+        // A record of neither (the first time of every start) is not worth a checkpoint.
+        self.log_after_last |= changes > 0 || !positions.is_empty();
         self.positions.extend(positions.iter().cloned());
+    }
+
+    /// Whether a clean stop takes a checkpoint: if asked to, and the log holds
+    /// records the newest checkpoint does not cover.
+    pub fn due_at_stop(&self) -> bool {
+        self.at_stop && self.log_after_last
     }
 
     /// Whether a checkpoint is due, the log having appended `appended_bytes` since it opened.
@@ -354,6 +445,7 @@ impl Checkpointer {
             return;
         }
         self.log_bytes_at_last = log.appended_bytes();
+        self.log_after_last = false;
         self.status.lock().unwrap().writing = true;
         let job = Job { snapshot, compute: state, positions: self.positions.clone(), done };
         if let Some(jobs) = &self.jobs {

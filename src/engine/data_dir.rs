@@ -5,7 +5,7 @@
 //! diffmart out.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -22,6 +22,7 @@ pub struct DataDir {
     _lock: File,
     /// Log appended since the last checkpoint that makes the next one due (at least).
     checkpoint_every_bytes: u64,
+    checkpoint_at_stop: bool,
 }
 
 impl DataDir {
@@ -58,6 +59,7 @@ impl DataDir {
             path: path.to_owned(),
             _lock: lock,
             checkpoint_every_bytes: super::checkpoint::DEFAULT_EVERY_BYTES,
+            checkpoint_at_stop: true,
         };
         dir.check_inputs(catalog)?;
         std::fs::create_dir_all(dir.log_dir()).with_context(|| format!("creating {}", dir.log_dir().display()))?;
@@ -73,6 +75,17 @@ impl DataDir {
 
     pub fn checkpoint_every_bytes(&self) -> u64 {
         self.checkpoint_every_bytes
+    }
+
+    /// Whether a clean stop takes a checkpoint of what the log holds after the
+    /// newest one (the default), so the next start replays nothing.
+    pub fn with_checkpoint_at_stop(mut self, at_stop: bool) -> DataDir {
+        self.checkpoint_at_stop = at_stop;
+        self
+    }
+
+    pub fn checkpoint_at_stop(&self) -> bool {
+        self.checkpoint_at_stop
     }
 
     pub fn path(&self) -> &Path {
@@ -153,8 +166,20 @@ fn describe_inputs(catalog: &Catalog) -> String {
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new
 /// one: a temporary file, synced, renamed over `path`, then the directory synced.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomically_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomically`] of what `write` writes, through a buffer.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    let written = File::create(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    let written = File::create(&tmp).and_then(|file| {
+        let mut buffered = BufWriter::with_capacity(1 << 20, file);
+        write(&mut buffered)?;
+        buffered.into_inner().map_err(|e| e.into_error())?.sync_all()
+    });
     written.with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -104,6 +104,16 @@ impl EventLog {
         })
     }
 
+    /// Calls `each` with every event's time and packed row, oldest first.
+    pub fn for_each_packed(&self, mut each: impl FnMut(Micros, &[u8])) {
+        for chunk in self.chunks.iter() {
+            let events = chunk.events();
+            for i in 0..events.len() {
+                each(events.times[i], events.packed(i));
+            }
+        }
+    }
+
     /// Adds `copies` of the event at `time` whose row is `packed`.
     pub fn insert(&mut self, time: Micros, packed: &[u8], copies: usize) {
         for _ in 0..copies {

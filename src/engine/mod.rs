@@ -278,7 +278,7 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
                     let positions: Vec<SourcePosition> = std::mem::take(&mut positions).into_iter().collect();
                     recovery::encode_record(&positions, &packed.changes, &mut record);
                     if let Some(checkpointer) = &mut ingest.checkpointer {
-                        checkpointer.logged(&positions);
+                        checkpointer.logged(&positions, packed.changes.len());
                     }
                     if let Err(e) = log.append(time, &record) {
                         let why = format!("the input log failed, so diffmart takes no more writes: {e}");
@@ -351,6 +351,15 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
                 }
             }
         }
+        // A clean stop leaves a checkpoint of everything taken, so the next start
+        // replays nothing; dropping the checkpointer waits until it is on disk.
+        if let (Some(checkpointer), Some(log)) = (&mut ingest.checkpointer, &mut ingest.log)
+            && checkpointer.due_at_stop()
+            && time > ingest.first_time
+        {
+            tracing::info!(through = time - 1, "taking a checkpoint before stopping");
+            checkpointer.take(time - 1, &ingest.compute, &ingest.store, log, None).await;
+        }
     });
 }
 
@@ -410,12 +419,16 @@ impl Engine {
         let catalog = Catalog::all_pipelines();
         let store = Store::new(&catalog, config.pipelines.retention);
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
+        let loading = std::time::Instant::now();
         let restored = match &data_dir {
             Some(dir) => checkpoint::load_newest(&dir.checkpoint_dir(), &catalog, &config.pipelines, || {
                 crate::compute::checkpointed_operators(&config.pipelines)
             })?,
             None => None,
         };
+        if let Some(loaded) = &restored {
+            store.load_checkpoint_rows(&loaded.inputs);
+        }
         let mut config = config.clone();
         config.restore = restored.as_ref().map(|loaded| loaded.compute.clone());
         let compute = Compute::start(&config, outputs_tx)?;
@@ -439,7 +452,12 @@ impl Engine {
                     inputs.iter().map(|id| matches!(catalog.spec(*id).kind, RelationKind::Table { .. })).collect();
                 let log_dir = data_dir.log_dir();
                 if let Some(loaded) = &restored {
-                    tracing::info!(through = loaded.through, "restoring checkpoint {}", loaded.path.display());
+                    tracing::info!(
+                        through = loaded.through,
+                        read_seconds = loading.elapsed().as_secs_f64(),
+                        "restoring checkpoint {}",
+                        loaded.path.display()
+                    );
                 }
                 let recovered = recovery::replay(&log_dir, restored, &tables, &compute, &inputs_tx, &store)
                     .with_context(|| format!("replaying the input log in {}", log_dir.display()))?;
@@ -458,11 +476,11 @@ impl Engine {
                     dir: data_dir.checkpoint_dir(),
                     log_dir,
                     every_bytes: data_dir.checkpoint_every_bytes(),
+                    at_stop: data_dir.checkpoint_at_stop(),
                     inputs,
                     pipelines: config.pipelines.clone(),
-                    store: store.clone(),
                 };
-                let checkpointer = Checkpointer::start(settings, recovered.positions.clone())?;
+                let checkpointer = Checkpointer::start(settings, recovered.positions.clone(), recovered.records > 0)?;
                 let durable = Durable { data_dir, durability, positions: recovered.positions };
                 (Some(durable), Some(log), Some(checkpointer), first_time)
             }

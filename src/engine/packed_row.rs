@@ -79,7 +79,7 @@ impl PackedRow {
     }
 
     /// The row as [`pack`] wrote it.
-    fn packed(&self) -> &[u8] {
+    pub fn packed(&self) -> &[u8] {
         self.split().1
     }
 
@@ -120,6 +120,7 @@ pub fn pack(row: &[Datum], bytes: &mut Vec<u8>) {
 }
 
 /// The key of a row [`pack`] wrote.
+#[inline]
 pub fn key_of(packed: &[u8]) -> &[u8] {
     let scales = *packed.first().expect("a packed row starts with its scale count") as usize;
     &packed[1 + scales..]

@@ -6,8 +6,8 @@
 //! one record, so they are on disk together or not at all: a source resumes exactly
 //! after what the views absorbed.
 //!
-//! At start-up [`replay`] loads the newest checkpoint, if there is one (its input
-//! relations into the store, its tables' rows to compute, whose history-dependent
+//! At start-up [`replay`] takes the newest checkpoint, if there is one (the store
+//! holds its input relations already; its tables' rows go to compute, whose history-dependent
 //! operators restore their own state), then hands every later record's changes to
 //! compute and to the store, before ingest takes anything new, and folds the positions.
 
@@ -97,15 +97,29 @@ pub(super) fn replay(
     let mut positions = SourcePositions::new();
     let (mut records, mut changes) = (0u64, 0u64);
     let mut after: Option<Time> = None;
+    let started = std::time::Instant::now();
+    let visible = store.visible_upper();
+    // Logs once when the checkpoint's time is visible: how long its rows took to compute.
+    let mut checkpoint_pending: Option<Time> = None;
+    let note_checkpoint_visible = |checkpoint_pending: &mut Option<Time>| {
+        if let Some(through) = *checkpoint_pending
+            && super::store::is_past(*visible.borrow(), through)
+        {
+            tracing::info!(through, seconds = started.elapsed().as_secs_f64(), "the checkpoint's state is visible");
+            *checkpoint_pending = None;
+        }
+    };
     if let Some(checkpoint) = checkpoint {
         let through = checkpoint.through;
         positions = checkpoint.positions;
         let updates =
             checkpoint.inputs.iter().filter(|c| tables[c.relation]).map(|c| (c.relation, c.row(), c.diff)).collect();
         changes += checkpoint.inputs.len() as u64;
-        let _ = to_store.send(PackedInputs { time: through, changes: checkpoint.inputs });
+        // The store holds the checkpoint's rows already (`Store::load_checkpoint_rows`).
+        drop(checkpoint.inputs);
         compute.send(InputBatch { time: through, updates });
         after = Some(through);
+        checkpoint_pending = Some(through);
     }
     // Times handed over and not yet known to be visible, with their sizes.
     let mut ahead: VecDeque<(Time, usize)> = VecDeque::new();
@@ -128,6 +142,7 @@ pub(super) fn replay(
             let (oldest, size) = ahead.pop_front().expect("non-empty");
             store.wait_visible_blocking(oldest);
             ahead_changes -= size;
+            note_checkpoint_visible(&mut checkpoint_pending);
         }
         // Every record at its own time, as ingest stamped it: operators that decide by
         // arrival (lateness, arrival order, overrides) decide as they did.

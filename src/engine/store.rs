@@ -69,6 +69,17 @@ impl RelationRows {
         }
     }
 
+    /// Calls `each` with every row as `packed_row::pack` wrote it, its multiplicity
+    /// and its event time (sources; 0 otherwise), in the order [`RelationRows::rows`] has.
+    fn for_each_packed(&self, mut each: impl FnMut(&[u8], usize, Micros)) {
+        match self {
+            RelationRows::Multiset(rows) => rows.iter().for_each(|row| each(row.packed(), row.multiplicity(), 0)),
+            RelationRows::Keyed { rows, .. } => rows.values().for_each(|row| each(row.packed(), 1, 0)),
+            RelationRows::Events { events } => events.for_each_packed(|time, packed| each(packed, 1, time)),
+            RelationRows::Completed(_) => unreachable!("completed rows are not packed"),
+        }
+    }
+
     /// The rows of a view whose first column is `first`, found by range: a view's
     /// rows are ordered, so those are adjacent. Repeated by multiplicity.
     pub fn with_first_column<'a: 'k, 'k>(&'a self, first: &'k Datum) -> Box<dyn Iterator<Item = Row> + 'k> {
@@ -257,6 +268,19 @@ impl Snapshot {
         }
     }
 
+    /// Every row of the relations `ids` (not completed at read time), packed as
+    /// inserts, each relation in its order.
+    pub fn pack_rows(&self, ids: impl Iterator<Item = RelationId>) -> PackedChanges {
+        let mut changes = PackedChanges::default();
+        for id in ids {
+            assert!(self.lookups[id].is_none(), "rows completed at read time are not packed");
+            self.relations[id].for_each_packed(|packed, count, event_time| {
+                changes.push_packed(id, packed, count as isize, event_time)
+            });
+        }
+        changes
+    }
+
     /// How many rows a relation has (without completing a read-time view).
     pub fn len(&self, id: RelationId) -> usize {
         self.relations[id].len()
@@ -380,15 +404,19 @@ impl Store {
         PackedInputs { time, changes }
     }
 
-    /// Every row of the relations `ids` in `snapshot`, packed as inserts.
-    pub fn pack_rows(&self, snapshot: &Snapshot, ids: impl Iterator<Item = RelationId>) -> PackedChanges {
-        let mut changes = PackedChanges::default();
-        for id in ids {
-            for row in snapshot.relation(id).rows() {
-                changes.push(id, &row, 1, self.event_time(id, &row));
-            }
+    /// Puts a checkpoint's input relations (`rows`, as [`Snapshot::pack_rows`] wrote
+    /// them) in the store. Called before the store thread starts, whose first snapshot
+    /// then holds them: they are the store's state at the checkpoint, applied in the
+    /// order they were kept (each source's events oldest first, which only append),
+    /// without the sort and merge a batch of changes needs.
+    pub fn load_checkpoint_rows(&self, rows: &PackedChanges) {
+        let mut current = self.current.write().unwrap();
+        let mut relations = current.relations.clone();
+        let mut scratch = Vec::new();
+        for change in rows.iter() {
+            relations[change.relation].apply(change, &mut scratch);
         }
-        changes
+        *current = Arc::new(Snapshot::new(current.upper, relations, self.lookups.clone()));
     }
 
     /// The event time of a row of `relation` if it is a source, else 0.
