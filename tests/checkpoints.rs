@@ -170,3 +170,48 @@ fn two_workers() {
 fn one_worker_then_two() {
     restart_from_a_checkpoint_equals_the_uninterrupted_run(1, 2);
 }
+
+/// A checkpoint that cannot be used stops start-up with an error naming the file: one
+/// taken with other pipeline options, one with a byte flipped, one cut short. The same
+/// file whole starts.
+#[test]
+fn an_unusable_checkpoint_stops_start_up_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let engine = start_on(&dir, 1, false);
+    let batches = workload(engine.catalog());
+    let mut rng = StdRng::seed_from_u64(5);
+    for (index, batch) in batches[..40].iter().enumerate() {
+        apply(&[&engine], batch, index, &mut rng);
+    }
+    let through = engine.checkpoint_now().expect("the checkpoint is taken");
+    engine.shut_down();
+    drop(engine);
+    let path = dir.join("checkpoints").join(format!("ckpt-{through:020}.bin"));
+    let whole = std::fs::read(&path).unwrap();
+    let start_error = |config: &ComputeConfig| {
+        let data_dir = DataDir::open(&dir, &Catalog::all_pipelines()).expect("the data directory opens");
+        match Engine::start_with(config, Some(data_dir)) {
+            Ok(_) => panic!("started on an unusable checkpoint"),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+
+    let mut other_options = config(1);
+    other_options.pipelines.retention *= 2;
+    let refused = start_error(&other_options);
+    assert!(refused.contains(&path.display().to_string()) && refused.contains("pipeline options"), "{refused}");
+
+    let mut flipped = whole.clone();
+    flipped[whole.len() / 2] ^= 0x40;
+    std::fs::write(&path, &flipped).unwrap();
+    let refused = start_error(&config(1));
+    assert!(refused.contains(&path.display().to_string()) && refused.contains("checksum"), "{refused}");
+
+    std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    let refused = start_error(&config(1));
+    assert!(refused.contains(&path.display().to_string()), "{refused}");
+
+    std::fs::write(&path, &whole).unwrap();
+    drop(start_on(&dir, 1, false));
+}
