@@ -300,6 +300,8 @@ struct Job {
     snapshot: Arc<Snapshot>,
     compute: Checkpoint,
     positions: SourcePositions,
+    /// How long ingest paused to take it.
+    pause: std::time::Duration,
     /// Who waits for it (a checkpoint asked for), told its time or why it failed.
     done: Option<SyncSender<Result<Time, String>>>,
 }
@@ -343,6 +345,7 @@ impl Checkpointer {
                                     through,
                                     bytes,
                                     segments_deleted = segments,
+                                    ingest_paused_seconds = job.pause.as_secs_f64(),
                                     seconds = started.elapsed().as_secs_f64(),
                                     "wrote checkpoint {}",
                                     path.display()
@@ -419,6 +422,7 @@ impl Checkpointer {
         done: Option<SyncSender<Result<Time, String>>>,
     ) {
         // Blocks the ingest thread, whose pause this is.
+        let paused = std::time::Instant::now();
         let taken = compute.checkpoint(through);
         let taken = match taken {
             Ok(_) if !store.wait_visible(through).await => Err(anyhow::anyhow!("compute shut down")),
@@ -447,7 +451,7 @@ impl Checkpointer {
         self.log_bytes_at_last = log.appended_bytes();
         self.log_after_last = false;
         self.status.lock().unwrap().writing = true;
-        let job = Job { snapshot, compute: state, positions: self.positions.clone(), done };
+        let job = Job { snapshot, compute: state, positions: self.positions.clone(), pause: paused.elapsed(), done };
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(job);
         }
