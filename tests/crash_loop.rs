@@ -38,7 +38,8 @@
 //! written during the loop. Every third round waits for a checkpoint file to be
 //! written (`ckpt-*.tmp` appears) and kills the server then; the other rounds kill at
 //! a random moment. The test counts the kills that left a checkpoint half written
-//! and needs at least one.
+//! and needs at least one; at the end, once the last server has written a checkpoint,
+//! the data directory holds that one alone (no older one, no half-written file).
 //!
 //! The choices (events, writes, kill delays) come from a seed the test prints;
 //! `CRASH_LOOP_SEED=<seed>` repeats them (the timing of a kill cannot be repeated).
@@ -97,8 +98,8 @@ const DATABASE: &str = "shop";
 const TOPICS: [(&str, i32); 5] =
     [("web_clicks", 2), ("purchases", 2), ("competitor_prices", 1), ("restocks", 1), ("user_events", 2)];
 /// Generator events per feeding step (orders among the retail ones go to CDC).
-const RETAIL_EVENTS_PER_STEP: usize = 60;
-const ECOMMERCE_EVENTS_PER_STEP: usize = 15;
+const RETAIL_EVENTS_PER_STEP: usize = 120;
+const ECOMMERCE_EVENTS_PER_STEP: usize = 30;
 /// Pause between feeding steps.
 const STEP_PAUSE: Duration = Duration::from_millis(30);
 
@@ -644,8 +645,10 @@ impl HttpWriter {
                 after.remove(product);
                 ("DELETE", format!("/override/{product}"), String::new())
             } else {
-                let set =
-                    Override { price: self.rng.random_range(1..100_000) as f64 / 100.0, reason: format!("r{round}s{step}") };
+                let set = Override {
+                    price: self.rng.random_range(1..100_000) as f64 / 100.0,
+                    reason: format!("r{round}s{step}"),
+                };
                 let body =
                     serde_json::json!({"product_id": product, "override_price": set.price, "reason": set.reason});
                 after.insert(product.to_string(), set);
@@ -737,6 +740,23 @@ fn kill_during_a_checkpoint_write(pid: u32, data_dir: &Path, within: Duration) -
     None
 }
 
+/// Once the server has written a checkpoint since it started, the data directory holds
+/// that one alone: the older ones and the files of those a kill cut short are gone.
+async fn assert_only_the_newest_checkpoint(server: &DiffmartProcess, data_dir: &Path) {
+    let deadline = Instant::now() + READY;
+    while !server.stderr().contains("wrote checkpoint") {
+        assert!(Instant::now() < deadline, "no checkpoint was written within {READY:?} of the last start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = data_dir.join("checkpoints");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() == 1 && names[0].ends_with(".bin"), "{} holds {names:?}", dir.display());
+}
+
 /// A writer's task, once it has noticed the kill.
 async fn stopped<T>(task: tokio::task::JoinHandle<T>) -> T {
     tokio::time::timeout(EXIT, task).await.expect("a writer notices the kill").expect("a writer's checks pass")
@@ -778,7 +798,8 @@ async fn every_input_survives_kill_9_exactly_once_and_the_views_match_postgres()
     };
     let mut products = TableWriter::new(Product::spec(), of(Product::spec().name), "CL-P", seed.wrapping_add(3));
     let mut users = TableWriter::new(User::spec(), of(User::spec().name), "CL-U", seed.wrapping_add(4));
-    let mut http = HttpWriter { overrides: Overrides::new(), rng: StdRng::seed_from_u64(seed.wrapping_add(5)), acknowledged: 0 };
+    let mut http =
+        HttpWriter { overrides: Overrides::new(), rng: StdRng::seed_from_u64(seed.wrapping_add(5)), acknowledged: 0 };
     let (mut products_cut, mut users_cut, mut http_cut) = (None, None, None);
     let mut tally = Tally::default();
     // Events before the first start: the first start reads a backlog.
@@ -804,6 +825,7 @@ async fn every_input_survives_kill_9_exactly_once_and_the_views_match_postgres()
         users.copy_to(&db).await;
         tally.rows_compared += assert_matches_oracle(&client, &db, round, seed).await;
         if round == ROUNDS {
+            assert_only_the_newest_checkpoint(&server, &dir).await;
             break;
         }
 
@@ -816,11 +838,10 @@ async fn every_input_survives_kill_9_exactly_once_and_the_views_match_postgres()
         let tmp_before = checkpoints_being_written(&dir);
         if during_checkpoint {
             let (pid, data_dir) = (server.pid(), dir.clone());
-            let seen = tokio::task::spawn_blocking(move || {
-                kill_during_a_checkpoint_write(pid, &data_dir, CHECKPOINT_WAIT)
-            })
-            .await
-            .unwrap();
+            let seen =
+                tokio::task::spawn_blocking(move || kill_during_a_checkpoint_write(pid, &data_dir, CHECKPOINT_WAIT))
+                    .await
+                    .unwrap();
             if seen.is_none() {
                 println!("round {round}: no checkpoint was written within {CHECKPOINT_WAIT:?}; killed anyway");
             }
