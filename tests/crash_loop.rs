@@ -35,8 +35,8 @@
 //! Checkpoints: the server runs with `--checkpoint-every-mib 0`, so it takes one as
 //! soon as the log since the last has grown by the last one's size (the floor the
 //! option keeps whatever its value) and once right after each start: several are
-//! written during the loop. Every third round waits for a checkpoint file to be
-//! written (`ckpt-*.tmp` appears) and kills the server then; the other rounds kill at
+//! written during the loop. Three early rounds wait for a checkpoint file to be
+//! written (`ckpt-*.tmp` appears) and kill the server then; the other rounds kill at
 //! a random moment. The test counts the kills that left a checkpoint half written
 //! and needs at least one; at the end, once the last server has written a checkpoint,
 //! the data directory holds that one alone (no older one, no half-written file).
@@ -77,11 +77,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::Client;
 
 /// Crash-and-restart rounds: each ends with a SIGKILL.
-const ROUNDS: usize = 10;
-/// Every `CHECKPOINT_KILL_EVERY`-th round kills while a checkpoint is being written.
-const CHECKPOINT_KILL_EVERY: usize = 3;
+const ROUNDS: usize = 12;
+/// Rounds that kill while a checkpoint is being written: early ones, while the state is
+/// small, since the log must grow by the last checkpoint's size before the next is due.
+const CHECKPOINT_KILL_ROUNDS: [usize; 3] = [1, 3, 5];
 /// How long a round waits for a checkpoint to be written before killing anyway.
-const CHECKPOINT_WAIT: Duration = Duration::from_secs(8);
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(10);
 /// Start-up (checkpoint load and log replay), and catching up with the inputs.
 const READY: Duration = Duration::from_secs(60);
 /// How long writers may take to notice the server is gone.
@@ -98,8 +99,8 @@ const DATABASE: &str = "shop";
 const TOPICS: [(&str, i32); 5] =
     [("web_clicks", 2), ("purchases", 2), ("competitor_prices", 1), ("restocks", 1), ("user_events", 2)];
 /// Generator events per feeding step (orders among the retail ones go to CDC).
-const RETAIL_EVENTS_PER_STEP: usize = 120;
-const ECOMMERCE_EVENTS_PER_STEP: usize = 30;
+const RETAIL_EVENTS_PER_STEP: usize = 80;
+const ECOMMERCE_EVENTS_PER_STEP: usize = 20;
 /// Pause between feeding steps.
 const STEP_PAUSE: Duration = Duration::from_millis(30);
 
@@ -724,13 +725,20 @@ fn sigkill(pid: u32) {
 }
 
 /// Polls `data_dir` until a checkpoint file is being written that was not before,
-/// then kills `pid`; kills anyway after `within`. Returns the file, if one appeared.
-fn kill_during_a_checkpoint_write(pid: u32, data_dir: &Path, within: Duration) -> Option<PathBuf> {
+/// then kills `pid` `into_the_write` later (so kills land at different points of the
+/// write); kills anyway after `within`. Returns the file, if one appeared.
+fn kill_during_a_checkpoint_write(
+    pid: u32,
+    data_dir: &Path,
+    into_the_write: Duration,
+    within: Duration,
+) -> Option<PathBuf> {
     let before = checkpoints_being_written(data_dir);
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let now = checkpoints_being_written(data_dir);
         if let Some((path, _)) = now.difference(&before).next() {
+            std::thread::sleep(into_the_write);
             sigkill(pid);
             return Some(path.clone());
         }
@@ -834,14 +842,16 @@ async fn every_input_survives_kill_9_exactly_once_and_the_views_match_postgres()
         let writing_products = tokio::spawn(products.write_until_killed(server.connect().await, round));
         let writing_users = tokio::spawn(users.write_until_killed(server.connect().await, round));
         let writing_http = tokio::spawn(http.write_until_killed(server.http_port, round));
-        let during_checkpoint = round % CHECKPOINT_KILL_EVERY == CHECKPOINT_KILL_EVERY - 1;
+        let during_checkpoint = CHECKPOINT_KILL_ROUNDS.contains(&round);
         let tmp_before = checkpoints_being_written(&dir);
         if during_checkpoint {
             let (pid, data_dir) = (server.pid(), dir.clone());
-            let seen =
-                tokio::task::spawn_blocking(move || kill_during_a_checkpoint_write(pid, &data_dir, CHECKPOINT_WAIT))
-                    .await
-                    .unwrap();
+            let into_the_write = Duration::from_micros(rng.random_range(0..=2000));
+            let seen = tokio::task::spawn_blocking(move || {
+                kill_during_a_checkpoint_write(pid, &data_dir, into_the_write, CHECKPOINT_WAIT)
+            })
+            .await
+            .unwrap();
             if seen.is_none() {
                 println!("round {round}: no checkpoint was written within {CHECKPOINT_WAIT:?}; killed anyway");
             }
