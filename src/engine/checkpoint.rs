@@ -168,10 +168,19 @@ impl<R: Read> Read for Crc32<R> {
 }
 
 /// Deletes the checkpoints in `dir` older than `through` (after the one of `through`
-/// is on disk).
+/// is on disk), and the temporary files of checkpoints a crash cut short: only the
+/// checkpoint thread writes them, and it has finished the one of `through`.
 pub fn delete_older(dir: &Path, through: Time) -> anyhow::Result<()> {
     for (time, path) in checkpoints(dir)? {
         if time < through {
+            std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+        }
+    }
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("reading {}", dir.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("ckpt-") && name.ends_with(".tmp") {
             std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
         }
     }

@@ -12,6 +12,7 @@
 pub mod oracle;
 pub mod postgres;
 pub mod server;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
