@@ -1,10 +1,13 @@
 //! The per-product state machine of the inventory pipeline: one [`InventoryBook`] per
-//! timely worker holds the products whose id hashes to it, and applies their product
-//! updates and orders in arrival order (see [`arrival_order`]).
+//! timely worker holds the products whose id hashes to it, and applies each product's
+//! updates and orders in that product's arrival order (see [`arrival_order`]).
 //!
 //! # Time
 //!
-//! Logical time is the ingest batch; every batch is applied whole, in batch order.
+//! Logical time is the ingest batch; every batch is applied whole, in batch order, and
+//! within a batch product by product, each product's inputs merged on their own
+//! ([`arrival_order`]).
+//!
 //! The pipeline's *clock* is the newest event time of any product update or order in
 //! the batches applied so far (over all workers: each worker broadcasts its share's
 //! maximum, so every worker steps through the same clock). After the events of a batch
@@ -17,6 +20,11 @@
 //!   `inventory_rejections`) emitted when the clock was `C` is retracted once the clock
 //!   passes `C + retention`. Each row lives `retention` of pipeline clock, late rows too,
 //!   so memory is bounded by the rows of one retention window.
+//!
+//! What happens to a product is decided by its own inputs and the clock alone: the
+//! clock moves once per batch, after the batch, to the same value on every worker, and
+//! all rows of a batch are emitted at it. So the answer is the same on any number of
+//! workers, whichever products share one.
 //!
 //! Per event the cost is O(log products): a hash map of product states, an ordered set
 //! of stale deadlines and a FIFO queue of retained rows. Nothing re-reads history.
@@ -557,14 +565,27 @@ fn order_rejection(order: &OrderEvent, reason: String) -> InventoryChange {
     })
 }
 
-/// The order in which one batch's inputs are applied.
+/// The order in which one batch's inputs are applied: product by product, each
+/// product's updates and orders merged on their own (the spec: events *per product*
+/// are applied in arrival order).
 ///
-/// Each source keeps its own order (`arrival`: Kafka offset order within a partition,
-/// the generator's sequence): product updates in `arrival` order, orders in `arrival`
-/// order. The two streams are merged by event time; on equal times the smaller
-/// `arrival` goes first, then the product update. A row repeated `n` times (its
-/// difference) is applied `n` times; retractions are ignored, as both inputs are
-/// append-only sources that nothing can retract.
+/// A product's inputs are those with its product id, as the input has it (missing and
+/// empty ids too: it is the key inputs are routed to a worker by). Its product updates
+/// keep their source order (`arrival`: Kafka offset order within a partition, the
+/// generator's sequence; ties, as from two partitions or one message twice, fall back
+/// to the whole row), and so do its orders. The two sequences are merged as sorted
+/// streams: the next input is whichever head has the smaller `(event time, arrival)`,
+/// the product update when both are equal.
+///
+/// No input of another product takes part in a product's merge, so a product's order
+/// depends on its own inputs only; `arrival` is only ever compared within a product,
+/// as Kafka offsets are only ordered within a partition. That makes a batch's result
+/// the same on any number of workers: a worker holds whole products, every input reads
+/// and changes only its own product's state, and the clock, staleness and retention
+/// move once per batch, after all of it. Products follow one another in order of id.
+///
+/// A row repeated `n` times (its difference) is applied `n` times; retractions are
+/// ignored, as both inputs are append-only sources that nothing can retract.
 pub fn arrival_order(inputs: Vec<(InventoryInput, isize)>) -> Vec<InventoryInput> {
     let mut updates = Vec::new();
     let mut orders = Vec::new();
@@ -577,14 +598,23 @@ pub fn arrival_order(inputs: Vec<(InventoryInput, isize)>) -> Vec<InventoryInput
             }
         }
     }
-    // Ties on `arrival` (two partitions, or one message twice) fall back to the whole row.
-    updates.sort_by(|a, b| a.arrival.cmp(&b.arrival).then_with(|| a.cmp(b)));
-    orders.sort_by(|a, b| a.arrival.cmp(&b.arrival).then_with(|| a.cmp(b)));
+    // Sorted by product id first, each stream holds its products' sequences one after
+    // the other. The merge takes the smaller id first, so it goes through the products
+    // one by one, and within a product it is that product's merge alone.
+    updates.sort_by(|a, b| {
+        (a.product_id.as_deref(), a.arrival).cmp(&(b.product_id.as_deref(), b.arrival)).then_with(|| a.cmp(b))
+    });
+    orders.sort_by(|a, b| {
+        (a.product_id.as_deref(), a.arrival).cmp(&(b.product_id.as_deref(), b.arrival)).then_with(|| a.cmp(b))
+    });
     let mut merged = Vec::with_capacity(updates.len() + orders.len());
     let (mut updates, mut orders) = (updates.into_iter().peekable(), orders.into_iter().peekable());
     loop {
         let take_update = match (updates.peek(), orders.peek()) {
-            (Some(u), Some(o)) => (u.update_time, u.arrival) <= (o.order_time, o.arrival),
+            (Some(u), Some(o)) => {
+                (u.product_id.as_deref(), u.update_time, u.arrival)
+                    <= (o.product_id.as_deref(), o.order_time, o.arrival)
+            }
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => break,

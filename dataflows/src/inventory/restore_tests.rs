@@ -1,10 +1,13 @@
 //! Checkpoints of the inventory pipeline: the product books, and every view, restored
-//! from a checkpoint equal a straight run after every later batch.
+//! from a checkpoint equal a straight run after every later batch; and the books give
+//! the same answer on one worker as on two.
 
 use proptest::prelude::*;
 
 use super::*;
-use crate::checkpoint::testing::{PipelineUnderTest, assert_pipeline_restores_exactly, assert_restores_exactly};
+use crate::checkpoint::testing::{
+    Accumulated, PipelineUnderTest, assert_pipeline_restores_exactly, assert_restores_exactly, straight_and_restored,
+};
 use crate::datum::{MICROS_PER_MINUTE, Row};
 
 const T0: Micros = 1_748_779_200_000_000;
@@ -68,8 +71,9 @@ fn rows(batches: &[Vec<(InventoryInput, isize)>]) -> Vec<Vec<(usize, Row, isize)
 /// Several products; rejections (no name, no order id, unknown product, quantity 0);
 /// late updates and orders, and a batch all behind the clock (the clock holds); a gap
 /// past staleness, then one past retention, then rows of two clocks of which the
-/// older expires first; a duplicated update; an empty batch. Each source arrives in
-/// event-time order within a batch (see [`in_source_order`]).
+/// older expires first; a duplicated update; an empty batch. In the second batch the
+/// updates' arrival order disagrees with event time across products: P1's update arrives
+/// first and is newer than P2's, which P2's order o8 must still follow.
 fn history() -> Vec<Vec<(InventoryInput, isize)>> {
     let (p1, p2, p3) = (Some("P1"), Some("P2"), Some("P3"));
     let at = |minutes: i64| T0 + minutes * MINUTE;
@@ -81,9 +85,11 @@ fn history() -> Vec<Vec<(InventoryInput, isize)>> {
             (update(p3, None, 4, 1.0, at(0), 3), 1),
         ],
         vec![
-            (order(None, p2, 1, at(4), 2), 1),
-            (order(Some("o2"), p1, 15, at(5), 3), 1),
+            (order(None, p2, 1, at(4), 3), 1),
+            (order(Some("o2"), p1, 15, at(5), 4), 1),
+            (order(Some("o8"), p2, 1, at(-5), 2), 1),
             (update(p2, Some("Two"), 0, 4.0, at(-10), 4), 1),
+            (update(p1, Some("One"), 21, 10.0, at(6), 1), 1),
         ],
         // Clock 70: P1 and P2 go stale.
         vec![(update(p3, Some("Three"), 12, 0.1 + 0.2, at(70), 5), 1)],
@@ -140,7 +146,8 @@ fn input() -> impl Strategy<Value = (InventoryInput, isize)> {
 }
 
 /// Batches whose clocks step by 0 to 200 minutes (past staleness and retention), each
-/// input dated relative to its batch's step.
+/// input dated relative to its batch's step. Within a batch as across batches, each
+/// source's arrival order is unrelated to event time.
 fn histories() -> impl Strategy<Value = Vec<Vec<(InventoryInput, isize)>>> {
     let step = prop::sample::select(vec![0, 1, 5, 10, 20, 25, 61, 200]);
     prop::collection::vec((step, prop::collection::vec(input(), 0..6)), 1..9).prop_map(|batches| {
@@ -149,31 +156,10 @@ fn histories() -> impl Strategy<Value = Vec<Vec<(InventoryInput, isize)>>> {
             .into_iter()
             .map(|(step, inputs)| {
                 clock += step * MINUTE;
-                in_source_order(inputs.into_iter().map(|(input, diff)| (shifted(input, clock), diff)).collect())
+                inputs.into_iter().map(|(input, diff)| (shifted(input, clock), diff)).collect()
             })
             .collect()
     })
-}
-
-/// The batch with each source's `arrival` renumbered in event-time order. Were a
-/// source's arrival order to disagree with its event times within a batch, the books'
-/// merge of the two sources would depend on how the products are spread over workers
-/// (a product's order may follow another product's later update on one worker and not
-/// on two), which the 1 → 2 worker comparisons would report. Across batches, inputs
-/// stay late and out of order.
-fn in_source_order(mut batch: Vec<(InventoryInput, isize)>) -> Vec<(InventoryInput, isize)> {
-    let arrival = |input: &InventoryInput| match input {
-        InventoryInput::Update(update) => update.arrival,
-        InventoryInput::Order(order) => order.arrival,
-    };
-    batch.sort_by_key(|(input, _)| (matches!(input, InventoryInput::Order(_)), input.event_time(), arrival(input)));
-    for (position, (input, _)) in batch.iter_mut().enumerate() {
-        match input {
-            InventoryInput::Update(update) => update.arrival = position as i64,
-            InventoryInput::Order(order) => order.arrival = position as i64,
-        }
-    }
-    batch
 }
 
 /// `input` dated `by` later.
@@ -201,6 +187,38 @@ proptest! {
         let cut = cut % (batches.len() + 1);
         assert_pipeline_restores_exactly(&pipeline(), &rows(&batches), cut);
     }
+
+    #[test]
+    fn one_worker_and_two_agree(batches in histories()) {
+        prop_assert_eq!(books_on(1, &batches), books_on(2, &batches));
+    }
+}
+
+/// The books' accumulated output after each batch, run straight through on `workers` workers.
+fn books_on(workers: usize, batches: &[Vec<(InventoryInput, isize)>]) -> Accumulated<InventoryChange> {
+    straight_and_restored(books, batches, 0, workers, workers).0
+}
+
+/// Two products that two workers hold apart. The updates arrive A's first although B's
+/// is older, and B's order lies between them in event time: B's order follows B's
+/// update (it sells from it) wherever A's update is held.
+#[test]
+fn one_worker_and_two_agree_when_arrival_disagrees_with_event_time() {
+    let (a, b) = (Some("P1"), Some("P2"));
+    assert_ne!(product_route(a) % 2, product_route(b) % 2, "two workers hold the products apart");
+    let at = |minutes: i64| T0 + minutes * MINUTE;
+    let batches = vec![vec![
+        (update(a, Some("A"), 20, 10.0, at(10), 1), 1),
+        (update(b, Some("B"), 20, 10.0, at(0), 2), 1),
+        (order(Some("o1"), b, 5, at(5), 1), 1),
+    ]];
+    let one = books_on(1, &batches);
+    assert_eq!(one, books_on(2, &batches));
+    let b_now = one[1].iter().find_map(|(change, _)| match change {
+        InventoryChange::Current(product) if product.product_id == "P2" => Some(product.inventory),
+        _ => None,
+    });
+    assert_eq!(b_now, Some(15));
 }
 
 /// The inventory pipeline, as the server builds it.

@@ -210,10 +210,11 @@ fn orders_deduct_clamp_and_reject() {
             _ => None,
         })
         .collect();
-    // Equal times and arrivals: in row order, so the empty order id first.
+    // Product by product (A, then nope); within A, equal times and arrivals fall back to
+    // the row, so the empty order id first.
     assert_eq!(
         reasons,
-        vec!["Order without orderId", "Unknown product nope", "Order o6: quantity must be positive, got 0"]
+        vec!["Order without orderId", "Order o6: quantity must be positive, got 0", "Unknown product nope"]
     );
     let counted: isize =
         out.iter().filter(|(c, _)| matches!(c, InventoryChange::Rejected(RejectionKind::Order))).map(|(_, d)| d).sum();
@@ -313,4 +314,30 @@ fn the_two_streams_merge_by_event_time_and_keep_their_own_order() {
     }
     let merged = arrival_order(vec![(u2.clone(), 1), (o1.clone(), 1), (u1.clone(), 1)]);
     assert_eq!(merged, vec![o1, u1, u2]);
+}
+
+/// `input` at position `arrival` of its source.
+fn arriving(mut input: InventoryInput, arrival: i64) -> InventoryInput {
+    match &mut input {
+        InventoryInput::Update(u) => u.arrival = arrival,
+        InventoryInput::Order(o) => o.arrival = arrival,
+    }
+    input
+}
+
+#[test]
+fn each_product_merges_its_own_inputs_only() {
+    // B's update arrives first among the updates but is the newest: it must not hold
+    // back A's older update, which A's order then follows and sells from.
+    let b = arriving(product("B", 5, 1.0, T0 + 10), 1);
+    let a = arriving(product("A", 5, 1.0, T0), 2);
+    let sold = arriving(order("o1", "A", 2, T0 + 5), 1);
+    let batch = vec![(b.clone(), 1), (sold.clone(), 1), (a.clone(), 1)];
+    assert_eq!(arrival_order(batch), vec![a.clone(), sold.clone(), b.clone()]);
+    let changes = run(&mut InventoryBook::new(60 * MINUTE), vec![b, sold, a]);
+    let a_now = changes.iter().find_map(|(change, _)| match change {
+        InventoryChange::Current(product) if product.product_id == "A" => Some(product.inventory),
+        _ => None,
+    });
+    assert_eq!(a_now, Some(3));
 }
