@@ -19,6 +19,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -138,16 +139,19 @@ pub fn delete_older(dir: &Path, through: Time) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The newest checkpoint in `dir`, checked against the input relations of `catalog`,
-/// the pipelines' options and the operators `operators` a dataflow registers. A
-/// checkpoint that cannot be used is an error: the log before it may be gone.
+/// The newest checkpoint in `dir` (of a time before `before`, if given: where Kafka
+/// sinks resume), checked against the input relations of `catalog`, the pipelines'
+/// options and the operators `operators` a dataflow registers. A checkpoint that
+/// cannot be used is an error: the log before it may be gone.
 pub fn load_newest(
     dir: &Path,
     catalog: &Catalog,
     pipelines: &PipelineConfig,
     operators: impl FnOnce() -> Vec<&'static str>,
+    before: Option<Time>,
 ) -> anyhow::Result<Option<Loaded>> {
-    let Some((through, path)) = checkpoints(dir)?.pop() else { return Ok(None) };
+    let found = checkpoints(dir)?.into_iter().filter(|(time, _)| before.is_none_or(|before| *time < before));
+    let Some((through, path)) = found.last() else { return Ok(None) };
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let unusable = |why: String| {
         anyhow::anyhow!(
@@ -236,6 +240,20 @@ pub(super) struct CheckpointSettings {
     pub inputs: Vec<RelationId>,
     pub pipelines: PipelineConfig,
     pub store: Arc<Store>,
+    /// With Kafka sinks that resume: every change before it is delivered.
+    pub sinks_delivered: Option<Arc<AtomicU64>>,
+}
+
+/// After the checkpoint of `written` is on disk, the oldest checkpoint a restart may
+/// need (older ones and the log it covers can go): that one, or while Kafka sinks
+/// have delivered only the changes before `sinks_delivered`, the newest one before it,
+/// which is where they resume (`None`: there is none, keep everything).
+fn oldest_needed(dir: &Path, written: Time, sinks_delivered: Option<&AtomicU64>) -> anyhow::Result<Option<Time>> {
+    let Some(delivered) = sinks_delivered.map(|d| d.load(Ordering::Acquire)) else { return Ok(Some(written)) };
+    if written < delivered {
+        return Ok(Some(written));
+    }
+    Ok(checkpoints(dir)?.into_iter().map(|(time, _)| time).rfind(|time| *time < delivered))
 }
 
 impl Checkpointer {
@@ -246,7 +264,7 @@ impl Checkpointer {
         let every_bytes = settings.every_bytes;
         let writer = {
             let status = status.clone();
-            let CheckpointSettings { dir, log_dir, inputs, pipelines, store, .. } = settings;
+            let CheckpointSettings { dir, log_dir, inputs, pipelines, store, sinks_delivered, .. } = settings;
             std::thread::Builder::new()
                 .name("diffmart-checkpoint".into())
                 .spawn(move || {
@@ -256,8 +274,13 @@ impl Checkpointer {
                         let written =
                             write(&dir, &inputs, &store, &job.snapshot, job.compute, job.positions, &pipelines)
                                 .and_then(|(path, bytes)| {
-                                    delete_older(&dir, through)?;
-                                    let segments = log::delete_through(&log_dir, through)?;
+                                    let segments = match oldest_needed(&dir, through, sinks_delivered.as_deref())? {
+                                        Some(kept) => {
+                                            delete_older(&dir, kept)?;
+                                            log::delete_through(&log_dir, kept)?
+                                        }
+                                        None => 0,
+                                    };
                                     tracing::info!(
                                         through,
                                         bytes,
