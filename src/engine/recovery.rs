@@ -125,7 +125,7 @@ pub(super) fn replay(
     // Times handed over and not yet known to be visible, with their sizes.
     let mut ahead: VecDeque<(Time, usize)> = VecDeque::new();
     let mut ahead_changes = 0;
-    let mut log = log::replay(dir, |time, payload| {
+    let log = log::replay(dir, |time, payload| {
         if let Some(through) = after {
             if time <= through {
                 return Ok(()); // in the checkpoint: its segment outlived it by a crash

@@ -17,7 +17,8 @@
 pub mod progress;
 mod writer;
 
-use std::collections::HashMap;
+pub use self::writer::UPPER_HEADER;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;

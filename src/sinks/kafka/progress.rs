@@ -84,6 +84,9 @@ pub fn read_newest(
         let (low, high) = consumer
             .fetch_watermarks(topic, id, REQUEST_TIMEOUT)
             .with_context(|| format!("reading the offsets of {topic}/{id}"))?;
+        if high <= low {
+            continue;
+        }
         let mut window = FIRST_WINDOW;
         loop {
             let from = (high - window).max(low);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::{Datum, RelationSpec, Row};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
 use serde_json::Value;
@@ -34,6 +35,10 @@ const COMMIT_EVERY: Duration = Duration::from_millis(100);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long stopping waits for the open transaction to commit.
 const COMMIT_ON_STOP: Duration = Duration::from_secs(5);
+/// The header each message carries: the logical time its store step reaches (every
+/// change before it is in that step, or an earlier one). Messages with the same value
+/// are one consistent step of their relation.
+pub const UPPER_HEADER: &str = "diffmart-upper";
 /// How long the thread waits for changes (or for them to be on disk) at a time.
 const IDLE: Duration = Duration::from_millis(10);
 
@@ -208,19 +213,21 @@ impl SinkWriter {
     }
 
     fn write_chunk(&self, chunk: &Chunk) -> Result<(), Halt> {
+        let upper = chunk.upper().unwrap_or(Time::MAX).to_string();
+        let headers = OwnedHeaders::new().insert(Header { key: UPPER_HEADER, value: Some(&upper) });
         match chunk {
             Chunk::Snapshot { snapshot, sinks } => {
                 for &sink in sinks {
                     let relation = self.sinks[sink].0;
                     for row in snapshot.rows(relation) {
-                        self.write_change(sink, relation, &row, 1)?;
+                        self.write_change(sink, relation, &row, 1, &headers)?;
                     }
                 }
             }
             Chunk::Changes(batch) => {
                 for (relation, row, diff) in &batch.changes {
                     for &sink in self.by_relation.get(relation).into_iter().flatten() {
-                        self.write_change(sink, *relation, row, *diff)?;
+                        self.write_change(sink, *relation, row, *diff, &headers)?;
                     }
                 }
             }
@@ -229,7 +236,14 @@ impl SinkWriter {
     }
 
     /// Writes one change of a relation to one of its sinks.
-    fn write_change(&self, sink: usize, relation: RelationId, row: &Row, diff: isize) -> Result<(), Halt> {
+    fn write_change(
+        &self,
+        sink: usize,
+        relation: RelationId,
+        row: &Row,
+        diff: isize,
+        headers: &OwnedHeaders,
+    ) -> Result<(), Halt> {
         let spec = self.specs[&relation];
         let sink = &self.sinks[sink].1;
         let messages: Vec<Value> = match sink.format {
@@ -244,7 +258,7 @@ impl SinkWriter {
         };
         let key = sink.key_column.map(|c| key_text(&row[c]));
         for message in messages {
-            self.send(&sink.topic, key.as_deref(), &message.to_string())?;
+            self.send(&sink.topic, key.as_deref(), &message.to_string(), Some(headers))?;
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -253,12 +267,15 @@ impl SinkWriter {
     /// Queues a message, waiting for room while the brokers are slow or down. A
     /// message the producer refuses outright (too large) is logged and counted as
     /// failed: waiting would not help.
-    fn send(&self, topic: &str, key: Option<&str>, payload: &str) -> Result<(), Halt> {
+    fn send(&self, topic: &str, key: Option<&str>, payload: &str, headers: Option<&OwnedHeaders>) -> Result<(), Halt> {
         let mut stopping_since: Option<Instant> = None;
         loop {
             let mut record = BaseRecord::to(topic).payload(payload);
             if let Some(key) = key {
                 record = record.key(key);
+            }
+            if let Some(headers) = headers {
+                record = record.headers(headers.clone());
             }
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -286,8 +303,11 @@ impl SinkWriter {
         let upper = self.open.as_ref().expect("a transaction is open").upper;
         loop {
             if let Some(progress) = &self.progress {
+                // After the changes are acknowledged: a reader that ignores transactions
+                // never sees a progress record ahead of the changes it covers.
+                self.flush(deadline)?;
                 let record = Progress { upper, sinks: progress.sinks.clone() }.encode();
-                self.send(&progress.topic, Some(&progress.key), &record)?;
+                self.send(&progress.topic, Some(&progress.key), &record, None)?;
             }
             match self.try_commit(deadline)? {
                 true => break,
@@ -318,6 +338,17 @@ impl SinkWriter {
                     tracing::warn!("a sink transaction is not committed yet ({e}); trying again");
                 }
                 Err(e) => return Err(Halt::Failed(format!("cannot commit a sink transaction: {e}"))),
+            }
+        }
+    }
+
+    fn flush(&self, deadline: Option<Instant>) -> Result<(), Halt> {
+        loop {
+            let timeout = deadline.map_or(COMMIT_TIMEOUT, |d| d.saturating_duration_since(Instant::now()));
+            match self.producer.flush(timeout) {
+                Ok(()) => return Ok(()),
+                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => return Err(Halt::Stopped),
+                Err(e) => tracing::warn!("sink messages are not acknowledged yet ({e}); waiting"),
             }
         }
     }
