@@ -29,9 +29,9 @@ use diffmart_dataflows::datum::RelationSpec;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use support::server::DiffmartProcess;
@@ -45,8 +45,11 @@ const RETAIL_TOPICS: [(&str, i32); 4] =
 /// The sinks under test: relation, topic, partitions. Their rows are sets (each at
 /// most once), so a sink's changes alternate insert, delete per row. Enough partitions
 /// that none outgrows the 5 MB a mock partition keeps.
-const SINKS: [(&str, &str, i32); 3] =
-    [("product_stock_status", "stock_out", 2), ("web_clicks_minutely", "clicks_out", 2), ("sales_profit", "profit_out", 4)];
+const SINKS: [(&str, &str, i32); 3] = [
+    ("product_stock_status", "stock_out", 2),
+    ("web_clicks_minutely", "clicks_out", 2),
+    ("sales_profit", "profit_out", 4),
+];
 
 const PROGRESS_TOPIC: &str = "diffmart-sink-progress";
 
@@ -105,7 +108,12 @@ fn consumer(brokers: &str) -> BaseConsumer {
 }
 
 /// Every message of `topic`/`partition`, in order.
-fn read_partition<T>(consumer: &BaseConsumer, topic: &str, partition: i32, mut read: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> T) -> Vec<T> {
+fn read_partition<T>(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    mut read: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
     let (low, _) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).unwrap();
     assert_eq!(low, 0, "{topic}/{partition}: the mock broker dropped the oldest messages (it keeps 5 MB)");
     let mut assignment = TopicPartitionList::new();
@@ -164,7 +172,12 @@ fn partition_ends(brokers: &str) -> BTreeMap<(String, i32), i64> {
 /// The committed changes of a sink topic, partition by partition: of each run's
 /// messages (`run_ends`: where each killed run's messages end), those up to the upper
 /// of the run's newest progress record. Also counts the messages left out.
-fn committed_changes(brokers: &str, topic: &str, partitions: i32, run_ends: &[BTreeMap<(String, i32), i64>]) -> (Vec<Vec<Change>>, usize) {
+fn committed_changes(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    run_ends: &[BTreeMap<(String, i32), i64>],
+) -> (Vec<Vec<Change>>, usize) {
     let consumer = consumer(brokers);
     let progress = progress_records(&consumer);
     let run_of = |ends_of: &dyn Fn(&BTreeMap<(String, i32), i64>) -> i64, offset: i64| {
@@ -194,7 +207,13 @@ fn committed_changes(brokers: &str, topic: &str, partitions: i32, run_ends: &[BT
 
 /// Every message of the key a fold error names, and the progress records: what the
 /// sinks wrote around a failure.
-fn history(brokers: &str, topic: &str, partitions: i32, run_ends: &[BTreeMap<(String, i32), i64>], error: &str) -> String {
+fn history(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    run_ends: &[BTreeMap<(String, i32), i64>],
+    error: &str,
+) -> String {
     let key = error.split("of key ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
     let consumer = consumer(brokers);
     let mut out = format!("run ends: {run_ends:?}\nprogress:");
@@ -258,9 +277,8 @@ async fn assert_sinks_equal_relations(
         loop {
             let want = pg_canonical_rows(client, spec).await;
             let (committed, left_out) = committed_changes(brokers, topic, partitions, run_ends);
-            let got = fold(spec, &committed).unwrap_or_else(|e| {
-                panic!("{e}\n{}", history(brokers, topic, partitions, run_ends, &e))
-            });
+            let got = fold(spec, &committed)
+                .unwrap_or_else(|e| panic!("{e}\n{}", history(brokers, topic, partitions, run_ends, &e)));
             if got == want {
                 assert!(!want.is_empty(), "{relation} is empty: the test proves nothing of it");
                 let messages: usize = committed.iter().map(Vec::len).sum();
@@ -373,4 +391,3 @@ async fn sinks_resume_exactly_after_kill_9() {
     assert!(stderr.contains("wrote checkpoint"), "no checkpoint was written: the test proves less than it says");
     assert!(stderr.contains("they resume there"), "the sinks never resumed");
 }
-

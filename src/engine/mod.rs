@@ -443,9 +443,13 @@ impl Engine {
         let store = Store::new(&catalog, config.pipelines.retention);
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
         let restored = match &data_dir {
-            Some(dir) => checkpoint::load_newest(&dir.checkpoint_dir(), &catalog, &config.pipelines, || {
-                crate::compute::checkpointed_operators(&config.pipelines)
-            }, resume_at)?,
+            Some(dir) => checkpoint::load_newest(
+                &dir.checkpoint_dir(),
+                &catalog,
+                &config.pipelines,
+                || crate::compute::checkpointed_operators(&config.pipelines),
+                resume_at,
+            )?,
             None => None,
         };
         let mut config = config.clone();

@@ -22,11 +22,11 @@ use std::sync::mpsc::Sender;
 
 use diffmart_dataflows::Time;
 
+use super::Subscription;
 use super::changes::{PackedChanges, PackedInputs, take_i64, take_u32};
 use super::checkpoint::Loaded;
 use super::log::{self, Replayed};
 use super::store::Store;
-use super::Subscription;
 use crate::compute::{Compute, InputBatch};
 
 /// Where each source had got: its key (`generator`, `kafka/<topic>/<partition>`) →

@@ -249,7 +249,11 @@ impl PreparedSinks {
         let (snapshot, feed, fresh) = match (&self.resumed, subscription) {
             (Some(progress), Some((snapshot, feed))) => {
                 if snapshot.upper != progress.upper {
-                    bail!("the Kafka sinks resume at time {}, the engine's cut is at {}", progress.upper, snapshot.upper);
+                    bail!(
+                        "the Kafka sinks resume at time {}, the engine's cut is at {}",
+                        progress.upper,
+                        snapshot.upper
+                    );
                 }
                 let fresh: Vec<usize> = (0..names.len()).filter(|&i| !progress.sinks.contains(&names[i])).collect();
                 for &i in &fresh {
@@ -258,7 +262,10 @@ impl PreparedSinks {
                 (snapshot, feed, fresh)
             }
             (Some(progress), None) => {
-                bail!("the Kafka sinks resume at time {}, and the engine was not started to resume them", progress.upper)
+                bail!(
+                    "the Kafka sinks resume at time {}, and the engine was not started to resume them",
+                    progress.upper
+                )
             }
             (None, Some(_)) => bail!("the engine resumed Kafka sinks that have delivered nothing"),
             (None, None) => {

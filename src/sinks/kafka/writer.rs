@@ -70,7 +70,10 @@ impl ProducerContext for SinkContext {
 #[derive(Clone)]
 pub(super) enum Chunk {
     /// The rows of a snapshot, as inserts, for the sinks (indexes) that start from it.
-    Snapshot { snapshot: Arc<Snapshot>, sinks: Vec<usize> },
+    Snapshot {
+        snapshot: Arc<Snapshot>,
+        sinks: Vec<usize>,
+    },
     Changes(Arc<ChangeBatch>),
 }
 
