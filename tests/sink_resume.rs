@@ -53,6 +53,16 @@ const SINKS: [(&str, &str, i32); 3] = [
 
 const PROGRESS_TOPIC: &str = "diffmart-sink-progress";
 
+/// Where each partition (topic, partition) ended at one moment.
+type PartitionEnds = BTreeMap<(String, i32), i64>;
+
+/// Which run wrote the message at `offset` of `topic`/`partition`, given where each
+/// killed run's messages end (the run after the last kill is `run_ends.len()`).
+fn run_of(run_ends: &[PartitionEnds], topic: &str, partition: i32, offset: i64) -> usize {
+    let key = (topic.to_string(), partition);
+    run_ends.iter().position(|ends| offset < ends[&key]).unwrap_or(run_ends.len())
+}
+
 /// The seed of the test's random choices: `SINK_RESUME_SEED`, or the clock's. Printed,
 /// so a failure can be repeated.
 fn seed() -> u64 {
@@ -156,7 +166,7 @@ fn progress_records(consumer: &BaseConsumer) -> Vec<(i64, Progress)> {
 }
 
 /// The end of every partition the sinks write (sink topics and the progress topic).
-fn partition_ends(brokers: &str) -> BTreeMap<(String, i32), i64> {
+fn partition_ends(brokers: &str) -> PartitionEnds {
     let consumer = consumer(brokers);
     let mut ends = BTreeMap::new();
     let topics = SINKS.iter().map(|(_, topic, partitions)| (*topic, *partitions)).chain([(PROGRESS_TOPIC, 1)]);
@@ -176,16 +186,13 @@ fn committed_changes(
     brokers: &str,
     topic: &str,
     partitions: i32,
-    run_ends: &[BTreeMap<(String, i32), i64>],
+    run_ends: &[PartitionEnds],
 ) -> (Vec<Vec<Change>>, usize) {
     let consumer = consumer(brokers);
     let progress = progress_records(&consumer);
-    let run_of = |ends_of: &dyn Fn(&BTreeMap<(String, i32), i64>) -> i64, offset: i64| {
-        run_ends.iter().position(|ends| offset < ends_of(ends)).unwrap_or(run_ends.len())
-    };
     let mut committed_upper = vec![None; run_ends.len() + 1];
     for (offset, record) in &progress {
-        let run = run_of(&|ends| ends[&(PROGRESS_TOPIC.to_string(), 0)], *offset);
+        let run = run_of(run_ends, PROGRESS_TOPIC, 0, *offset);
         committed_upper[run] = Some(record.upper);
     }
     let mut left_out = 0;
@@ -193,7 +200,7 @@ fn committed_changes(
     for partition in 0..partitions {
         let mut kept = Vec::new();
         for change in sink_changes(&consumer, topic, partition) {
-            let run = run_of(&|ends| ends[&(topic.to_string(), partition)], change.offset);
+            let run = run_of(run_ends, topic, partition, change.offset);
             if committed_upper[run].is_some_and(|upper| change.upper <= upper) {
                 kept.push(change);
             } else {
@@ -207,13 +214,7 @@ fn committed_changes(
 
 /// Every message of the key a fold error names, and the progress records: what the
 /// sinks wrote around a failure.
-fn history(
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
-    run_ends: &[BTreeMap<(String, i32), i64>],
-    error: &str,
-) -> String {
+fn history(brokers: &str, topic: &str, partitions: i32, run_ends: &[PartitionEnds], error: &str) -> String {
     let key = error.split("of key ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
     let consumer = consumer(brokers);
     let mut out = format!("run ends: {run_ends:?}\nprogress:");
@@ -265,11 +266,7 @@ fn fold(spec: &RelationSpec, partitions: &[Vec<Change>]) -> Result<Vec<Canonical
 
 /// Waits until every sink topic, folded, equals its relation over pgwire (the inputs
 /// have stopped, so both settle); panics on a change delivered twice or skipped.
-async fn assert_sinks_equal_relations(
-    brokers: &str,
-    client: &tokio_postgres::Client,
-    run_ends: &[BTreeMap<(String, i32), i64>],
-) {
+async fn assert_sinks_equal_relations(brokers: &str, client: &tokio_postgres::Client, run_ends: &[PartitionEnds]) {
     let catalog = Catalog::all_pipelines();
     for (relation, topic, partitions) in SINKS {
         let spec = catalog.lookup(relation).unwrap().1;

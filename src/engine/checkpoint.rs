@@ -150,8 +150,8 @@ pub fn load_newest(
     operators: impl FnOnce() -> Vec<&'static str>,
     before: Option<Time>,
 ) -> anyhow::Result<Option<Loaded>> {
-    let found = checkpoints(dir)?.into_iter().filter(|(time, _)| before.is_none_or(|before| *time < before));
-    let Some((through, path)) = found.last() else { return Ok(None) };
+    let mut found = checkpoints(dir)?.into_iter().filter(|(time, _)| before.is_none_or(|before| *time < before));
+    let Some((through, path)) = found.next_back() else { return Ok(None) };
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let unusable = |why: String| {
         anyhow::anyhow!(
