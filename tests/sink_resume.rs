@@ -48,7 +48,7 @@ const RETAIL_TOPICS: [(&str, i32); 4] =
 const SINKS: [(&str, &str, i32); 3] = [
     ("product_stock_status", "stock_out", 2),
     ("web_clicks_minutely", "clicks_out", 2),
-    ("sales_profit", "profit_out", 4),
+    ("sales_profit", "profit_out", 10),
 ];
 
 const PROGRESS_TOPIC: &str = "diffmart-sink-progress";
@@ -345,7 +345,7 @@ async fn sinks_resume_exactly_after_kill_9() {
         "--generator-rate",
         "4000",
         "--generator-events",
-        "100000",
+        "80000",
         "--generator-start",
         "2025-06-01 12:00:00",
         "--generator-seed",
