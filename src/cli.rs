@@ -171,6 +171,16 @@ pub struct Options {
     #[arg(long = "kafka-sink", value_name = "RELATION=TOPIC", value_parser = parse_sink_option)]
     pub kafka_sinks: Vec<(String, String)>,
 
+    /// The Kafka sinks' transactional.id: one per server (another producer with the
+    /// same id is fenced off). Their committed upper is kept under it in the progress topic.
+    #[arg(long, value_name = "ID", default_value = "diffmart-sink")]
+    pub kafka_sink_transactional_id: String,
+
+    /// The topic where each sink transaction records the logical time it delivered up
+    /// to, read at start-up to resume there (default: <prefix>diffmart-sink-progress).
+    #[arg(long, value_name = "TOPIC")]
+    pub kafka_sink_progress_topic: Option<String>,
+
     /// Extra librdkafka property for Kafka sources and sinks, e.g.
     /// security.protocol=SSL (repeatable; overrides diffmart's settings).
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -232,6 +242,9 @@ impl Options {
         if axum::http::HeaderName::from_bytes(self.api_key_header.as_bytes()).is_err() {
             return Err(format!("--api-key-header {:?} is not a valid HTTP header name", self.api_key_header));
         }
+        if self.kafka_sink_transactional_id.trim().is_empty() {
+            return Err("--kafka-sink-transactional-id must not be empty".into());
+        }
         if !self.kafka_sinks.is_empty() && self.kafka_brokers.is_none() {
             return Err("--kafka-sink needs --kafka-brokers".into());
         }
@@ -242,6 +255,14 @@ impl Options {
             }
         }
         Ok(())
+    }
+
+    /// Where the Kafka sinks record what they delivered.
+    pub fn kafka_sink_progress_topic(&self) -> String {
+        match &self.kafka_sink_progress_topic {
+            Some(topic) => topic.clone(),
+            None => format!("{}diffmart-sink-progress", self.kafka_topic_prefix),
+        }
     }
 
     /// The CDC source's configuration, when `--cdc-url` is given.

@@ -15,7 +15,7 @@ use crate::compute::{Compute, ComputeConfig};
 use crate::engine::{Catalog, DataDir, Engine};
 use crate::http::{AppState, HttpConfig};
 use crate::pipelines::inventory::catalog;
-use crate::sinks::kafka::{KafkaSink, KafkaSinks};
+use crate::sinks::kafka::{KafkaSink, KafkaSinks, PreparedSinks, SinkSettings};
 use crate::sources::kafka::{KafkaConfig, KafkaSources};
 use crate::sources::{self, GeneratorConfig, GeneratorSettings};
 use diffmart_dataflows::datum::RelationSpec;
@@ -66,21 +66,25 @@ fn run(options: Options) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.pg_listen))?;
     let http_listener = clients.block_on(crate::http::bind(options.http_listen))?;
-    let engine: Arc<Engine> = if options.ephemeral {
-        Engine::start(&compute)?
+    // The sinks learn where they got to before the engine starts: its replay hands
+    // them the store at exactly that point.
+    let sinks = prepare_sinks(&options)?;
+    let (engine, resumed_feed): (Arc<Engine>, _) = if options.ephemeral {
+        (Engine::start(&compute)?, None)
     } else {
         let data_dir = DataDir::open(&options.data_dir, &Catalog::all_pipelines())?
             .with_checkpoints_every(options.checkpoint_every_mib.saturating_mul(1 << 20));
         tracing::info!("keeping what comes in in {}", options.data_dir.display());
-        Engine::start_with(&compute, Some(data_dir))?
+        Engine::start_holding(&compute, Some(data_dir), sinks.as_ref().map(PreparedSinks::hold))?
     };
+    let sinks = sinks.map(|sinks| sinks.run(&engine, resumed_feed)).transpose()?;
     // CDC claims its tables before the generator starts, so the generator skips them.
     let cdc = match options.cdc_config() {
         Some(config) => Some(sources::cdc::spawn(engine.clone(), config, runtime.handle())?),
         None => None,
     };
     // Kafka claims its topics' relations before the generator starts, too.
-    let kafka = start_kafka(&engine, &options, compute.workers)?;
+    let kafka = start_kafka_sources(&engine, &options, compute.workers)?;
     let settings = if options.no_generator {
         None
     } else {
@@ -138,6 +142,7 @@ fn run(options: Options) -> anyhow::Result<()> {
             joined = pgwire => served(joined),
             joined = http_server => served(joined),
             why = engine.failure() => Err(anyhow::anyhow!("stopping: {why}")),
+            why = sinks_failure(sinks.as_ref()) => Err(anyhow::anyhow!("stopping: {why}")),
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("interrupted (SIGINT), shutting down");
                 Ok(())
@@ -158,6 +163,8 @@ fn run(options: Options) -> anyhow::Result<()> {
     }
     drop(kafka);
     drop(cdc);
+    // What the sinks have written is committed; the rest they write after a restart.
+    drop(sinks);
     engine.shut_down();
     let answered = clients.block_on(async {
         let answered = tokio::time::timeout(SHUTDOWN_GRACE, engine.writes_answered()).await.is_ok();
@@ -179,12 +186,12 @@ fn run(options: Options) -> anyhow::Result<()> {
 /// How long a shutdown waits for writes in flight to be answered.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Kafka sources and sinks, when `--kafka-brokers` is given.
-fn start_kafka(
+/// Kafka sources, when `--kafka-brokers` is given.
+fn start_kafka_sources(
     engine: &Arc<Engine>,
     options: &Options,
     workers: usize,
-) -> anyhow::Result<Option<(KafkaSources, Option<KafkaSinks>)>> {
+) -> anyhow::Result<Option<KafkaSources>> {
     let Some(brokers) = &options.kafka_brokers else { return Ok(None) };
     let config = KafkaConfig {
         brokers: brokers.clone(),
@@ -194,20 +201,36 @@ fn start_kafka(
         readers: workers,
         properties: options.kafka_properties.clone(),
     };
-    let sources = KafkaSources::start(engine, config, crate::pipelines::kafka_sources())?;
+    Ok(Some(KafkaSources::start(engine, config, crate::pipelines::kafka_sources())?))
+}
+
+/// The Kafka sinks (the built-in ones and `--kafka-sink`s), when `--kafka-brokers` is
+/// given, connected and told where they got to; they resume only with a data directory.
+fn prepare_sinks(options: &Options) -> anyhow::Result<Option<PreparedSinks>> {
+    let Some(brokers) = &options.kafka_brokers else { return Ok(None) };
+    let catalog = Catalog::all_pipelines();
     let mut sinks = crate::pipelines::kafka_sinks(&options.kafka_topic_prefix);
     for (relation, topic) in &options.kafka_sinks {
-        let spec = engine
-            .catalog()
+        let spec = catalog
             .lookup(relation)
             .map(|(_, spec)| spec)
             .ok_or_else(|| anyhow::anyhow!("--kafka-sink: no relation named {relation}"))?;
         sinks.push(KafkaSink::changes(spec, topic));
     }
-    let sinks = if sinks.is_empty() {
-        None
-    } else {
-        Some(KafkaSinks::start(engine, brokers, &options.kafka_properties, sinks)?)
+    if sinks.is_empty() {
+        return Ok(None);
+    }
+    let settings = SinkSettings {
+        transactional_id: options.kafka_sink_transactional_id.clone(),
+        progress_topic: (!options.ephemeral).then(|| options.kafka_sink_progress_topic()),
     };
-    Ok(Some((sources, sinks)))
+    Ok(Some(KafkaSinks::prepare(&catalog, brokers, &options.kafka_properties, sinks, settings)?))
+}
+
+/// Why the sinks stopped for good; never, without sinks.
+async fn sinks_failure(sinks: Option<&KafkaSinks>) -> String {
+    match sinks {
+        Some(sinks) => sinks.failure().await,
+        None => std::future::pending().await,
+    }
 }

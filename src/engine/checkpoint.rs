@@ -18,6 +18,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -187,16 +188,19 @@ pub fn delete_older(dir: &Path, through: Time) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The newest checkpoint in `dir`, checked against the input relations of `catalog`,
-/// the pipelines' options and the operators `operators` a dataflow registers. A
-/// checkpoint that cannot be used is an error: the log before it may be gone.
+/// The newest checkpoint in `dir` (of a time before `before`, if given: where Kafka
+/// sinks resume), checked against the input relations of `catalog`, the pipelines'
+/// options and the operators `operators` a dataflow registers. A checkpoint that
+/// cannot be used is an error: the log before it may be gone.
 pub fn load_newest(
     dir: &Path,
     catalog: &Catalog,
     pipelines: &PipelineConfig,
     operators: impl FnOnce() -> Vec<&'static str>,
+    before: Option<Time>,
 ) -> anyhow::Result<Option<Loaded>> {
-    let Some((through, path)) = checkpoints(dir)?.pop() else { return Ok(None) };
+    let mut found = checkpoints(dir)?.into_iter().filter(|(time, _)| before.is_none_or(|before| *time < before));
+    let Some((through, path)) = found.next_back() else { return Ok(None) };
     let unusable = |why: String| {
         anyhow::anyhow!(
             "{} cannot be used: {why}; the input log before it is gone, so start with the options it was \
@@ -324,6 +328,20 @@ pub(super) struct CheckpointSettings {
     pub at_stop: bool,
     pub inputs: Vec<RelationId>,
     pub pipelines: PipelineConfig,
+    /// With Kafka sinks that resume: every change before it is delivered.
+    pub sinks_delivered: Option<Arc<AtomicU64>>,
+}
+
+/// After the checkpoint of `written` is on disk, the oldest checkpoint a restart may
+/// need (older ones and the log it covers can go): that one, or while Kafka sinks
+/// have delivered only the changes before `sinks_delivered`, the newest one before it,
+/// which is where they resume (`None`: there is none, keep everything).
+fn oldest_needed(dir: &Path, written: Time, sinks_delivered: Option<&AtomicU64>) -> anyhow::Result<Option<Time>> {
+    let Some(delivered) = sinks_delivered.map(|d| d.load(Ordering::Acquire)) else { return Ok(Some(written)) };
+    if written < delivered {
+        return Ok(Some(written));
+    }
+    Ok(checkpoints(dir)?.into_iter().map(|(time, _)| time).rfind(|time| *time < delivered))
 }
 
 impl Checkpointer {
@@ -339,7 +357,7 @@ impl Checkpointer {
         let (every_bytes, at_stop) = (settings.every_bytes, settings.at_stop);
         let writer = {
             let status = status.clone();
-            let CheckpointSettings { dir, log_dir, inputs, pipelines, .. } = settings;
+            let CheckpointSettings { dir, log_dir, inputs, pipelines, sinks_delivered, .. } = settings;
             std::thread::Builder::new()
                 .name("diffmart-checkpoint".into())
                 .spawn(move || {
@@ -348,8 +366,13 @@ impl Checkpointer {
                         let started = std::time::Instant::now();
                         let written = write(&dir, &inputs, &job.snapshot, job.compute, job.positions, &pipelines)
                             .and_then(|(path, bytes)| {
-                                delete_older(&dir, through)?;
-                                let segments = log::delete_through(&log_dir, through)?;
+                                let segments = match oldest_needed(&dir, through, sinks_delivered.as_deref())? {
+                                    Some(kept) => {
+                                        delete_older(&dir, kept)?;
+                                        log::delete_through(&log_dir, kept)?
+                                    }
+                                    None => 0,
+                                };
                                 tracing::info!(
                                     through,
                                     bytes,

@@ -22,6 +22,7 @@ pub mod store;
 pub mod writes;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -397,6 +398,21 @@ pub struct Engine {
     in_flight: tokio::sync::watch::Sender<usize>,
 }
 
+/// What Kafka sinks that resume ask of a durable start (`crate::sinks::kafka`).
+pub struct SinkHold {
+    /// Every change before this time has been delivered: the replay subscribes to the
+    /// store once it has handed over exactly the times before it, and goes on
+    /// (`None`: nothing delivered yet, no subscription).
+    pub resume_at: Option<Time>,
+    /// Every change before it is delivered, as the sinks advance it: a checkpoint
+    /// replaces older ones, and deletes the log they cover, only once it is past the
+    /// checkpoint's time, so a restart can always resume them.
+    pub delivered: Arc<AtomicU64>,
+}
+
+/// A subscription to the store ([`Store::subscribe`]): a snapshot, then every change after it.
+pub type Subscription = (Arc<Snapshot>, UnboundedReceiver<Arc<ChangeBatch>>);
+
 /// What a durable engine keeps beside the rest.
 struct Durable {
     /// Holds the directory's lock while the engine lives.
@@ -416,14 +432,34 @@ impl Engine {
     /// compute and the store first, then logs every batch ingest stamps, and
     /// acknowledges client writes once they are on disk.
     pub fn start_with(config: &ComputeConfig, data_dir: Option<DataDir>) -> anyhow::Result<Arc<Engine>> {
+        Engine::start_holding(config, data_dir, None).map(|(engine, _)| engine)
+    }
+
+    /// [`Engine::start_with`] for Kafka sinks that resume ([`SinkHold`]): starts from the
+    /// newest checkpoint before their resume point, subscribes to the store at that
+    /// point of the replay (returned), and keeps the checkpoint and log they would need
+    /// to resume again.
+    pub fn start_holding(
+        config: &ComputeConfig,
+        data_dir: Option<DataDir>,
+        sinks: Option<SinkHold>,
+    ) -> anyhow::Result<(Arc<Engine>, Option<Subscription>)> {
+        let resume_at = sinks.as_ref().and_then(|sinks| sinks.resume_at);
+        if data_dir.is_none() && resume_at.is_some() {
+            anyhow::bail!("Kafka sinks resume from a data directory's log; there is none");
+        }
         let catalog = Catalog::all_pipelines();
         let store = Store::new(&catalog, config.pipelines.retention);
         let (outputs_tx, outputs_rx) = std::sync::mpsc::channel();
         let loading = std::time::Instant::now();
         let restored = match &data_dir {
-            Some(dir) => checkpoint::load_newest(&dir.checkpoint_dir(), &catalog, &config.pipelines, || {
-                crate::compute::checkpointed_operators(&config.pipelines)
-            })?,
+            Some(dir) => checkpoint::load_newest(
+                &dir.checkpoint_dir(),
+                &catalog,
+                &config.pipelines,
+                || crate::compute::checkpointed_operators(&config.pipelines),
+                resume_at,
+            )?,
             None => None,
         };
         if let Some(loaded) = &restored {
@@ -442,8 +478,8 @@ impl Engine {
                 .spawn(move || store.apply_outputs(outputs_rx, inputs_rx))
                 .context("spawning the store thread")?
         };
-        let (durable, log, checkpointer, first_time) = match data_dir {
-            None => (None, None, None, 0),
+        let (durable, log, checkpointer, first_time, subscription) = match data_dir {
+            None => (None, None, None, 0, None),
             Some(data_dir) => {
                 let started = std::time::Instant::now();
                 let inputs: Vec<RelationId> =
@@ -459,7 +495,7 @@ impl Engine {
                         loaded.path.display()
                     );
                 }
-                let recovered = recovery::replay(&log_dir, restored, &tables, &compute, &inputs_tx, &store)
+                let recovered = recovery::replay(&log_dir, restored, &tables, &compute, &inputs_tx, &store, resume_at)
                     .with_context(|| format!("replaying the input log in {}", log_dir.display()))?;
                 let log = LogWriter::open(&log_dir, &recovered.log)
                     .with_context(|| format!("opening the input log in {}", log_dir.display()))?;
@@ -479,10 +515,11 @@ impl Engine {
                     at_stop: data_dir.checkpoint_at_stop(),
                     inputs,
                     pipelines: config.pipelines.clone(),
+                    sinks_delivered: sinks.map(|sinks| sinks.delivered),
                 };
                 let checkpointer = Checkpointer::start(settings, recovered.positions.clone(), recovered.records > 0)?;
                 let durable = Durable { data_dir, durability, positions: recovered.positions };
-                (Some(durable), Some(log), Some(checkpointer), first_time)
+                (Some(durable), Some(log), Some(checkpointer), first_time, recovered.subscription)
             }
         };
         let (failed_tx, failed) = tokio::sync::watch::channel(None);
@@ -528,7 +565,13 @@ impl Engine {
         // empty over empty inputs (an aggregate's single row) are visible from the start
         // (and, after a replay, once what was replayed is).
         engine.apply_blocking(Vec::new()).map_err(|e| anyhow::anyhow!("publishing the initial state: {e}"))?;
-        Ok(engine)
+        Ok((engine, subscription))
+    }
+
+    /// One past the last logical time on disk, with a data directory: what Kafka sinks
+    /// may deliver, so that a lost machine never leaves them ahead of the log.
+    pub fn durable_upper(&self) -> Option<Time> {
+        self.durable.as_ref().map(|durable| durable.durability.durable_upper())
     }
 
     /// Where each source had got before this start, as the data directory's log

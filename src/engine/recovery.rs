@@ -10,6 +10,11 @@
 //! holds its input relations already; its tables' rows go to compute, whose history-dependent
 //! operators restore their own state), then hands every later record's changes to
 //! compute and to the store, before ingest takes anything new, and folds the positions.
+//!
+//! Kafka sinks that resume after the changes they delivered, up to `U`, get the store
+//! at a cut: once every time before `U` is handed over and visible, and nothing after,
+//! the replay subscribes to the store (a snapshot whose upper is `U`, then every change
+//! after it) and goes on.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -17,6 +22,7 @@ use std::sync::mpsc::Sender;
 
 use diffmart_dataflows::Time;
 
+use super::Subscription;
 use super::changes::{PackedChanges, PackedInputs, take_i64, take_u32};
 use super::checkpoint::Loaded;
 use super::log::{self, Replayed};
@@ -78,13 +84,16 @@ pub struct Recovered {
     pub changes: u64,
     /// Where the log continues.
     pub(super) log: Replayed,
+    /// The store's feed from the cut, if one was asked for.
+    pub(super) subscription: Option<Subscription>,
 }
 
 /// Replays `checkpoint` (compute was started restoring its operators) and the log in
 /// `dir` after it into compute and the store; returns once compute has been handed
 /// all of it (not necessarily computed it). `tables` says which input relations are
 /// tables: a restored dataflow is fed their rows at the checkpoint's time, and no
-/// source events.
+/// source events. With `cut_at`, subscribes to the store once exactly the times before
+/// it are handed over and visible (see [`subscribe_at_cut`]).
 pub(super) fn replay(
     dir: &Path,
     checkpoint: Option<Loaded>,
@@ -92,8 +101,13 @@ pub(super) fn replay(
     compute: &Compute,
     to_store: &Sender<PackedInputs>,
     store: &Store,
-) -> Result<Recovered, log::LogError> {
+    cut_at: Option<Time>,
+) -> anyhow::Result<Recovered> {
     let relations = tables.len();
+    // The last time handed over to compute.
+    let mut handed: Option<Time> = None;
+    let mut subscription = None;
+    let mut cut_failed = None;
     let mut positions = SourcePositions::new();
     let (mut records, mut changes) = (0u64, 0u64);
     let mut after: Option<Time> = None;
@@ -120,11 +134,12 @@ pub(super) fn replay(
         compute.send(InputBatch { time: through, updates });
         after = Some(through);
         checkpoint_pending = Some(through);
+        handed = Some(through);
     }
     // Times handed over and not yet known to be visible, with their sizes.
     let mut ahead: VecDeque<(Time, usize)> = VecDeque::new();
     let mut ahead_changes = 0;
-    let mut log = log::replay(dir, |time, payload| {
+    let log = log::replay(dir, |time, payload| {
         if let Some(through) = after {
             if time <= through {
                 return Ok(()); // in the checkpoint: its segment outlived it by a crash
@@ -134,6 +149,23 @@ pub(super) fn replay(
             }
             after = None;
         }
+        if let Some(at) = cut_at
+            && subscription.is_none()
+        {
+            let expected = handed.map_or(0, |t| t + 1);
+            let checked = if time >= at {
+                subscribe_at_cut(store, at, handed).map(|subscribed| subscription = Some(subscribed))
+            } else if time != expected {
+                Err(format!("the log holds no record of time {expected} (the next is of time {time})"))
+            } else {
+                Ok(())
+            };
+            if let Err(why) = checked {
+                cut_failed = Some(cut_error(at, why));
+                return Err("the replay stopped at the sinks' resume point".into());
+            }
+        }
+        handed = Some(time);
         let (logged_positions, batch) = decode_record(payload, relations)?;
         records += 1;
         changes += batch.len() as u64;
@@ -153,11 +185,51 @@ pub(super) fn replay(
         ahead.push_back((time, size));
         ahead_changes += size;
         Ok(())
-    })?;
+    });
+    if let Some(error) = cut_failed {
+        return Err(error);
+    }
+    let mut log = log?;
+    if let Some(at) = cut_at
+        && subscription.is_none()
+    {
+        subscription = Some(subscribe_at_cut(store, at, handed).map_err(|why| cut_error(at, why))?);
+    }
     if let Some(through) = after {
         log.continue_at_least(through + 1);
     }
-    Ok(Recovered { positions, records, changes, log })
+    Ok(Recovered { positions, records, changes, log, subscription })
+}
+
+/// Subscribes to the store at the sinks' resume point `at`, the replay having handed
+/// over every time up to `handed` and nothing after: exact only if that is every time
+/// before `at`, and once those are visible (no later time is, none was handed over).
+fn subscribe_at_cut(store: &Store, at: Time, handed: Option<Time>) -> Result<Subscription, String> {
+    let reached = handed.map_or(0, |t| t + 1);
+    if reached < at {
+        return Err(format!("the log holds no record of time {reached}"));
+    }
+    if reached > at {
+        return Err(format!("the oldest state left is of time {}, after it", reached - 1));
+    }
+    if at > 0 && !store.wait_visible_blocking(at - 1) {
+        return Err("compute shut down during the replay".into());
+    }
+    let (snapshot, feed) = store.subscribe();
+    if snapshot.upper != at {
+        return Err(format!("the store shows time {} at the cut, not {at}", snapshot.upper));
+    }
+    Ok((snapshot, feed))
+}
+
+fn cut_error(at: Time, why: String) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the Kafka sinks delivered every change before time {at} and cannot resume there exactly: {why}. \
+         The progress topic does not belong to this data \
+         directory's history, or what it needs is gone; to write the sinks afresh (each relation's rows as \
+         inserts, then its changes), start with a new --kafka-sink-progress-topic or \
+         --kafka-sink-transactional-id, and have consumers start over on new topics"
+    )
 }
 
 #[cfg(test)]
