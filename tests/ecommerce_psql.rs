@@ -19,12 +19,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use diffmart_dataflows::datum::{ColumnType, RelationSpec};
+use diffmart_dataflows::datum::RelationSpec;
 use diffmart_dataflows::ecommerce;
-use rust_decimal::Decimal;
 use support::postgres::{SUPERUSER, TestPostgres};
 use support::server::DiffmartProcess;
-use support::{CanonicalRow, canonical_decimal, canonical_float, canonical_text, canonical_timestamp};
+use support::wire::canonical_wire_value;
+use support::{CanonicalRow, canonical_decimal, canonical_float};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 fn test_data_file() -> PathBuf {
@@ -71,34 +71,6 @@ async fn connect_diffmart(port: u16) -> Client {
     let (client, connection) = tokio_postgres::connect(&config, NoTls).await.expect("connects to diffmart");
     tokio::spawn(connection);
     client
-}
-
-/// A value as diffmart's text protocol prints it, in the canonical form of `support`.
-fn canonical_wire_value(ty: ColumnType, text: Option<&str>) -> String {
-    let Some(text) = text else { return "NULL".into() };
-    match ty {
-        ColumnType::Int32 | ColumnType::Int64 | ColumnType::Numeric { .. } => {
-            canonical_decimal(text.parse::<Decimal>().unwrap_or_else(|e| panic!("number {text}: {e}")))
-        }
-        ColumnType::Float64 => canonical_float(text.parse::<f64>().unwrap_or_else(|e| panic!("double {text}: {e}"))),
-        ColumnType::Bool => match text {
-            "t" | "true" => "true".into(),
-            "f" | "false" => "false".into(),
-            other => panic!("boolean {other}"),
-        },
-        ColumnType::Timestamp | ColumnType::TimestampTz => canonical_timestamp(parse_timestamp(text)),
-        ColumnType::Text | ColumnType::Json | ColumnType::Date => canonical_text(text),
-    }
-}
-
-fn parse_timestamp(text: &str) -> i64 {
-    let trimmed = text.trim_end_matches("+00:00").trim_end_matches('Z');
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(trimmed, format) {
-            return t.and_utc().timestamp_micros();
-        }
-    }
-    panic!("unparsable timestamp {text}")
 }
 
 /// Every row of a relation (or of the first `columns` columns) over the simple

@@ -33,6 +33,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use support::oracle::OracleViews;
 use support::postgres::TestPostgres;
+use support::wire::values_tuple;
 
 /// 2025-06-01 12:00:00 UTC.
 const START: Micros = 1_748_779_200_000_000;
@@ -41,25 +42,6 @@ const SEED: u64 = 11;
 const EVENTS: u64 = 8000;
 /// How many of the generator's upcoming ids a SQL client takes first, per table.
 const TAKEN: usize = 6;
-
-/// A value as a SQL literal both diffmart and PostgreSQL read as the column's type.
-fn sql_literal(datum: &Datum) -> String {
-    match datum {
-        Datum::Null => "NULL".into(),
-        Datum::Bool(b) => b.to_string(),
-        Datum::Int32(v) => v.to_string(),
-        Datum::Int64(v) => v.to_string(),
-        Datum::Numeric(v) => v.to_string(),
-        Datum::Float64(v) => format!("{:?}", v.get()),
-        Datum::Text(s) | Datum::Json(s) => support::canonical_text(s),
-        Datum::Timestamp(t) => format!("'{}'", support::canonical_timestamp(*t)),
-        Datum::Date(d) => format!("'{}'", support::canonical_date(*d)),
-    }
-}
-
-fn values(row: &[Datum]) -> String {
-    format!("({})", row.iter().map(sql_literal).collect::<Vec<_>>().join(", "))
-}
 
 /// PostgreSQL with the retail and e-commerce inputs as tables and their views as VIEWs.
 async fn oracle() -> (TestPostgres, tokio_postgres::Client) {
@@ -86,7 +68,7 @@ async fn assert_views_match(
         for chunk in rows.chunks(500) {
             let sql = format!(
                 "INSERT INTO {table} VALUES {}",
-                chunk.iter().map(|r| values(r)).collect::<Vec<_>>().join(", ")
+                chunk.iter().map(|r| values_tuple(r)).collect::<Vec<_>>().join(", ")
             );
             client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("copying {table} to PostgreSQL: {e:?}"));
         }
@@ -124,8 +106,10 @@ async fn sql_inserts_of_the_generators_ids_stay(workers: usize) {
         event[2] = Datum::text("sql-session"); // session_id
     }
     for (table, rows) in [("orders", &orders), ("user_events", &events)] {
-        let sql =
-            format!("INSERT INTO {table} VALUES {}", rows.iter().map(|r| values(r)).collect::<Vec<_>>().join(", "));
+        let sql = format!(
+            "INSERT INTO {table} VALUES {}",
+            rows.iter().map(|r| values_tuple(r)).collect::<Vec<_>>().join(", ")
+        );
         client.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
