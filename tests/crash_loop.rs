@@ -70,10 +70,9 @@ use rand::{Rng, SeedableRng};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use support::postgres::TestPostgres;
-use support::server::DiffmartProcess;
+use support::server::{DiffmartProcess, admin_request};
 use support::wire::{diffmart_canonical_rows, values_tuple};
 use support::{canonical_rows, multiset_diff, pg_canonical_rows};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::Client;
 
 /// Crash-and-restart rounds: each ends with a SIGKILL.
@@ -611,25 +610,6 @@ struct Override {
 
 type Overrides = BTreeMap<String, Override>;
 
-/// One HTTP/1.1 request with the admin key: the status and the body, or an error if
-/// the server went away before it answered.
-async fn admin_request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-API-Key: {ADMIN_KEY}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    let answer = String::from_utf8_lossy(&answer);
-    let cut = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("a cut answer: {answer:?}"));
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(cut)?;
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(cut)?;
-    Ok((status, body.to_string()))
-}
-
 /// A client setting and removing overrides of [`PRICING_PRODUCTS`] over all rounds.
 struct HttpWriter {
     overrides: Overrides,
@@ -655,7 +635,7 @@ impl HttpWriter {
                 after.insert(product.to_string(), set);
                 ("POST", "/override".to_string(), body.to_string())
             };
-            match admin_request(http_port, method, &path, &body).await {
+            match admin_request(ADMIN_KEY, http_port, method, &path, &body).await {
                 Ok((200, _)) => {
                     self.overrides = after;
                     self.acknowledged += 1;

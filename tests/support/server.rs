@@ -147,3 +147,30 @@ impl Drop for DiffmartProcess {
         }
     }
 }
+
+/// One HTTP/1.1 request to the binary's HTTP port on a fresh connection, with the admin
+/// key `key`: the status and the body, or an error if the server went away before it
+/// answered (what a kill looks like to a client).
+pub async fn admin_request(
+    key: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    let answer = String::from_utf8_lossy(&answer);
+    let cut = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("a cut answer: {answer:?}"));
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(cut)?;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(cut)?;
+    Ok((status, body.to_string()))
+}
