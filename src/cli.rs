@@ -48,6 +48,25 @@ pub struct Options {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4566")]
     pub pg_listen: SocketAddr,
 
+    /// Password of the built-in superuser `root`. With one, every Postgres client
+    /// logs in with SCRAM-SHA-256; without one, the server trusts the role a client
+    /// names and only listens on a loopback address (see --insecure).
+    #[arg(long, value_name = "PASSWORD", env = "DIFFMART_ROOT_PASSWORD", hide_env_values = true)]
+    pub root_password: Option<String>,
+
+    /// Listen on a non-loopback --pg-listen address without a root password,
+    /// trusting every client that reaches the port.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// PEM certificate chain for TLS with Postgres clients (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Address of the HTTP API (prices, overrides, history, /ws/prices, /metrics,
     /// generator control).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -235,6 +254,17 @@ impl Options {
         }
         if self.casino_window <= 0 {
             return Err("--casino-window must be longer than zero".into());
+        }
+        if self.root_password.as_deref().is_some_and(str::is_empty) {
+            return Err("--root-password (DIFFMART_ROOT_PASSWORD) must not be empty".into());
+        }
+        if self.root_password.is_none() && !self.pg_listen.ip().is_loopback() && !self.insecure {
+            return Err(format!(
+                "refusing to serve Postgres clients on {} without a password: set --root-password \
+                 (DIFFMART_ROOT_PASSWORD), listen on a loopback address, or pass --insecure to trust \
+                 every client that reaches the port",
+                self.pg_listen
+            ));
         }
         if self.admin_api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             return Err("--admin-api-key (ADMIN_API_KEY) must not be empty".into());

@@ -69,6 +69,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     // The sinks learn where they got to before the engine starts: its replay hands
     // them the store at exactly that point.
     let sinks = prepare_sinks(&options)?;
+    let security = pgwire_security(&options)?;
     let (engine, resumed_feed): (Arc<Engine>, _) = if options.ephemeral {
         (Engine::start(&compute)?, None)
     } else {
@@ -132,7 +133,7 @@ fn run(options: Options) -> anyhow::Result<()> {
         );
     }
     let http_state = AppState::new(engine.clone(), &http_config);
-    let pgwire = clients.spawn(crate::pgwire::serve(engine.clone(), listener));
+    let pgwire = clients.spawn(crate::pgwire::serve(engine.clone(), listener, security));
     let http_server = clients.spawn(crate::http::serve(http_listener, http_state, crate::pipelines::routes(), http));
     let (pgwire_abort, http_abort) = (pgwire.abort_handle(), http_server.abort_handle());
     let served = |joined: Result<anyhow::Result<()>, tokio::task::JoinError>| joined.unwrap_or_else(|e| Err(e.into()));
@@ -187,6 +188,20 @@ fn run(options: Options) -> anyhow::Result<()> {
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Kafka sources, when `--kafka-brokers` is given.
+/// Roles (kept beside the input log unless --ephemeral), the root password and TLS.
+fn pgwire_security(options: &Options) -> anyhow::Result<crate::pgwire::Security> {
+    let data_dir = (!options.ephemeral).then_some(options.data_dir.as_path());
+    let roles = crate::pgwire::roles::Roles::open(data_dir, options.root_password.as_deref())?;
+    if !roles.passwords_required() {
+        tracing::warn!("no root password (--root-password or DIFFMART_ROOT_PASSWORD): Postgres clients log in without one");
+    }
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(certificate), Some(key)) => Some(crate::pgwire::tls::Tls::load(certificate, key)?),
+        _ => None,
+    };
+    Ok(crate::pgwire::Security { roles: Arc::new(roles), tls })
+}
+
 fn start_kafka_sources(
     engine: &Arc<Engine>,
     options: &Options,

@@ -6,11 +6,16 @@
 //! or transaction ([`session`]), writes with command tags and `SHOW` commands
 //! ([`commands`]), and SQLSTATE codes on errors ([`errors`]).
 
+pub mod auth;
 pub mod commands;
 pub mod errors;
 pub mod jsonb;
+pub mod privileges;
+pub mod role_statements;
+pub mod roles;
 pub mod session;
 pub mod tables;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -19,38 +24,57 @@ use async_trait::async_trait;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::planner::ExprPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, METADATA_USER, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::TransactionStatus;
 use tokio::net::TcpListener;
 
+use self::auth::Authentication;
+use self::privileges::SessionRole;
+use self::role_statements::RoleStatement;
+use self::roles::Roles;
 use self::session::PinnedSnapshot;
 use self::tables::RelationTable;
+use self::tls::Tls;
 use crate::engine::Engine;
 
 /// The database name clients connect to (`psql -d dev`, RisingWave's default).
 pub const DATABASE: &str = "dev";
 
+/// Who may connect and how: the roles, and TLS if configured.
+pub struct Security {
+    pub roles: Arc<Roles>,
+    pub tls: Option<Tls>,
+}
+
+impl Security {
+    /// In-memory roles with no root password (trust), no TLS: for embedders and
+    /// tests on a loopback address.
+    pub fn loopback_trust() -> Security {
+        Security { roles: Arc::new(Roles::open(None, None).expect("in-memory roles")), tls: None }
+    }
+}
+
 /// Accepts connections until the listener fails.
-pub async fn serve(engine: Arc<Engine>, listener: TcpListener) -> anyhow::Result<()> {
-    let handlers = Arc::new(Handlers::new(engine)?);
+pub async fn serve(engine: Arc<Engine>, listener: TcpListener, security: Security) -> anyhow::Result<()> {
+    let acceptor = security.tls.as_ref().map(|tls| tls.acceptor.clone());
+    let handlers = Arc::new(Handlers::new(engine, security)?);
     loop {
         let (socket, peer) = listener.accept().await.context("accepting a connection")?;
         let handlers = handlers.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
@@ -61,12 +85,14 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener) -> anyhow::Result
 /// so that callers (tests, embedders) do not instantiate pgwire's and DataFusion's
 /// generic code again: a crate that spawns the `serve` future itself compiles its
 /// whole state machine, which costs a test binary about a minute and a half.
+///
+/// Clients log in as in [`Security::loopback_trust`].
 pub fn spawn(engine: Arc<Engine>, listener: TcpListener) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::spawn(serve(engine, listener))
+    tokio::spawn(serve(engine, listener, Security::loopback_trust()))
 }
 
 /// A DataFusion context with every relation and PostgreSQL's catalog.
-fn session_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
+fn session_context(engine: &Arc<Engine>, roles: &Arc<Roles>) -> anyhow::Result<SessionContext> {
     // datafusion-postgres parses with PostgreSQL's grammar, then hands DataFusion the statement re-printed
     // as text; re-parsing that with the generic dialect would change operator precedence
     // (`j->>'k' IS NOT NULL` would become `j->>('k' IS NOT NULL)`).
@@ -78,7 +104,7 @@ fn session_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
     for (id, spec) in engine.catalog().iter() {
         context.register_table(spec.name, Arc::new(RelationTable::new(engine.clone(), id)))?;
     }
-    setup_pg_catalog(&context, DATABASE, EmptyContextProvider).map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
+    setup_pg_catalog(&context, DATABASE, roles::CatalogRoles(roles.clone())).map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
     datafusion_postgres::datafusion_pg_functions::register_all(&mut context);
     // `->`, `->>`, `?` and json_get…() on jsonb columns (held as their canonical text).
     datafusion_functions_json::register_all(&mut context).map_err(|e| anyhow::anyhow!("JSON functions: {e}"))?;
@@ -92,13 +118,13 @@ fn session_context(engine: &Arc<Engine>) -> anyhow::Result<SessionContext> {
 
 struct Handlers {
     service: Arc<Service>,
-    startup: Arc<Startup>,
+    authentication: Authentication,
     cancel: Arc<DefaultCancelHandler>,
 }
 
 impl Handlers {
-    fn new(engine: Arc<Engine>) -> anyhow::Result<Handlers> {
-        let context = Arc::new(session_context(&engine)?);
+    fn new(engine: Arc<Engine>, security: Security) -> anyhow::Result<Handlers> {
+        let context = Arc::new(session_context(&engine, &security.roles)?);
         let inner = Arc::new(DfSessionService::new_with_hooks(context, commands::hooks()));
         let parser = Arc::new(ShowAwareParser {
             inner: ExtendedQueryHandler::query_parser(inner.as_ref()),
@@ -106,8 +132,8 @@ impl Handlers {
         });
         let connections = Arc::new(ConnectionManager::new());
         Ok(Handlers {
-            service: Arc::new(Service { engine, inner, parser }),
-            startup: Arc::new(Startup { connections: connections.clone() }),
+            service: Arc::new(Service { engine, inner, parser, roles: security.roles.clone() }),
+            authentication: Authentication::new(security.roles, connections.clone(), security.tls.as_ref()),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         })
     }
@@ -121,24 +147,13 @@ impl PgWireServerHandlers for Handlers {
         self.service.clone()
     }
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.startup.clone()
+        self.authentication.for_connection()
     }
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         Arc::new(ClientErrors)
     }
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
-    }
-}
-
-/// Any user and database are accepted until authentication arrives.
-struct Startup {
-    connections: Arc<ConnectionManager>,
-}
-
-impl NoopStartupHandler for Startup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.connections.clone())
     }
 }
 
@@ -156,6 +171,22 @@ struct Service {
     engine: Arc<Engine>,
     inner: Arc<DfSessionService>,
     parser: Arc<ShowAwareParser>,
+    roles: Arc<Roles>,
+}
+
+impl Service {
+    /// The role this connection logged in as.
+    fn role_of<C: ClientInfo + ?Sized>(&self, client: &C) -> SessionRole {
+        let name = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+        SessionRole { name, roles: self.roles.clone() }
+    }
+
+    fn run_role_statement(&self, statement: Result<RoleStatement, crate::engine::SqlError>, role: &SessionRole) -> PgWireResult<Response> {
+        statement
+            .and_then(|statement| statement.run(&self.roles, &role.name))
+            .map(Response::Execution)
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))
+    }
 }
 
 fn in_transaction<C: ClientInfo + ?Sized>(client: &C) -> bool {
@@ -171,11 +202,15 @@ impl SimpleQueryHandler for Service {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let role = self.role_of(client);
+        if let Some(statement) = RoleStatement::parse(query) {
+            return Ok(vec![self.run_role_statement(statement, &role)?]);
+        }
         let query = commands::rewrite_show(query, self.engine.catalog()).unwrap_or_else(|| query.to_string());
         let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
         let snapshot = pinned.for_statement(&self.engine, in_transaction(client));
         let work = SimpleQueryHandler::do_query(self.inner.as_ref(), client, &query);
-        let (output, last_read) = session::with_snapshot(snapshot, work).await;
+        let (output, last_read) = privileges::run_as(role, session::with_snapshot(snapshot, work)).await;
         pinned.after_statement(last_read, in_transaction(client));
         output
     }
@@ -202,10 +237,16 @@ impl ExtendedQueryHandler for Service {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let role = self.role_of(client);
+        if let (sql, None) = &portal.statement.statement
+            && let Some(statement) = RoleStatement::parse(sql)
+        {
+            return self.run_role_statement(statement, &role);
+        }
         let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
         let snapshot = pinned.for_statement(&self.engine, in_transaction(client));
         let work = ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows);
-        let (output, last_read) = session::with_snapshot(snapshot, work).await;
+        let (output, last_read) = privileges::run_as(role, session::with_snapshot(snapshot, work)).await;
         pinned.after_statement(last_read, in_transaction(client));
         output
     }
@@ -225,6 +266,10 @@ impl QueryParser for ShowAwareParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if RoleStatement::parse(sql).is_some() {
+            // Run (or refused) by the service when executed; DataFusion cannot plan it.
+            return Ok(Some((sql.to_string(), None)));
+        }
         match commands::rewrite_show(sql, self.engine.catalog()) {
             Some(select) => self.inner.parse_sql(client, &select, types).await,
             None => self.inner.parse_sql(client, sql, types).await,

@@ -22,6 +22,8 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use diffmart_dataflows::datum::{ColumnType, Datum, RelationKind, RelationSpec, Row, validate_row};
 use futures::StreamExt;
 
+use super::privileges;
+use super::roles::Access;
 use super::session;
 use crate::compute::RelationId;
 use crate::engine::{Engine, SqlError, arrow};
@@ -84,6 +86,7 @@ impl RelationTable {
     }
 
     fn writable(&self) -> Result<()> {
+        privileges::require(Access::Write, self.spec.name).map_err(external)?;
         match self.spec.kind {
             RelationKind::Table { .. } => self.engine.check_sql_writable(self.id).map_err(external),
             RelationKind::View => Err(sql_error(
@@ -167,6 +170,7 @@ impl TableProvider for RelationTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        privileges::require(Access::Read, self.spec.name).map_err(external)?;
         let batch = match filters.iter().find_map(|filter| self.first_column_value(filter)) {
             Some(first) => {
                 let snapshot = session::current_snapshot(&self.engine);
