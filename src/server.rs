@@ -193,7 +193,9 @@ fn pgwire_security(options: &Options) -> anyhow::Result<crate::pgwire::Security>
     let data_dir = (!options.ephemeral).then_some(options.data_dir.as_path());
     let roles = crate::pgwire::roles::Roles::open(data_dir, options.root_password.as_deref())?;
     if !roles.passwords_required() {
-        tracing::warn!("no root password (--root-password or DIFFMART_ROOT_PASSWORD): Postgres clients log in without one");
+        tracing::warn!(
+            "no root password (--root-password or DIFFMART_ROOT_PASSWORD): Postgres clients log in without one"
+        );
     }
     let tls = match (&options.tls_cert, &options.tls_key) {
         (Some(certificate), Some(key)) => Some(crate::pgwire::tls::Tls::load(certificate, key)?),

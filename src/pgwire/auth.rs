@@ -81,7 +81,13 @@ impl StartupHandler for Login {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let Some(password) = &self.password {
-            return password.on_startup(client, message).await;
+            // libpq leaves the SCRAM user name empty (it is in the startup message): name the role.
+            return password.on_startup(client, message).await.map_err(|e| match e {
+                PgWireError::InvalidPassword(_) => {
+                    PgWireError::InvalidPassword(client.metadata().get(METADATA_USER).cloned().unwrap_or_default())
+                }
+                other => other,
+            });
         }
         if let PgWireFrontendMessage::Startup(startup) = &message {
             let user = startup.parameters.get(METADATA_USER).map(String::as_str).unwrap_or_default();

@@ -33,7 +33,9 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, METADATA_USER, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, METADATA_USER, PgWireServerHandlers, Type,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::TransactionStatus;
@@ -104,7 +106,8 @@ fn session_context(engine: &Arc<Engine>, roles: &Arc<Roles>) -> anyhow::Result<S
     for (id, spec) in engine.catalog().iter() {
         context.register_table(spec.name, Arc::new(RelationTable::new(engine.clone(), id)))?;
     }
-    setup_pg_catalog(&context, DATABASE, roles::CatalogRoles(roles.clone())).map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
+    setup_pg_catalog(&context, DATABASE, roles::CatalogRoles(roles.clone()))
+        .map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
     datafusion_postgres::datafusion_pg_functions::register_all(&mut context);
     // `->`, `->>`, `?` and json_get…() on jsonb columns (held as their canonical text).
     datafusion_functions_json::register_all(&mut context).map_err(|e| anyhow::anyhow!("JSON functions: {e}"))?;
@@ -181,7 +184,11 @@ impl Service {
         SessionRole { name, roles: self.roles.clone() }
     }
 
-    fn run_role_statement(&self, statement: Result<RoleStatement, crate::engine::SqlError>, role: &SessionRole) -> PgWireResult<Response> {
+    fn run_role_statement(
+        &self,
+        statement: Result<RoleStatement, crate::engine::SqlError>,
+        role: &SessionRole,
+    ) -> PgWireResult<Response> {
         statement
             .and_then(|statement| statement.run(&self.roles, &role.name))
             .map(Response::Execution)
@@ -203,9 +210,31 @@ impl SimpleQueryHandler for Service {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let role = self.role_of(client);
-        if let Some(statement) = RoleStatement::parse(query) {
-            return Ok(vec![self.run_role_statement(statement, &role)?]);
+        let statements = role_statements::split_statements(query);
+        if !statements.iter().any(|statement| RoleStatement::parse(statement).is_some()) {
+            return self.run_sql(client, query, role).await;
         }
+        // Role statements are diffmart's; the rest of the query is DataFusion's, in order.
+        let mut responses = Vec::new();
+        for statement in statements {
+            match RoleStatement::parse(statement) {
+                Some(parsed) => responses.push(self.run_role_statement(parsed, &role)?),
+                None => responses.extend(self.run_sql(client, statement, role.clone()).await?),
+            }
+        }
+        Ok(responses)
+    }
+}
+
+impl Service {
+    /// SQL for DataFusion, on this statement's snapshot, as `role`.
+    async fn run_sql<C>(&self, client: &mut C, query: &str, role: SessionRole) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let query = commands::rewrite_show(query, self.engine.catalog()).unwrap_or_else(|| query.to_string());
         let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
         let snapshot = pinned.for_statement(&self.engine, in_transaction(client));

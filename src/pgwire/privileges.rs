@@ -43,10 +43,7 @@ pub fn require(access: Access, relation: &str) -> Result<(), SqlError> {
         _ => ("read", super::roles::READ_ALL_DATA),
     };
     let role = current_role().unwrap_or_default();
-    Err(SqlError::new(
-        "42501",
-        format!("permission denied to {what} \"{relation}\": role \"{role}\" needs {grant}"),
-    ))
+    Err(SqlError::new("42501", format!("permission denied to {what} \"{relation}\": role \"{role}\" needs {grant}")))
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //! accept `GRANT role TO role`), in both the simple and the extended protocol.
 //! Only superusers run them, except a role changing its own password.
 
+use std::ops::Range;
+
 use datafusion::sql::sqlparser::ast::{
     AlterRoleOperation, CreateRole, Expr, Ident, ObjectName, ObjectNamePart, ObjectType, Password, RoleOption,
     Statement, Value,
@@ -23,7 +25,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use pgwire::api::results::Tag;
 
-use super::roles::{READ_ALL_DATA, RoleOptions, Roles, WRITE_ALL_DATA, not_grantable};
+use super::roles::{READ_ALL_DATA, ROOT, RoleOptions, Roles, WRITE_ALL_DATA, not_grantable};
 use crate::engine::SqlError;
 
 /// One role statement, parsed.
@@ -70,12 +72,14 @@ impl RoleStatement {
             (Keyword::CREATE | Keyword::ALTER | Keyword::DROP, Keyword::ROLE | Keyword::USER) => {
                 Some(parse_with_sqlparser(sql, keyword(1) == Keyword::USER))
             }
-            (Keyword::GRANT, _) => Some(parse_membership(&tokens[1..], Keyword::TO).map(|(predefined, to)| {
-                RoleStatement::Grant { predefined, to }
-            })),
-            (Keyword::REVOKE, _) => Some(parse_membership(&tokens[1..], Keyword::FROM).map(|(predefined, from)| {
-                RoleStatement::Revoke { predefined, from }
-            })),
+            (Keyword::GRANT, _) => Some(
+                parse_membership(&tokens[1..], Keyword::TO)
+                    .map(|(predefined, to)| RoleStatement::Grant { predefined, to }),
+            ),
+            (Keyword::REVOKE, _) => Some(
+                parse_membership(&tokens[1..], Keyword::FROM)
+                    .map(|(predefined, from)| RoleStatement::Revoke { predefined, from }),
+            ),
             _ => None,
         }
     }
@@ -83,7 +87,8 @@ impl RoleStatement {
     /// Runs the statement as `user`; the command tag psql prints.
     pub fn run(&self, roles: &Roles, user: &str) -> Result<Tag, SqlError> {
         let superuser = roles.is_superuser(user);
-        let denied = |what: &str| SqlError::new("42501", format!("permission denied to {what}: only superusers manage roles"));
+        let denied =
+            |what: &str| SqlError::new("42501", format!("permission denied to {what}: only superusers manage roles"));
         match self {
             RoleStatement::Create { name, options, if_not_exists } => {
                 if !superuser {
@@ -105,7 +110,8 @@ impl RoleStatement {
                 if !superuser {
                     return Err(denied("drop role"));
                 }
-                if let Some(me) = names.iter().find(|name| *name == user) {
+                // root is refused as built in, below, whoever asks.
+                if let Some(me) = names.iter().find(|name| *name == user && *name != ROOT) {
                     return Err(SqlError::new("55006", format!("current user \"{me}\" cannot be dropped")));
                 }
                 for name in names {
@@ -172,23 +178,53 @@ fn parse_with_sqlparser(sql: &str, user: bool) -> Result<RoleStatement, SqlError
     }
 }
 
-/// `CREATE USER …` → `CREATE ROLE …` (and ALTER/DROP alike), token for token.
+/// `CREATE USER …` → `CREATE ROLE …` (and ALTER/DROP alike): the second word replaced in place.
 fn as_role_statement(sql: &str) -> Result<String, SqlError> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize()
-        .map_err(|e| SqlError::new("42601", format!("syntax error: {e}")))?;
-    let mut words_seen = 0;
-    let rewritten: Vec<String> = tokens
-        .iter()
-        .map(|token| match token {
-            Token::Word(w) if words_seen < 2 => {
-                words_seen += 1;
-                if words_seen == 2 { "ROLE".to_string() } else { w.to_string() }
-            }
-            other => other.to_string(),
+    let syntax = || SqlError::new("42601", "syntax error: expected CREATE, ALTER or DROP USER");
+    let tokens = located_tokens(sql).ok_or_else(syntax)?;
+    let (_, user) = tokens.iter().filter(|(token, _)| matches!(token, Token::Word(_))).nth(1).ok_or_else(syntax)?;
+    Ok(format!("{}ROLE{}", &sql[..user.start], &sql[user.end..]))
+}
+
+/// The statements of a simple query, split at its semicolons (not those inside
+/// strings, identifiers or comments), without empty ones.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let Some(tokens) = located_tokens(sql) else {
+        return vec![sql];
+    };
+    let mut statements = Vec::new();
+    let mut start = 0;
+    for (token, range) in &tokens {
+        if matches!(token, Token::SemiColon) {
+            statements.push(&sql[start..range.start]);
+            start = range.end;
+        }
+    }
+    statements.push(&sql[start..]);
+    statements.retain(|statement| {
+        located_tokens(statement)
+            .is_some_and(|tokens| tokens.iter().any(|(token, _)| !matches!(token, Token::Whitespace(_))))
+    });
+    statements
+}
+
+/// Tokens with the byte range each covers in `sql`; `None` if `sql` does not tokenize.
+fn located_tokens(sql: &str) -> Option<Vec<(Token, Range<usize>)>> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().ok()?;
+    // Locations are (line, column) in characters, both from 1.
+    let line_starts: Vec<usize> = std::iter::once(0).chain(sql.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let offset = |line: u64, column: u64| -> Option<usize> {
+        let start = *line_starts.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
+        let column = usize::try_from(column).ok()?.checked_sub(1)?;
+        Some(sql[start..].char_indices().nth(column).map_or(sql.len(), |(i, _)| start + i))
+    };
+    tokens
+        .into_iter()
+        .map(|t| {
+            let range = offset(t.span.start.line, t.span.start.column)?..offset(t.span.end.line, t.span.end.column)?;
+            Some((t.token, range))
         })
-        .collect();
-    Ok(rewritten.concat())
+        .collect()
 }
 
 fn parse_create(create: CreateRole, user: bool) -> Result<RoleStatement, SqlError> {
@@ -212,9 +248,12 @@ fn parse_create(create: CreateRole, user: bool) -> Result<RoleStatement, SqlErro
         admin,
         authorization_owner,
     } = create;
-    let flags = [("BYPASSRLS", bypassrls), ("CREATEDB", create_db), ("CREATEROLE", create_role), ("REPLICATION", replication)];
+    let flags =
+        [("BYPASSRLS", bypassrls), ("CREATEDB", create_db), ("CREATEROLE", create_role), ("REPLICATION", replication)];
     if let Some((flag, _)) = flags.iter().find(|(_, set)| *set == Some(true)) {
-        return Err(unsupported(format!("{flag}; diffmart roles are LOGIN, SUPERUSER and members of {READ_ALL_DATA} or {WRITE_ALL_DATA}")));
+        return Err(unsupported(format!(
+            "{flag}; diffmart roles are LOGIN, SUPERUSER and members of {READ_ALL_DATA} or {WRITE_ALL_DATA}"
+        )));
     }
     if connection_limit.is_some() || valid_until.is_some() {
         return Err(unsupported("CONNECTION LIMIT and VALID UNTIL"));
@@ -309,7 +348,9 @@ fn names(tokens: &[Token], verb: &str) -> Result<Vec<String>, SqlError> {
     let mut names = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
         match (i % 2, token) {
-            (0, Token::Word(w)) => names.push(if w.quote_style.is_some() { w.value.clone() } else { w.value.to_lowercase() }),
+            (0, Token::Word(w)) => {
+                names.push(if w.quote_style.is_some() { w.value.clone() } else { w.value.to_lowercase() })
+            }
             (1, Token::Comma) => {}
             _ => return Err(syntax()),
         }
@@ -386,6 +427,23 @@ mod tests {
         assert_eq!(
             parsed("revoke pg_write_all_data from a cascade;"),
             RoleStatement::Revoke { predefined: vec![WRITE_ALL_DATA.into()], from: vec!["a".into()] }
+        );
+    }
+
+    #[test]
+    fn a_simple_query_splits_at_its_own_semicolons_only() {
+        assert_eq!(
+            split_statements("CREATE USER a PASSWORD 'x;y''z'; GRANT pg_read_all_data TO a;\n-- done;\n"),
+            ["CREATE USER a PASSWORD 'x;y''z'", " GRANT pg_read_all_data TO a"]
+        );
+        assert_eq!(split_statements("SELECT 1"), ["SELECT 1"]);
+        assert_eq!(
+            parsed("CREATE USER \"o'k\" PASSWORD 'it''s';"),
+            RoleStatement::Create {
+                name: "o'k".into(),
+                options: RoleOptionsSpec { login: Some(true), superuser: None, password: Some(Some("it's".into())) },
+                if_not_exists: false,
+            }
         );
     }
 

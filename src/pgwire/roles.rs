@@ -173,7 +173,8 @@ impl Roles {
 
     /// Every role's name, `root` included.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::iter::once(ROOT.to_string()).chain(self.roles.read().unwrap().keys().cloned()).collect();
+        let mut names: Vec<String> =
+            std::iter::once(ROOT.to_string()).chain(self.roles.read().unwrap().keys().cloned()).collect();
         names.sort();
         names
     }
@@ -281,10 +282,7 @@ fn does_not_exist(name: &str) -> SqlError {
 }
 
 pub fn not_grantable(name: &str) -> SqlError {
-    SqlError::new(
-        "0A000",
-        format!("diffmart grants only {READ_ALL_DATA} and {WRITE_ALL_DATA}, not \"{name}\""),
-    )
+    SqlError::new("0A000", format!("diffmart grants only {READ_ALL_DATA} and {WRITE_ALL_DATA}, not \"{name}\""))
 }
 
 fn save(path: &Path, roles: &BTreeMap<String, Role>) -> anyhow::Result<()> {

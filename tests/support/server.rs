@@ -21,6 +21,8 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct DiffmartProcess {
     pub pg_port: u16,
     pub http_port: u16,
+    /// `root`'s password, when `args` set one with `--root-password`.
+    pub root_password: Option<String>,
     child: Child,
     stderr: NamedTempFile,
 }
@@ -48,7 +50,8 @@ impl DiffmartProcess {
             .stderr(stderr.reopen().expect("reopening the stderr file"))
             .spawn()
             .expect("diffmart starts");
-        DiffmartProcess { pg_port, http_port, child, stderr }
+        let root_password = args.windows(2).find(|pair| pair[0] == "--root-password").map(|pair| pair[1].to_string());
+        DiffmartProcess { pg_port, http_port, root_password, child, stderr }
     }
 
     /// The process id.
@@ -122,13 +125,16 @@ impl DiffmartProcess {
         }
     }
 
-    /// A client of the Postgres port (user `root`, database `dev`).
+    /// A client of the Postgres port (user `root`, with its password if it has one; database `dev`).
     pub async fn connect(&self) -> tokio_postgres::Client {
         self.try_connect().await.unwrap_or_else(|e| panic!("connecting to diffmart: {e}"))
     }
 
     async fn try_connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let config = format!("host=127.0.0.1 port={} user=root dbname=dev connect_timeout=5", self.pg_port);
+        let mut config = format!("host=127.0.0.1 port={} user=root dbname=dev connect_timeout=5", self.pg_port);
+        if let Some(password) = &self.root_password {
+            config.push_str(&format!(" password='{}'", password.replace('\\', "\\\\").replace('\'', "\\'")));
+        }
         let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await?;
         tokio::spawn(connection);
         Ok(client)
