@@ -1,5 +1,6 @@
 # diffmart in a container: `docker compose up` (see docker-compose.yml) or
-#   docker build -t diffmart . && docker run -p 4566:4566 diffmart --pg-listen 0.0.0.0:4566
+#   docker build -t diffmart . && docker run -p 4566:4566 -e DIFFMART_ROOT_PASSWORD=… diffmart
+# Listening on every interface, the server needs a root password (or --insecure).
 #
 # Build stage: the full Rust image has what the bundled librdkafka build needs
 # (a C toolchain, make, perl, python3, zlib headers).
