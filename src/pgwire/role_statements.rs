@@ -100,7 +100,8 @@ impl RoleStatement {
                 Ok(Tag::new("CREATE ROLE"))
             }
             RoleStatement::Alter { name, options } => {
-                if !superuser && !(name == user && options.only_password()) {
+                let own_password = name == user && options.only_password();
+                if !(superuser || own_password) {
                     return Err(denied("alter role"));
                 }
                 roles.alter(name, &options.options())?;
@@ -355,7 +356,7 @@ fn names(tokens: &[Token], verb: &str) -> Result<Vec<String>, SqlError> {
             _ => return Err(syntax()),
         }
     }
-    if names.is_empty() || tokens.len() % 2 == 0 {
+    if names.is_empty() || tokens.len().is_multiple_of(2) {
         return Err(syntax());
     }
     Ok(names)
