@@ -746,6 +746,113 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A store applying output batches on a thread of its own, as the engine runs it,
+    /// with a view and a table to change (neither completed at read time).
+    struct Running {
+        store: Arc<Store>,
+        outputs: std::sync::mpsc::Sender<OutputBatch>,
+        _inputs: std::sync::mpsc::Sender<PackedInputs>,
+        view: RelationId,
+        table: RelationId,
+        table_width: usize,
+        primary_key: Vec<usize>,
+    }
+
+    impl Running {
+        fn start() -> Running {
+            let catalog = Catalog::all_pipelines();
+            let store = Store::new(&catalog, Micros::MAX);
+            let plain = |id: RelationId| catalog.read_time_lookup(id).is_none();
+            let view = catalog.iter().find(|(id, spec)| plain(*id) && spec.kind == RelationKind::View).unwrap().0;
+            let (table, spec) =
+                catalog.iter().find(|(_, spec)| matches!(spec.kind, RelationKind::Table { .. })).unwrap();
+            let RelationKind::Table { primary_key } = &spec.kind else { unreachable!() };
+            let (outputs, outputs_rx) = std::sync::mpsc::channel();
+            let (inputs, inputs_rx) = std::sync::mpsc::channel();
+            let applying = store.clone();
+            std::thread::spawn(move || applying.apply_outputs(outputs_rx, inputs_rx));
+            Running {
+                store,
+                outputs,
+                _inputs: inputs,
+                view,
+                table,
+                table_width: spec.columns.len(),
+                primary_key: primary_key.clone(),
+            }
+        }
+
+        /// Publishes one batch and waits until it is visible (so batches are not coalesced).
+        fn publish(&self, upper: Time, changes: Vec<(RelationId, Row, isize)>) {
+            self.outputs.send(OutputBatch { upper: Some(upper), changes }).unwrap();
+            assert!(self.store.wait_visible_blocking(upper - 1));
+        }
+
+        fn view_row(&self, name: &str) -> (RelationId, Row, isize) {
+            (self.view, vec![Datum::text(name)], 1)
+        }
+
+        /// A table row whose key columns hold `key` and the others `value`.
+        fn table_row(&self, key: i32, value: i32, diff: isize) -> (RelationId, Row, isize) {
+            let row = (0..self.table_width)
+                .map(|c| Datum::Int32(if self.primary_key.contains(&c) { key } else { value }))
+                .collect();
+            (self.table, row, diff)
+        }
+    }
+
+    fn sorted(mut changes: Vec<(RelationId, Row, isize)>) -> Vec<(RelationId, Row, isize)> {
+        changes.sort();
+        changes
+    }
+
+    /// A feed holds at most its bound of changes: the batch that would pass it drops the
+    /// feed, which still yields what it held, then why it ended and where it stopped;
+    /// a feed that keeps up is not affected. The changes from where it stopped to a new
+    /// subscription are those of the batches it missed, consolidated.
+    #[test]
+    fn a_feed_that_falls_behind_is_dropped_and_catches_up_from_snapshots() {
+        let running = Running::start();
+        let (_, mut slow) = running.store.subscribe_bounded(5);
+        let (_, mut fast) = running.store.subscribe_bounded(5);
+        let (a, b, c, d) = (running.view_row("a"), running.view_row("b"), running.view_row("c"), running.view_row("d"));
+        let with_diff = |(relation, row, _): (RelationId, Row, isize), diff: isize| (relation, row, diff);
+        let batches = vec![
+            vec![a.clone(), with_diff(b.clone(), 2), running.table_row(1, 10, 1)],
+            vec![c.clone(), running.table_row(2, 10, 1)],
+            vec![with_diff(a.clone(), -1), b.clone(), running.table_row(1, 10, -1), running.table_row(1, 11, 1)],
+            vec![d.clone(), with_diff(c.clone(), -1)],
+        ];
+        for (i, changes) in batches.iter().enumerate() {
+            running.publish(i as Time + 1, changes.clone());
+            let taken = fast.try_recv().expect("the fast feed is not dropped").expect("a batch");
+            assert_eq!(sorted(taken.changes.clone()), sorted(changes.clone()));
+            assert_eq!(fast.pending(), 0);
+        }
+        assert!(fast.lag().is_none());
+        assert_eq!(running.store.subscribers(), 1, "the slow feed is dropped, the fast one kept");
+
+        // 3 + 2 changes fit in 5; the third batch would not.
+        let lagged = slow.lag().expect("the slow feed is dropped").clone();
+        assert_eq!((lagged.pending, lagged.max_pending, lagged.last.upper), (5, 5, 2));
+        for upper in [1, 2] {
+            assert_eq!(slow.try_recv().unwrap().expect("what the feed held").upper, Some(upper));
+        }
+        match slow.try_recv() {
+            Err(FeedEnd::Lagged(end)) => assert_eq!(end.last.upper, 2),
+            other => panic!("expected the lag, got {:?}", other.map(|b| b.map(|b| b.upper))),
+        }
+
+        let (now, _) = running.store.subscribe();
+        assert_eq!(now.upper, 4);
+        let caught_up = running.store.changes_between(&lagged.last, &now, &[running.view, running.table]);
+        assert_eq!(caught_up.upper, Some(4));
+        let expected =
+            vec![with_diff(a, -1), b, with_diff(c, -1), d, running.table_row(1, 10, -1), running.table_row(1, 11, 1)];
+        assert_eq!(sorted(caught_up.changes.clone()), sorted(expected));
+        assert!(caught_up.changes.is_sorted_by_key(|change| change.2 > 0), "retractions first");
+    }
+
     #[derive(Clone, Debug)]
     enum Change {
         /// A row `(id, event time)`, `count` times.
