@@ -817,7 +817,7 @@ mod tests {
         let (_, mut fast) = running.store.subscribe_bounded(5);
         let (a, b, c, d) = (running.view_row("a"), running.view_row("b"), running.view_row("c"), running.view_row("d"));
         let with_diff = |(relation, row, _): (RelationId, Row, isize), diff: isize| (relation, row, diff);
-        let batches = vec![
+        let batches = [
             vec![a.clone(), with_diff(b.clone(), 2), running.table_row(1, 10, 1)],
             vec![c.clone(), running.table_row(2, 10, 1)],
             vec![with_diff(a.clone(), -1), b.clone(), running.table_row(1, 10, -1), running.table_row(1, 11, 1)],
