@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use diffmart_dataflows::PipelineConfig;
 use diffmart_dataflows::casino::CasinoConfig;
@@ -72,14 +73,17 @@ pub struct Options {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
 
-    /// Admin API key for the HTTP API's protected routes (overrides, history); without
-    /// one they refuse every request.
+    /// Admin API key for the HTTP API's protected routes (overrides, history, generator
+    /// control); without one they refuse every request.
     #[arg(long, value_name = "KEY", env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<String>,
 
     /// Header that carries the admin API key.
     #[arg(long, value_name = "NAME", env = "API_KEY_HEADER", default_value = "X-API-Key")]
     pub api_key_header: String,
+
+    #[command(flatten)]
+    pub http_limits: HttpLimitOptions,
 
     /// Nice value of the threads that serve clients (pgwire and HTTP: parsing,
     /// planning and answering queries). Above 0, a machine short of cores runs the
@@ -234,6 +238,53 @@ pub struct Options {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// What one HTTP or WebSocket client may ask of the server (README, "HTTP API").
+#[derive(Debug, Args)]
+pub struct HttpLimitOptions {
+    /// Largest HTTP request body, in bytes; larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::http::limits::DEFAULT_MAX_BODY_BYTES, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    pub http_max_body_bytes: usize,
+
+    /// Time to answer an HTTP request (body included); slower ones get 408.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub http_request_timeout: Micros,
+
+    /// WebSocket clients streaming at once; more are refused with 503.
+    #[arg(long, value_name = "N", default_value_t = crate::http::limits::DEFAULT_WS_MAX_CLIENTS, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    pub ws_max_clients: usize,
+
+    /// Largest message a WebSocket client may send, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::http::limits::DEFAULT_WS_MAX_MESSAGE_BYTES, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    pub ws_max_message_bytes: usize,
+
+    /// A WebSocket client is pinged every third of this, and closed when nothing
+    /// (message or pong) is heard from it for this long, or a message waits this long
+    /// for it to take it.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub ws_idle_timeout: Micros,
+
+    /// Changes a WebSocket client may fall behind the store; past it it is closed
+    /// (code 1008, "client too slow"), rather than buffered for.
+    #[arg(long, value_name = "N", default_value_t = crate::http::limits::DEFAULT_WS_MAX_PENDING_CHANGES, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    pub ws_max_pending_changes: usize,
+}
+
+impl HttpLimitOptions {
+    pub fn limits(&self) -> crate::http::HttpLimits {
+        let duration = |micros: Micros| std::time::Duration::from_micros(micros as u64);
+        crate::http::HttpLimits {
+            max_body_bytes: self.http_max_body_bytes,
+            request_timeout: duration(self.http_request_timeout),
+            websocket: crate::http::limits::WebSocketLimits {
+                max_clients: self.ws_max_clients,
+                max_message_bytes: self.ws_max_message_bytes,
+                idle_timeout: duration(self.ws_idle_timeout),
+                max_pending_changes: self.ws_max_pending_changes,
+            },
+        }
+    }
 }
 
 impl Options {

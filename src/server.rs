@@ -126,10 +126,11 @@ fn run(options: Options) -> anyhow::Result<()> {
     let http_config = HttpConfig {
         admin_api_key: options.admin_api_key.clone(),
         api_key_header: HeaderName::from_bytes(options.api_key_header.as_bytes())?,
+        limits: options.http_limits.limits(),
     };
     if http_config.admin_api_key.is_none() {
         tracing::warn!(
-            "no admin API key (--admin-api-key or ADMIN_API_KEY): the HTTP override and history routes refuse every request"
+            "no admin API key (--admin-api-key or ADMIN_API_KEY): the HTTP override, history and generator control routes refuse every request"
         );
     }
     let http_state = AppState::new(engine.clone(), &http_config);

@@ -1,5 +1,6 @@
 //! The embedded generator's HTTP control, on the real binary: pause, resume, rate,
 //! status, and bad requests; `diffmart_sources` agrees with what HTTP reports.
+//! (tests/hostile_http.rs: what it refuses without the admin key, or with GET.)
 //!
 //! Run: `cargo test --release --test generator_control`.
 
@@ -13,12 +14,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::server::DiffmartProcess;
 
-/// One HTTP/1.1 request; the status code and the JSON body.
+const KEY: &str = "generator-control-key";
+
+/// One HTTP/1.1 request with the admin key; the status code and the JSON body.
 fn request(port: u16, method: &str, path: &str) -> (u16, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("HTTP server up");
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {KEY}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no body in {response:?}"));
@@ -58,7 +64,14 @@ fn generator_row(pg_port: u16) -> String {
 
 #[test]
 fn the_generator_pauses_resumes_and_changes_rate_over_http() {
-    let server = DiffmartProcess::start(&["--generator-rate", "2000", "--generator-start", "2025-06-01 12:00:00"]);
+    let server = DiffmartProcess::start(&[
+        "--admin-api-key",
+        KEY,
+        "--generator-rate",
+        "2000",
+        "--generator-start",
+        "2025-06-01 12:00:00",
+    ]);
     let (pg, http) = (server.pg_port, server.http_port);
     wait_for("the HTTP API", || TcpStream::connect(("127.0.0.1", http)).is_ok());
 
@@ -80,7 +93,7 @@ fn the_generator_pauses_resumes_and_changes_rate_over_http() {
 
     // Bad rates are refused with a JSON error and change nothing.
     for bad in ["/generator/rate/fast", "/generator/rate/-5", "/generator/rate/0"] {
-        let (status, body) = request(http, "GET", bad);
+        let (status, body) = request(http, "POST", bad);
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}: {body}");
     }
@@ -88,7 +101,7 @@ fn the_generator_pauses_resumes_and_changes_rate_over_http() {
     assert_eq!(body, serde_json::json!({"pace": "fixed", "rate": 2000.0}));
 
     // A new rate, then resumed: events flow again, with no burst to catch up on the pause.
-    let (status, body) = request(http, "GET", "/generator/rate/500");
+    let (status, body) = request(http, "POST", "/generator/rate/500");
     assert_eq!((status, body), (200, serde_json::json!({"pace": "fixed", "rate": 500.0})));
     let (status, body) = request(http, "POST", "/generator/start");
     assert_eq!((status, body["running"].as_bool()), (200, Some(true)), "{body}");

@@ -22,7 +22,7 @@ pub mod store;
 pub mod writes;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -39,7 +39,7 @@ use self::checkpoint::{CheckpointSettings, Checkpointer};
 pub use self::data_dir::DataDir;
 use self::log::{Durability, LogWriter};
 pub use self::recovery::SourcePositions;
-pub use self::store::{ChangeBatch, RelationRows, Snapshot, Store};
+pub use self::store::{ChangeBatch, ChangeFeed, FeedEnd, Lagged, RelationRows, Snapshot, Store};
 use self::writes::{KeyedWrites, RowChange, SettledTables};
 pub use self::writes::{Op, Update};
 use crate::compute::{Compute, ComputeConfig, InputBatch, RelationId};
@@ -290,6 +290,7 @@ fn run_ingest(mut ingest: IngestLoop, mut requests: UnboundedReceiver<IngestMess
                 }
                 let _ = ingest.to_store.send(packed);
                 ingest.compute.send(InputBatch { time, updates });
+                ingest.accepted.store(time + 1, Ordering::Release);
                 ingest.room.give_back(std::mem::take(&mut requested));
                 if let (Some(checkpointer), Some(log)) = (&mut ingest.checkpointer, &mut ingest.log)
                     && (checkpoint_asked.is_some() || checkpointer.due(log.appended_bytes()))
@@ -378,6 +379,8 @@ struct IngestLoop {
     /// Takes checkpoints of what the log holds, with a data directory.
     checkpointer: Option<Checkpointer>,
     failed: tokio::sync::watch::Sender<Option<String>>,
+    /// One past the last time handed to compute ([`Engine::accepted_upper`]).
+    accepted: Arc<AtomicU64>,
 }
 
 /// Everything the server runs, minus the network front ends.
@@ -396,6 +399,8 @@ pub struct Engine {
     _store_thread: JoinHandle<()>,
     /// Client writes handed to ingest and not yet answered.
     in_flight: tokio::sync::watch::Sender<usize>,
+    /// One past the last logical time ingest has handed to compute.
+    accepted: Arc<AtomicU64>,
 }
 
 /// What Kafka sinks that resume ask of a durable start (`crate::sinks::kafka`).
@@ -411,7 +416,7 @@ pub struct SinkHold {
 }
 
 /// A subscription to the store ([`Store::subscribe`]): a snapshot, then every change after it.
-pub type Subscription = (Arc<Snapshot>, UnboundedReceiver<Arc<ChangeBatch>>);
+pub type Subscription = (Arc<Snapshot>, ChangeFeed);
 
 /// What a durable engine keeps beside the rest.
 struct Durable {
@@ -523,6 +528,7 @@ impl Engine {
             }
         };
         let (failed_tx, failed) = tokio::sync::watch::channel(None);
+        let accepted = Arc::new(AtomicU64::new(first_time));
         let ingest_thread = {
             let ingest = IngestLoop {
                 room: room.clone(),
@@ -536,6 +542,7 @@ impl Engine {
                 log,
                 checkpointer,
                 failed: failed_tx,
+                accepted: accepted.clone(),
             };
             std::thread::Builder::new()
                 .name("diffmart-ingest".into())
@@ -554,6 +561,7 @@ impl Engine {
             ingest_thread: Mutex::new(Some(ingest_thread)),
             _store_thread: store_thread,
             in_flight: tokio::sync::watch::Sender::new(0),
+            accepted,
         });
         // The system relations describe diffmart's sources: only they write them.
         let system: Vec<RelationId> =
@@ -572,6 +580,12 @@ impl Engine {
     /// may deliver, so that a lost machine never leaves them ahead of the log.
     pub fn durable_upper(&self) -> Option<Time> {
         self.durable.as_ref().map(|durable| durable.durability.durable_upper())
+    }
+
+    /// One past the last logical time ingest has handed to compute: once the store's
+    /// visible upper reaches it, the views reflect every input accepted so far.
+    pub fn accepted_upper(&self) -> Time {
+        self.accepted.load(Ordering::Acquire)
     }
 
     /// Where each source had got before this start, as the data directory's log

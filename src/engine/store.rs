@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -15,6 +16,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::{Datum, Micros, RelationKind, Row};
 use imbl::{OrdMap, OrdSet};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::compute::{OutputBatch, RelationId};
@@ -341,6 +343,166 @@ pub struct ChangeBatch {
     pub changes: Vec<(RelationId, Row, isize)>,
 }
 
+/// How many changes a feed taken with [`Store::subscribe`] may have waiting before the
+/// store drops it: what a sink may fall behind by.
+pub const DEFAULT_MAX_PENDING_CHANGES: usize = 1_000_000;
+
+/// A subscriber's change feed: every change batch after its snapshot, in order, as
+/// long as it keeps up. Batches the store has sent and the subscriber has not taken
+/// are bounded: past `max_pending` changes waiting (a batch counts at least one), the
+/// store drops the feed ([`FeedEnd::Lagged`]) rather than block on it or hold more.
+/// Batches are shared by every feed, so many slow subscribers together hold no more
+/// than the slowest one.
+pub struct ChangeFeed {
+    /// Bounded by the count in `shared`, not by the channel: the bound is in changes.
+    batches: UnboundedReceiver<Arc<ChangeBatch>>,
+    shared: Arc<FeedShared>,
+}
+
+/// What a feed's two ends share.
+struct FeedShared {
+    max_pending: usize,
+    /// Changes sent and not taken yet.
+    pending: AtomicUsize,
+    /// Set once, when the store drops the feed for falling behind.
+    lagged: OnceLock<Lagged>,
+    /// Woken when `lagged` is set.
+    lag_signal: tokio::sync::Notify,
+}
+
+/// The store's end of a feed.
+struct FeedSender {
+    batches: UnboundedSender<Arc<ChangeBatch>>,
+    shared: Arc<FeedShared>,
+}
+
+/// A feed the store dropped because its subscriber fell behind.
+#[derive(Clone)]
+pub struct Lagged {
+    /// Changes that were waiting for the subscriber when it was dropped.
+    pub pending: usize,
+    /// The bound they would have passed.
+    pub max_pending: usize,
+    /// The store as it was after the last batch the feed holds: a subscriber that must
+    /// miss nothing takes every batch left in the feed, then catches up from this
+    /// snapshot to a new subscription's ([`Store::changes_between`]).
+    pub last: Arc<Snapshot>,
+}
+
+impl std::fmt::Debug for Lagged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lagged")
+            .field("pending", &self.pending)
+            .field("max_pending", &self.max_pending)
+            .field("last_upper", &self.last.upper)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for Lagged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "too slow: {} changes behind (at most {} may wait)", self.pending, self.max_pending)
+    }
+}
+
+/// Why a feed has no more batches.
+#[derive(Debug, Clone)]
+pub enum FeedEnd {
+    /// Compute shut down: nothing more will change.
+    Closed,
+    /// The subscriber fell behind and the store dropped the feed.
+    Lagged(Lagged),
+}
+
+impl ChangeFeed {
+    /// The next batch; the batches already sent come first, even after the store
+    /// dropped the feed for lagging.
+    pub async fn recv(&mut self) -> Result<Arc<ChangeBatch>, FeedEnd> {
+        match self.batches.recv().await {
+            Some(batch) => Ok(self.took(batch)),
+            None => Err(self.end()),
+        }
+    }
+
+    /// The next batch if one is waiting (`Ok(None)`: none yet).
+    pub fn try_recv(&mut self) -> Result<Option<Arc<ChangeBatch>>, FeedEnd> {
+        match self.batches.try_recv() {
+            Ok(batch) => Ok(Some(self.took(batch))),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(self.end()),
+        }
+    }
+
+    /// Whether the store has dropped the feed for lagging (batches may still wait in it).
+    pub fn lag(&self) -> Option<&Lagged> {
+        self.shared.lagged.get()
+    }
+
+    /// A handle that tells when the store drops this feed for lagging, to wait on
+    /// beside [`ChangeFeed::recv`]: for a subscriber that stops at once rather than
+    /// take what is left.
+    pub fn lag_watch(&self) -> LagWatch {
+        LagWatch(self.shared.clone())
+    }
+
+    /// Changes sent and not taken yet.
+    pub fn pending(&self) -> usize {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    fn took(&self, batch: Arc<ChangeBatch>) -> Arc<ChangeBatch> {
+        self.shared.pending.fetch_sub(batch_cost(&batch), Ordering::Relaxed);
+        batch
+    }
+
+    fn end(&self) -> FeedEnd {
+        match self.shared.lagged.get() {
+            Some(lagged) => FeedEnd::Lagged(lagged.clone()),
+            None => FeedEnd::Closed,
+        }
+    }
+}
+
+/// See [`ChangeFeed::lag_watch`].
+pub struct LagWatch(Arc<FeedShared>);
+
+impl LagWatch {
+    /// Waits until the store drops the feed for lagging.
+    pub async fn lagged(&self) -> &Lagged {
+        loop {
+            let woken = self.0.lag_signal.notified();
+            if let Some(lagged) = self.0.lagged.get() {
+                return lagged;
+            }
+            woken.await;
+        }
+    }
+}
+
+/// What a batch counts against a feed's bound: its changes, at least one (an empty
+/// batch still takes room).
+fn batch_cost(batch: &ChangeBatch) -> usize {
+    batch.changes.len().max(1)
+}
+
+impl FeedSender {
+    /// Sends `batch` if the feed has room for it; otherwise marks the feed lagged,
+    /// `last` being the store after the batches it holds. False: drop this feed.
+    fn send(&self, batch: &Arc<ChangeBatch>, last: &Arc<Snapshot>) -> bool {
+        let cost = batch_cost(batch);
+        let pending = self.shared.pending.load(Ordering::Relaxed);
+        // A batch larger than the bound still goes to a feed that has taken everything.
+        if pending > 0 && pending.saturating_add(cost) > self.shared.max_pending {
+            let lagged = Lagged { pending, max_pending: self.shared.max_pending, last: last.clone() };
+            let _ = self.shared.lagged.set(lagged);
+            self.shared.lag_signal.notify_one();
+            return false;
+        }
+        self.shared.pending.fetch_add(cost, Ordering::Relaxed);
+        self.batches.send(batch.clone()).is_ok()
+    }
+}
+
 /// The latest snapshot, a way to wait for a time to become visible, and change feeds.
 ///
 /// Feeds leave out views completed at read time: their changes are the join's,
@@ -356,7 +518,7 @@ pub struct Store {
     /// Change feeds (sinks, WebSocket streams, SUBSCRIBE). Locked while a new
     /// snapshot is installed, so a subscriber's first snapshot and its first
     /// change batch line up exactly.
-    subscribers: Mutex<Vec<UnboundedSender<Arc<ChangeBatch>>>>,
+    subscribers: Mutex<Vec<FeedSender>>,
 }
 
 impl Store {
@@ -381,14 +543,81 @@ impl Store {
         })
     }
 
-    /// The current snapshot and every change after it, batch by batch. The feed
-    /// ends when compute shuts down or the receiver is dropped. Unbounded: a
-    /// subscriber must keep up (or drop the receiver).
-    pub fn subscribe(&self) -> (Arc<Snapshot>, UnboundedReceiver<Arc<ChangeBatch>>) {
+    /// The current snapshot and every change after it, batch by batch, bounded by
+    /// [`DEFAULT_MAX_PENDING_CHANGES`]. The feed ends when compute shuts down, or when
+    /// the subscriber falls behind ([`ChangeFeed`]).
+    pub fn subscribe(&self) -> (Arc<Snapshot>, ChangeFeed) {
+        self.subscribe_bounded(DEFAULT_MAX_PENDING_CHANGES)
+    }
+
+    /// [`Store::subscribe`], dropped once more than `max_pending` changes wait for the
+    /// subscriber.
+    pub fn subscribe_bounded(&self, max_pending: usize) -> (Arc<Snapshot>, ChangeFeed) {
         let mut subscribers = self.subscribers.lock().unwrap();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        subscribers.push(tx);
-        (self.snapshot(), rx)
+        let shared = Arc::new(FeedShared {
+            max_pending: max_pending.max(1),
+            pending: AtomicUsize::new(0),
+            lagged: OnceLock::new(),
+            lag_signal: tokio::sync::Notify::new(),
+        });
+        subscribers.push(FeedSender { batches: tx, shared: shared.clone() });
+        (self.snapshot(), ChangeFeed { batches: rx, shared })
+    }
+
+    /// Followers of the store's change feeds now.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.lock().unwrap().len()
+    }
+
+    /// The changes of `relations` that take `earlier` to `later` (a later snapshot of
+    /// this store), consolidated: how a subscriber the store dropped catches up
+    /// without the store buffering for it. Costs a pass over both snapshots' rows of
+    /// those relations. A source's events that expired in between (older than
+    /// `later` keeps) are not changes, as in the feed.
+    pub fn changes_between(&self, earlier: &Snapshot, later: &Snapshot, relations: &[RelationId]) -> ChangeBatch {
+        let mut changes = Vec::new();
+        // Feeds leave out views completed at read time.
+        for &relation in relations.iter().filter(|&&relation| self.lookups[relation].is_none()) {
+            let horizon = later.relations[relation].newest_event().map_or(Micros::MIN, |n| n.saturating_sub(self.keep));
+            let sorted = |snapshot: &Snapshot| {
+                let mut rows: Vec<(Micros, Vec<u8>, isize)> = Vec::new();
+                snapshot.relations[relation].for_each_packed(|packed, count, time| {
+                    rows.push((time, packed.to_vec(), count as isize));
+                });
+                rows.sort_unstable();
+                rows
+            };
+            let (before, after) = (sorted(earlier), sorted(later));
+            let (mut old, mut new) = (before.into_iter().peekable(), after.into_iter().peekable());
+            let mut emit = |packed: &[u8], diff: isize| {
+                if diff != 0 {
+                    changes.push((relation, unpack(packed), diff));
+                }
+            };
+            loop {
+                match (old.peek(), new.peek()) {
+                    (None, None) => break,
+                    (Some(o), Some(n)) if (o.0, &o.1) == (n.0, &n.1) => {
+                        let (o, n) = (old.next().expect("peeked"), new.next().expect("peeked"));
+                        emit(&n.1, n.2 - o.2);
+                    }
+                    (Some(o), n) if n.is_none_or(|n| (o.0, &o.1) < (n.0, &n.1)) => {
+                        let o = old.next().expect("peeked");
+                        if o.0 >= horizon {
+                            emit(&o.1, -o.2);
+                        }
+                    }
+                    _ => {
+                        let n = new.next().expect("peeked");
+                        emit(&n.1, n.2);
+                    }
+                }
+            }
+        }
+        // Retractions first, as in the feed.
+        changes.sort_by_key(|change| change.2 > 0);
+        ChangeBatch { upper: Some(later.upper), changes }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -477,7 +706,7 @@ impl Store {
             let snapshot = Arc::new(Snapshot::new(upper.unwrap_or(Time::MAX), relations.clone(), self.lookups.clone()));
             let replaced = std::mem::replace(&mut *self.current.write().unwrap(), snapshot);
             if let Some(feed) = feed {
-                subscribers.retain(|s| s.send(feed.clone()).is_ok());
+                subscribers.retain(|s| s.send(&feed, &replaced));
             }
             drop(subscribers);
             self.upper_watch.send_replace(upper);
@@ -516,6 +745,113 @@ pub fn is_past(upper: Option<Time>, time: Time) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A store applying output batches on a thread of its own, as the engine runs it,
+    /// with a view and a table to change (neither completed at read time).
+    struct Running {
+        store: Arc<Store>,
+        outputs: std::sync::mpsc::Sender<OutputBatch>,
+        _inputs: std::sync::mpsc::Sender<PackedInputs>,
+        view: RelationId,
+        table: RelationId,
+        table_width: usize,
+        primary_key: Vec<usize>,
+    }
+
+    impl Running {
+        fn start() -> Running {
+            let catalog = Catalog::all_pipelines();
+            let store = Store::new(&catalog, Micros::MAX);
+            let plain = |id: RelationId| catalog.read_time_lookup(id).is_none();
+            let view = catalog.iter().find(|(id, spec)| plain(*id) && spec.kind == RelationKind::View).unwrap().0;
+            let (table, spec) =
+                catalog.iter().find(|(_, spec)| matches!(spec.kind, RelationKind::Table { .. })).unwrap();
+            let RelationKind::Table { primary_key } = &spec.kind else { unreachable!() };
+            let (outputs, outputs_rx) = std::sync::mpsc::channel();
+            let (inputs, inputs_rx) = std::sync::mpsc::channel();
+            let applying = store.clone();
+            std::thread::spawn(move || applying.apply_outputs(outputs_rx, inputs_rx));
+            Running {
+                store,
+                outputs,
+                _inputs: inputs,
+                view,
+                table,
+                table_width: spec.columns.len(),
+                primary_key: primary_key.clone(),
+            }
+        }
+
+        /// Publishes one batch and waits until it is visible (so batches are not coalesced).
+        fn publish(&self, upper: Time, changes: Vec<(RelationId, Row, isize)>) {
+            self.outputs.send(OutputBatch { upper: Some(upper), changes }).unwrap();
+            assert!(self.store.wait_visible_blocking(upper - 1));
+        }
+
+        fn view_row(&self, name: &str) -> (RelationId, Row, isize) {
+            (self.view, vec![Datum::text(name)], 1)
+        }
+
+        /// A table row whose key columns hold `key` and the others `value`.
+        fn table_row(&self, key: i32, value: i32, diff: isize) -> (RelationId, Row, isize) {
+            let row = (0..self.table_width)
+                .map(|c| Datum::Int32(if self.primary_key.contains(&c) { key } else { value }))
+                .collect();
+            (self.table, row, diff)
+        }
+    }
+
+    fn sorted(mut changes: Vec<(RelationId, Row, isize)>) -> Vec<(RelationId, Row, isize)> {
+        changes.sort();
+        changes
+    }
+
+    /// A feed holds at most its bound of changes: the batch that would pass it drops the
+    /// feed, which still yields what it held, then why it ended and where it stopped;
+    /// a feed that keeps up is not affected. The changes from where it stopped to a new
+    /// subscription are those of the batches it missed, consolidated.
+    #[test]
+    fn a_feed_that_falls_behind_is_dropped_and_catches_up_from_snapshots() {
+        let running = Running::start();
+        let (_, mut slow) = running.store.subscribe_bounded(5);
+        let (_, mut fast) = running.store.subscribe_bounded(5);
+        let (a, b, c, d) = (running.view_row("a"), running.view_row("b"), running.view_row("c"), running.view_row("d"));
+        let with_diff = |(relation, row, _): (RelationId, Row, isize), diff: isize| (relation, row, diff);
+        let batches = [
+            vec![a.clone(), with_diff(b.clone(), 2), running.table_row(1, 10, 1)],
+            vec![c.clone(), running.table_row(2, 10, 1)],
+            vec![with_diff(a.clone(), -1), b.clone(), running.table_row(1, 10, -1), running.table_row(1, 11, 1)],
+            vec![d.clone(), with_diff(c.clone(), -1)],
+        ];
+        for (i, changes) in batches.iter().enumerate() {
+            running.publish(i as Time + 1, changes.clone());
+            let taken = fast.try_recv().expect("the fast feed is not dropped").expect("a batch");
+            assert_eq!(sorted(taken.changes.clone()), sorted(changes.clone()));
+            assert_eq!(fast.pending(), 0);
+        }
+        assert!(fast.lag().is_none());
+        assert_eq!(running.store.subscribers(), 1, "the slow feed is dropped, the fast one kept");
+
+        // 3 + 2 changes fit in 5; the third batch would not.
+        let lagged = slow.lag().expect("the slow feed is dropped").clone();
+        assert_eq!((lagged.pending, lagged.max_pending, lagged.last.upper), (5, 5, 2));
+        for upper in [1, 2] {
+            assert_eq!(slow.try_recv().unwrap().expect("what the feed held").upper, Some(upper));
+        }
+        match slow.try_recv() {
+            Err(FeedEnd::Lagged(end)) => assert_eq!(end.last.upper, 2),
+            other => panic!("expected the lag, got {:?}", other.map(|b| b.map(|b| b.upper))),
+        }
+
+        let (now, _) = running.store.subscribe();
+        assert_eq!(now.upper, 4);
+        let caught_up = running.store.changes_between(&lagged.last, &now, &[running.view, running.table]);
+        assert_eq!(caught_up.upper, Some(4));
+        let expected =
+            vec![with_diff(a, -1), b, with_diff(c, -1), d, running.table_row(1, 10, -1), running.table_row(1, 11, 1)];
+        assert_eq!(sorted(caught_up.changes.clone()), sorted(expected));
+        assert!(caught_up.changes.is_sorted_by_key(|change| change.2 > 0), "retractions first");
+    }
 
     #[derive(Clone, Debug)]
     enum Change {

@@ -7,6 +7,8 @@ use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+use super::limits::HttpLimits;
+use super::ws::WebSocketGate;
 use crate::engine::{Engine, SqlError};
 
 /// What the server needs to know beyond the engine.
@@ -16,12 +18,18 @@ pub struct HttpConfig {
     pub admin_api_key: Option<String>,
     /// `--api-key-header` (default `X-API-Key`).
     pub api_key_header: HeaderName,
+    /// `--http-*` and `--ws-*`.
+    pub limits: HttpLimits,
 }
 
 impl HttpConfig {
     /// No admin key, the default header.
     pub fn without_admin_key() -> HttpConfig {
-        HttpConfig { admin_api_key: None, api_key_header: HeaderName::from_static("x-api-key") }
+        HttpConfig {
+            admin_api_key: None,
+            api_key_header: HeaderName::from_static("x-api-key"),
+            limits: HttpLimits::default(),
+        }
     }
 
     pub fn with_admin_key(key: impl Into<String>) -> HttpConfig {
@@ -34,6 +42,8 @@ impl HttpConfig {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub auth: Arc<AdminAuth>,
+    pub limits: Arc<HttpLimits>,
+    pub websockets: Arc<WebSocketGate>,
 }
 
 impl AppState {
@@ -42,7 +52,12 @@ impl AppState {
             key: config.admin_api_key.clone().map(String::into_bytes),
             header: config.api_key_header.clone(),
         };
-        AppState { engine, auth: Arc::new(auth) }
+        AppState {
+            engine,
+            auth: Arc::new(auth),
+            limits: Arc::new(config.limits.clone()),
+            websockets: Arc::new(WebSocketGate::new(config.limits.websocket.clone())),
+        }
     }
 }
 

@@ -3,9 +3,14 @@
 //! - `diffmart_relation_rows{relation, kind}`: rows of every relation;
 //! - `diffmart_snapshot_time`: the snapshot's logical time, i.e. ingest batches applied;
 //! - `diffmart_source_messages_total`, `diffmart_source_errors_total`, `diffmart_source_lag`
-//!   `{kind, name, partition}`: what `diffmart_sources` reports for each stream.
+//!   `{kind, name, partition}`: what `diffmart_sources` reports for each stream;
+//! - `diffmart_websocket_clients`: WebSocket clients streaming now;
+//!   `diffmart_websocket_closed_total{reason}`: clients the server closed, `too_slow`
+//!   (behind their change queue's bound) or `idle` (no pong); and
+//!   `diffmart_websocket_refused_total`: upgrades refused at `--ws-max-clients`.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
 use axum::extract::State;
@@ -16,6 +21,7 @@ use diffmart_dataflows::datum::{Record, RelationKind};
 use diffmart_dataflows::system::SourceStatus;
 
 use super::api::AppState;
+use super::ws::WebSocketGate;
 use crate::engine::Engine;
 
 pub fn routes() -> Router<AppState> {
@@ -23,7 +29,23 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&state.engine))
+    let mut page = render(&state.engine);
+    render_websockets(&state.websockets, &mut page);
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], page)
+}
+
+/// The WebSocket clients' figures.
+fn render_websockets(gate: &WebSocketGate, out: &mut String) {
+    out.push_str("# HELP diffmart_websocket_clients WebSocket clients streaming now.\n");
+    out.push_str("# TYPE diffmart_websocket_clients gauge\n");
+    let _ = writeln!(out, "diffmart_websocket_clients {}", gate.clients());
+    out.push_str("# HELP diffmart_websocket_closed_total WebSocket clients the server closed, by reason.\n");
+    out.push_str("# TYPE diffmart_websocket_closed_total counter\n");
+    let _ = writeln!(out, "diffmart_websocket_closed_total{{reason=\"too_slow\"}} {}", gate.too_slow.load(Relaxed));
+    let _ = writeln!(out, "diffmart_websocket_closed_total{{reason=\"idle\"}} {}", gate.idle.load(Relaxed));
+    out.push_str("# HELP diffmart_websocket_refused_total WebSocket upgrades refused: too many clients.\n");
+    out.push_str("# TYPE diffmart_websocket_refused_total counter\n");
+    let _ = writeln!(out, "diffmart_websocket_refused_total {}", gate.refused.load(Relaxed));
 }
 
 /// A label value, escaped as the text format wants.

@@ -1,6 +1,8 @@
 //! The HTTP API (axum): the pipelines' routes (`Pipeline::routes`, e.g. pricing's
-//! spec §E, handed in by the server), `/metrics` and the embedded generator's control,
-//! all merged into [`router`].
+//! spec §E, handed in by the server), `/metrics`, `/healthz` and `/readyz`, and the
+//! embedded generator's control, all merged into [`router`], every route within
+//! [`HttpLimits`] (body size, request time; WebSocket streams within
+//! [`limits::WebSocketLimits`], see [`ws`]).
 //!
 //! Like pgwire it is a front end of `Engine`: reads take a snapshot, writes go
 //! through the same table writer as SQL (keys enforced, visible when acknowledged).
@@ -8,23 +10,32 @@
 
 pub mod api;
 pub mod generator;
+pub mod health;
+pub mod limits;
 pub mod metrics;
+pub mod ws;
 
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 
 pub use self::api::{AdminAuth, ApiError, AppState, HttpConfig};
+pub use self::limits::HttpLimits;
 
 /// Every area's routes: the pipelines' (`pipelines::routes`), then the server's own;
-/// `others` are areas with their own state (the generator's control, when it runs).
-pub fn router(state: AppState, pipelines: Router<AppState>, others: Router) -> Router {
+/// `others` are areas the server adds (the generator's control, when it runs).
+pub fn router(state: AppState, pipelines: Router<AppState>, others: Router<AppState>) -> Router {
+    let limits = state.limits.clone();
     pipelines
         .merge(metrics::routes())
-        .with_state(state)
+        .merge(health::routes())
         .merge(others)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(limits.clone(), limits::guard))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state)
 }
 
 /// Binds the HTTP listener; a port in use is a one-line error.
@@ -37,7 +48,7 @@ pub async fn serve(
     listener: TcpListener,
     state: AppState,
     pipelines: Router<AppState>,
-    others: Router,
+    others: Router<AppState>,
 ) -> anyhow::Result<()> {
     axum::serve(listener, router(state, pipelines, others)).await.map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
 }
@@ -48,7 +59,7 @@ pub fn spawn(
     listener: TcpListener,
     state: AppState,
     pipelines: Router<AppState>,
-    others: Router,
+    others: Router<AppState>,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(serve(listener, state, pipelines, others))
 }

@@ -11,12 +11,10 @@
 //! Product ids must match `^[A-Za-z0-9_-]+$` (400 otherwise); a product is known when
 //! it has a price (`product_prices`) or a catalog row (`pricing_products`).
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -27,9 +25,7 @@ use diffmart_dataflows::pricing::{
     CatalogProduct, DEFAULT_OVERRIDE_REASON, PriceHistoryRow, PriceOverride, PriceUpdate, ProductPrice,
     is_valid_product_id,
 };
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::compute::RelationId;
 use crate::engine::{ChangeBatch, Engine, Op, Snapshot, Update};
@@ -240,12 +236,14 @@ async fn get_history(
     Ok(Json(Value::Array(entries)).into_response())
 }
 
-/// `GET /ws/prices`: subscribes before answering the upgrade, so a client sees every
-/// change made after its handshake completes.
-async fn ws_prices(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let (_snapshot, feed) = state.engine.store().subscribe();
+/// `GET /ws/prices`: every new `price_updates` row, batch after batch; inside a batch,
+/// each product's changes in order. Within the server's WebSocket limits
+/// ([`crate::http::ws`]): 503 past the client cap, closed when too far behind.
+async fn ws_prices(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Result<Response, ApiError> {
     let updates = relation(&state.engine, PriceUpdate::spec());
-    upgrade.on_upgrade(move |socket| stream_price_updates(socket, feed, updates))
+    crate::http::ws::stream_changes(&state, upgrade, move |batch, messages| {
+        price_update_messages(batch, updates, messages)
+    })
 }
 
 /// The WebSocket message of a `price_updates` row.
@@ -257,35 +255,17 @@ pub fn price_update_message(update: &PriceUpdate) -> Value {
     message
 }
 
-/// Sends every new `price_updates` row, batch after batch; inside a batch, each
-/// product's changes in order. Ends when the client leaves or the server stops.
-async fn stream_price_updates(socket: WebSocket, mut feed: UnboundedReceiver<Arc<ChangeBatch>>, updates: RelationId) {
-    let (mut sender, mut receiver) = socket.split();
-    loop {
-        tokio::select! {
-            batch = feed.recv() => {
-                let Some(batch) = batch else { break };
-                for (relation, row, diff) in &batch.changes {
-                    // Deletions are retention dropping old changes: not news.
-                    if *relation != updates || *diff <= 0 {
-                        continue;
-                    }
-                    let update = PriceUpdate::from_row(row).expect("price_updates rows are updates");
-                    let text = Utf8Bytes::from(price_update_message(&update).to_string());
-                    for _ in 0..*diff {
-                        if sender.send(Message::Text(text.clone())).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            incoming = receiver.next() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(_)) => {}
-            },
+/// The messages of a change batch: one per new `price_updates` row copy.
+fn price_update_messages(batch: &ChangeBatch, updates: RelationId, messages: &mut Vec<Utf8Bytes>) {
+    for (relation, row, diff) in &batch.changes {
+        // Deletions are retention dropping old changes: not news.
+        if *relation != updates || *diff <= 0 {
+            continue;
         }
+        let update = PriceUpdate::from_row(row).expect("price_updates rows are updates");
+        let text = Utf8Bytes::from(price_update_message(&update).to_string());
+        messages.extend(std::iter::repeat_n(text, *diff as usize));
     }
-    let _ = sender.close().await;
 }
 
 #[cfg(test)]

@@ -93,6 +93,8 @@ pub struct SinkCounters {
     pub written_upper: AtomicU64,
     /// Every change before this logical time is in a committed transaction.
     pub committed_upper: AtomicU64,
+    /// Times the sinks fell too far behind the store and caught up from a snapshot.
+    pub lagged: AtomicU64,
 }
 
 /// How the sinks' producer identifies, and where it records its progress.

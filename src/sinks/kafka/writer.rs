@@ -20,13 +20,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
 use serde_json::Value;
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::mpsc::error::TryRecvError;
 
 use super::progress::Progress;
 use super::{KafkaSink, SinkCounters, SinkFormat};
 use crate::compute::RelationId;
-use crate::engine::{ChangeBatch, Engine, Snapshot};
+use crate::engine::{ChangeBatch, ChangeFeed, Engine, FeedEnd, Lagged, Snapshot};
 use crate::json::{datum_to_json, row_to_object};
 
 /// How long a transaction gathers changes before it is committed, at most.
@@ -41,6 +39,10 @@ const COMMIT_ON_STOP: Duration = Duration::from_secs(5);
 pub const UPPER_HEADER: &str = "diffmart-upper";
 /// How long the thread waits for changes (or for them to be on disk) at a time.
 const IDLE: Duration = Duration::from_millis(10);
+/// Chunks taken from the feed and not written yet (waiting for the disk), at most:
+/// past it the rest wait in the store's bounded feed, which drops the sinks if they
+/// fall further behind (see [`SinkWriter::run`]).
+const MAX_WAITING_CHUNKS: usize = 64;
 
 pub(super) struct SinkContext {
     pub counters: Arc<SinkCounters>,
@@ -170,16 +172,29 @@ impl SinkWriter {
 
     /// Writes `first`, then every batch of `feed`, until stopped or the feed ends;
     /// commits what is open before returning.
-    pub fn run(&mut self, first: Option<Chunk>, mut feed: UnboundedReceiver<Arc<ChangeBatch>>) -> Result<(), Halt> {
+    ///
+    /// The sinks never buffer without bound: they take batches from the feed only while
+    /// few wait to be written, and the store drops a feed that falls
+    /// [`crate::engine::store::DEFAULT_MAX_PENDING_CHANGES`] behind. Then the sinks
+    /// write what the feed still holds, subscribe again, and write the difference
+    /// between the store after the last batch they had and the new subscription's
+    /// snapshot as one step: nothing is lost or written twice, and what catching up
+    /// costs is a pass over the sinks' relations, not memory ([`SinkWriter::catch_up`]).
+    pub fn run(&mut self, first: Option<Chunk>, mut feed: ChangeFeed) -> Result<(), Halt> {
         let mut pending: VecDeque<Chunk> = first.into_iter().collect();
         let mut ended = false;
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
-            while !ended {
+            while !ended && pending.len() < MAX_WAITING_CHUNKS {
                 match feed.try_recv() {
-                    Ok(batch) => pending.push_back(Chunk::Changes(batch)),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => ended = true,
+                    Ok(Some(batch)) => pending.push_back(Chunk::Changes(batch)),
+                    Ok(None) => break,
+                    Err(FeedEnd::Closed) => ended = true,
+                    Err(FeedEnd::Lagged(lagged)) => {
+                        let (caught_up, new_feed) = self.catch_up(&lagged);
+                        pending.push_back(caught_up);
+                        feed = new_feed;
+                    }
                 }
             }
             let durable = self.engine.durable_upper();
@@ -199,6 +214,25 @@ impl SinkWriter {
             // Serves delivery reports; waits a little when there was nothing to write.
             self.producer.poll(if wrote { Duration::ZERO } else { IDLE });
         }
+    }
+
+    /// After the store dropped the sinks' feed (every batch it held is taken): a new
+    /// feed, and the changes of the sinks' relations from where the old one stopped to
+    /// where the new one starts, as one chunk.
+    fn catch_up(&self, lagged: &Lagged) -> (Chunk, ChangeFeed) {
+        self.counters.lagged.fetch_add(1, Ordering::Relaxed);
+        let store = self.engine.store();
+        let (snapshot, feed) = store.subscribe();
+        let relations: Vec<RelationId> = self.by_relation.keys().copied().collect();
+        let batch = store.changes_between(&lagged.last, &snapshot, &relations);
+        tracing::warn!(
+            behind = lagged.pending,
+            from = lagged.last.upper,
+            to = snapshot.upper,
+            changes = batch.changes.len(),
+            "the Kafka sinks fell behind the store ({lagged}); catching up from the store's snapshot"
+        );
+        (Chunk::Changes(Arc::new(batch)), feed)
     }
 
     fn write_in_transaction(&mut self, chunk: Chunk) -> Result<(), Halt> {
