@@ -69,8 +69,9 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use support::overrides::{OverrideWriter, Overrides, price_overrides};
 use support::postgres::TestPostgres;
-use support::server::{DiffmartProcess, admin_request};
+use support::server::DiffmartProcess;
 use support::wire::{diffmart_canonical_rows, values_tuple};
 use support::{canonical_rows, multiset_diff, pg_canonical_rows};
 use tokio_postgres::Client;
@@ -601,85 +602,35 @@ impl TableWriter {
 // HTTP writes: price overrides
 // ------------------------------------------------------------------------------------------
 
-/// An override's price and reason (its `set_time` is the server's clock).
-#[derive(Clone, Debug, PartialEq)]
-struct Override {
-    price: f64,
-    reason: String,
-}
-
-type Overrides = BTreeMap<String, Override>;
-
-/// A client setting and removing overrides of [`PRICING_PRODUCTS`] over all rounds.
-struct HttpWriter {
-    overrides: Overrides,
-    rng: StdRng,
-    acknowledged: u64,
-}
-
-impl HttpWriter {
-    async fn write_until_killed(mut self, http_port: u16, round: usize) -> (HttpWriter, Option<Overrides>) {
-        for step in 0.. {
-            let product = *PRICING_PRODUCTS.choose(&mut self.rng).unwrap();
-            let mut after = self.overrides.clone();
-            let (method, path, body) = if after.contains_key(product) && self.rng.random_bool(0.3) {
-                after.remove(product);
-                ("DELETE", format!("/override/{product}"), String::new())
-            } else {
-                let set = Override {
-                    price: self.rng.random_range(1..100_000) as f64 / 100.0,
-                    reason: format!("r{round}s{step}"),
-                };
-                let body =
-                    serde_json::json!({"product_id": product, "override_price": set.price, "reason": set.reason});
-                after.insert(product.to_string(), set);
-                ("POST", "/override".to_string(), body.to_string())
+/// After a restart: `price_overrides` holds every acknowledged request of `writer`, and
+/// the one in flight or not; `product_prices` shows each product's override, or its base
+/// price without one.
+async fn resolve_overrides(writer: &mut OverrideWriter, client: &Client, in_flight: Option<&Overrides>, round: usize) {
+    let found = price_overrides(client).await;
+    if found != writer.overrides {
+        assert!(
+            in_flight == Some(&found),
+            "round {round}: price_overrides holds neither the acknowledged overrides nor those and the \
+             request in flight.\nacknowledged: {:?}\nwith the one in flight: {in_flight:?}\nfound: {found:?}",
+            writer.overrides
+        );
+        writer.overrides = found;
+    }
+    let sql = "SELECT product_id, price, demand, price_source FROM product_prices";
+    let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let prices: BTreeMap<String, (f64, i64, String)> =
+        rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3)))).collect();
+    let expected: BTreeMap<String, (f64, i64, String)> = PRICING_PRODUCTS
+        .iter()
+        .map(|p| {
+            let price = match writer.overrides.get(*p) {
+                Some(o) => (o.price, 0, "override".to_string()),
+                None => (BASE_PRICE, 0, "base".to_string()),
             };
-            match admin_request(ADMIN_KEY, http_port, method, &path, &body).await {
-                Ok((200, _)) => {
-                    self.overrides = after;
-                    self.acknowledged += 1;
-                }
-                Ok((status, answer)) => panic!("{method} {path} {body}: {status} {answer}"),
-                Err(_) => return (self, Some(after)),
-            }
-        }
-        unreachable!("a writer writes until the server goes away")
-    }
-
-    /// After a restart: `price_overrides` holds every acknowledged request, and the one
-    /// in flight or not; `product_prices` shows each product's override, or its base
-    /// price without one.
-    async fn resolve(&mut self, client: &Client, in_flight: Option<&Overrides>, round: usize) {
-        let sql = "SELECT product_id, override_price, reason FROM price_overrides";
-        let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let found: Overrides =
-            rows.iter().map(|r| (r.get(0), Override { price: r.get(1), reason: r.get(2) })).collect();
-        if found != self.overrides {
-            assert!(
-                in_flight == Some(&found),
-                "round {round}: price_overrides holds neither the acknowledged overrides nor those and the \
-                 request in flight.\nacknowledged: {:?}\nwith the one in flight: {in_flight:?}\nfound: {found:?}",
-                self.overrides
-            );
-            self.overrides = found;
-        }
-        let sql = "SELECT product_id, price, demand, price_source FROM product_prices";
-        let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let prices: BTreeMap<String, (f64, i64, String)> =
-            rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3)))).collect();
-        let expected: BTreeMap<String, (f64, i64, String)> = PRICING_PRODUCTS
-            .iter()
-            .map(|p| {
-                let price = match self.overrides.get(*p) {
-                    Some(o) => (o.price, 0, "override".to_string()),
-                    None => (BASE_PRICE, 0, "base".to_string()),
-                };
-                (p.to_string(), price)
-            })
-            .collect();
-        assert_eq!(prices, expected, "round {round}: product_prices");
-    }
+            (p.to_string(), price)
+        })
+        .collect();
+    assert_eq!(prices, expected, "round {round}: product_prices");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -792,8 +743,12 @@ async fn every_input_survives_kill_9_exactly_once_and_the_views_match_postgres()
     };
     let mut products = TableWriter::new(Product::spec(), of(Product::spec().name), "CL-P", seed.wrapping_add(3));
     let mut users = TableWriter::new(User::spec(), of(User::spec().name), "CL-U", seed.wrapping_add(4));
-    let mut http =
-        HttpWriter { overrides: Overrides::new(), rng: StdRng::seed_from_u64(seed.wrapping_add(5)), acknowledged: 0 };
+    let mut http = OverrideWriter::new(
+        "",
+        PRICING_PRODUCTS.iter().map(|p| p.to_string()).collect(),
+        ADMIN_KEY,
+        seed.wrapping_add(5),
+    );
     let (mut products_cut, mut users_cut, mut http_cut) = (None, None, None);
     let mut tally = Tally::default();
     // Events before the first start: the first start reads a backlog.
@@ -814,7 +769,7 @@ async fn every_input_survives_kill_9_exactly_once_and_the_views_match_postgres()
         wait_caught_up(&client, &db, &feeds, round).await;
         products.resolve(&client, products_cut.as_ref(), round).await;
         users.resolve(&client, users_cut.as_ref(), round).await;
-        http.resolve(&client, http_cut.as_ref(), round).await;
+        resolve_overrides(&mut http, &client, http_cut.as_ref(), round).await;
         products.copy_to(&db).await;
         users.copy_to(&db).await;
         tally.rows_compared += assert_matches_oracle(&client, &db, round, seed).await;

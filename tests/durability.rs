@@ -27,7 +27,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use support::engine_contents;
-use support::server::{DiffmartProcess, admin_request};
+use support::overrides::{OverrideWriter, Overrides, price_overrides};
+use support::server::DiffmartProcess;
 use tempfile::TempDir;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -411,79 +412,10 @@ const ADMIN_KEY: &str = "durability-test-key";
 /// Products each HTTP writer sets and removes overrides of.
 const PRODUCTS_PER_WRITER: usize = 6;
 
-/// A `price_overrides` row but its key and its wall-clock `set_time`.
-#[derive(Clone, Debug, PartialEq)]
-struct Override {
-    price: f64,
-    reason: String,
-}
-
-type Overrides = BTreeMap<String, Override>;
-
-/// Every `price_overrides` row, by `product_id`.
-async fn price_overrides(client: &Client) -> Overrides {
-    let sql = "SELECT product_id, override_price, reason FROM price_overrides";
-    let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter().map(|r| (r.get(0), Override { price: r.get(1), reason: r.get(2) })).collect()
-}
-
-/// One HTTP client's overrides over all rounds: those it knows are set, and its random
-/// choices.
-struct HttpWriter {
-    index: usize,
-    overrides: Overrides,
-    rng: StdRng,
-    acknowledged: u64,
-}
-
-impl HttpWriter {
-    fn new(index: usize, seed: u64) -> HttpWriter {
-        let rng = StdRng::seed_from_u64(seed.wrapping_add(index as u64 + 1));
-        HttpWriter { index, overrides: Overrides::new(), rng, acknowledged: 0 }
-    }
-
-    fn products(&self) -> Vec<String> {
-        (0..PRODUCTS_PER_WRITER).map(|p| format!("W{}P{p}", self.index)).collect()
-    }
-
-    /// This writer's overrides among `table`'s.
-    fn own(&self, table: &Overrides) -> Overrides {
-        let prefix = format!("W{}P", self.index);
-        table.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
-
-    /// Sets or removes overrides over HTTP until the server goes away. Returns the
-    /// writer, its overrides those of every acknowledged request, and the overrides it
-    /// would have had the request in flight been applied.
-    async fn write_until_killed(mut self, http_port: u16, round: usize) -> (HttpWriter, Option<Overrides>) {
-        let products = self.products();
-        for step in 0.. {
-            let product = &products[self.rng.random_range(0..products.len())];
-            let mut after = self.overrides.clone();
-            let (method, path, body) = if after.contains_key(product) && self.rng.random_bool(0.3) {
-                after.remove(product);
-                ("DELETE", format!("/override/{product}"), String::new())
-            } else {
-                let set = Override {
-                    price: self.rng.random_range(1..100_000) as f64 / 100.0,
-                    reason: format!("r{round}w{}s{step}", self.index),
-                };
-                let body =
-                    serde_json::json!({"product_id": product, "override_price": set.price, "reason": set.reason});
-                after.insert(product.clone(), set);
-                ("POST", "/override".to_string(), body.to_string())
-            };
-            match admin_request(ADMIN_KEY, http_port, method, &path, &body).await {
-                Ok((200, _)) => {
-                    self.overrides = after;
-                    self.acknowledged += 1;
-                }
-                Ok((status, answer)) => panic!("{method} {path} {body}: {status} {answer}"),
-                Err(_) => return (self, Some(after)),
-            }
-        }
-        unreachable!("a writer writes until the server goes away")
-    }
+/// Writer `index`'s products, and a writer for them.
+fn http_writer(index: usize, seed: u64) -> OverrideWriter {
+    let products = (0..PRODUCTS_PER_WRITER).map(|p| format!("W{index}P{p}")).collect();
+    OverrideWriter::new(&format!("w{index}"), products, ADMIN_KEY, seed.wrapping_add(index as u64 + 1))
 }
 
 /// As for SQL, with HTTP clients setting (`POST /override`) and removing
@@ -495,9 +427,9 @@ async fn acknowledged_http_overrides_survive_kill_9() {
     let seed = seed("acknowledged_http_overrides_survive_kill_9");
     let mut rng = StdRng::seed_from_u64(seed);
     let (_tmp, dir) = data_dir();
-    let mut writers: Vec<HttpWriter> = (0..WRITERS).map(|i| HttpWriter::new(i, seed)).collect();
+    let mut writers: Vec<OverrideWriter> = (0..WRITERS).map(|i| http_writer(i, seed)).collect();
     let mut in_flight: Vec<Option<Overrides>> = vec![None; WRITERS];
-    let products: Vec<String> = writers.iter().flat_map(HttpWriter::products).collect();
+    let products: Vec<String> = writers.iter().flat_map(|w| w.products.clone()).collect();
     for round in 0..=ROUNDS {
         let mut server = DiffmartProcess::start_on(&dir, &["--no-generator", "--admin-api-key", ADMIN_KEY]);
         server.wait_ready(READY).await;
@@ -513,7 +445,7 @@ async fn acknowledged_http_overrides_survive_kill_9() {
         let table = price_overrides(&client).await;
         for (writer, cut) in writers.iter_mut().zip(&in_flight) {
             let found = writer.own(&table);
-            let who = format!("round {round}, HTTP writer {}", writer.index);
+            let who = format!("round {round}, HTTP writer {}", writer.name);
             assert_recovered(&who, &writer.overrides, cut.as_ref(), &found);
             writer.overrides = found;
         }

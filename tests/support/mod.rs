@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod oracle;
+pub mod overrides;
 pub mod postgres;
 pub mod server;
 pub mod wire;
