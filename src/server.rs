@@ -201,6 +201,7 @@ fn start_kafka_sources(
         group_id: options.kafka_group_id.clone(),
         readers: workers,
         properties: options.kafka_properties.clone(),
+        max_event_skew: options.max_event_skew,
     };
     Ok(Some(KafkaSources::start(engine, config, crate::pipelines::kafka_sources())?))
 }
