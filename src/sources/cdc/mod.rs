@@ -772,7 +772,7 @@ impl Source {
                             (Ok(key), Ok(row)) => transaction.update(&map.table, key, row),
                             // The old row goes: the table never keeps what upstream no longer has.
                             (Ok(key), Err(error)) => {
-                                transaction.delete(&map.table, key);
+                                transaction.remove_old_row(&map.table, key);
                                 refused.push((*lsn, map.table.clone(), Refused::of(error, new)));
                             }
                             (Err(error), _) => {
