@@ -76,8 +76,8 @@ fn format_skew(skew: Micros) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use diffmart_dataflows::retail::WebClick;
     use diffmart_dataflows::datum::Record;
+    use diffmart_dataflows::retail::WebClick;
 
     const HOUR: Micros = 3_600_000_000;
 

@@ -29,7 +29,6 @@ impl StatusRelations {
         let id = |name: &str| catalog.id(name).with_context(|| format!("the catalog has no relation {name}"));
         Ok(StatusRelations { sources: id(SourceStatus::spec().name)?, errors: id(SourceError::spec().name)? })
     }
-
 }
 
 /// One stream's errors: how many there were, and the `diffmart_source_errors` rows to

@@ -599,7 +599,10 @@ impl Source {
 
     /// Every mirrored table's rows, read in the current transaction; a row diffmart
     /// cannot read is an `Err` with why and its values.
-    async fn copy_tables(&self, control: &tokio_postgres::Client) -> anyhow::Result<Vec<(MirroredTable, Vec<RowRead>)>> {
+    async fn copy_tables(
+        &self,
+        control: &tokio_postgres::Client,
+    ) -> anyhow::Result<Vec<(MirroredTable, Vec<RowRead>)>> {
         let mut copied = Vec::new();
         for table in &self.tables {
             let columns = control
