@@ -36,55 +36,9 @@
 
 pub mod mirror;
 pub mod pgoutput;
+mod refused;
 pub mod status;
 pub mod values;
-
-/// A snapshot row as read: the row, or why it cannot be.
-type RowRead = Result<Row, Refused>;
-
-/// A row diffmart cannot take: why, and its values as upstream sent them (abbreviated).
-#[derive(Debug)]
-struct Refused {
-    error: String,
-    values: String,
-}
-
-impl Refused {
-    fn of(error: String, tuple: &Tuple) -> Refused {
-        let values = tuple.iter().map(|value| match value {
-            TupleValue::Null => None,
-            TupleValue::UnchangedToast => Some("(unchanged)"),
-            TupleValue::Text(text) => Some(text.as_str()),
-        });
-        Refused { error, values: values_preview(values) }
-    }
-}
-
-/// A row's values as `(v1, v2, NULL, …)`, cut to `diffmart_source_errors`' payload length.
-fn values_preview<'a>(values: impl Iterator<Item = Option<&'a str>>) -> String {
-    let values: Vec<&str> = values.map(|v| v.unwrap_or("NULL")).collect();
-    payload_preview(format!("({})", values.join(", ")).as_bytes())
-}
-
-/// The row, if it keeps its table's rules (NOT NULL, CHECK): one that does not
-/// would make the engine refuse the whole transaction.
-fn checked(table: &MirroredTable, row: Row) -> Result<Row, String> {
-    validate_row(table.spec, &row).map_err(|e| format!("{}: {e}", table.display()))?;
-    Ok(row)
-}
-
-/// [`checked`] for an update's new row, when it has every value (an unchanged
-/// TOASTed value is diffmart's already, which kept the rules).
-fn checked_partial(
-    table: &MirroredTable,
-    row: Vec<Option<diffmart_dataflows::datum::Datum>>,
-) -> Result<Vec<Option<diffmart_dataflows::datum::Datum>>, String> {
-    if row.iter().all(Option::is_some) {
-        let whole: Row = row.iter().flatten().cloned().collect();
-        checked(table, whole)?;
-    }
-    Ok(row)
-}
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -92,17 +46,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use diffmart_dataflows::datum::{Row, validate_row};
 use diffmart_dataflows::system::{SourceError, SourceStatus};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use tokio::sync::watch;
 use tokio_postgres::SimpleQueryMessage;
 
 use self::mirror::{ColumnMap, MirroredTable, Transaction};
-use self::pgoutput::{Message, OldTuple, RelationOid, Tuple, TupleValue};
+use self::pgoutput::{Message, OldTuple, RelationOid};
+use self::refused::{Refused, RowRead, checked, checked_partial, values_preview};
 pub use self::status::{CdcState, CdcStatus};
 use crate::engine::{Engine, SourcePosition, SourcePositions, Update};
-use crate::sources::status::{StatusBoard, StatusRelations, StreamErrors, payload_preview};
+use crate::sources::status::{StatusBoard, StatusRelations, StreamErrors};
 
 /// `kind` of the CDC source's rows in `diffmart_sources` and `diffmart_source_errors`.
 pub const SOURCE_KIND: &str = "postgres-cdc";
