@@ -147,6 +147,12 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     pub retention: Micros,
 
+    /// Kafka sources refuse an event whose event time is more than this ahead of the
+    /// newest event its relation has taken (into diffmart_source_errors), so one
+    /// far-future event cannot expire a source's history, e.g. 1h, 30m.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub max_event_skew: Micros,
+
     /// Casino: tumbling window of member_daily_summary (and the views built on it), e.g. 5m or 1d.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub casino_window: Micros,

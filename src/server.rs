@@ -60,7 +60,8 @@ fn run(options: Options) -> anyhow::Result<()> {
         return Ok(());
     }
     // Sources (CDC) run here; clients on a runtime of their own, at a lower priority.
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Named as engine threads: a panic on them ends the process (engine::panics).
+    let runtime = tokio::runtime::Builder::new_multi_thread().thread_name("diffmart-sources").enable_all().build()?;
     let clients = crate::client_runtime::client_runtime("diffmart-client", None, options.client_nice)?;
     let listener = clients
         .block_on(tokio::net::TcpListener::bind(options.pg_listen))
@@ -218,6 +219,7 @@ fn start_kafka_sources(
         group_id: options.kafka_group_id.clone(),
         readers: workers,
         properties: options.kafka_properties.clone(),
+        max_event_skew: options.max_event_skew,
     };
     Ok(Some(KafkaSources::start(engine, config, crate::pipelines::kafka_sources())?))
 }

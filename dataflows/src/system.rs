@@ -7,8 +7,11 @@
 //! - `diffmart_sources` (table, key `(kind, name, partition)`): one row per
 //!   stream a source reads (a Kafka topic partition, a CDC slot), replaced
 //!   (retract + insert) whenever its position, counters or status change;
-//! - `diffmart_source_errors` (an event stream, kept for the `--retention`
-//!   window of `error_time`): one row per message that could not be read.
+//! - `diffmart_source_errors` (table, key `(kind, name, partition, error_number)`):
+//!   the newest [`SOURCE_ERRORS_KEPT`] messages of each stream that could not be read
+//!   or were refused. Every one is counted in its stream's `diffmart_sources.errors`;
+//!   the writer deletes a stream's older rows as new ones come, so a source flooded
+//!   with bad messages holds a bounded number of rows.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,14 +57,20 @@ relation! {
     }
 }
 
+/// How many `diffmart_source_errors` rows each stream keeps: its newest.
+pub const SOURCE_ERRORS_KEPT: i64 = 1000;
+
 relation! {
-    /// A `diffmart_source_errors` row: one message that could not be read.
+    /// A `diffmart_source_errors` row: one message that could not be read, or a value
+    /// or event the source refused.
     #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-    pub struct SourceError: source "diffmart_source_errors" (event_time = error_time) {
+    pub struct SourceError: table "diffmart_source_errors" (primary_key = kind, name, partition, error_number) {
         pub kind: String = Text,
         pub name: String = Text,
         pub partition: i32 = Int32,
-        /// Kafka: the message's offset; CDC: its LSN.
+        /// The stream's `n`-th error, from 1: its `diffmart_sources.errors` once counted.
+        pub error_number: i64 = Int64,
+        /// Kafka: the message's offset; CDC: the change's LSN as a number.
         pub position: i64 = Int64,
         pub relation: Option<String> = Text,
         pub error: String = Text,
@@ -115,6 +124,7 @@ mod tests {
             kind: "kafka".into(),
             name: "web_clicks".into(),
             partition: 2,
+            error_number: 1,
             position: 7,
             relation: Some("web_clicks".into()),
             error: "invalid JSON".into(),

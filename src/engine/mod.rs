@@ -17,6 +17,7 @@ pub mod data_dir;
 mod events;
 pub mod log;
 mod packed_row;
+pub mod panics;
 pub mod recovery;
 pub mod store;
 pub mod writes;

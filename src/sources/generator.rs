@@ -310,6 +310,8 @@ pub fn spawn_generator(
                     status.report("running", progress.emitted, &mut batch);
                     shown = "running";
                     ingest.send_from(batch, progress.positions());
+                    // A fault the tests inject (`--features failpoints`): the thread panics.
+                    fail::fail_point!("generator-batch");
                     // One hand-over a tick: what comes due meanwhile goes in the next.
                     control.wait(setting.revision, SOURCE_TICK);
                     continue;

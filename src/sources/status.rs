@@ -5,11 +5,11 @@
 //! stream's status upserts its row only when something other than the timestamp
 //! changed, so an idle source writes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use anyhow::Context;
 use diffmart_dataflows::datum::Record;
-use diffmart_dataflows::system::{SourceError, SourceStatus};
+use diffmart_dataflows::system::{SOURCE_ERRORS_KEPT, SourceError, SourceStatus};
 
 use crate::compute::RelationId;
 use crate::engine::{Catalog, Update};
@@ -29,10 +29,55 @@ impl StatusRelations {
         let id = |name: &str| catalog.id(name).with_context(|| format!("the catalog has no relation {name}"));
         Ok(StatusRelations { sources: id(SourceStatus::spec().name)?, errors: id(SourceError::spec().name)? })
     }
+}
 
-    /// The insert that records a bad message.
-    pub fn error(&self, error: &SourceError) -> Update {
-        Update::insert(self.errors, error.to_row())
+/// One stream's errors: how many there were, and the `diffmart_source_errors` rows to
+/// write. The table keeps each stream's newest [`SOURCE_ERRORS_KEPT`]: what an error
+/// pushes out is deleted in the same batch that adds it, and of a batch's errors only
+/// the newest that many are written at all, so a million bad messages cost a million
+/// counts, not a million rows.
+#[derive(Debug)]
+pub struct StreamErrors {
+    /// Errors counted so far (`diffmart_sources.errors`).
+    counted: i64,
+    /// `counted` when rows were last written: the table holds the newest of those.
+    written: i64,
+    pending: VecDeque<SourceError>,
+}
+
+impl StreamErrors {
+    /// A stream that has counted `counted` errors before (all written).
+    pub fn resumed(counted: i64) -> StreamErrors {
+        StreamErrors { counted, written: counted, pending: VecDeque::new() }
+    }
+
+    pub fn counted(&self) -> i64 {
+        self.counted
+    }
+
+    /// Counts an error; its `error_number` is set here.
+    pub fn push(&mut self, mut error: SourceError) {
+        self.counted += 1;
+        error.error_number = self.counted;
+        self.pending.push_back(error);
+        if self.pending.len() as i64 > SOURCE_ERRORS_KEPT {
+            self.pending.pop_front();
+        }
+    }
+
+    /// The updates that bring the table up to date with the errors counted: the
+    /// rows now too old to keep go, the pending ones come in.
+    pub fn write(&mut self, relations: StatusRelations, updates: &mut Vec<Update>) {
+        let Some(first) = self.pending.front() else { return };
+        let stream = (first.kind.clone(), first.name.clone(), first.partition);
+        let oldest_kept_before = (self.written - SOURCE_ERRORS_KEPT + 1).max(1);
+        let newest_dropped = self.written.min(self.counted - SOURCE_ERRORS_KEPT);
+        for number in oldest_kept_before..=newest_dropped {
+            let key = vec![stream.0.clone().into(), stream.1.clone().into(), stream.2.into(), number.into()];
+            updates.push(Update::delete_key(relations.errors, key));
+        }
+        updates.extend(self.pending.drain(..).map(|error| Update::upsert(relations.errors, error.to_row())));
+        self.written = self.counted;
     }
 }
 
@@ -108,6 +153,54 @@ mod tests {
         let preview = payload_preview(long.as_bytes());
         assert!(preview.len() <= PAYLOAD_PREVIEW_BYTES);
         assert!(preview.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_stream_keeps_its_newest_errors_and_counts_them_all() {
+        let relations = StatusRelations { sources: 1, errors: 2 };
+        let error = |position: i64| SourceError {
+            kind: "kafka".into(),
+            name: "t".into(),
+            partition: 3,
+            error_number: 0,
+            position,
+            relation: None,
+            error: "invalid JSON".into(),
+            payload: None,
+            error_time: 10,
+        };
+        let key = |number: i64| vec!["kafka".into(), "t".into(), 3.into(), number.into()];
+        // Resumed after five errors: rows 1..=5 are in the table.
+        let mut errors = StreamErrors::resumed(5);
+        let mut updates = Vec::new();
+        errors.write(relations, &mut updates);
+        assert!(updates.is_empty(), "nothing new");
+        // A batch of more than the table keeps: only its newest are written, and
+        // every older row goes.
+        let batch = SOURCE_ERRORS_KEPT + 7;
+        for position in 0..batch {
+            errors.push(error(position));
+        }
+        assert_eq!(errors.counted(), 5 + batch);
+        errors.write(relations, &mut updates);
+        let deleted: Vec<Update> =
+            updates.iter().filter(|u| matches!(u.op, crate::engine::Op::DeleteKey { .. })).cloned().collect();
+        assert_eq!(deleted, (1..=5).map(|n| Update::delete_key(2, key(n))).collect::<Vec<_>>());
+        let written: Vec<i64> = updates
+            .iter()
+            .filter_map(|u| match &u.op {
+                crate::engine::Op::Upsert(row) => Some(SourceError::from_row(row).unwrap().error_number),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(written, (13..=5 + batch).collect::<Vec<_>>());
+        // Two more: the two oldest kept rows go.
+        updates.clear();
+        errors.push(error(0));
+        errors.push(error(1));
+        errors.write(relations, &mut updates);
+        assert_eq!(updates[..2], [Update::delete_key(2, key(13)), Update::delete_key(2, key(14))]);
+        assert_eq!(updates.len(), 4);
     }
 
     #[test]

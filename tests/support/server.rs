@@ -39,13 +39,27 @@ impl DiffmartProcess {
         DiffmartProcess::spawn([OsStr::new("--data-dir"), data_dir.as_os_str()], args)
     }
 
+    /// [`start`](Self::start) with environment variables set for the process (`FAILPOINTS`).
+    pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> DiffmartProcess {
+        DiffmartProcess::spawn_with_env([OsStr::new("--ephemeral")], args, env)
+    }
+
     fn spawn<'a>(storage: impl IntoIterator<Item = &'a OsStr>, args: &[&str]) -> DiffmartProcess {
+        DiffmartProcess::spawn_with_env(storage, args, &[])
+    }
+
+    fn spawn_with_env<'a>(
+        storage: impl IntoIterator<Item = &'a OsStr>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> DiffmartProcess {
         let (pg_port, http_port) = (super::free_port(), super::free_port());
         let stderr = NamedTempFile::new().expect("a temporary file for diffmart's stderr");
         let child = Command::new(env!("CARGO_BIN_EXE_diffmart"))
             .args(["--pg-listen", &format!("127.0.0.1:{pg_port}"), "--http-listen", &format!("127.0.0.1:{http_port}")])
             .args(storage)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr.reopen().expect("reopening the stderr file"))
             .spawn()

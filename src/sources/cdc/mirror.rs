@@ -225,6 +225,12 @@ impl Transaction {
         self.updates.push(Update::delete_key(table.id, key));
     }
 
+    /// Removes the row with primary key `key` for a change counted already: an
+    /// update whose new row diffmart cannot take.
+    pub fn remove_old_row(&mut self, table: &MirroredTable, key: Row) {
+        self.updates.push(Update::delete_key(table.id, key));
+    }
+
     /// Empties the table (TRUNCATE, or before loading a snapshot).
     pub fn truncate(&mut self, table: &MirroredTable) {
         self.changes += 1;

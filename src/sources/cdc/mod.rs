@@ -17,13 +17,18 @@
 //!   key, which the write path resolves against the table, so REPLICA IDENTITY
 //!   DEFAULT (key only) and FULL both work. The commit's end LSN is acknowledged
 //!   to the slot only once the batch is visible.
-//! - **Faults**: on any error (connection cut, PostgreSQL restarted, a change that
-//!   cannot be applied) the source reports itself disconnected, waits with
-//!   exponential backoff and resumes from the slot without a new snapshot. The
-//!   slot resends from its confirmed position; transactions whose commit LSN is
-//!   not after the last applied one are skipped, so nothing is applied twice. A
-//!   change that cannot be applied is never skipped: it is retried (and reported)
-//!   until it can. Only if the slot itself disappeared is the snapshot taken
+//! - **Bad values**: a row diffmart cannot read (a `NaN` numeric, an `infinity`
+//!   timestamp, a value that breaks a NOT NULL or CHECK rule) is left out of its
+//!   table, and an update's old row is still removed; the change is counted in
+//!   `diffmart_sources` and kept in `diffmart_source_errors` (with its LSN), in the
+//!   same batch as the rest of its transaction, and the stream goes on and
+//!   confirms the LSN. The same holds for a snapshot's rows.
+//! - **Faults**: on any other error (connection cut, PostgreSQL restarted, a
+//!   table whose columns no longer fit) the source reports itself disconnected,
+//!   waits with exponential backoff and resumes from the slot without a new
+//!   snapshot. The slot resends from its confirmed position; transactions whose
+//!   commit LSN is not after the last applied one are skipped, so nothing is
+//!   applied twice. Only if the slot itself disappeared is the snapshot taken
 //!   again: the tables are emptied and loaded in one step, so readers see the net difference.
 //!
 //! The source owns its tables ([`Engine::claim_relations`]): SQL writes to them are
@@ -31,6 +36,7 @@
 
 pub mod mirror;
 pub mod pgoutput;
+mod refused;
 pub mod status;
 pub mod values;
 
@@ -40,15 +46,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use diffmart_dataflows::datum::Row;
+use diffmart_dataflows::system::{SourceError, SourceStatus};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use tokio::sync::watch;
 use tokio_postgres::SimpleQueryMessage;
 
 use self::mirror::{ColumnMap, MirroredTable, Transaction};
 use self::pgoutput::{Message, OldTuple, RelationOid};
+use self::refused::{Refused, RowRead, checked, checked_partial, values_preview};
 pub use self::status::{CdcState, CdcStatus};
 use crate::engine::{Engine, SourcePosition, SourcePositions, Update};
+use crate::sources::status::{StatusBoard, StatusRelations, StreamErrors};
+
+/// `kind` of the CDC source's rows in `diffmart_sources` and `diffmart_source_errors`.
+pub const SOURCE_KIND: &str = "postgres-cdc";
 
 /// The tables mirrored unless configured otherwise.
 pub const DEFAULT_TABLES: &[&str] = &["public.product_inventory", "public.orders"];
@@ -187,7 +198,19 @@ pub fn spawn(engine: Arc<Engine>, config: CdcConfig, runtime: &tokio::runtime::H
         );
     }
     let (status_tx, status_rx) = watch::channel(status);
-    let source = Source { engine, config, upstream, tables, status: status_tx, position };
+    let counts = Counts::recovered(&engine.recovered_positions(), &config.slot);
+    let board = StatusBoard::new(StatusRelations::of(engine.catalog())?);
+    let source = Source {
+        engine,
+        config,
+        upstream,
+        tables,
+        status: status_tx,
+        position,
+        board,
+        changes: counts.changes,
+        errors: StreamErrors::resumed(counts.errors),
+    };
     let task = runtime.spawn(source.run());
     Ok(CdcHandle { status: status_rx, task })
 }
@@ -215,9 +238,37 @@ impl Position {
     }
 
     /// This position as logged with the batch that got the stream here.
-    fn logged(&self, slot: &str) -> Vec<SourcePosition> {
+    fn logged(&self, slot: &str, counts: Counts) -> Vec<SourcePosition> {
         let [confirmed, last_commit] = Position::keys(slot);
-        vec![(confirmed, self.confirmed.as_u64() as i64), (last_commit, self.last_commit.as_u64() as i64)]
+        let [changes, errors] = Counts::keys(slot);
+        vec![
+            (confirmed, self.confirmed.as_u64() as i64),
+            (last_commit, self.last_commit.as_u64() as i64),
+            (changes, counts.changes),
+            (errors, counts.errors),
+        ]
+    }
+}
+
+/// What `diffmart_sources` counts for the slot, logged beside its position so the
+/// counts go on after a restart.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    /// Row changes received (snapshot rows included), read or not.
+    changes: i64,
+    /// Row changes that could not be read (see `diffmart_source_errors`).
+    errors: i64,
+}
+
+impl Counts {
+    fn keys(slot: &str) -> [String; 2] {
+        [format!("cdc/{slot}/changes"), format!("cdc/{slot}/errors")]
+    }
+
+    fn recovered(positions: &SourcePositions, slot: &str) -> Counts {
+        let [changes, errors] = Counts::keys(slot);
+        let count = |key: &str| positions.get(key).copied().unwrap_or(0);
+        Counts { changes: count(&changes), errors: count(&errors) }
     }
 }
 
@@ -229,13 +280,18 @@ struct Source {
     status: watch::Sender<CdcStatus>,
     /// `None` until a snapshot is loaded (and again if the slot was lost).
     position: Option<Position>,
+    /// The slot's `diffmart_sources` row as last written.
+    board: StatusBoard,
+    /// Row changes received so far (see [`Counts`]).
+    changes: i64,
+    errors: StreamErrors,
 }
 
-/// A transaction being received.
+/// A transaction being received: its changes, each with its LSN.
 struct Pending {
     /// Already applied before a reconnect: drop its changes.
     skip: bool,
-    changes: Vec<Message>,
+    changes: Vec<(Lsn, Message)>,
 }
 
 impl Source {
@@ -254,6 +310,7 @@ impl Source {
                 s.last_error = Some(message);
                 s.last_error_at = Some(super::now_micros());
             });
+            self.report_status().await;
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -261,6 +318,64 @@ impl Source {
 
     fn set_state(&self, state: CdcState) {
         self.status.send_modify(|s| s.state = state);
+    }
+
+    /// Counts a row that cannot be read and keeps it for `diffmart_source_errors`
+    /// (written with the next batch).
+    fn refuse(&mut self, lsn: Lsn, table: &MirroredTable, refused: Refused) {
+        if self.errors.counted() == 0 {
+            tracing::warn!(slot = %self.config.slot, %lsn, "CDC: a row left out (see diffmart_source_errors): {}", refused.error);
+        }
+        self.status.send_modify(|s| {
+            s.rows_refused += 1;
+            s.last_error = Some(refused.error.clone());
+            s.last_error_at = Some(super::now_micros());
+        });
+        self.errors.push(SourceError {
+            kind: SOURCE_KIND.into(),
+            name: self.config.slot.clone(),
+            partition: 0,
+            error_number: 0,
+            position: lsn.as_u64() as i64,
+            relation: Some(table.name.clone()),
+            error: refused.error,
+            payload: Some(refused.values),
+            error_time: super::now_micros(),
+        });
+    }
+
+    /// The slot's `diffmart_sources` row at `position`, if it changed, into `updates`.
+    fn status_row(&mut self, position: Option<Position>, updates: &mut Vec<Update>) {
+        let status = self.status.borrow().clone();
+        let row = SourceStatus {
+            kind: SOURCE_KIND.into(),
+            name: self.config.slot.clone(),
+            partition: 0,
+            relation: Some(self.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(",")),
+            reader: None,
+            status: status.state.as_str().into(),
+            position: position.map(|p| p.last_commit.as_u64() as i64),
+            high_watermark: None,
+            lag: None,
+            messages: self.changes,
+            errors: self.errors.counted(),
+            last_error: status.last_error,
+            updated_at: super::now_micros(),
+        };
+        self.board.set(row, updates);
+    }
+
+    /// Writes the slot's `diffmart_sources` row when it changed (a state change
+    /// between batches).
+    async fn report_status(&mut self) {
+        let mut updates = Vec::new();
+        self.status_row(self.position, &mut updates);
+        if updates.is_empty() {
+            return;
+        }
+        if let Err(e) = self.engine.apply(updates).await {
+            tracing::warn!(slot = %self.config.slot, "CDC: cannot write its diffmart_sources row: {e}");
+        }
     }
 
     /// One connection: (snapshot or resume, then) stream until something fails.
@@ -285,6 +400,7 @@ impl Source {
         };
         drop(control);
         self.set_state(CdcState::Streaming);
+        self.report_status().await;
         tracing::info!(upstream = %self.upstream.display(), slot = %self.config.slot, "CDC: streaming");
         *backoff = MIN_BACKOFF;
         self.stream(&mut client).await
@@ -410,9 +526,15 @@ impl Source {
         let mut rows = 0u64;
         for (table, table_rows) in copied {
             load.truncate(&table);
+            self.changes += table_rows.len() as i64;
             for row in table_rows {
-                load.insert(&table, row);
-                rows += 1;
+                match row {
+                    Ok(row) => {
+                        load.insert(&table, row);
+                        rows += 1;
+                    }
+                    Err(refused) => self.refuse(consistent_point, &table, refused),
+                }
             }
         }
         let position = Position { confirmed: consistent_point, last_commit: Lsn::ZERO };
@@ -429,8 +551,12 @@ impl Source {
         Ok(client)
     }
 
-    /// Every mirrored table's rows, read in the current transaction.
-    async fn copy_tables(&self, control: &tokio_postgres::Client) -> anyhow::Result<Vec<(MirroredTable, Vec<Row>)>> {
+    /// Every mirrored table's rows, read in the current transaction; a row diffmart
+    /// cannot read is an `Err` with why and its values.
+    async fn copy_tables(
+        &self,
+        control: &tokio_postgres::Client,
+    ) -> anyhow::Result<Vec<(MirroredTable, Vec<RowRead>)>> {
         let mut copied = Vec::new();
         for table in &self.tables {
             let columns = control
@@ -458,7 +584,11 @@ impl Source {
                 for message in &fetched {
                     if let SimpleQueryMessage::Row(row) = message {
                         let values: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
-                        rows.push(map.row_from_selected(&values).map_err(|e| anyhow!(e))?);
+                        let read = map
+                            .row_from_selected(&values)
+                            .and_then(|row| checked(&map.table, row))
+                            .map_err(|error| Refused { error, values: values_preview(values.iter().copied()) });
+                        rows.push(read);
                     }
                 }
                 if rows.len() == before {
@@ -473,13 +603,16 @@ impl Source {
 
     /// Applies updates as one batch, logged with the position they bring the stream
     /// to, and waits until they are visible (and on disk, with a data directory).
-    async fn apply(&self, updates: Vec<Update>, position: Position) -> anyhow::Result<()> {
+    async fn apply(&mut self, mut updates: Vec<Update>, position: Position) -> anyhow::Result<()> {
+        self.errors.write(self.board.relations(), &mut updates);
         // Nothing to log either: after a restart the slot resends it, and it is nothing again.
         if updates.is_empty() {
             return Ok(());
         }
+        self.status_row(Some(position), &mut updates);
         let engine = self.engine.clone();
-        let positions = position.logged(&self.config.slot);
+        let counts = Counts { changes: self.changes, errors: self.errors.counted() };
+        let positions = position.logged(&self.config.slot, counts);
         tokio::task::spawn_blocking(move || engine.apply_blocking_from(updates, positions))
             .await?
             .map_err(|e| anyhow!(e))?;
@@ -510,7 +643,7 @@ impl Source {
                         }
                         Message::Ignored(_) => {}
                         change => match &mut pending {
-                            Some(p) if !p.skip => p.changes.push(change),
+                            Some(p) if !p.skip => p.changes.push((wal_start, change)),
                             Some(_) => {}
                             None => bail!("a row change outside a transaction at LSN {wal_start}"),
                         },
@@ -558,11 +691,12 @@ impl Source {
     }
 
     /// Turns a transaction's changes into one batch against the tables' current
-    /// contents, applies it, and returns how many row changes it had.
+    /// contents, applies it, and returns how many row changes it had. A row that
+    /// cannot be read is left out (an update's old row still goes) and recorded.
     async fn apply_transaction(
-        &self,
+        &mut self,
         relations: &HashMap<RelationOid, Option<ColumnMap>>,
-        changes: Vec<Message>,
+        changes: Vec<(Lsn, Message)>,
         applied: Position,
     ) -> anyhow::Result<u64> {
         let map = |oid: RelationOid| -> anyhow::Result<Option<&ColumnMap>> {
@@ -572,38 +706,59 @@ impl Source {
             }
         };
         let mut transaction = Transaction::default();
-        for change in &changes {
-            let result = match change {
-                Message::Insert { relation, new } => match map(*relation)? {
-                    Some(map) => map.row(new).map(|row| transaction.insert(&map.table, row)),
-                    None => Ok(()),
-                },
-                Message::Update { relation, old, new } => match map(*relation)? {
-                    Some(map) => {
+        let mut refused = Vec::new();
+        for (lsn, change) in &changes {
+            match change {
+                Message::Insert { relation, new } => {
+                    if let Some(map) = map(*relation)? {
+                        match map.row(new).and_then(|row| checked(&map.table, row)) {
+                            Ok(row) => transaction.insert(&map.table, row),
+                            Err(error) => refused.push((*lsn, map.table.clone(), Refused::of(error, new))),
+                        }
+                    }
+                }
+                Message::Update { relation, old, new } => {
+                    if let Some(map) = map(*relation)? {
                         // Without an old tuple the key did not change: the new row has it.
                         let key = match old {
                             Some(old) => map.key_of_old(old),
                             None => map.key_of_old(&OldTuple::Key(new.clone())),
                         };
-                        key.and_then(|key| map.partial_row(new).map(|row| transaction.update(&map.table, key, row)))
+                        let row = map.partial_row(new).and_then(|row| checked_partial(&map.table, row));
+                        match (key, row) {
+                            (Ok(key), Ok(row)) => transaction.update(&map.table, key, row),
+                            // The old row goes: the table never keeps what upstream no longer has.
+                            (Ok(key), Err(error)) => {
+                                transaction.remove_old_row(&map.table, key);
+                                refused.push((*lsn, map.table.clone(), Refused::of(error, new)));
+                            }
+                            (Err(error), _) => {
+                                refused.push((*lsn, map.table.clone(), Refused::of(error, new)));
+                            }
+                        }
                     }
-                    None => Ok(()),
-                },
-                Message::Delete { relation, old } => match map(*relation)? {
-                    Some(map) => map.key_of_old(old).map(|key| transaction.delete(&map.table, key)),
-                    None => Ok(()),
-                },
+                }
+                Message::Delete { relation, old } => {
+                    if let Some(map) = map(*relation)? {
+                        match map.key_of_old(old) {
+                            Ok(key) => transaction.delete(&map.table, key),
+                            Err(error) => refused.push((*lsn, map.table.clone(), Refused::of(error, old.values()))),
+                        }
+                    }
+                }
                 Message::Truncate { relations: truncated } => {
                     for oid in truncated {
                         if let Some(Some(map)) = relations.get(oid) {
                             transaction.truncate(&map.table);
                         }
                     }
-                    Ok(())
                 }
-                Message::Relation(_) | Message::Ignored(_) => Ok(()),
-            };
-            result.map_err(|e| anyhow!(e))?;
+                Message::Relation(_) | Message::Ignored(_) => {}
+            }
+        }
+        self.changes += (transaction.changes + refused.len() as u64) as i64;
+        for (lsn, table, why) in refused {
+            self.refuse(lsn, &table, why);
         }
         let count = transaction.changes;
         self.apply(transaction.into_updates(), applied).await?;

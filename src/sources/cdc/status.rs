@@ -48,6 +48,8 @@ pub struct CdcStatus {
     pub transactions_applied: u64,
     /// Row changes applied from the stream: inserts, updates, deletes, truncated rows.
     pub rows_applied: u64,
+    /// Row changes left out because diffmart cannot read them (see `diffmart_source_errors`).
+    pub rows_refused: u64,
     /// Transactions received again after a reconnect and skipped (already applied).
     pub transactions_skipped: u64,
     pub reconnects: u64,
@@ -69,6 +71,7 @@ impl CdcStatus {
             snapshot_rows: 0,
             transactions_applied: 0,
             rows_applied: 0,
+            rows_refused: 0,
             transactions_skipped: 0,
             reconnects: 0,
             last_error: None,

@@ -32,14 +32,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
-use diffmart_dataflows::datum::RelationSpec;
+use diffmart_dataflows::datum::{Micros, RelationSpec};
 
 pub use self::topic::{Decoder, Encoder, KafkaMessage, KafkaSource, json_columns};
-use crate::engine::Engine;
+use crate::engine::{Engine, RelationRows};
+use crate::sources::clock::NewestEvent;
 use crate::sources::status::StatusRelations;
 
 /// `kind` of Kafka rows in `diffmart_sources` and `diffmart_source_errors`.
 pub const SOURCE_KIND: &str = "kafka";
+
+/// `--max-event-skew`'s default: an hour.
+pub const DEFAULT_MAX_EVENT_SKEW: Micros = 3_600_000_000;
 
 /// Where to start reading partitions at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -65,6 +69,9 @@ pub struct KafkaConfig {
     pub readers: usize,
     /// Extra librdkafka properties (`security.protocol`, …); they override diffmart's.
     pub properties: Vec<(String, String)>,
+    /// A message with an event more than this ahead of the newest event its relation
+    /// has taken is refused (`--max-event-skew`).
+    pub max_event_skew: Micros,
 }
 
 impl KafkaConfig {
@@ -76,6 +83,7 @@ impl KafkaConfig {
             group_id: "diffmart".into(),
             readers: 1,
             properties: Vec::new(),
+            max_event_skew: DEFAULT_MAX_EVENT_SKEW,
         }
     }
 }
@@ -87,6 +95,8 @@ struct Topic {
     relation: usize,
     spec: &'static RelationSpec,
     decode: Decoder,
+    /// The newest event the relation has taken, shared by every reader of the topic.
+    newest_event: NewestEvent,
 }
 
 /// The running readers. Dropping it stops them.
@@ -116,7 +126,11 @@ impl KafkaSources {
             if !catalog.is_input(relation) {
                 bail!("topic {name}: {} is a view, not an input relation", spec.name);
             }
-            topics.push(Topic { name, relation, spec, decode: source.decode });
+            let newest_event = match engine.snapshot().relation(relation) {
+                RelationRows::Events { events } => NewestEvent::new(events.newest()),
+                _ => NewestEvent::new(None),
+            };
+            topics.push(Topic { name, relation, spec, decode: source.decode, newest_event });
         }
         // Each topic's relation is the topic's alone: the generator leaves it be.
         for topic in &topics {

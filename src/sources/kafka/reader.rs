@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diffmart_dataflows::Time;
-use diffmart_dataflows::datum::{RelationKind, validate_row};
+use diffmart_dataflows::datum::{Micros, RelationKind, validate_row};
 use diffmart_dataflows::system::{SourceError, SourceStatus};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::{KafkaConfig, KafkaMessage, SOURCE_KIND, StartFrom, Topic};
 use crate::engine::{Ingest, SourcePosition, SourcePositions, Update};
 use crate::sources::now_micros;
-use crate::sources::status::{StatusBoard, StatusRelations, payload_preview};
+use crate::sources::status::{StatusBoard, StatusRelations, StreamErrors, payload_preview};
 
 /// How long a poll waits for the first message of a batch.
 const POLL_WAIT: Duration = Duration::from_millis(100);
@@ -152,7 +152,7 @@ struct PartitionState {
     /// Whether `next` moved since the last batch went to ingest: it is logged with the next one.
     moved: bool,
     messages: i64,
-    errors: i64,
+    errors: StreamErrors,
 }
 
 /// The key of a partition's next offset in the input log's source positions; its
@@ -242,6 +242,10 @@ impl Reader {
             }
             let mut updates = Vec::new();
             self.read_batch(&mut updates);
+            let relations = self.board.relations();
+            for state in self.partitions.values_mut() {
+                state.errors.write(relations, &mut updates);
+            }
             if Instant::now() >= next_status {
                 self.report_status(&mut updates);
                 next_status = Instant::now() + STATUS_EVERY;
@@ -262,7 +266,7 @@ impl Reader {
             if let Some(next) = state.next {
                 let key = position_key(&self.topics[t].name, p);
                 positions.push((format!("{key}/messages"), state.messages));
-                positions.push((format!("{key}/errors"), state.errors));
+                positions.push((format!("{key}/errors"), state.errors.counted()));
                 positions.push((key, next));
             }
         }
@@ -361,6 +365,7 @@ impl Reader {
                         tracing::info!(reader = self.index, topic = %topic.name, partition = p, "reading partition")
                     }
                 }
+                let errors = StreamErrors::resumed(errors);
                 self.partitions.insert((t, p), PartitionState { next, moved: false, messages, errors });
                 added = true;
             }
@@ -400,7 +405,7 @@ impl Reader {
                         &self.topics,
                         &self.topic_by_name,
                         &mut self.partitions,
-                        self.board.relations(),
+                        self.config.max_event_skew,
                         updates,
                     );
                 }
@@ -442,7 +447,7 @@ impl Reader {
                 high_watermark,
                 lag,
                 messages: state.messages,
-                errors: state.errors,
+                errors: state.errors.counted(),
                 last_error: if status == "connected" { None } else { link.last_error.clone() },
                 updated_at: now,
             };
@@ -494,7 +499,7 @@ fn take_message(
     topics: &[Topic],
     topic_by_name: &HashMap<String, usize>,
     partitions: &mut BTreeMap<(usize, i32), PartitionState>,
-    status: StatusRelations,
+    max_event_skew: Micros,
     updates: &mut Vec<Update>,
 ) {
     let Some(&t) = topic_by_name.get(message.topic()) else { return };
@@ -524,6 +529,7 @@ fn take_message(
             for row in &rows {
                 validate_row(topic.spec, row).map_err(|e| e.to_string())?;
             }
+            topic.newest_event.admit(topic.spec, &rows, max_event_skew)?;
             Ok(rows)
         })
     };
@@ -535,20 +541,20 @@ fn take_message(
         }
         Ok(rows) => updates.extend(rows.into_iter().map(|row| Update::insert(topic.relation, row))),
         Err(error) => {
-            if state.errors == 0 {
+            if state.errors.counted() == 0 {
                 tracing::warn!(topic = %topic.name, partition, offset, "bad message (see diffmart_source_errors): {error}");
             }
-            state.errors += 1;
-            updates.push(status.error(&SourceError {
+            state.errors.push(SourceError {
                 kind: SOURCE_KIND.into(),
                 name: topic.name.clone(),
                 partition,
+                error_number: 0,
                 position: offset,
                 relation: Some(topic.spec.name.into()),
                 error,
                 payload: Some(payload_preview(payload)),
                 error_time: now_micros(),
-            }));
+            });
         }
     }
 }
