@@ -126,7 +126,9 @@ impl Handlers {
         let guard = guard::StatementGuard::new(engine.catalog(), statements.clone());
         let sessions = Arc::new(Sessions {
             runtime: limits::server_runtime(context.runtime_env().as_ref())?,
-            state: context.state(),
+            state: SessionStateBuilder::new_from_existing(context.state())
+                .with_physical_optimizer_rule(Arc::new(limits::statements::YieldingJoins))
+                .build(),
             memory_limit: limits.query_memory_limit,
             hooks: commands::hooks(guard, limits),
         });

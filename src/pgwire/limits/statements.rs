@@ -15,6 +15,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::common::Result as DataFusionResult;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::execution_plan::SchedulingType;
 use futures::Stream;
 use pgwire::api::ClientInfo;
 use pgwire::api::cancel::CancelHandler;
@@ -207,5 +214,37 @@ impl Stream for StoppableRows {
             this.rows = None;
         }
         next
+    }
+}
+
+/// Makes joins and unnesting give the thread back now and then. An operator that
+/// turns one input batch into many (a cross join: every left row for each right
+/// batch) never waits on its input, so without this its task runs until the join
+/// is done: a stopped statement's spawned tasks would not see their abort, and the
+/// connection's own task could not run to notice the deadline. Wrapped, each of
+/// their output batches spends tokio's cooperative budget and they yield when it
+/// runs out.
+#[derive(Debug)]
+pub struct YieldingJoins;
+
+impl PhysicalOptimizerRule for YieldingJoins {
+    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
+        let wrapped = plan.transform_up(|node| {
+            let amplifies = node.children().len() >= 2 || node.name() == "UnnestExec";
+            if amplifies && node.properties().scheduling_type == SchedulingType::NonCooperative {
+                Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>))
+            } else {
+                Ok(Transformed::no(node))
+            }
+        })?;
+        Ok(wrapped.data)
+    }
+
+    fn name(&self) -> &str {
+        "yielding_joins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
