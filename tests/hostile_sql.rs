@@ -57,9 +57,26 @@ async fn assert_refused(client: &Client, sql: &str, codes: &[&str]) {
     assert!(codes.contains(&code.as_str()), "{sql} (extended): {code} {message}");
 }
 
+/// A new connection, once a slot is free: a client that just left may hold its slot
+/// until the server has seen it go.
+async fn connect_when_free(server: &DiffmartProcess) -> Client {
+    let config = format!("host=127.0.0.1 port={} user=root dbname=dev connect_timeout=5", server.pg_port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio_postgres::connect(&config, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return client;
+            }
+            Err(e) if Instant::now() >= deadline => panic!("no free connection slot: {e:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// A new connection gets a known answer from a literal and from a server relation.
 async fn assert_still_answers(server: &DiffmartProcess) {
-    let client = server.connect().await;
+    let client = connect_when_free(server).await;
     assert_eq!(one_value(&client, "SELECT 6 * 7").await, "42");
     let kinds = one_value(&client, "SELECT count(*) FROM (VALUES ('retail'), ('casino'), ('pricing')) AS v(k)").await;
     assert_eq!(kinds, "3");
@@ -108,8 +125,14 @@ async fn ddl_against_the_servers_relations_is_refused() {
     let server = start(&[]).await;
     let (client, other) = (server.connect().await, server.connect().await);
     for relation in server_relations(&client).await {
-        let columns_before: Vec<String> =
-            other.prepare(&format!("SELECT * FROM {relation}")).await.unwrap().columns().iter().map(|c| c.name().to_string()).collect();
+        let columns_before: Vec<String> = other
+            .prepare(&format!("SELECT * FROM {relation}"))
+            .await
+            .unwrap()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
         let first_column = &columns_before[0];
         for sql in [
             format!("DROP TABLE {relation}"),
@@ -128,8 +151,14 @@ async fn ddl_against_the_servers_relations_is_refused() {
             assert_refused(&client, &sql, &["0A000", "42501"]).await;
         }
         // Still there, with the same columns, for another session.
-        let columns_after: Vec<String> =
-            other.prepare(&format!("SELECT * FROM {relation}")).await.unwrap().columns().iter().map(|c| c.name().to_string()).collect();
+        let columns_after: Vec<String> = other
+            .prepare(&format!("SELECT * FROM {relation}"))
+            .await
+            .unwrap()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
         assert_eq!(columns_before, columns_after, "{relation}");
         one_value(&other, &format!("SELECT count(*) FROM {relation}")).await;
     }
@@ -249,7 +278,7 @@ async fn statement_timeout_stops_a_runaway_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_requests_stop_a_runaway_query_even_at_the_connection_cap() {
     let server = start(&["--statement-timeout", "0", "--max-connections", "2"]).await;
-    let (client, _other) = (server.connect().await, server.connect().await);
+    let (client, other) = (connect_when_free(&server).await, connect_when_free(&server).await);
     let token = client.cancel_token();
     for extended in [false, true] {
         let cancel = async {
@@ -271,11 +300,12 @@ async fn cancel_requests_stop_a_runaway_query_even_at_the_connection_cap() {
         assert_cpu_returns(&server).await;
         assert_eq!(one_value(&client, "SELECT 1 + 1").await, "2");
     }
-    // A cancel request between statements stops nothing.
+    // A cancel request between statements stops nothing (once the server has read it:
+    // a request still on its way when the next statement starts would stop that one).
     token.cancel_query(NoTls).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(one_value(&client, "SELECT count(*) FROM generate_series(1, 10)").await, "10");
-    drop(_other);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(other);
     assert_still_answers(&server).await;
 }
 
@@ -399,11 +429,71 @@ struct SqlFuzz {
 }
 
 const JUNK_TOKENS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "(", ")", ",", ";", "*", "'", "\"", "--", "/*", "*/", "$1", "::", "->>", "NULL", "1e308",
-    "-9223372036854775808", "'\\x00'", "E'\\\\'", "ORDER", "BY", "GROUP", "HAVING", "UNION", "JOIN", "ON", "LATERAL",
-    "WITH", "RECURSIVE", "AS", "CAST", "INTERVAL", "'1 day'", "ARRAY[", "]", "[1]", "DEFAULT", "VALUES", "INSERT",
-    "INTO", "UPDATE", "SET", "DELETE", "DROP", "CREATE", "TABLE", "VIEW", "COPY", "TO", "'/tmp/fuzz'", "EXPLAIN",
-    "ANALYZE", "BEGIN", "COMMIT", "ROLLBACK", "DECLARE", "CURSOR", "FOR", "FETCH", "PREPARE", "EXECUTE", "💥", "ℵ",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "(",
+    ")",
+    ",",
+    ";",
+    "*",
+    "'",
+    "\"",
+    "--",
+    "/*",
+    "*/",
+    "$1",
+    "::",
+    "->>",
+    "NULL",
+    "1e308",
+    "-9223372036854775808",
+    "'\\x00'",
+    "E'\\\\'",
+    "ORDER",
+    "BY",
+    "GROUP",
+    "HAVING",
+    "UNION",
+    "JOIN",
+    "ON",
+    "LATERAL",
+    "WITH",
+    "RECURSIVE",
+    "AS",
+    "CAST",
+    "INTERVAL",
+    "'1 day'",
+    "ARRAY[",
+    "]",
+    "[1]",
+    "DEFAULT",
+    "VALUES",
+    "INSERT",
+    "INTO",
+    "UPDATE",
+    "SET",
+    "DELETE",
+    "DROP",
+    "CREATE",
+    "TABLE",
+    "VIEW",
+    "COPY",
+    "TO",
+    "'/tmp/fuzz'",
+    "EXPLAIN",
+    "ANALYZE",
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "DECLARE",
+    "CURSOR",
+    "FOR",
+    "FETCH",
+    "PREPARE",
+    "EXECUTE",
+    "💥",
+    "ℵ",
 ];
 
 const FUNCTIONS: &[&str] = &["abs", "length", "upper", "lower", "coalesce", "round", "md5", "trim", "sqrt", "nullif"];
@@ -449,7 +539,9 @@ impl SqlFuzz {
             0 => format!("({a} {} {b})", self.pick(&["+", "-", "*", "/", "%", "||"])),
             1 => format!("({a} {} {b})", self.pick(&["=", "<>", "<", ">=", "IS DISTINCT FROM"])),
             2 => format!("{}({a})", self.pick(FUNCTIONS)),
-            3 => format!("CAST({a} AS {})", self.pick(&["INT", "BIGINT", "TEXT", "DOUBLE PRECISION", "DATE", "BOOLEAN"])),
+            3 => {
+                format!("CAST({a} AS {})", self.pick(&["INT", "BIGINT", "TEXT", "DOUBLE PRECISION", "DATE", "BOOLEAN"]))
+            }
             4 => format!("CASE WHEN {a} IS NULL THEN {b} ELSE {a} END"),
             _ => format!("coalesce({a}, {b})"),
         }
@@ -531,9 +623,21 @@ impl SqlFuzz {
 
     fn session(&mut self) -> String {
         let templates = [
-            "BEGIN", "COMMIT", "ROLLBACK", "SHOW statement_timeout", "SHOW application_name", "SHOW TABLES",
-            "SET application_name = 'fuzz'", "SET extra_float_digits = 3", "SET TIME ZONE 'UTC'", "RESET application_name",
-            "SET DateStyle = 'ISO'", "SHOW server_version", "DISCARD ALL", "SELECT version()", "SHOW SOURCES",
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "SHOW statement_timeout",
+            "SHOW application_name",
+            "SHOW TABLES",
+            "SET application_name = 'fuzz'",
+            "SET extra_float_digits = 3",
+            "SET TIME ZONE 'UTC'",
+            "RESET application_name",
+            "SET DateStyle = 'ISO'",
+            "SHOW server_version",
+            "DISCARD ALL",
+            "SELECT version()",
+            "SHOW SOURCES",
         ];
         self.pick(&templates).to_string()
     }
@@ -593,14 +697,11 @@ async fn random_sql_fuzz() {
         let [Some(table), Some(column), Some(ty)] = &row[..] else { panic!("{row:?}") };
         columns.entry(table.clone()).or_default().push((column.clone(), ty.clone()));
     }
-    let relations: Vec<FuzzRelation> = relation_names
-        .iter()
-        .map(|name| FuzzRelation { name: name.clone(), columns: columns[name].clone() })
-        .collect();
+    let relations: Vec<FuzzRelation> =
+        relation_names.iter().map(|name| FuzzRelation { name: name.clone(), columns: columns[name].clone() }).collect();
     let mut fuzz = SqlFuzz { rng: StdRng::seed_from_u64(SEED), relations };
-    let workloads: Vec<Vec<String>> = (0..CONNECTIONS)
-        .map(|_| (0..STATEMENTS_PER_CONNECTION).map(|_| fuzz.statement()).collect())
-        .collect();
+    let workloads: Vec<Vec<String>> =
+        (0..CONNECTIONS).map(|_| (0..STATEMENTS_PER_CONNECTION).map(|_| fuzz.statement()).collect()).collect();
 
     let started = Instant::now();
     let mut runs = Vec::new();

@@ -60,7 +60,10 @@ fn classify_datafusion(error: &DataFusionError) -> (&'static str, String) {
         DataFusionError::Execution(_) => "22000",
         // Only the memory pool runs out; the limit is per statement (--query-memory-limit).
         DataFusionError::ResourcesExhausted(_) => {
-            return ("53200", format!("out of memory: the statement needs more than the query memory limit ({message})"));
+            return (
+                "53200",
+                format!("out of memory: the statement needs more than the query memory limit ({message})"),
+            );
         }
         _ => "XX000",
     };

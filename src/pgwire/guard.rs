@@ -61,8 +61,15 @@ const SESSION_SETTINGS: &[&str] = &[
 
 /// The session settings datafusion-postgres keeps in the connection's metadata under
 /// their own names, so `RESET` removes them there.
-const METADATA_SETTINGS: &[&str] =
-    &["application_name", "bytea_output", "datestyle", "extra_float_digits", "intervalstyle", "search_path", "timezone"];
+const METADATA_SETTINGS: &[&str] = &[
+    "application_name",
+    "bytea_output",
+    "datestyle",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "timezone",
+];
 
 /// The first hook a statement meets after role management's.
 pub struct StatementGuard {
@@ -145,8 +152,7 @@ impl StatementGuard {
             },
             Statement::Copy { target: CopyTarget::File { .. } | CopyTarget::Program { .. }, .. } => {
                 Verdict::Refuse(insufficient_privilege(
-                    "COPY to or from a file or program is not allowed: the server's files are not the session's"
-                        .into(),
+                    "COPY to or from a file or program is not allowed: the server's files are not the session's".into(),
                 ))
             }
             Statement::CreateRole(_)

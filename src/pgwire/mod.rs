@@ -165,7 +165,8 @@ impl Sessions {
         let runtime = limits::session_runtime(&self.runtime, self.memory_limit)
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
         let state = SessionStateBuilder::new_from_existing(self.state.clone()).with_runtime_env(runtime).build();
-        let service = DfSessionService::new_with_hooks(Arc::new(SessionContext::new_with_state(state)), self.hooks.clone());
+        let service =
+            DfSessionService::new_with_hooks(Arc::new(SessionContext::new_with_state(state)), self.hooks.clone());
         client.session_extensions().insert(service);
         Ok(client.session_extensions().get::<DfSessionService>().expect("just inserted"))
     }

@@ -228,7 +228,11 @@ impl Stream for StoppableRows {
 pub struct YieldingJoins;
 
 impl PhysicalOptimizerRule for YieldingJoins {
-    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
         let wrapped = plan.transform_up(|node| {
             let amplifies = node.children().len() >= 2 || node.name() == "UnnestExec";
             if amplifies && node.properties().scheduling_type == SchedulingType::NonCooperative {
