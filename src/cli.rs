@@ -250,7 +250,7 @@ impl Options {
         crate::pgwire::limits::SqlLimits {
             max_connections: self.max_connections as usize,
             statement_timeout: (!self.statement_timeout.is_zero()).then_some(self.statement_timeout),
-            query_memory_limit: (self.query_memory_limit > 0).then(|| (self.query_memory_limit << 20) as usize),
+            query_memory_limit: (self.query_memory_limit > 0).then_some((self.query_memory_limit << 20) as usize),
             max_write_rows: self.max_write_rows,
         }
     }

@@ -18,6 +18,15 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 /// Runs until stopped: a cross join of 10^12 rows.
 const RUNAWAY: &str = "SELECT count(*) FROM generate_series(1, 1000000) a CROSS JOIN generate_series(1, 1000000) b";
 
+/// Longest a statement the server must stop may run in a test.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// `work`, or a panic if it has not finished within `limit`: a statement that is not
+/// stopped fails its test instead of hanging it.
+async fn within<T>(limit: Duration, what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| panic!("{what} still running after {limit:?}"))
+}
+
 async fn start(args: &[&str]) -> DiffmartProcess {
     let mut server = DiffmartProcess::start(args);
     server.wait_ready(Duration::from_secs(60)).await;
@@ -257,7 +266,7 @@ async fn statement_timeout_stops_a_runaway_query() {
 
     // The server's timeout, simple protocol.
     let started = Instant::now();
-    let (code, message) = failure(RUNAWAY, client.simple_query(RUNAWAY).await);
+    let (code, message) = failure(RUNAWAY, within(LIMIT, RUNAWAY, client.simple_query(RUNAWAY)).await);
     assert_eq!((code.as_str(), message.as_str()), ("57014", "canceling statement due to statement timeout"));
     assert!(started.elapsed() < Duration::from_secs(15), "stopped after {:?}", started.elapsed());
     assert_cpu_returns(&server).await;
@@ -265,7 +274,7 @@ async fn statement_timeout_stops_a_runaway_query() {
     // The session's own, extended protocol.
     client.simple_query("SET statement_timeout = '300ms'").await.unwrap();
     let started = Instant::now();
-    let (code, message) = failure(RUNAWAY, client.query(RUNAWAY, &[]).await);
+    let (code, message) = failure(RUNAWAY, within(LIMIT, RUNAWAY, client.query(RUNAWAY, &[])).await);
     assert_eq!((code.as_str(), message.as_str()), ("57014", "canceling statement due to statement timeout"));
     assert!(started.elapsed() < Duration::from_secs(10), "stopped after {:?}", started.elapsed());
     assert_cpu_returns(&server).await;
@@ -293,7 +302,7 @@ async fn cancel_requests_stop_a_runaway_query_even_at_the_connection_cap() {
                 client.simple_query(RUNAWAY).await.map(|_| ())
             }
         };
-        let (result, ()) = tokio::join!(result, cancel);
+        let (result, ()) = within(LIMIT, RUNAWAY, async { tokio::join!(result, cancel) }).await;
         let (code, message) = failure(RUNAWAY, result);
         assert_eq!((code.as_str(), message.as_str()), ("57014", "canceling statement due to user request"));
         assert!(started.elapsed() < Duration::from_secs(15), "stopped after {:?}", started.elapsed());
@@ -382,9 +391,9 @@ async fn a_query_past_the_memory_limit_fails_alone() {
     let server = start(&["--query-memory-limit", "16"]).await;
     let client = server.connect().await;
     let hungry = "SELECT count(*) FROM generate_series(1, 4000000) a(x) JOIN generate_series(1, 4000000) b(y) ON x = y";
-    let (code, message) = failure(hungry, client.simple_query(hungry).await);
+    let (code, message) = failure(hungry, within(LIMIT, hungry, client.simple_query(hungry)).await);
     assert_eq!(code, "53200", "{message}");
-    let (code, message) = failure(hungry, client.query(hungry, &[]).await);
+    let (code, message) = failure(hungry, within(LIMIT, hungry, client.query(hungry, &[])).await);
     assert_eq!(code, "53200", "{message}");
     // Within the limit, the same shape runs; the session's pool was given back.
     let small = "SELECT count(*) FROM generate_series(1, 10000) a(x) JOIN generate_series(1, 10000) b(y) ON x = y";
