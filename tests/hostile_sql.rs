@@ -743,7 +743,8 @@ async fn random_sql_fuzz() {
     }
     let mut codes: BTreeMap<String, usize> = BTreeMap::new();
     for run in runs {
-        for (code, count) in run.await.expect("a fuzz connection") {
+        let codes_of_run = within(Duration::from_secs(600), "the fuzz", run).await;
+        for (code, count) in codes_of_run.expect("a fuzz connection") {
             *codes.entry(code).or_default() += count;
         }
     }
