@@ -92,6 +92,29 @@ pub struct Options {
     #[arg(long, value_name = "N", default_value_t = crate::client_runtime::DEFAULT_CLIENT_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
     pub client_nice: u8,
 
+    /// Most Postgres clients served at once; the next one is refused with SQLSTATE
+    /// 53300 (too_many_connections), as PostgreSQL refuses it. Cancel requests still
+    /// get through.
+    #[arg(long, value_name = "N", default_value_t = crate::pgwire::limits::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Longest a SQL statement runs before it is stopped with SQLSTATE 57014
+    /// (query_canceled): e.g. 30s, 500ms, 5min; 0 for none. A session changes its own
+    /// with `SET statement_timeout`.
+    #[arg(long, value_name = "DURATION", default_value = "5min", value_parser = parse_statement_timeout)]
+    pub statement_timeout: std::time::Duration,
+
+    /// Memory (MiB) DataFusion's operators (sorts, aggregations, joins) may hold for
+    /// one SQL statement; past it the statement fails with SQLSTATE 53200
+    /// (out_of_memory). 0 for no limit.
+    #[arg(long, value_name = "MIB", default_value_t = crate::pgwire::limits::DEFAULT_QUERY_MEMORY_MIB)]
+    pub query_memory_limit: u64,
+
+    /// Most rows one INSERT writes; a larger one fails with SQLSTATE 54000
+    /// (program_limit_exceeded) and writes nothing.
+    #[arg(long, value_name = "N", default_value_t = crate::pgwire::limits::DEFAULT_MAX_WRITE_ROWS)]
+    pub max_write_rows: u64,
+
     /// Directory that keeps what the server has taken in (the input log and source
     /// positions), so a restart continues where it stopped. One server at a time.
     #[arg(long, value_name = "DIR", default_value = "diffmart-data", env = "DIFFMART_DATA_DIR")]
@@ -293,7 +316,21 @@ impl HttpLimitOptions {
     }
 }
 
+fn parse_statement_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::pgwire::limits::parse_timeout(text).map(Option::unwrap_or_default)
+}
+
 impl Options {
+    /// The Postgres front end's limits, from the flags above.
+    pub fn sql_limits(&self) -> crate::pgwire::limits::SqlLimits {
+        crate::pgwire::limits::SqlLimits {
+            max_connections: self.max_connections as usize,
+            statement_timeout: (!self.statement_timeout.is_zero()).then_some(self.statement_timeout),
+            query_memory_limit: (self.query_memory_limit > 0).then_some((self.query_memory_limit << 20) as usize),
+            max_write_rows: self.max_write_rows,
+        }
+    }
+
     pub fn check(&self) -> Result<(), String> {
         if self.process >= self.processes {
             return Err(format!(

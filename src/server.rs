@@ -135,7 +135,7 @@ fn run(options: Options) -> anyhow::Result<()> {
         );
     }
     let http_state = AppState::new(engine.clone(), &http_config);
-    let pgwire = clients.spawn(crate::pgwire::serve(engine.clone(), listener, security));
+    let pgwire = clients.spawn(crate::pgwire::serve(engine.clone(), listener, security, options.sql_limits()));
     let http_server = clients.spawn(crate::http::serve(http_listener, http_state, crate::pipelines::routes(), http));
     let (pgwire_abort, http_abort) = (pgwire.abort_handle(), http_server.abort_handle());
     let served = |joined: Result<anyhow::Result<()>, tokio::task::JoinError>| joined.unwrap_or_else(|e| Err(e.into()));

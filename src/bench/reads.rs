@@ -64,7 +64,12 @@ pub fn reads(options: &BenchOptions, workload: Workload, workers: usize, rate: f
     let server = crate::client_runtime::client_runtime("diffmart-pgwire", Some(2), options.client_nice)?;
     let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
-    server.spawn(crate::pgwire::serve(engine.clone(), listener, crate::pgwire::Security::loopback_trust()));
+    server.spawn(crate::pgwire::serve(
+        engine.clone(),
+        listener,
+        crate::pgwire::Security::loopback_trust(),
+        Default::default(),
+    ));
     let clients = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(format!("{BENCH_THREAD_PREFIX}client"))

@@ -14,6 +14,8 @@ use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::{PgWireError, PgWireResult};
 
+use super::guard::StatementGuard;
+use super::limits::{self, SqlLimits};
 use crate::engine::Catalog;
 
 /// `SHOW TABLES`, `SHOW SOURCES`, `SHOW [MATERIALIZED] VIEWS` (RisingWave's
@@ -39,7 +41,10 @@ pub fn rewrite_show(sql: &str, catalog: &Catalog) -> Option<String> {
 
 /// INSERT, UPDATE and DELETE: run through DataFusion (which calls our table
 /// providers) and answer with the command tag psql prints, e.g. `UPDATE 3`.
-pub struct WriteStatements;
+/// An INSERT writes at most `max_rows` rows, or nothing.
+pub struct WriteStatements {
+    pub max_rows: u64,
+}
 
 fn command_of(statement: &Statement) -> Option<&'static str> {
     match statement {
@@ -50,9 +55,11 @@ fn command_of(statement: &Statement) -> Option<&'static str> {
     }
 }
 
-async fn affected_rows(frame: DataFrame) -> datafusion::common::Result<usize> {
+async fn affected_rows(frame: DataFrame, max_rows: u64) -> datafusion::common::Result<usize> {
+    let task = Arc::new(frame.task_ctx());
+    let plan = limits::write_rows::cap_written_rows(frame.create_physical_plan().await?, max_rows)?;
     let mut count = 0;
-    for batch in frame.collect().await? {
+    for batch in datafusion::physical_plan::collect(plan, task).await? {
         if let Some(counts) = batch.columns().first().and_then(|c| c.as_any().downcast_ref::<UInt64Array>()) {
             count += counts.iter().flatten().sum::<u64>() as usize;
         }
@@ -80,7 +87,7 @@ impl QueryHook for WriteStatements {
         let command = command_of(statement)?;
         let run = async {
             let frame = session_context.sql(&statement.to_string()).await?;
-            affected_rows(frame).await
+            affected_rows(frame, self.max_rows).await
         };
         Some(run.await.map(|rows| tag(command, rows)).map_err(api_error))
     }
@@ -106,20 +113,21 @@ impl QueryHook for WriteStatements {
         let run = async {
             let plan = logical_plan.clone().replace_params_with_values(params)?;
             let frame = session_context.execute_logical_plan(plan).await?;
-            affected_rows(frame).await
+            affected_rows(frame, self.max_rows).await
         };
         Some(run.await.map(|rows| tag(command, rows)).map_err(api_error))
     }
 }
 
-/// The hooks in the order they get a statement: ours first, then
+/// The hooks in the order they get a statement: the guard, then ours, then
 /// datafusion-postgres's for cursors, SET/SHOW variables and transactions.
-pub fn hooks() -> Vec<Arc<dyn QueryHook>> {
+pub fn hooks(guard: StatementGuard, limits: &SqlLimits) -> Vec<Arc<dyn QueryHook>> {
     use datafusion_postgres::hooks::{
         cursor::CursorStatementHook, set_show::SetShowHook, transactions::TransactionStatementHook,
     };
     vec![
-        Arc::new(WriteStatements),
+        Arc::new(guard),
+        Arc::new(WriteStatements { max_rows: limits.max_write_rows }),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),

@@ -58,7 +58,13 @@ fn classify_datafusion(error: &DataFusionError) -> (&'static str, String) {
         DataFusionError::Plan(m) => plan_error_code(m),
         DataFusionError::Execution(m) if m.contains("Cannot cast") || m.contains("cast") => "22P02",
         DataFusionError::Execution(_) => "22000",
-        DataFusionError::ResourcesExhausted(_) => "53000",
+        // Only the memory pool runs out; the limit is per statement (--query-memory-limit).
+        DataFusionError::ResourcesExhausted(_) => {
+            return (
+                "53200",
+                format!("out of memory: the statement needs more than the query memory limit ({message})"),
+            );
+        }
         _ => "XX000",
     };
     (code, message)
@@ -85,9 +91,13 @@ fn plan_error_code(message: &str) -> &'static str {
 /// "Error during planning: x" → "x": the client already knows it is an error.
 fn strip_prefixes(message: &str) -> String {
     let mut m = message;
-    for prefix in
-        ["Error during planning: ", "Execution error: ", "Schema error: ", "This feature is not implemented: "]
-    {
+    for prefix in [
+        "Error during planning: ",
+        "Execution error: ",
+        "Schema error: ",
+        "This feature is not implemented: ",
+        "Resources exhausted: ",
+    ] {
         if let Some(rest) = m.strip_prefix(prefix) {
             m = rest;
         }

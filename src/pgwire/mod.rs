@@ -4,12 +4,17 @@
 //! datafusion-postgres providing `pg_catalog`, type mapping and the protocol
 //! plumbing. This module adds what is diffmart's own: one snapshot per statement
 //! or transaction ([`session`]), writes with command tags and `SHOW` commands
-//! ([`commands`]), and SQLSTATE codes on errors ([`errors`]).
+//! ([`commands`]), SQLSTATE codes on errors ([`errors`]), the statements a session may
+//! run ([`guard`]) and what one client may take ([`limits`]). Each connection has its
+//! own DataFusion session over the shared relations, so its settings and memory are
+//! its own.
 
 pub mod auth;
 pub mod commands;
 pub mod errors;
+pub mod guard;
 pub mod jsonb;
+pub mod limits;
 pub mod privileges;
 pub mod role_statements;
 pub mod roles;
@@ -22,12 +27,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use datafusion::execution::FunctionRegistry;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::planner::ExprPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
-use datafusion_postgres::{DfSessionService, Parser};
+use datafusion_postgres::{DfSessionService, Parser, QueryHook};
 use futures::Sink;
-use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response};
@@ -42,6 +49,9 @@ use pgwire::messages::response::TransactionStatus;
 use tokio::net::TcpListener;
 
 use self::auth::Authentication;
+use self::limits::SqlLimits;
+use self::limits::connections::{Admission, ConnectionSlots};
+use self::limits::statements::{CancelRequests, Statements};
 use self::privileges::SessionRole;
 use self::role_statements::RoleStatement;
 use self::roles::Roles;
@@ -67,18 +77,30 @@ impl Security {
     }
 }
 
-/// Accepts connections until the listener fails.
-pub async fn serve(engine: Arc<Engine>, listener: TcpListener, security: Security) -> anyhow::Result<()> {
+/// Accepts connections until the listener fails: clients log in as `security`
+/// says and get no more than `limits`.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    security: Security,
+    limits: SqlLimits,
+) -> anyhow::Result<()> {
+    let slots = ConnectionSlots::new(limits.max_connections);
     let acceptor = security.tls.as_ref().map(|tls| tls.acceptor.clone());
-    let handlers = Arc::new(Handlers::new(engine, security)?);
+    let handlers = Arc::new(Handlers::new(engine, security, &limits)?);
     loop {
         let (socket, peer) = listener.accept().await.context("accepting a connection")?;
-        let handlers = handlers.clone();
-        let acceptor = acceptor.clone();
+        let (handlers, slots, acceptor) = (handlers.clone(), slots.clone(), acceptor.clone());
         tokio::spawn(async move {
+            let slot = match slots.admit(&socket).await {
+                Admission::Refused => return limits::connections::refuse(socket).await,
+                Admission::Served(slot) => Some(slot),
+                Admission::CancelRequest => None,
+            };
             if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
+            drop(slot);
         });
     }
 }
@@ -88,9 +110,9 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, security: Securit
 /// generic code again: a crate that spawns the `serve` future itself compiles its
 /// whole state machine, which costs a test binary about a minute and a half.
 ///
-/// Clients log in as in [`Security::loopback_trust`].
+/// Clients log in as in [`Security::loopback_trust`], with the default [`SqlLimits`].
 pub fn spawn(engine: Arc<Engine>, listener: TcpListener) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::spawn(serve(engine, listener, Security::loopback_trust()))
+    tokio::spawn(serve(engine, listener, Security::loopback_trust(), SqlLimits::default()))
 }
 
 /// A DataFusion context with every relation and PostgreSQL's catalog.
@@ -122,23 +144,60 @@ fn session_context(engine: &Arc<Engine>, roles: &Arc<Roles>) -> anyhow::Result<S
 struct Handlers {
     service: Arc<Service>,
     authentication: Authentication,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<CancelRequests>,
 }
 
 impl Handlers {
-    fn new(engine: Arc<Engine>, security: Security) -> anyhow::Result<Handlers> {
-        let context = Arc::new(session_context(&engine, &security.roles)?);
-        let inner = Arc::new(DfSessionService::new_with_hooks(context, commands::hooks()));
+    fn new(engine: Arc<Engine>, security: Security, limits: &SqlLimits) -> anyhow::Result<Handlers> {
+        let context = session_context(&engine, &security.roles)?;
+        let cancel = Arc::new(CancelRequests::default());
+        let statements = Arc::new(Statements::new(cancel.clone(), limits.statement_timeout));
+        let guard = guard::StatementGuard::new(engine.catalog(), statements.clone());
+        let sessions = Arc::new(Sessions {
+            runtime: limits::server_runtime(context.runtime_env().as_ref())?,
+            state: SessionStateBuilder::new_from_existing(context.state())
+                .with_physical_optimizer_rule(Arc::new(limits::statements::YieldingJoins))
+                .build(),
+            memory_limit: limits.query_memory_limit,
+            hooks: commands::hooks(guard, limits),
+        });
+        // Describing a parsed statement reads only its plan, so any session's parser does.
+        let describer = DfSessionService::new_with_hooks(Arc::new(context), Vec::new());
         let parser = Arc::new(ShowAwareParser {
-            inner: ExtendedQueryHandler::query_parser(inner.as_ref()),
+            describer: ExtendedQueryHandler::query_parser(&describer),
+            sessions: sessions.clone(),
             engine: engine.clone(),
         });
         let connections = Arc::new(ConnectionManager::new());
         Ok(Handlers {
-            service: Arc::new(Service { engine, inner, parser, roles: security.roles.clone() }),
-            authentication: Authentication::new(security.roles, connections.clone(), security.tls.as_ref()),
-            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            service: Arc::new(Service { engine, sessions, statements, parser, roles: security.roles.clone() }),
+            authentication: Authentication::new(security.roles, connections, security.tls.as_ref()),
+            cancel,
         })
+    }
+}
+
+/// Each connection's own DataFusion session: the server's relations, functions and
+/// settings, with a memory pool of its own; what a session changes stays in it.
+struct Sessions {
+    state: SessionState,
+    runtime: Arc<RuntimeEnv>,
+    memory_limit: Option<usize>,
+    hooks: Vec<Arc<dyn QueryHook>>,
+}
+
+impl Sessions {
+    fn of<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<Arc<DfSessionService>> {
+        if let Some(service) = client.session_extensions().get::<DfSessionService>() {
+            return Ok(service);
+        }
+        let runtime = limits::session_runtime(&self.runtime, self.memory_limit)
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        let state = SessionStateBuilder::new_from_existing(self.state.clone()).with_runtime_env(runtime).build();
+        let service =
+            DfSessionService::new_with_hooks(Arc::new(SessionContext::new_with_state(state)), self.hooks.clone());
+        client.session_extensions().insert(service);
+        Ok(client.session_extensions().get::<DfSessionService>().expect("just inserted"))
     }
 }
 
@@ -169,10 +228,12 @@ impl ErrorHandler for ClientErrors {
     }
 }
 
-/// datafusion-postgres's service, with every statement run against one snapshot.
+/// datafusion-postgres's service, with every statement run against one snapshot,
+/// in the connection's own session, until it ends or must stop.
 struct Service {
     engine: Arc<Engine>,
-    inner: Arc<DfSessionService>,
+    sessions: Arc<Sessions>,
+    statements: Arc<Statements>,
     parser: Arc<ShowAwareParser>,
     roles: Arc<Roles>,
 }
@@ -193,6 +254,26 @@ impl Service {
             .and_then(|statement| statement.run(&self.roles, &role.name))
             .map(Response::Execution)
             .map_err(|e| PgWireError::ApiError(Box::new(e)))
+    }
+
+    /// SQL for DataFusion, in the connection's session, on this statement's snapshot,
+    /// as `role`, until it ends or must stop.
+    async fn run_sql<C>(&self, client: &mut C, query: &str, role: SessionRole) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stop = self.statements.start(client);
+        let inner = self.sessions.of(client)?;
+        let query = commands::rewrite_show(query, self.engine.catalog()).unwrap_or_else(|| query.to_string());
+        let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
+        let snapshot = pinned.for_statement(&self.engine, in_transaction(client));
+        let work = stop.run(SimpleQueryHandler::do_query(inner.as_ref(), client, &query));
+        let (output, last_read) = privileges::run_as(role, session::with_snapshot(snapshot, work)).await;
+        pinned.after_statement(last_read, in_transaction(client));
+        Ok(output?.into_iter().map(|response| stop.limit(response)).collect())
     }
 }
 
@@ -226,25 +307,6 @@ impl SimpleQueryHandler for Service {
     }
 }
 
-impl Service {
-    /// SQL for DataFusion, on this statement's snapshot, as `role`.
-    async fn run_sql<C>(&self, client: &mut C, query: &str, role: SessionRole) -> PgWireResult<Vec<Response>>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let query = commands::rewrite_show(query, self.engine.catalog()).unwrap_or_else(|| query.to_string());
-        let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
-        let snapshot = pinned.for_statement(&self.engine, in_transaction(client));
-        let work = SimpleQueryHandler::do_query(self.inner.as_ref(), client, &query);
-        let (output, last_read) = privileges::run_as(role, session::with_snapshot(snapshot, work)).await;
-        pinned.after_statement(last_read, in_transaction(client));
-        output
-    }
-}
-
 #[async_trait]
 impl ExtendedQueryHandler for Service {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
@@ -272,18 +334,21 @@ impl ExtendedQueryHandler for Service {
         {
             return self.run_role_statement(statement, &role);
         }
+        let stop = self.statements.start(client);
+        let inner = self.sessions.of(client)?;
         let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
         let snapshot = pinned.for_statement(&self.engine, in_transaction(client));
-        let work = ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows);
+        let work = stop.run(ExtendedQueryHandler::do_query(inner.as_ref(), client, portal, max_rows));
         let (output, last_read) = privileges::run_as(role, session::with_snapshot(snapshot, work)).await;
         pinned.after_statement(last_read, in_transaction(client));
-        output
+        Ok(stop.limit(output?))
     }
 }
 
-/// datafusion-postgres's parser, after turning `SHOW` commands into SELECTs.
+/// The connection's session's parser, after turning `SHOW` commands into SELECTs.
 struct ShowAwareParser {
-    inner: Arc<Parser>,
+    describer: Arc<Parser>,
+    sessions: Arc<Sessions>,
     engine: Arc<Engine>,
 }
 
@@ -299,14 +364,15 @@ impl QueryParser for ShowAwareParser {
             // Run (or refused) by the service when executed; DataFusion cannot plan it.
             return Ok(Some((sql.to_string(), None)));
         }
+        let parser = ExtendedQueryHandler::query_parser(self.sessions.of(client)?.as_ref());
         match commands::rewrite_show(sql, self.engine.catalog()) {
-            Some(select) => self.inner.parse_sql(client, &select, types).await,
-            None => self.inner.parse_sql(client, sql, types).await,
+            Some(select) => parser.parse_sql(client, &select, types).await,
+            None => parser.parse_sql(client, sql, types).await,
         }
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        self.inner.get_parameter_types(stmt)
+        self.describer.get_parameter_types(stmt)
     }
 
     fn get_result_schema(
@@ -314,6 +380,6 @@ impl QueryParser for ShowAwareParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        self.inner.get_result_schema(stmt, column_format)
+        self.describer.get_result_schema(stmt, column_format)
     }
 }
