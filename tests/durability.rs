@@ -29,8 +29,9 @@ use rust_decimal::Decimal;
 use support::engine_contents;
 use support::overrides::{OverrideWriter, Overrides, price_overrides};
 use support::server::DiffmartProcess;
+use support::wire::text_rows;
 use tempfile::TempDir;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 /// Start-up replays the log before it serves: generous.
 const READY: Duration = Duration::from_secs(60);
@@ -71,20 +72,6 @@ async fn start_without_generator(dir: &Path) -> DiffmartProcess {
     let mut server = DiffmartProcess::start_on(dir, &["--no-generator"]);
     server.wait_ready(READY).await;
     server
-}
-
-/// Rows of a query as text (`NULL` for nulls), through the simple query protocol.
-async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
-    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => {
-                Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// What differs between two keyed states, readably (at most 20 lines).

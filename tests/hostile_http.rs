@@ -213,8 +213,8 @@ async fn a_websocket_client_that_never_reads_is_dropped_and_memory_stays_flat() 
     let stream = socket.connect(([127, 0, 0, 1], http).into()).await.unwrap();
     let (mut silent, _) =
         tokio_tungstenite::client_async(format!("ws://127.0.0.1:{http}/ws/prices"), stream).await.expect("upgrade");
-    wait_for_metric(http, "diffmart_websocket_clients", |n| n == 1.0, Duration::from_secs(10)).await;
-
+    // No wait for the client to show in diffmart_websocket_clients: at this rate it may
+    // be dropped before a poll of /metrics would see it.
     wait_for_metric(
         http,
         "diffmart_websocket_closed_total{reason=\"too_slow\"}",

@@ -22,8 +22,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use support::postgres::TestPostgres;
 use support::server::{DiffmartProcess, admin_request};
-use support::wire::parse_wire_timestamp;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use support::wire::{parse_wire_timestamp, text_rows};
+use tokio_postgres::Client;
 
 /// Start-up of an ephemeral server.
 const READY: Duration = Duration::from_secs(60);
@@ -33,20 +33,6 @@ const CATCH_UP: Duration = Duration::from_secs(180);
 const KEPT: i64 = diffmart_dataflows::system::SOURCE_ERRORS_KEPT;
 /// 2025-06-01 12:00:00 UTC, in seconds.
 const START_SECONDS: i64 = 1_748_779_200;
-
-/// Rows of a query as text (`NULL` for nulls), through the simple query protocol.
-async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
-    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => {
-                Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 /// Polls `sql` until its rows are `expected`; panics with the last answer after `timeout`.
 async fn wait_rows(client: &Client, sql: &str, expected: &[&[&str]], timeout: Duration) {

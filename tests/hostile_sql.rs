@@ -129,19 +129,18 @@ async fn assert_cpu_returns(server: &DiffmartProcess) {
     panic!("the server kept using CPU after the statement stopped: {last:?} ticks per second");
 }
 
+/// The columns `relation` has, as a prepared `SELECT *` describes them.
+async fn column_names(client: &Client, relation: &str) -> Vec<String> {
+    let statement = client.prepare(&format!("SELECT * FROM {relation}")).await.unwrap();
+    statement.columns().iter().map(|c| c.name().to_string()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_against_the_servers_relations_is_refused() {
     let server = start(&[]).await;
     let (client, other) = (server.connect().await, server.connect().await);
     for relation in server_relations(&client).await {
-        let columns_before: Vec<String> = other
-            .prepare(&format!("SELECT * FROM {relation}"))
-            .await
-            .unwrap()
-            .columns()
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect();
+        let columns_before = column_names(&other, &relation).await;
         let first_column = &columns_before[0];
         for sql in [
             format!("DROP TABLE {relation}"),
@@ -160,14 +159,7 @@ async fn ddl_against_the_servers_relations_is_refused() {
             assert_refused(&client, &sql, &["0A000", "42501"]).await;
         }
         // Still there, with the same columns, for another session.
-        let columns_after: Vec<String> = other
-            .prepare(&format!("SELECT * FROM {relation}"))
-            .await
-            .unwrap()
-            .columns()
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect();
+        let columns_after = column_names(&other, &relation).await;
         assert_eq!(columns_before, columns_after, "{relation}");
         one_value(&other, &format!("SELECT count(*) FROM {relation}")).await;
     }

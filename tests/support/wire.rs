@@ -7,6 +7,20 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{CanonicalRow, canonical_date, canonical_decimal, canonical_float, canonical_text, canonical_timestamp};
 
+/// Rows of a query as text (`NULL` for nulls), through the simple query protocol.
+pub async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
+    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => {
+                Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A value as both diffmart and PostgreSQL read it as the column's type in SQL.
 pub fn sql_literal(datum: &Datum) -> String {
     match datum {
