@@ -115,6 +115,12 @@ pub struct Options {
     #[arg(long, value_name = "N", default_value_t = crate::pgwire::limits::DEFAULT_MAX_WRITE_ROWS)]
     pub max_write_rows: u64,
 
+    /// Most changes that may wait for one SUBSCRIBE client; past it the subscription
+    /// is dropped with SQLSTATE 53400 (a COPY client that stopped reading is
+    /// disconnected), so a slow client cannot make the server hold changes for it.
+    #[arg(long, value_name = "N", default_value_t = crate::pgwire::limits::DEFAULT_SUBSCRIBE_MAX_PENDING_CHANGES)]
+    pub subscribe_max_pending_changes: usize,
+
     /// Directory that keeps what the server has taken in (the input log and source
     /// positions), so a restart continues where it stopped. One server at a time.
     #[arg(long, value_name = "DIR", default_value = "diffmart-data", env = "DIFFMART_DATA_DIR")]
@@ -328,6 +334,7 @@ impl Options {
             statement_timeout: (!self.statement_timeout.is_zero()).then_some(self.statement_timeout),
             query_memory_limit: (self.query_memory_limit > 0).then_some((self.query_memory_limit << 20) as usize),
             max_write_rows: self.max_write_rows,
+            subscribe_max_pending_changes: self.subscribe_max_pending_changes.max(1),
         }
     }
 

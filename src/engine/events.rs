@@ -114,6 +114,20 @@ impl EventLog {
         }
     }
 
+    /// Calls `each` with the time and packed row of every event before `horizon`,
+    /// oldest first: what [`EventLog::expire_before`] would drop. Reads only the
+    /// chunks that hold such events.
+    pub fn for_each_before(&self, horizon: Micros, mut each: impl FnMut(Micros, &[u8])) {
+        let whole = self.first_chunk(|chunk| chunk.newest_time() >= horizon);
+        for (i, chunk) in self.chunks.iter().enumerate().take(whole + 1) {
+            let events = chunk.events();
+            let before = if i < whole { events.len() } else { events.times.partition_point(|t| *t < horizon) };
+            for e in 0..before {
+                each(events.times[e], events.packed(e));
+            }
+        }
+    }
+
     /// Adds `copies` of the event at `time` whose row is `packed`.
     pub fn insert(&mut self, time: Micros, packed: &[u8], copies: usize) {
         for _ in 0..copies {

@@ -20,6 +20,7 @@ mod packed_row;
 pub mod panics;
 pub mod recovery;
 pub mod store;
+pub mod subscription;
 pub mod writes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +42,7 @@ pub use self::data_dir::DataDir;
 use self::log::{Durability, LogWriter};
 pub use self::recovery::SourcePositions;
 pub use self::store::{ChangeBatch, ChangeFeed, FeedEnd, Lagged, RelationRows, Snapshot, Store};
+pub use self::subscription::{Step, Subscription};
 use self::writes::{KeyedWrites, RowChange, SettledTables};
 pub use self::writes::{Op, Update};
 use crate::compute::{Compute, ComputeConfig, InputBatch, RelationId};
@@ -414,10 +416,13 @@ pub struct SinkHold {
     /// replaces older ones, and deletes the log they cover, only once it is past the
     /// checkpoint's time, so a restart can always resume them.
     pub delivered: Arc<AtomicU64>,
+    /// Whether a sink follows a view completed at read time: the feed then carries
+    /// maintained changes ([`Store::subscribe_with`]).
+    pub wants_maintained: bool,
 }
 
 /// A subscription to the store ([`Store::subscribe`]): a snapshot, then every change after it.
-pub type Subscription = (Arc<Snapshot>, ChangeFeed);
+pub type ResumedFeed = (Arc<Snapshot>, ChangeFeed);
 
 /// What a durable engine keeps beside the rest.
 struct Durable {
@@ -449,8 +454,11 @@ impl Engine {
         config: &ComputeConfig,
         data_dir: Option<DataDir>,
         sinks: Option<SinkHold>,
-    ) -> anyhow::Result<(Arc<Engine>, Option<Subscription>)> {
+    ) -> anyhow::Result<(Arc<Engine>, Option<ResumedFeed>)> {
         let resume_at = sinks.as_ref().and_then(|sinks| sinks.resume_at);
+        let cut = sinks.as_ref().and_then(|sinks| {
+            sinks.resume_at.map(|at| recovery::Cut { at, wants_maintained: sinks.wants_maintained })
+        });
         if data_dir.is_none() && resume_at.is_some() {
             anyhow::bail!("Kafka sinks resume from a data directory's log; there is none");
         }
@@ -501,7 +509,7 @@ impl Engine {
                         loaded.path.display()
                     );
                 }
-                let recovered = recovery::replay(&log_dir, restored, &tables, &compute, &inputs_tx, &store, resume_at)
+                let recovered = recovery::replay(&log_dir, restored, &tables, &compute, &inputs_tx, &store, cut)
                     .with_context(|| format!("replaying the input log in {}", log_dir.display()))?;
                 let log = LogWriter::open(&log_dir, &recovered.log)
                     .with_context(|| format!("opening the input log in {}", log_dir.display()))?;

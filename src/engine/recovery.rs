@@ -22,11 +22,11 @@ use std::sync::mpsc::Sender;
 
 use diffmart_dataflows::Time;
 
-use super::Subscription;
+use super::ResumedFeed;
 use super::changes::{PackedChanges, PackedInputs, take_i64, take_u32};
 use super::checkpoint::Loaded;
 use super::log::{self, Replayed};
-use super::store::Store;
+use super::store::{DEFAULT_MAX_PENDING_CHANGES, Store};
 use crate::compute::{Compute, InputBatch};
 
 /// Where each source had got: its key (`generator`, `kafka/<topic>/<partition>`) →
@@ -85,7 +85,7 @@ pub struct Recovered {
     /// Where the log continues.
     pub(super) log: Replayed,
     /// The store's feed from the cut, if one was asked for.
-    pub(super) subscription: Option<Subscription>,
+    pub(super) subscription: Option<ResumedFeed>,
 }
 
 /// Replays `checkpoint` (compute was started restoring its operators) and the log in
@@ -94,6 +94,14 @@ pub struct Recovered {
 /// tables: a restored dataflow is fed their rows at the checkpoint's time, and no
 /// source events. With `cut_at`, subscribes to the store once exactly the times before
 /// it are handed over and visible (see [`subscribe_at_cut`]).
+/// Where Kafka sinks resume: the time, and whether their feed carries maintained
+/// changes ([`Store::subscribe_with`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Cut {
+    pub at: Time,
+    pub wants_maintained: bool,
+}
+
 pub(super) fn replay(
     dir: &Path,
     checkpoint: Option<Loaded>,
@@ -101,7 +109,7 @@ pub(super) fn replay(
     compute: &Compute,
     to_store: &Sender<PackedInputs>,
     store: &Store,
-    cut_at: Option<Time>,
+    cut: Option<Cut>,
 ) -> anyhow::Result<Recovered> {
     let relations = tables.len();
     // The last time handed over to compute.
@@ -149,12 +157,12 @@ pub(super) fn replay(
             }
             after = None;
         }
-        if let Some(at) = cut_at
+        if let Some(Cut { at, wants_maintained }) = cut
             && subscription.is_none()
         {
             let expected = handed.map_or(0, |t| t + 1);
             let checked = if time >= at {
-                subscribe_at_cut(store, at, handed).map(|subscribed| subscription = Some(subscribed))
+                subscribe_at_cut(store, at, handed, wants_maintained).map(|subscribed| subscription = Some(subscribed))
             } else if time != expected {
                 Err(format!("the log holds no record of time {expected} (the next is of time {time})"))
             } else {
@@ -190,10 +198,10 @@ pub(super) fn replay(
         return Err(error);
     }
     let mut log = log?;
-    if let Some(at) = cut_at
+    if let Some(Cut { at, wants_maintained }) = cut
         && subscription.is_none()
     {
-        subscription = Some(subscribe_at_cut(store, at, handed).map_err(|why| cut_error(at, why))?);
+        subscription = Some(subscribe_at_cut(store, at, handed, wants_maintained).map_err(|why| cut_error(at, why))?);
     }
     if let Some(through) = after {
         log.continue_at_least(through + 1);
@@ -204,7 +212,7 @@ pub(super) fn replay(
 /// Subscribes to the store at the sinks' resume point `at`, the replay having handed
 /// over every time up to `handed` and nothing after: exact only if that is every time
 /// before `at`, and once those are visible (no later time is, none was handed over).
-fn subscribe_at_cut(store: &Store, at: Time, handed: Option<Time>) -> Result<Subscription, String> {
+fn subscribe_at_cut(store: &Store, at: Time, handed: Option<Time>, wants_maintained: bool) -> Result<ResumedFeed, String> {
     let reached = handed.map_or(0, |t| t + 1);
     if reached < at {
         return Err(format!("the log holds no record of time {reached}"));
@@ -215,7 +223,7 @@ fn subscribe_at_cut(store: &Store, at: Time, handed: Option<Time>) -> Result<Sub
     if at > 0 && !store.wait_visible_blocking(at - 1) {
         return Err("compute shut down during the replay".into());
     }
-    let (snapshot, feed) = store.subscribe();
+    let (snapshot, feed) = store.subscribe_with(DEFAULT_MAX_PENDING_CHANGES, wants_maintained);
     if snapshot.upper != at {
         return Err(format!("the store shows time {} at the cut, not {at}", snapshot.upper));
     }

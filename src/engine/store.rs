@@ -283,6 +283,16 @@ impl Snapshot {
         changes
     }
 
+    /// The rows of a source relation whose event time is before `horizon` (the ones
+    /// expiry at `horizon` drops), repeated by multiplicity; none for other relations.
+    pub fn rows_before(&self, id: RelationId, horizon: Micros) -> Vec<Row> {
+        let mut rows = Vec::new();
+        if let RelationRows::Events { events } = &self.relations[id] {
+            events.for_each_before(horizon, |_, packed| rows.push(unpack(packed)));
+        }
+        rows
+    }
+
     /// How many rows a relation has (without completing a read-time view).
     pub fn len(&self, id: RelationId) -> usize {
         self.relations[id].len()
@@ -334,13 +344,29 @@ fn complete_rows<'a>(
 }
 
 /// The changes that took the store from one snapshot to the next.
-#[derive(Debug)]
 pub struct ChangeBatch {
     /// The snapshot these changes lead to contains every change before `upper`
     /// (`None`: compute shut down).
     pub upper: Option<Time>,
-    /// Consolidated: each row at most once, retractions first.
+    /// Consolidated: each row at most once, retractions first. Views completed at
+    /// read time are left out: their changes are derived from `maintained` by
+    /// [`crate::engine::subscription::Completer`].
     pub changes: Vec<(RelationId, Row, isize)>,
+    /// Changes of views completed at read time, as the dataflow maintains them
+    /// (without their completed columns); empty unless a feed asked for them.
+    pub maintained: Vec<(RelationId, Row, isize)>,
+    /// The store after these changes (a snapshot no reader builds caches in).
+    pub snapshot: Arc<Snapshot>,
+}
+
+impl std::fmt::Debug for ChangeBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeBatch")
+            .field("upper", &self.upper)
+            .field("changes", &self.changes)
+            .field("maintained", &self.maintained)
+            .finish()
+    }
 }
 
 /// How many changes a feed taken with [`Store::subscribe`] may have waiting before the
@@ -368,6 +394,8 @@ struct FeedShared {
     lagged: OnceLock<Lagged>,
     /// Woken when `lagged` is set.
     lag_signal: tokio::sync::Notify,
+    /// Whether batches carry the maintained changes of views completed at read time.
+    wants_maintained: bool,
 }
 
 /// The store's end of a feed.
@@ -553,6 +581,13 @@ impl Store {
     /// [`Store::subscribe`], dropped once more than `max_pending` changes wait for the
     /// subscriber.
     pub fn subscribe_bounded(&self, max_pending: usize) -> (Arc<Snapshot>, ChangeFeed) {
+        self.subscribe_with(max_pending, false)
+    }
+
+    /// [`Store::subscribe_bounded`]; with `wants_maintained`, each batch also carries
+    /// the maintained changes of views completed at read time ([`ChangeBatch::maintained`]),
+    /// which following one of them takes.
+    pub fn subscribe_with(&self, max_pending: usize, wants_maintained: bool) -> (Arc<Snapshot>, ChangeFeed) {
         let mut subscribers = self.subscribers.lock().unwrap();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(FeedShared {
@@ -560,6 +595,7 @@ impl Store {
             pending: AtomicUsize::new(0),
             lagged: OnceLock::new(),
             lag_signal: tokio::sync::Notify::new(),
+            wants_maintained,
         });
         subscribers.push(FeedSender { batches: tx, shared: shared.clone() });
         (self.snapshot(), ChangeFeed { batches: rx, shared })
@@ -575,10 +611,22 @@ impl Store {
     /// without the store buffering for it. Costs a pass over both snapshots' rows of
     /// those relations. A source's events that expired in between (older than
     /// `later` keeps) are not changes, as in the feed.
-    pub fn changes_between(&self, earlier: &Snapshot, later: &Snapshot, relations: &[RelationId]) -> ChangeBatch {
+    pub fn changes_between(&self, earlier: &Snapshot, later: &Arc<Snapshot>, relations: &[RelationId]) -> ChangeBatch {
         let mut changes = Vec::new();
-        // Feeds leave out views completed at read time.
-        for &relation in relations.iter().filter(|&&relation| self.lookups[relation].is_none()) {
+        for &relation in relations {
+            if self.lookups[relation].is_some() {
+                // Completed rows are not packed: compared as rows, whole.
+                let counted = |snapshot: &Snapshot| {
+                    let mut rows: Vec<(Row, isize)> = snapshot.relation(relation).rows().map(|r| (r.into_owned(), 1)).collect();
+                    differential_dataflow::consolidation::consolidate(&mut rows);
+                    rows
+                };
+                let mut both: Vec<(Row, isize)> = counted(later);
+                both.extend(counted(earlier).into_iter().map(|(row, count)| (row, -count)));
+                differential_dataflow::consolidation::consolidate(&mut both);
+                changes.extend(both.into_iter().map(|(row, diff)| (relation, row, diff)));
+                continue;
+            }
             let horizon = later.relations[relation].newest_event().map_or(Micros::MIN, |n| n.saturating_sub(self.keep));
             let sorted = |snapshot: &Snapshot| {
                 let mut rows: Vec<(Micros, Vec<u8>, isize)> = Vec::new();
@@ -617,7 +665,7 @@ impl Store {
         }
         // Retractions first, as in the feed.
         changes.sort_by_key(|change| change.2 > 0);
-        ChangeBatch { upper: Some(later.upper), changes }
+        ChangeBatch { upper: Some(later.upper), changes, maintained: Vec::new(), snapshot: later.clone() }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -649,7 +697,15 @@ impl Store {
     }
 
     /// The event time of a row of `relation` if it is a source, else 0.
-    fn event_time(&self, relation: RelationId, row: &[Datum]) -> Micros {
+    /// Where expiry stands for source relation `id` in `snapshot`: its rows before
+    /// this event time are gone (`None`: not a source, or empty).
+    pub fn expiry_horizon(&self, snapshot: &Snapshot, id: RelationId) -> Option<Micros> {
+        self.event_time_columns[id]?;
+        snapshot.relations[id].newest_event().map(|newest| newest.saturating_sub(self.keep))
+    }
+
+    /// The event time of a row of `relation` (0 if it is not a source).
+    pub fn event_time(&self, relation: RelationId, row: &[Datum]) -> Micros {
         self.event_time_columns[relation].map_or(0, |column| event_time(row, column))
     }
 
@@ -685,14 +741,21 @@ impl Store {
             let mut subscribers = self.subscribers.lock().unwrap();
             changes.consolidate();
             // Rows are unpacked for feeds only when someone follows one.
-            let feed = (!subscribers.is_empty()).then(|| {
-                let changes = changes
-                    .iter()
-                    .filter(|change| self.lookups[change.relation].is_none())
-                    .map(|change| (change.relation, change.row(), change.diff))
-                    .collect();
-                Arc::new(ChangeBatch { upper, changes })
-            });
+            let (unpack_plain, unpack_maintained) = (
+                !subscribers.is_empty(),
+                subscribers.iter().any(|s| s.shared.wants_maintained),
+            );
+            let mut feed_changes = Vec::new();
+            let mut maintained = Vec::new();
+            if unpack_plain {
+                for change in changes.iter() {
+                    match self.lookups[change.relation] {
+                        None => feed_changes.push((change.relation, change.row(), change.diff)),
+                        Some(_) if unpack_maintained => maintained.push((change.relation, change.row(), change.diff)),
+                        Some(_) => {}
+                    }
+                }
+            }
             for change in changes.iter() {
                 relations[change.relation].apply(change, &mut scratch);
             }
@@ -703,9 +766,12 @@ impl Store {
                     rows.expire_before(newest.saturating_sub(self.keep));
                 }
             }
-            let snapshot = Arc::new(Snapshot::new(upper.unwrap_or(Time::MAX), relations.clone(), self.lookups.clone()));
-            let replaced = std::mem::replace(&mut *self.current.write().unwrap(), snapshot);
-            if let Some(feed) = feed {
+            let new_snapshot = || Arc::new(Snapshot::new(upper.unwrap_or(Time::MAX), relations.clone(), self.lookups.clone()));
+            let replaced = std::mem::replace(&mut *self.current.write().unwrap(), new_snapshot());
+            if unpack_plain {
+                // A snapshot of its own, not the readers': what readers cache in theirs
+                // (Arrow copies) is not held by batches waiting in slow feeds.
+                let feed = Arc::new(ChangeBatch { upper, changes: feed_changes, maintained, snapshot: new_snapshot() });
                 subscribers.retain(|s| s.send(&feed, &replaced));
             }
             drop(subscribers);

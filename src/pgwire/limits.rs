@@ -26,12 +26,15 @@ pub struct SqlLimits {
     pub query_memory_limit: Option<usize>,
     /// Rows one INSERT may write.
     pub max_write_rows: u64,
+    /// Changes that may wait for one SUBSCRIBE before the store drops it.
+    pub subscribe_max_pending_changes: usize,
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 100;
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_QUERY_MEMORY_MIB: u64 = 1024;
 pub const DEFAULT_MAX_WRITE_ROWS: u64 = 1_000_000;
+pub const DEFAULT_SUBSCRIBE_MAX_PENDING_CHANGES: usize = 100_000;
 
 impl Default for SqlLimits {
     fn default() -> SqlLimits {
@@ -40,6 +43,7 @@ impl Default for SqlLimits {
             statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
             query_memory_limit: Some((DEFAULT_QUERY_MEMORY_MIB << 20) as usize),
             max_write_rows: DEFAULT_MAX_WRITE_ROWS,
+            subscribe_max_pending_changes: DEFAULT_SUBSCRIBE_MAX_PENDING_CHANGES,
         }
     }
 }

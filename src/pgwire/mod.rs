@@ -10,8 +10,10 @@
 //! its own.
 
 pub mod auth;
+pub mod closers;
 pub mod commands;
 pub mod errors;
+pub mod functions;
 pub mod guard;
 pub mod jsonb;
 pub mod limits;
@@ -19,6 +21,8 @@ pub mod privileges;
 pub mod role_statements;
 pub mod roles;
 pub mod session;
+pub mod sql_text;
+pub mod subscribe;
 pub mod tables;
 pub mod tls;
 
@@ -37,7 +41,10 @@ use datafusion_postgres::{DfSessionService, Parser, QueryHook};
 use futures::Sink;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::StoredStatement;
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -49,6 +56,7 @@ use pgwire::messages::response::TransactionStatus;
 use tokio::net::TcpListener;
 
 use self::auth::Authentication;
+use self::closers::Closers;
 use self::limits::SqlLimits;
 use self::limits::connections::{Admission, ConnectionSlots};
 use self::limits::statements::{CancelRequests, Statements};
@@ -56,6 +64,9 @@ use self::privileges::SessionRole;
 use self::role_statements::RoleStatement;
 use self::roles::Roles;
 use self::session::PinnedSnapshot;
+use self::sql_text::StatementText;
+use self::subscribe::cursors::SubscribeCursors;
+use self::subscribe::statement::SubscribeStatement;
 use self::tables::RelationTable;
 use self::tls::Tls;
 use crate::engine::Engine;
@@ -97,6 +108,10 @@ pub async fn serve(
                 Admission::Served(slot) => Some(slot),
                 Admission::CancelRequest => None,
             };
+            let (socket, _registration) = match handlers.service.closers.register(socket, peer) {
+                Ok(registered) => registered,
+                Err(e) => return tracing::debug!(%peer, "connection dropped: {e}"),
+            };
             if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
@@ -131,6 +146,7 @@ fn session_context(engine: &Arc<Engine>, roles: &Arc<Roles>) -> anyhow::Result<S
     setup_pg_catalog(&context, DATABASE, roles::CatalogRoles(roles.clone()))
         .map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
     datafusion_postgres::datafusion_pg_functions::register_all(&mut context);
+    context.register_udf(functions::MzNow::udf());
     // `->`, `->>`, `?` and json_get…() on jsonb columns (held as their canonical text).
     datafusion_functions_json::register_all(&mut context).map_err(|e| anyhow::anyhow!("JSON functions: {e}"))?;
     // Planners are tried in order: ours must see `->` before the JSON crate's.
@@ -170,7 +186,15 @@ impl Handlers {
         });
         let connections = Arc::new(ConnectionManager::new());
         Ok(Handlers {
-            service: Arc::new(Service { engine, sessions, statements, parser, roles: security.roles.clone() }),
+            service: Arc::new(Service {
+                engine,
+                sessions,
+                statements,
+                parser,
+                roles: security.roles.clone(),
+                closers: Arc::new(Closers::default()),
+                subscribe_max_pending: limits.subscribe_max_pending_changes,
+            }),
             authentication: Authentication::new(security.roles, connections, security.tls.as_ref()),
             cancel,
         })
@@ -194,12 +218,17 @@ impl Sessions {
         let runtime = limits::session_runtime(&self.runtime, self.memory_limit)
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
         let state = SessionStateBuilder::new_from_existing(self.state.clone()).with_runtime_env(runtime).build();
-        let service =
-            DfSessionService::new_with_hooks(Arc::new(SessionContext::new_with_state(state)), self.hooks.clone());
+        let context = Arc::new(SessionContext::new_with_state(state));
+        let service = DfSessionService::new_with_hooks(context.clone(), self.hooks.clone());
+        client.session_extensions().insert(SessionQueries(context));
         client.session_extensions().insert(service);
         Ok(client.session_extensions().get::<DfSessionService>().expect("just inserted"))
     }
 }
+
+/// The DataFusion context of a connection's session, for the queries diffmart runs
+/// itself (`SUBSCRIBE (SELECT …)`).
+struct SessionQueries(Arc<SessionContext>);
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
@@ -236,6 +265,31 @@ struct Service {
     statements: Arc<Statements>,
     parser: Arc<ShowAwareParser>,
     roles: Arc<Roles>,
+    /// A way to close each connection's socket from outside pgwire.
+    closers: Arc<Closers>,
+    /// `--subscribe-max-pending-changes`.
+    subscribe_max_pending: usize,
+}
+
+/// The statements diffmart answers itself, before DataFusion.
+enum OwnStatement {
+    Role(Result<RoleStatement, crate::engine::SqlError>),
+    Subscribe(Result<SubscribeStatement, crate::engine::SqlError>),
+}
+
+impl OwnStatement {
+    /// `statement` if it is one of diffmart's own: FETCH and CLOSE only of a SUBSCRIBE
+    /// cursor of `cursors`.
+    fn parse(statement: &StatementText<'_>, cursors: &SubscribeCursors) -> Option<OwnStatement> {
+        if let Some(role) = RoleStatement::parse_statement(statement) {
+            return Some(OwnStatement::Role(role));
+        }
+        match SubscribeStatement::parse(statement)? {
+            Ok(SubscribeStatement::Fetch(fetch)) if !cursors.contains(&fetch.cursor) => None,
+            Ok(SubscribeStatement::Close { cursor: Some(cursor) }) if !cursors.contains(&cursor) => None,
+            parsed => Some(OwnStatement::Subscribe(parsed)),
+        }
+    }
 }
 
 impl Service {
@@ -254,6 +308,79 @@ impl Service {
             .and_then(|statement| statement.run(&self.roles, &role.name))
             .map(Response::Execution)
             .map_err(|e| PgWireError::ApiError(Box::new(e)))
+    }
+
+    /// The connection's SUBSCRIBE cursors; all closed once no transaction is open
+    /// (cursors without HOLD end with their transaction).
+    fn cursors_of<C: ClientInfo + ?Sized>(&self, client: &C) -> Arc<SubscribeCursors> {
+        let cursors = client.session_extensions().get_or_insert_with(SubscribeCursors::default);
+        if !in_transaction(client) {
+            cursors.close(None);
+        }
+        cursors
+    }
+
+    /// Runs one of diffmart's own statements; results as `format` asks.
+    async fn run_own<C>(
+        &self,
+        client: &mut C,
+        statement: OwnStatement,
+        role: &SessionRole,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = match statement {
+            OwnStatement::Role(parsed) => return self.run_role_statement(parsed, role),
+            OwnStatement::Subscribe(parsed) => parsed.map_err(|e| PgWireError::ApiError(Box::new(e)))?,
+        };
+        let cursors = self.cursors_of(client);
+        let stop = self.statements.start(client);
+        match statement {
+            SubscribeStatement::Copy(subscribe) => {
+                let running = stop.run(self.start_subscribe(client, &subscribe, role)).await?;
+                let closer = self.closers.of(client.socket_addr());
+                subscribe::copy_out(client, running, stop.without_deadline(), closer).await
+            }
+            SubscribeStatement::Declare { cursor, subscribe } => {
+                if !in_transaction(client) {
+                    return Err(PgWireError::ApiError(Box::new(crate::engine::SqlError::new(
+                        "25P01",
+                        "DECLARE CURSOR can only be used in transaction blocks",
+                    ))));
+                }
+                let running = stop.run(self.start_subscribe(client, &subscribe, role)).await?;
+                cursors.declare(cursor, running).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+            }
+            SubscribeStatement::Fetch(fetch) => {
+                let batch = stop.run(cursors.fetch(&fetch.cursor, fetch.count, fetch.timeout)).await?;
+                let fields = subscribe::fields(&batch.schema(), format)?;
+                let rows = datafusion_postgres::arrow_pg::datatypes::encode_recordbatch(fields.clone(), batch);
+                let mut response = QueryResponse::new(fields, futures::stream::iter(rows));
+                response.set_command_tag("FETCH");
+                Ok(Response::Query(response))
+            }
+            SubscribeStatement::Close { cursor } => {
+                cursors.close(cursor.as_deref());
+                Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
+            }
+        }
+    }
+
+    async fn start_subscribe<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        subscribe: &subscribe::statement::Subscribe,
+        role: &SessionRole,
+    ) -> PgWireResult<subscribe::Running> {
+        self.sessions.of(client)?;
+        let context = client.session_extensions().get::<SessionQueries>().expect("made with the session").0.clone();
+        subscribe::Running::start(&self.engine, subscribe, role.clone(), context, self.subscribe_max_pending).await
     }
 
     /// SQL for DataFusion, in the connection's session, on this statement's snapshot,
@@ -277,6 +404,28 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The columns a FETCH from one of the session's SUBSCRIBE cursors returns (`None`:
+    /// the statement is not one).
+    fn fetch_fields<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        statement: &<DfSessionService as ExtendedQueryHandler>::Statement,
+        format: &Format,
+    ) -> PgWireResult<Option<Vec<FieldInfo>>> {
+        let (sql, None) = statement else { return Ok(None) };
+        let Some(text) = StatementText::new(sql) else { return Ok(None) };
+        let cursors = self.cursors_of(client);
+        match OwnStatement::parse(&text, &cursors) {
+            Some(OwnStatement::Subscribe(Ok(SubscribeStatement::Fetch(fetch)))) => match cursors.schema(&fetch.cursor) {
+                Some(schema) => Ok(Some(subscribe::fields(&schema, format)?.as_ref().clone())),
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+}
+
 fn in_transaction<C: ClientInfo + ?Sized>(client: &C) -> bool {
     client.transaction_status() != TransactionStatus::Idle
 }
@@ -291,16 +440,19 @@ impl SimpleQueryHandler for Service {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let role = self.role_of(client);
-        let statements = role_statements::split_statements(query);
-        if !statements.iter().any(|statement| RoleStatement::parse(statement).is_some()) {
+        let statements = sql_text::split_statements(query);
+        let cursors = self.cursors_of(client);
+        let own: Vec<Option<OwnStatement>> =
+            statements.iter().map(|statement| OwnStatement::parse(statement, &cursors)).collect();
+        if own.iter().all(Option::is_none) {
             return self.run_sql(client, query, role).await;
         }
-        // Role statements are diffmart's; the rest of the query is DataFusion's, in order.
+        // Some statements are diffmart's; the rest of the query is DataFusion's, in order.
         let mut responses = Vec::new();
-        for statement in statements {
-            match RoleStatement::parse(statement) {
-                Some(parsed) => responses.push(self.run_role_statement(parsed, &role)?),
-                None => responses.extend(self.run_sql(client, statement, role.clone()).await?),
+        for (statement, own) in statements.iter().zip(own) {
+            match own {
+                Some(own) => responses.push(self.run_own(client, own, &role, &Format::UnifiedText).await?),
+                None => responses.extend(self.run_sql(client, statement.text, role.clone()).await?),
             }
         }
         Ok(responses)
@@ -314,6 +466,51 @@ impl ExtendedQueryHandler for Service {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        client: &mut C,
+        target: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let parser = self.query_parser();
+        let fields = match self.fetch_fields(client, &target.statement, &Format::UnifiedBinary)? {
+            Some(fields) => fields,
+            None => parser.get_result_schema(&target.statement, None)?,
+        };
+        let declared = parser.get_parameter_types(&target.statement)?;
+        let count = target.parameter_types.len().max(declared.len());
+        let types = (0..count)
+            .map(|i| {
+                target.parameter_types.get(i).cloned().flatten().or_else(|| declared.get(i).cloned()).unwrap_or(Type::UNKNOWN)
+            })
+            .collect();
+        Ok(DescribeStatementResponse::new(types, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = &target.statement.statement;
+        let fields = match self.fetch_fields(client, statement, &target.result_column_format)? {
+            Some(fields) => fields,
+            None => self.query_parser().get_result_schema(statement, Some(&target.result_column_format))?,
+        };
+        Ok(DescribePortalResponse::new(fields))
     }
 
     async fn do_query<C>(
@@ -330,9 +527,10 @@ impl ExtendedQueryHandler for Service {
     {
         let role = self.role_of(client);
         if let (sql, None) = &portal.statement.statement
-            && let Some(statement) = RoleStatement::parse(sql)
+            && let Some(statement) = StatementText::new(sql)
+            && let Some(own) = OwnStatement::parse(&statement, &self.cursors_of(client))
         {
-            return self.run_role_statement(statement, &role);
+            return self.run_own(client, own, &role, &portal.result_column_format).await;
         }
         let stop = self.statements.start(client);
         let inner = self.sessions.of(client)?;
@@ -360,7 +558,10 @@ impl QueryParser for ShowAwareParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if RoleStatement::parse(sql).is_some() {
+        if let Some(statement) = StatementText::new(sql)
+            && OwnStatement::parse(&statement, &client.session_extensions().get_or_insert_with(SubscribeCursors::default))
+                .is_some()
+        {
             // Run (or refused) by the service when executed; DataFusion cannot plan it.
             return Ok(Some((sql.to_string(), None)));
         }

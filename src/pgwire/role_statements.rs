@@ -13,7 +13,6 @@
 //! accept `GRANT role TO role`), in both the simple and the extended protocol.
 //! Only superusers run them, except a role changing its own password.
 
-use std::ops::Range;
 
 use datafusion::sql::sqlparser::ast::{
     AlterRoleOperation, CreateRole, Expr, Ident, ObjectName, ObjectNamePart, ObjectType, Password, RoleOption,
@@ -22,9 +21,10 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::Token;
 use pgwire::api::results::Tag;
 
+use super::sql_text::StatementText;
 use super::roles::{READ_ALL_DATA, ROOT, RoleOptions, Roles, WRITE_ALL_DATA, not_grantable};
 use crate::engine::SqlError;
 
@@ -59,18 +59,15 @@ impl RoleOptionsSpec {
 impl RoleStatement {
     /// The role statement `sql` is, or `None` when it is not one (then it is DataFusion's).
     pub fn parse(sql: &str) -> Option<Result<RoleStatement, SqlError>> {
-        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-        let mut tokens: Vec<Token> = tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
-        while matches!(tokens.last(), Some(Token::SemiColon)) {
-            tokens.pop();
-        }
-        let keyword = |i: usize| match tokens.get(i) {
-            Some(Token::Word(w)) if w.quote_style.is_none() => w.keyword,
-            _ => Keyword::NoKeyword,
-        };
-        match (keyword(0), keyword(1)) {
+        RoleStatement::parse_statement(&StatementText::new(sql)?)
+    }
+
+    /// [`RoleStatement::parse`] of a statement already tokenized.
+    pub fn parse_statement(statement: &StatementText<'_>) -> Option<Result<RoleStatement, SqlError>> {
+        let tokens = statement.token_list();
+        match (statement.keyword(0), statement.keyword(1)) {
             (Keyword::CREATE | Keyword::ALTER | Keyword::DROP, Keyword::ROLE | Keyword::USER) => {
-                Some(parse_with_sqlparser(sql, keyword(1) == Keyword::USER))
+                Some(parse_with_sqlparser(statement, statement.keyword(1) == Keyword::USER))
             }
             (Keyword::GRANT, _) => Some(
                 parse_membership(&tokens[1..], Keyword::TO)
@@ -156,8 +153,8 @@ fn unsupported(what: impl std::fmt::Display) -> SqlError {
 }
 
 /// CREATE / ALTER / DROP ROLE (or USER, PostgreSQL's spelling of a role that logs in).
-fn parse_with_sqlparser(sql: &str, user: bool) -> Result<RoleStatement, SqlError> {
-    let sql = if user { as_role_statement(sql)? } else { sql.to_string() };
+fn parse_with_sqlparser(statement: &StatementText<'_>, user: bool) -> Result<RoleStatement, SqlError> {
+    let sql = if user { as_role_statement(statement)? } else { statement.text.to_string() };
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
         .map_err(|e| SqlError::new("42601", format!("syntax error: {e}")))?;
     if statements.len() != 1 {
@@ -180,52 +177,12 @@ fn parse_with_sqlparser(sql: &str, user: bool) -> Result<RoleStatement, SqlError
 }
 
 /// `CREATE USER …` → `CREATE ROLE …` (and ALTER/DROP alike): the second word replaced in place.
-fn as_role_statement(sql: &str) -> Result<String, SqlError> {
+fn as_role_statement(statement: &StatementText<'_>) -> Result<String, SqlError> {
     let syntax = || SqlError::new("42601", "syntax error: expected CREATE, ALTER or DROP USER");
-    let tokens = located_tokens(sql).ok_or_else(syntax)?;
-    let (_, user) = tokens.iter().filter(|(token, _)| matches!(token, Token::Word(_))).nth(1).ok_or_else(syntax)?;
+    let (_, user) =
+        statement.tokens.iter().filter(|(token, _)| matches!(token, Token::Word(_))).nth(1).ok_or_else(syntax)?;
+    let sql = statement.text;
     Ok(format!("{}ROLE{}", &sql[..user.start], &sql[user.end..]))
-}
-
-/// The statements of a simple query, split at its semicolons (not those inside
-/// strings, identifiers or comments), without empty ones.
-pub fn split_statements(sql: &str) -> Vec<&str> {
-    let Some(tokens) = located_tokens(sql) else {
-        return vec![sql];
-    };
-    let mut statements = Vec::new();
-    let mut start = 0;
-    for (token, range) in &tokens {
-        if matches!(token, Token::SemiColon) {
-            statements.push(&sql[start..range.start]);
-            start = range.end;
-        }
-    }
-    statements.push(&sql[start..]);
-    statements.retain(|statement| {
-        located_tokens(statement)
-            .is_some_and(|tokens| tokens.iter().any(|(token, _)| !matches!(token, Token::Whitespace(_))))
-    });
-    statements
-}
-
-/// Tokens with the byte range each covers in `sql`; `None` if `sql` does not tokenize.
-fn located_tokens(sql: &str) -> Option<Vec<(Token, Range<usize>)>> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().ok()?;
-    // Locations are (line, column) in characters, both from 1.
-    let line_starts: Vec<usize> = std::iter::once(0).chain(sql.match_indices('\n').map(|(i, _)| i + 1)).collect();
-    let offset = |line: u64, column: u64| -> Option<usize> {
-        let start = *line_starts.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
-        let column = usize::try_from(column).ok()?.checked_sub(1)?;
-        Some(sql[start..].char_indices().nth(column).map_or(sql.len(), |(i, _)| start + i))
-    };
-    tokens
-        .into_iter()
-        .map(|t| {
-            let range = offset(t.span.start.line, t.span.start.column)?..offset(t.span.end.line, t.span.end.column)?;
-            Some((t.token, range))
-        })
-        .collect()
 }
 
 fn parse_create(create: CreateRole, user: bool) -> Result<RoleStatement, SqlError> {
@@ -431,13 +388,17 @@ mod tests {
         );
     }
 
+    fn texts(sql: &str) -> Vec<&str> {
+        crate::pgwire::sql_text::split_statements(sql).iter().map(|s| s.text).collect()
+    }
+
     #[test]
     fn a_simple_query_splits_at_its_own_semicolons_only() {
         assert_eq!(
-            split_statements("CREATE USER a PASSWORD 'x;y''z'; GRANT pg_read_all_data TO a;\n-- done;\n"),
+            texts("CREATE USER a PASSWORD 'x;y''z'; GRANT pg_read_all_data TO a;\n-- done;\n"),
             ["CREATE USER a PASSWORD 'x;y''z'", " GRANT pg_read_all_data TO a"]
         );
-        assert_eq!(split_statements("SELECT 1"), ["SELECT 1"]);
+        assert_eq!(texts("SELECT 1"), ["SELECT 1"]);
         assert_eq!(
             parsed("CREATE USER \"o'k\" PASSWORD 'it''s';"),
             RoleStatement::Create {

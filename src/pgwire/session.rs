@@ -53,3 +53,9 @@ pub fn current_snapshot(engine: &Engine) -> Arc<Snapshot> {
 pub fn saw_write(engine: &Engine) {
     let _ = STATEMENT_SNAPSHOT.try_with(|cell| *cell.lock().unwrap() = engine.snapshot());
 }
+
+/// The logical time the statement being planned on this task reads at: the last time
+/// its snapshot contains (`None` outside a statement).
+pub fn statement_time() -> Option<diffmart_dataflows::Time> {
+    STATEMENT_SNAPSHOT.try_with(|cell| cell.lock().unwrap().upper.saturating_sub(1)).ok()
+}

@@ -165,6 +165,17 @@ impl StatementStop {
         }
     }
 
+    /// The same stop without its deadline: cancel requests only. For SUBSCRIBE, whose
+    /// rows stream until the client stops them.
+    pub fn without_deadline(self) -> StatementStop {
+        StatementStop { deadline: None, ..self }
+    }
+
+    /// Resolves when the statement must stop, with the error its client gets.
+    pub async fn stopped(self) -> PgWireError {
+        self.reached().await
+    }
+
     /// Runs `work` (planning, or a statement answered in full, such as an INSERT)
     /// until it finishes or must stop.
     pub async fn run<T>(&self, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {

@@ -33,7 +33,8 @@ use serde_json::Value;
 use self::progress::{Progress, sink_name};
 use self::writer::{Chunk, Halt, ProgressTarget, SinkContext, SinkWriter};
 use crate::compute::RelationId;
-use crate::engine::{Catalog, Engine, SinkHold, Subscription};
+use crate::engine::store::DEFAULT_MAX_PENDING_CHANGES;
+use crate::engine::{Catalog, Engine, ResumedFeed, SinkHold, Subscription};
 
 /// Turns an inserted row of an append-only relation into a message body.
 pub type RowEncoder = fn(&RelationSpec, &Row) -> Value;
@@ -128,6 +129,8 @@ pub struct PreparedSinks {
     resumed: Option<Progress>,
     /// Every change before it is delivered.
     committed: Arc<AtomicU64>,
+    /// Whether a sink follows a view completed at read time.
+    wants_maintained: bool,
 }
 
 /// The running sinks. Dropping it commits what is written (waiting a few seconds
@@ -203,7 +206,9 @@ impl KafkaSinks {
         }
         let upper = resumed.as_ref().map_or(0, |p| p.upper);
         counters.committed_upper.store(upper, Ordering::Release);
+        let wants_maintained = resolved.iter().any(|(id, _)| catalog.read_time_lookup(*id).is_some());
         Ok(PreparedSinks {
+            wants_maintained,
             producer,
             sinks: resolved,
             counters,
@@ -239,14 +244,18 @@ impl PreparedSinks {
     /// What the engine's start owes the sinks: the replay's cut where they resume, and
     /// checkpoints kept for the next resume.
     pub fn hold(&self) -> SinkHold {
-        SinkHold { resume_at: self.resumed.as_ref().map(|p| p.upper), delivered: self.committed.clone() }
+        SinkHold {
+            resume_at: self.resumed.as_ref().map(|p| p.upper),
+            delivered: self.committed.clone(),
+            wants_maintained: self.wants_maintained,
+        }
     }
 
     /// Runs the sinks on the started engine. `subscription` is the one the engine took
     /// at the resume point (its snapshot is delivered already, except to sinks the
     /// progress record does not name, which start from it); without one the sinks
     /// start from the store as it is now.
-    pub fn run(self, engine: &Arc<Engine>, subscription: Option<Subscription>) -> anyhow::Result<KafkaSinks> {
+    pub fn run(self, engine: &Arc<Engine>, subscription: Option<ResumedFeed>) -> anyhow::Result<KafkaSinks> {
         let names: Vec<String> = self.sinks.iter().map(|(_, sink)| sink_name(&sink.relation, &sink.topic)).collect();
         let (snapshot, feed, fresh) = match (&self.resumed, subscription) {
             (Some(progress), Some((snapshot, feed))) => {
@@ -271,11 +280,13 @@ impl PreparedSinks {
             }
             (None, Some(_)) => bail!("the engine resumed Kafka sinks that have delivered nothing"),
             (None, None) => {
-                let (snapshot, feed) = engine.store().subscribe();
+                let (snapshot, feed) = engine.store().subscribe_with(DEFAULT_MAX_PENDING_CHANGES, self.wants_maintained);
                 (snapshot, feed, (0..names.len()).collect())
             }
         };
         self.counters.written_upper.store(snapshot.upper, Ordering::Release);
+        let relations: Vec<RelationId> = self.sinks.iter().map(|(id, _)| *id).collect();
+        let feed = Subscription::from_feed(engine.catalog(), &relations, snapshot.clone(), feed);
         let first = (!fresh.is_empty()).then_some(Chunk::Snapshot { snapshot, sinks: fresh });
         let progress = self.settings.progress_topic.clone().map(|topic| ProgressTarget {
             topic,

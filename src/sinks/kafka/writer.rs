@@ -24,7 +24,8 @@ use serde_json::Value;
 use super::progress::Progress;
 use super::{KafkaSink, SinkCounters, SinkFormat};
 use crate::compute::RelationId;
-use crate::engine::{ChangeBatch, ChangeFeed, Engine, FeedEnd, Lagged, Snapshot};
+use crate::engine::store::DEFAULT_MAX_PENDING_CHANGES;
+use crate::engine::{Engine, FeedEnd, Lagged, Snapshot, Step, Subscription};
 use crate::json::{datum_to_json, row_to_object};
 
 /// How long a transaction gathers changes before it is committed, at most.
@@ -76,7 +77,7 @@ pub(super) enum Chunk {
         snapshot: Arc<Snapshot>,
         sinks: Vec<usize>,
     },
-    Changes(Arc<ChangeBatch>),
+    Changes(Step),
 }
 
 impl Chunk {
@@ -180,14 +181,14 @@ impl SinkWriter {
     /// between the store after the last batch they had and the new subscription's
     /// snapshot as one step: nothing is lost or written twice, and what catching up
     /// costs is a pass over the sinks' relations, not memory ([`SinkWriter::catch_up`]).
-    pub fn run(&mut self, first: Option<Chunk>, mut feed: ChangeFeed) -> Result<(), Halt> {
+    pub fn run(&mut self, first: Option<Chunk>, mut feed: Subscription) -> Result<(), Halt> {
         let mut pending: VecDeque<Chunk> = first.into_iter().collect();
         let mut ended = false;
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
             while !ended && pending.len() < MAX_WAITING_CHUNKS {
                 match feed.try_recv() {
-                    Ok(Some(batch)) => pending.push_back(Chunk::Changes(batch)),
+                    Ok(Some(step)) => pending.push_back(Chunk::Changes(step)),
                     Ok(None) => break,
                     Err(FeedEnd::Closed) => ended = true,
                     Err(FeedEnd::Lagged(lagged)) => {
@@ -219,11 +220,14 @@ impl SinkWriter {
     /// After the store dropped the sinks' feed (every batch it held is taken): a new
     /// feed, and the changes of the sinks' relations from where the old one stopped to
     /// where the new one starts, as one chunk.
-    fn catch_up(&self, lagged: &Lagged) -> (Chunk, ChangeFeed) {
+    fn catch_up(&self, lagged: &Lagged) -> (Chunk, Subscription) {
         self.counters.lagged.fetch_add(1, Ordering::Relaxed);
         let store = self.engine.store();
-        let (snapshot, feed) = store.subscribe();
         let relations: Vec<RelationId> = self.by_relation.keys().copied().collect();
+        let catalog = self.engine.catalog();
+        let wants_maintained = relations.iter().any(|&id| catalog.read_time_lookup(id).is_some());
+        let (snapshot, feed) = store.subscribe_with(DEFAULT_MAX_PENDING_CHANGES, wants_maintained);
+        let feed = Subscription::from_feed(catalog, &relations, snapshot.clone(), feed);
         let batch = store.changes_between(&lagged.last, &snapshot, &relations);
         tracing::warn!(
             behind = lagged.pending,
@@ -232,7 +236,7 @@ impl SinkWriter {
             changes = batch.changes.len(),
             "the Kafka sinks fell behind the store ({lagged}); catching up from the store's snapshot"
         );
-        (Chunk::Changes(Arc::new(batch)), feed)
+        (Chunk::Changes(Step { upper: batch.upper, changes: batch.changes, snapshot }), feed)
     }
 
     fn write_in_transaction(&mut self, chunk: Chunk) -> Result<(), Halt> {
@@ -261,8 +265,8 @@ impl SinkWriter {
                     }
                 }
             }
-            Chunk::Changes(batch) => {
-                for (relation, row, diff) in &batch.changes {
+            Chunk::Changes(step) => {
+                for (relation, row, diff) in &step.changes {
                     for &sink in self.by_relation.get(relation).into_iter().flatten() {
                         self.write_change(sink, *relation, row, *diff, &headers)?;
                     }
