@@ -477,7 +477,7 @@ fn as_json_multiset(engine: &Engine, name: &str) -> BTreeMap<String, i64> {
 
 #[test]
 fn sinks_write_every_change_and_survive_an_outage() {
-    let topics = [("stock_out", 3), ("clicks_out", 2), ("purchases_out", 1)];
+    let topics = [("stock_out", 3), ("clicks_out", 2), ("purchases_out", 1), ("pricing_out", 2)];
     let mock = mock_cluster(&topics);
     let brokers = mock.bootstrap_servers();
     let engine = start_engine(2);
@@ -486,6 +486,8 @@ fn sinks_write_every_change_and_survive_an_outage() {
     let sinks = vec![
         KafkaSink::changes(spec("product_stock_status"), "stock_out"),
         KafkaSink::changes(spec("web_clicks_minutely"), "clicks_out"),
+        // Completed at read time: its changes are derived beside the store's feed.
+        KafkaSink::changes(spec("dynamic_pricing_enriched"), "pricing_out"),
         KafkaSink {
             relation: "purchases".into(),
             topic: "purchases_out".into(),
@@ -520,17 +522,23 @@ fn sinks_write_every_change_and_survive_an_outage() {
     let mut folded: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
     for (topic, mut value) in messages {
         let (name, diff) = match topic.as_str() {
-            "stock_out" | "clicks_out" => {
+            "stock_out" | "clicks_out" | "pricing_out" => {
                 let object = value.as_object_mut().unwrap();
                 let diff = object.remove("diff").unwrap().as_i64().unwrap();
                 let op = object.remove("op").unwrap();
                 assert_eq!(op, Value::from(if diff > 0 { "insert" } else { "delete" }));
-                (if topic == "stock_out" { "product_stock_status" } else { "web_clicks_minutely" }, diff)
+                let name = match topic.as_str() {
+                    "stock_out" => "product_stock_status",
+                    "clicks_out" => "web_clicks_minutely",
+                    _ => "dynamic_pricing_enriched",
+                };
+                (name, diff)
             }
             _ => ("purchases", 1),
         };
         *folded.entry(name).or_default().entry(value.to_string()).or_default() += diff;
     }
+    assert!(folded.contains_key("dynamic_pricing_enriched"), "the pricing sink wrote changes");
     for (name, mut counts) in folded {
         counts.retain(|_, c| *c != 0);
         let expected = as_json_multiset(&engine, name);

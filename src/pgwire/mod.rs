@@ -36,6 +36,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::planner::ExprPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
 use futures::Sink;
@@ -327,6 +328,7 @@ impl Service {
         statement: OwnStatement,
         role: &SessionRole,
         format: &Format,
+        in_transaction: bool,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -338,7 +340,7 @@ impl Service {
             OwnStatement::Role(parsed) => return self.run_role_statement(parsed, role),
             OwnStatement::Subscribe(parsed) => parsed.map_err(|e| PgWireError::ApiError(Box::new(e)))?,
         };
-        let cursors = self.cursors_of(client);
+        let cursors = client.session_extensions().get_or_insert_with(SubscribeCursors::default);
         let stop = self.statements.start(client);
         match statement {
             SubscribeStatement::Copy(subscribe) => {
@@ -347,7 +349,7 @@ impl Service {
                 subscribe::copy_out(client, running, stop.without_deadline(), closer).await
             }
             SubscribeStatement::Declare { cursor, subscribe } => {
-                if !in_transaction(client) {
+                if !in_transaction {
                     return Err(PgWireError::ApiError(Box::new(crate::engine::SqlError::new(
                         "25P01",
                         "DECLARE CURSOR can only be used in transaction blocks",
@@ -448,11 +450,22 @@ impl SimpleQueryHandler for Service {
             return self.run_sql(client, query, role).await;
         }
         // Some statements are diffmart's; the rest of the query is DataFusion's, in order.
+        // pgwire learns of a BEGIN or COMMIT only from the responses, once all are made.
+        let mut transaction = in_transaction(client);
         let mut responses = Vec::new();
         for (statement, own) in statements.iter().zip(own) {
             match own {
-                Some(own) => responses.push(self.run_own(client, own, &role, &Format::UnifiedText).await?),
-                None => responses.extend(self.run_sql(client, statement.text, role.clone()).await?),
+                Some(own) => {
+                    responses.push(self.run_own(client, own, &role, &Format::UnifiedText, transaction).await?)
+                }
+                None => {
+                    responses.extend(self.run_sql(client, statement.text, role.clone()).await?);
+                    transaction = match statement.keyword(0) {
+                        Keyword::BEGIN | Keyword::START => true,
+                        Keyword::COMMIT | Keyword::END | Keyword::ROLLBACK | Keyword::ABORT => false,
+                        _ => transaction,
+                    };
+                }
             }
         }
         Ok(responses)
@@ -530,7 +543,8 @@ impl ExtendedQueryHandler for Service {
             && let Some(statement) = StatementText::new(sql)
             && let Some(own) = OwnStatement::parse(&statement, &self.cursors_of(client))
         {
-            return self.run_own(client, own, &role, &portal.result_column_format).await;
+            let transaction = in_transaction(client);
+            return self.run_own(client, own, &role, &portal.result_column_format, transaction).await;
         }
         let stop = self.statements.start(client);
         let inner = self.sessions.of(client)?;

@@ -88,6 +88,21 @@ impl SubscribeCursors {
                 None => {}
             }
         }
+        // And what else has come meanwhile, up to the count.
+        let mut waiting: usize = cursor.waiting.iter().map(RecordBatch::num_rows).sum();
+        while waiting < count.unwrap_or(usize::MAX) {
+            match cursor.running.try_next() {
+                Ok(Some(batch)) => {
+                    waiting += batch.num_rows();
+                    cursor.waiting.push_back(batch);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.close(Some(name));
+                    return Err(e);
+                }
+            }
+        }
         let mut taken = Vec::new();
         let mut left = count.unwrap_or(usize::MAX);
         while left > 0

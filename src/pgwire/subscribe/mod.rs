@@ -125,16 +125,16 @@ impl Running {
         })
     }
 
-    /// The next output rows: the snapshot's first, then each step's changes (steps
-    /// waiting are taken together), each followed by a progress row with PROGRESS.
-    /// Waits until there is something to emit.
+    /// The next output rows: the snapshot's first, then a store step's changes at
+    /// their time, followed by a progress row with PROGRESS. Waits until there is
+    /// something to emit. Each step is emitted at its own time, so a fold at any time
+    /// is what a SELECT at that time reads.
     pub async fn next(&mut self) -> PgWireResult<RecordBatch> {
         if self.first {
-            self.first = false;
             let snapshot = self.subscription.snapshot().clone();
             let time = time_of(&snapshot);
             let rows = match &mut self.followed {
-                Followed::Relation { spec, .. } => {
+                Followed::Relation { spec } => {
                     let rows = self.subscription.snapshot_rows();
                     Some(relation_rows(spec, time, rows.into_iter().map(|(_, row, diff)| (row, diff))))
                 }
@@ -143,35 +143,46 @@ impl Running {
                     query.changes_at(snapshot.clone()).await?.map(|(data, diffs)| (time, data, diffs))
                 }
             };
+            self.first = false;
             let data = if self.snapshot_due { rows } else { None };
             return self.output(data, snapshot.upper);
         }
         loop {
-            let mut step = self.subscription.recv().await.map_err(feed_ended)?;
-            // Take whatever else waits: one evaluation, one progress row for them all.
-            while let Some(more) = self.subscription.try_recv().map_err(feed_ended)? {
-                step.changes.extend(more.changes);
-                step.upper = more.upper;
-                step.snapshot = more.snapshot;
-            }
-            let Some(upper) = step.upper else {
-                return Err(feed_ended(FeedEnd::Closed));
-            };
-            let time = upper.saturating_sub(1);
-            let data = match &mut self.followed {
-                Followed::Relation { spec, .. } => {
-                    let mut changes: Vec<(Row, isize)> = step.changes.into_iter().map(|(_, row, diff)| (row, diff)).collect();
-                    differential_dataflow::consolidation::consolidate(&mut changes);
-                    (!changes.is_empty()).then(|| relation_rows(spec, time, changes.into_iter()))
+            let step = self.subscription.recv().await.map_err(feed_ended)?;
+            let emitted = match &mut self.followed {
+                Followed::Relation { spec } => relation_step(spec, self.progress, step)?,
+                Followed::Query(query) => {
+                    let upper = step.upper.ok_or_else(|| feed_ended(FeedEnd::Closed))?;
+                    let data = match step.changes.is_empty() {
+                        true => None,
+                        false => query.changes_at(step.snapshot).await?.map(|(d, diffs)| (upper - 1, d, diffs)),
+                    };
+                    (data.is_some() || self.progress).then_some((data, upper))
                 }
-                Followed::Query(query) if !step.changes.is_empty() => {
-                    query.changes_at(step.snapshot.clone()).await?.map(|(data, diffs)| (time, data, diffs))
-                }
-                Followed::Query(_) => None,
             };
-            if data.is_some() || self.progress {
+            if let Some((data, upper)) = emitted {
                 return self.output(data, upper);
             }
+        }
+    }
+
+    /// For a relation, the output of the steps already waiting, without waiting
+    /// (`None`: none waits, or a query is followed: its evaluation takes time).
+    pub fn try_next(&mut self) -> PgWireResult<Option<RecordBatch>> {
+        let Followed::Relation { spec } = &self.followed else { return Ok(None) };
+        if self.first {
+            return Ok(None);
+        }
+        let spec = *spec;
+        let mut batches = Vec::new();
+        while let Some(step) = self.subscription.try_recv().map_err(feed_ended)? {
+            if let Some((data, upper)) = relation_step(spec, self.progress, step)? {
+                batches.push(self.output(data, upper)?);
+            }
+        }
+        match batches.is_empty() {
+            true => Ok(None),
+            false => Ok(Some(concat_batches(&self.schema, &batches).map_err(api_error)?)),
         }
     }
 
@@ -202,6 +213,21 @@ impl Running {
         }
         concat_batches(&self.schema, &batches).map_err(api_error)
     }
+}
+
+/// What a relation's subscription emits for `step`: its changes at their time and the
+/// upper (`None`: nothing, without PROGRESS).
+#[allow(clippy::type_complexity)]
+fn relation_step(
+    spec: &diffmart_dataflows::datum::RelationSpec,
+    progress: bool,
+    step: crate::engine::Step,
+) -> PgWireResult<Option<(Option<(Time, RecordBatch, Vec<i64>)>, Time)>> {
+    let upper = step.upper.ok_or_else(|| feed_ended(FeedEnd::Closed))?;
+    let mut changes: Vec<(Row, isize)> = step.changes.into_iter().map(|(_, row, diff)| (row, diff)).collect();
+    differential_dataflow::consolidation::consolidate(&mut changes);
+    let data = (!changes.is_empty()).then(|| relation_rows(spec, upper - 1, changes.into_iter()));
+    Ok((data.is_some() || progress).then_some((data, upper)))
 }
 
 /// The time a snapshot's rows are at: the last time it contains.
