@@ -27,7 +27,7 @@ fn add(folded: &mut Folded, row: Vec<Option<String>>, diff: i64) {
 
 /// Text rows of a simple query's result (its last statement's rows).
 async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error()));
     messages
         .into_iter()
         .filter_map(|m| match m {
@@ -134,7 +134,16 @@ async fn every_relation_folds_to_what_a_select_reads_at_the_same_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_source_rows_are_retracted() {
     // Event time runs far ahead of the wall clock: a minute of it expires in moments.
-    let mut server = DiffmartProcess::start(&["-w", "1", "--retention", "1m", "--generator-rate", "20000"]);
+    let mut server = DiffmartProcess::start(&[
+        "-w",
+        "1",
+        "--retention",
+        "1m",
+        "--generator-rate",
+        "3000",
+        "--subscribe-max-pending-changes",
+        "1000000",
+    ]);
     server.wait_ready(Duration::from_secs(60)).await;
     let relations = ["web_clicks", "purchases", "competitor_prices", "web_clicks_minutely"].map(String::from);
     let cursors = compare_subscriptions(&server, &relations, 4).await;
@@ -203,7 +212,14 @@ async fn a_query_subscription_over_the_extended_protocol() {
         async move {
             let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
             rows.iter()
-                .map(|r| (r.get::<_, i64>("mz_timestamp"), r.get::<_, i64>("mz_diff"), r.get::<_, i32>(2), r.get::<_, String>(3)))
+                .map(|r| {
+                    (
+                        r.get::<_, i64>("mz_timestamp"),
+                        r.get::<_, i64>("mz_diff"),
+                        r.get::<_, i32>(2),
+                        r.get::<_, String>(3),
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     };

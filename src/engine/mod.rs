@@ -456,9 +456,9 @@ impl Engine {
         sinks: Option<SinkHold>,
     ) -> anyhow::Result<(Arc<Engine>, Option<ResumedFeed>)> {
         let resume_at = sinks.as_ref().and_then(|sinks| sinks.resume_at);
-        let cut = sinks.as_ref().and_then(|sinks| {
-            sinks.resume_at.map(|at| recovery::Cut { at, wants_maintained: sinks.wants_maintained })
-        });
+        let cut = sinks
+            .as_ref()
+            .and_then(|sinks| sinks.resume_at.map(|at| recovery::Cut { at, wants_maintained: sinks.wants_maintained }));
         if data_dir.is_none() && resume_at.is_some() {
             anyhow::bail!("Kafka sinks resume from a data directory's log; there is none");
         }

@@ -212,7 +212,12 @@ pub(super) fn replay(
 /// Subscribes to the store at the sinks' resume point `at`, the replay having handed
 /// over every time up to `handed` and nothing after: exact only if that is every time
 /// before `at`, and once those are visible (no later time is, none was handed over).
-fn subscribe_at_cut(store: &Store, at: Time, handed: Option<Time>, wants_maintained: bool) -> Result<ResumedFeed, String> {
+fn subscribe_at_cut(
+    store: &Store,
+    at: Time,
+    handed: Option<Time>,
+    wants_maintained: bool,
+) -> Result<ResumedFeed, String> {
     let reached = handed.map_or(0, |t| t + 1);
     if reached < at {
         return Err(format!("the log holds no record of time {reached}"));

@@ -617,7 +617,8 @@ impl Store {
             if self.lookups[relation].is_some() {
                 // Completed rows are not packed: compared as rows, whole.
                 let counted = |snapshot: &Snapshot| {
-                    let mut rows: Vec<(Row, isize)> = snapshot.relation(relation).rows().map(|r| (r.into_owned(), 1)).collect();
+                    let mut rows: Vec<(Row, isize)> =
+                        snapshot.relation(relation).rows().map(|r| (r.into_owned(), 1)).collect();
                     differential_dataflow::consolidation::consolidate(&mut rows);
                     rows
                 };
@@ -741,10 +742,8 @@ impl Store {
             let mut subscribers = self.subscribers.lock().unwrap();
             changes.consolidate();
             // Rows are unpacked for feeds only when someone follows one.
-            let (unpack_plain, unpack_maintained) = (
-                !subscribers.is_empty(),
-                subscribers.iter().any(|s| s.shared.wants_maintained),
-            );
+            let (unpack_plain, unpack_maintained) =
+                (!subscribers.is_empty(), subscribers.iter().any(|s| s.shared.wants_maintained));
             let mut feed_changes = Vec::new();
             let mut maintained = Vec::new();
             if unpack_plain {
@@ -766,7 +765,8 @@ impl Store {
                     rows.expire_before(newest.saturating_sub(self.keep));
                 }
             }
-            let new_snapshot = || Arc::new(Snapshot::new(upper.unwrap_or(Time::MAX), relations.clone(), self.lookups.clone()));
+            let new_snapshot =
+                || Arc::new(Snapshot::new(upper.unwrap_or(Time::MAX), relations.clone(), self.lookups.clone()));
             let replaced = std::mem::replace(&mut *self.current.write().unwrap(), new_snapshot());
             if unpack_plain {
                 // A snapshot of its own, not the readers': what readers cache in theirs

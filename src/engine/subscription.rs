@@ -13,9 +13,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use differential_dataflow::consolidation::consolidate;
 use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::{Datum, Row};
-use differential_dataflow::consolidation::consolidate;
 
 use crate::compute::RelationId;
 use crate::engine::catalog::{Catalog, Lookup};

@@ -39,7 +39,11 @@ impl Drop for Registration {
 impl Closers {
     /// Keeps a second handle on `socket` (the same socket, not a copy of its data);
     /// returns the socket to serve and what forgets it when dropped.
-    pub fn register(self: &Arc<Self>, socket: TcpStream, peer: SocketAddr) -> std::io::Result<(TcpStream, Registration)> {
+    pub fn register(
+        self: &Arc<Self>,
+        socket: TcpStream,
+        peer: SocketAddr,
+    ) -> std::io::Result<(TcpStream, Registration)> {
         let socket = socket.into_std()?;
         let handle = socket.try_clone()?;
         self.sockets.lock().unwrap().insert(peer, Arc::new(handle));

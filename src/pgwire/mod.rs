@@ -45,8 +45,8 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
     DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
 };
-use pgwire::api::stmt::StoredStatement;
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::StoredStatement;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, METADATA_USER, PgWireServerHandlers, Type,
@@ -419,10 +419,12 @@ impl Service {
         let Some(text) = StatementText::new(sql) else { return Ok(None) };
         let cursors = self.cursors_of(client);
         match OwnStatement::parse(&text, &cursors) {
-            Some(OwnStatement::Subscribe(Ok(SubscribeStatement::Fetch(fetch)))) => match cursors.schema(&fetch.cursor) {
-                Some(schema) => Ok(Some(subscribe::fields(&schema, format)?.as_ref().clone())),
-                None => Ok(None),
-            },
+            Some(OwnStatement::Subscribe(Ok(SubscribeStatement::Fetch(fetch)))) => {
+                match cursors.schema(&fetch.cursor) {
+                    Some(schema) => Ok(Some(subscribe::fields(&schema, format)?.as_ref().clone())),
+                    None => Ok(None),
+                }
+            }
             _ => Ok(None),
         }
     }
@@ -455,9 +457,7 @@ impl SimpleQueryHandler for Service {
         let mut responses = Vec::new();
         for (statement, own) in statements.iter().zip(own) {
             match own {
-                Some(own) => {
-                    responses.push(self.run_own(client, own, &role, &Format::UnifiedText, transaction).await?)
-                }
+                Some(own) => responses.push(self.run_own(client, own, &role, &Format::UnifiedText, transaction).await?),
                 None => {
                     responses.extend(self.run_sql(client, statement.text, role.clone()).await?);
                     transaction = match statement.keyword(0) {
@@ -501,7 +501,13 @@ impl ExtendedQueryHandler for Service {
         let count = target.parameter_types.len().max(declared.len());
         let types = (0..count)
             .map(|i| {
-                target.parameter_types.get(i).cloned().flatten().or_else(|| declared.get(i).cloned()).unwrap_or(Type::UNKNOWN)
+                target
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .or_else(|| declared.get(i).cloned())
+                    .unwrap_or(Type::UNKNOWN)
             })
             .collect();
         Ok(DescribeStatementResponse::new(types, fields))
@@ -573,8 +579,11 @@ impl QueryParser for ShowAwareParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         if let Some(statement) = StatementText::new(sql)
-            && OwnStatement::parse(&statement, &client.session_extensions().get_or_insert_with(SubscribeCursors::default))
-                .is_some()
+            && OwnStatement::parse(
+                &statement,
+                &client.session_extensions().get_or_insert_with(SubscribeCursors::default),
+            )
+            .is_some()
         {
             // Run (or refused) by the service when executed; DataFusion cannot plan it.
             return Ok(Some((sql.to_string(), None)));

@@ -13,7 +13,6 @@
 //! accept `GRANT role TO role`), in both the simple and the extended protocol.
 //! Only superusers run them, except a role changing its own password.
 
-
 use datafusion::sql::sqlparser::ast::{
     AlterRoleOperation, CreateRole, Expr, Ident, ObjectName, ObjectNamePart, ObjectType, Password, RoleOption,
     Statement, Value,
@@ -24,8 +23,8 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use pgwire::api::results::Tag;
 
-use super::sql_text::StatementText;
 use super::roles::{READ_ALL_DATA, ROOT, RoleOptions, Roles, WRITE_ALL_DATA, not_grantable};
+use super::sql_text::StatementText;
 use crate::engine::SqlError;
 
 /// One role statement, parsed.

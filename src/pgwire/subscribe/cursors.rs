@@ -68,10 +68,19 @@ impl SubscribeCursors {
     /// Up to `count` rows (`None`: all waiting) of cursor `name`, waiting up to
     /// `timeout` for the first when none wait. A cursor whose subscription failed
     /// (dropped for falling behind) is closed, and the FETCH gets why.
-    pub async fn fetch(&self, name: &str, count: Option<usize>, timeout: Option<Duration>) -> PgWireResult<RecordBatch> {
-        let cursor = self.cursors.lock().unwrap().get(name).map(|(_, cursor)| cursor.clone()).ok_or_else(|| {
-            api_error(SqlError::new("34000", format!("cursor \"{name}\" does not exist")))
-        })?;
+    pub async fn fetch(
+        &self,
+        name: &str,
+        count: Option<usize>,
+        timeout: Option<Duration>,
+    ) -> PgWireResult<RecordBatch> {
+        let cursor = self
+            .cursors
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|(_, cursor)| cursor.clone())
+            .ok_or_else(|| api_error(SqlError::new("34000", format!("cursor \"{name}\" does not exist"))))?;
         let mut cursor = cursor.lock().await;
         let schema = cursor.running.schema.clone();
         if cursor.waiting.is_empty() {

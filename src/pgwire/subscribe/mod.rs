@@ -30,8 +30,8 @@ use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::encoder::encode_value;
 use diffmart_dataflows::Time;
 use diffmart_dataflows::datum::Row;
-use pgwire::api::portal::Format;
 use futures::{Sink, SinkExt};
+use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyEncoder, CopyTextOptions, FieldInfo, Response};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
@@ -83,9 +83,9 @@ impl Running {
         let catalog = engine.catalog();
         let (followed, relations, columns) = match &subscribe.target {
             Target::Relation(name) => {
-                let (id, spec) = catalog.lookup(name).ok_or_else(|| {
-                    api_error(SqlError::new("42P01", format!("relation \"{name}\" does not exist")))
-                })?;
+                let (id, spec) = catalog
+                    .lookup(name)
+                    .ok_or_else(|| api_error(SqlError::new("42P01", format!("relation \"{name}\" does not exist"))))?;
                 privileges::run_as(role.clone(), async { privileges::require(Access::Read, spec.name) })
                     .await
                     .map_err(api_error)?;
@@ -312,7 +312,9 @@ where
 {
     let fields = fields(&running.schema, &Format::UnifiedText)?;
     let columns = fields.len();
-    client.send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(0, columns as i16, vec![0; columns]))).await?;
+    client
+        .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(0, columns as i16, vec![0; columns])))
+        .await?;
     let lag = running.lag_watch();
     let stopped = stop.stopped();
     tokio::pin!(stopped);

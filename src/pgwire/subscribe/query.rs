@@ -65,7 +65,10 @@ impl Evaluated {
                 | LogicalPlan::Explain(_)
                 | LogicalPlan::Analyze(_)
         ) {
-            return Err(api_error(SqlError::new("42601", "SUBSCRIBE (…) takes a query (SELECT, VALUES, WITH … SELECT)")));
+            return Err(api_error(SqlError::new(
+                "42601",
+                "SUBSCRIBE (…) takes a query (SELECT, VALUES, WITH … SELECT)",
+            )));
         }
         let mut reads = Vec::new();
         plan.apply(|node| {
@@ -153,7 +156,8 @@ impl Evaluated {
         let all: Vec<&RecordBatch> = previous.batches.iter().chain(&self.answer.batches).collect();
         let columns: Vec<ArrayRef> = (0..self.schema.fields().len())
             .map(|c| {
-                let arrays: Vec<&dyn datafusion::arrow::array::Array> = all.iter().map(|b| b.column(c).as_ref()).collect();
+                let arrays: Vec<&dyn datafusion::arrow::array::Array> =
+                    all.iter().map(|b| b.column(c).as_ref()).collect();
                 interleave(&arrays, &picks).map_err(arrow_error)
             })
             .collect::<Result<_, _>>()?;

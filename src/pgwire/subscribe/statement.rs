@@ -198,7 +198,9 @@ impl Tokens<'_, '_> {
     }
     fn number(&mut self, what: &str) -> Result<u64, SqlError> {
         match self.next() {
-            Some(Token::Number(n, _)) => n.parse().map_err(|_| syntax(format!("{what} must be a whole number, not {n}"))),
+            Some(Token::Number(n, _)) => {
+                n.parse().map_err(|_| syntax(format!("{what} must be a whole number, not {n}")))
+            }
             _ => {
                 self.at -= 1;
                 Err(syntax(format!("expected {what} at {}", self.here())))
@@ -313,7 +315,10 @@ fn parse_copy(tokens: &mut Tokens<'_, '_>) -> Result<SubscribeStatement, SqlErro
         let options = tokens.parenthesized()?.trim().to_lowercase();
         let words: Vec<&str> = options.split_whitespace().collect();
         if !matches!(words.as_slice(), ["format", "text"] | ["format", "'text'"]) {
-            return Err(SqlError::new("0A000", format!("COPY (SUBSCRIBE …) supports only FORMAT text, not ({options})")));
+            return Err(SqlError::new(
+                "0A000",
+                format!("COPY (SUBSCRIBE …) supports only FORMAT text, not ({options})"),
+            ));
         }
     }
     tokens.end()?;
@@ -388,11 +393,18 @@ fn parse_interval(text: &str) -> Result<Duration, SqlError> {
     let compact = ["seconds", "second", "secs", "sec"]
         .iter()
         .find_map(|long| compact.strip_suffix(long).map(|n| format!("{n}s")))
-        .or_else(|| ["milliseconds", "millisecond", "msecs"].iter().find_map(|l| compact.strip_suffix(l).map(|n| format!("{n}ms"))))
-        .or_else(|| ["minutes", "minute", "mins"].iter().find_map(|l| compact.strip_suffix(l).map(|n| format!("{n}min"))))
+        .or_else(|| {
+            ["milliseconds", "millisecond", "msecs"]
+                .iter()
+                .find_map(|l| compact.strip_suffix(l).map(|n| format!("{n}ms")))
+        })
+        .or_else(|| {
+            ["minutes", "minute", "mins"].iter().find_map(|l| compact.strip_suffix(l).map(|n| format!("{n}min")))
+        })
         .unwrap_or(compact);
     // A bare number is seconds here (an interval), not statement_timeout's milliseconds.
-    let with_unit = if compact.chars().all(|c| c.is_ascii_digit() || c == '.') { format!("{compact}s") } else { compact };
+    let with_unit =
+        if compact.chars().all(|c| c.is_ascii_digit() || c == '.') { format!("{compact}s") } else { compact };
     parse_timeout(&with_unit)
         .map(|d| d.unwrap_or(Duration::ZERO))
         .map_err(|_| SqlError::new("22007", format!("invalid TIMEOUT interval {text:?} (e.g. '1s', '500ms')")))
@@ -447,13 +459,20 @@ mod tests {
         );
         assert_eq!(
             parsed("FETCH 100 c WITH (timeout = '1s')").unwrap(),
-            SubscribeStatement::Fetch(Fetch { cursor: "c".into(), count: Some(100), timeout: Some(Duration::from_secs(1)) })
+            SubscribeStatement::Fetch(Fetch {
+                cursor: "c".into(),
+                count: Some(100),
+                timeout: Some(Duration::from_secs(1))
+            })
         );
         assert_eq!(
             parsed("fetch all from c with (timeout='0s')").unwrap(),
             SubscribeStatement::Fetch(Fetch { cursor: "c".into(), count: None, timeout: Some(Duration::ZERO) })
         );
-        assert_eq!(parsed("FETCH c").unwrap(), SubscribeStatement::Fetch(Fetch { cursor: "c".into(), count: Some(1), timeout: None }));
+        assert_eq!(
+            parsed("FETCH c").unwrap(),
+            SubscribeStatement::Fetch(Fetch { cursor: "c".into(), count: Some(1), timeout: None })
+        );
         assert_eq!(parsed("CLOSE c").unwrap(), SubscribeStatement::Close { cursor: Some("c".into()) });
         // DECLARE of a query is DataFusion's.
         assert!(SubscribeStatement::parse(&StatementText::new("DECLARE c CURSOR FOR SELECT 1").unwrap()).is_none());

@@ -280,7 +280,8 @@ impl PreparedSinks {
             }
             (None, Some(_)) => bail!("the engine resumed Kafka sinks that have delivered nothing"),
             (None, None) => {
-                let (snapshot, feed) = engine.store().subscribe_with(DEFAULT_MAX_PENDING_CHANGES, self.wants_maintained);
+                let (snapshot, feed) =
+                    engine.store().subscribe_with(DEFAULT_MAX_PENDING_CHANGES, self.wants_maintained);
                 (snapshot, feed, (0..names.len()).collect())
             }
         };
