@@ -215,7 +215,8 @@ fn completed_changes(
         if changed_keys.contains(key) {
             continue;
         }
-        let found = (!key.is_null()).then(|| after.with_first_column(lookup.relation, key)).unwrap_or_default();
+        // NULL matches no key in a join.
+        let found = if key.is_null() { Vec::new() } else { after.with_first_column(lookup.relation, key) };
         rows.push(((lookup.complete)(row, found.first().map(|r| &r[..])), *diff));
     }
     for key in changed_keys {

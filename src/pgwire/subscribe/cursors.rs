@@ -21,8 +21,10 @@ use pgwire::error::PgWireResult;
 #[derive(Default)]
 pub struct SubscribeCursors {
     /// By name: the output schema, and the cursor (held by a FETCH while it waits).
-    cursors: Mutex<HashMap<String, (SchemaRef, Arc<tokio::sync::Mutex<Cursor>>)>>,
+    cursors: Mutex<HashMap<String, (SchemaRef, SharedCursor)>>,
 }
+
+type SharedCursor = Arc<tokio::sync::Mutex<Cursor>>;
 
 /// One cursor: its subscription and the output rows it produced that no FETCH has
 /// taken yet.

@@ -42,8 +42,11 @@ pub struct Evaluated {
 #[derive(Default)]
 struct Answer {
     batches: Vec<RecordBatch>,
-    rows: HashMap<Box<[u8]>, (i64, (usize, usize))>,
+    rows: RowCounts,
 }
+
+/// Per distinct row (Arrow's row format): how many times, and where one is (batch, row).
+type RowCounts = HashMap<Box<[u8]>, (i64, (usize, usize))>;
 
 impl Evaluated {
     /// Plans `sql` in the connection's session: a query (not a write or DDL) and the
@@ -102,10 +105,16 @@ impl Evaluated {
     /// the last evaluation (all of it, the first time), and each row's difference.
     pub async fn changes_at(&mut self, snapshot: Arc<Snapshot>) -> PgWireResult<Option<(RecordBatch, Vec<i64>)>> {
         let (context, sql) = (self.context.clone(), self.sql.clone());
+        let started = std::time::Instant::now();
         let work = async move { context.sql(&sql).await?.collect().await };
         let (batches, _) = privileges::run_as(self.role.clone(), session::with_snapshot(snapshot, work)).await;
         let batches = batches.map_err(api_error)?;
         let answer = self.count(batches)?;
+        tracing::debug!(
+            micros = started.elapsed().as_micros() as u64,
+            rows = answer.batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            "SUBSCRIBE evaluated its query"
+        );
         let previous = std::mem::replace(&mut self.answer, answer);
         self.difference(&previous)
     }
@@ -114,7 +123,7 @@ impl Evaluated {
     /// compares every type the same way).
     fn count(&self, batches: Vec<RecordBatch>) -> PgWireResult<Answer> {
         let converter = self.converter()?;
-        let mut rows: HashMap<Box<[u8]>, (i64, (usize, usize))> = HashMap::new();
+        let mut rows = RowCounts::new();
         for (b, batch) in batches.iter().enumerate() {
             let converted = converter.convert_columns(batch.columns()).map_err(arrow_error)?;
             for (r, row) in converted.iter().enumerate() {
