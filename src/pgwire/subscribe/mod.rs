@@ -127,8 +127,10 @@ impl Running {
 
     /// The next output rows: the snapshot's first, then a store step's changes at
     /// their time, followed by a progress row with PROGRESS. Waits until there is
-    /// something to emit. Each step is emitted at its own time, so a fold at any time
-    /// is what a SELECT at that time reads.
+    /// something to emit. A relation's steps are each emitted at their own time, so a
+    /// fold at any time is what a SELECT at that time reads. A query is evaluated at
+    /// each changed time while it keeps up; times that pile up while it evaluates are
+    /// taken together, at the newest (see [`query`]).
     pub async fn next(&mut self) -> PgWireResult<RecordBatch> {
         if self.first {
             let snapshot = self.subscription.snapshot().clone();
@@ -152,10 +154,17 @@ impl Running {
             let emitted = match &mut self.followed {
                 Followed::Relation { spec } => relation_step(spec, self.progress, step)?,
                 Followed::Query(query) => {
-                    let upper = step.upper.ok_or_else(|| feed_ended(FeedEnd::Closed))?;
-                    let data = match step.changes.is_empty() {
-                        true => None,
-                        false => query.changes_at(step.snapshot).await?.map(|(d, diffs)| (upper - 1, d, diffs)),
+                    // Steps that piled up during the last evaluation are taken together:
+                    // one evaluation at the newest, its changes at its time.
+                    let (mut upper, mut changed, mut snapshot) = (step.upper, !step.changes.is_empty(), step.snapshot);
+                    while let Some(more) = self.subscription.try_recv().map_err(feed_ended)? {
+                        (upper, snapshot) = (more.upper, more.snapshot);
+                        changed |= !more.changes.is_empty();
+                    }
+                    let upper = upper.ok_or_else(|| feed_ended(FeedEnd::Closed))?;
+                    let data = match changed {
+                        false => None,
+                        true => query.changes_at(snapshot).await?.map(|(d, diffs)| (upper - 1, d, diffs)),
                     };
                     (data.is_some() || self.progress).then_some((data, upper))
                 }

@@ -3,10 +3,13 @@
 //!
 //! Why not incrementally: a query over the store is DataFusion's, not a dataflow, and
 //! turning any SELECT into a dataflow is a compiler of its own. Evaluating again costs
-//! one run of the query per changed time (times that pile up while a run lasts are
-//! taken together), so a SELECT over a small view (the usual subscription) costs
-//! little, and one over millions of rows costs what that SELECT costs each time.
-//! Subscribing to the relation itself is incremental.
+//! one run of the query per changed time, so a SELECT over a small view (the usual
+//! subscription) costs little, and one over many rows what that SELECT costs, each
+//! time. Times that pile up while an evaluation runs are taken together: the next
+//! evaluation is at the newest of them and its changes are at that time, so the
+//! subscription keeps up with the store at the cost of skipping those times (its
+//! folds match a SELECT at every time it emits; progress rows say how far it got).
+//! Subscribing to the relation itself is incremental and skips no time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
