@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod commands;
+pub mod copy;
 pub mod errors;
 pub mod guard;
 pub mod jsonb;
@@ -49,6 +50,7 @@ use pgwire::messages::response::TransactionStatus;
 use tokio::net::TcpListener;
 
 use self::auth::Authentication;
+use self::copy::{CopyFromStdin, CopyIn};
 use self::limits::SqlLimits;
 use self::limits::connections::{Admission, ConnectionSlots};
 use self::limits::statements::{CancelRequests, Statements};
@@ -170,7 +172,14 @@ impl Handlers {
         });
         let connections = Arc::new(ConnectionManager::new());
         Ok(Handlers {
-            service: Arc::new(Service { engine, sessions, statements, parser, roles: security.roles.clone() }),
+            service: Arc::new(Service {
+                copy: Arc::new(CopyIn::new(engine.clone(), limits.max_write_rows)),
+                engine,
+                sessions,
+                statements,
+                parser,
+                roles: security.roles.clone(),
+            }),
             authentication: Authentication::new(security.roles, connections, security.tls.as_ref()),
             cancel,
         })
@@ -217,6 +226,9 @@ impl PgWireServerHandlers for Handlers {
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
     }
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.service.copy.clone()
+    }
 }
 
 struct ClientErrors;
@@ -236,6 +248,7 @@ struct Service {
     statements: Arc<Statements>,
     parser: Arc<ShowAwareParser>,
     roles: Arc<Roles>,
+    copy: Arc<CopyIn>,
 }
 
 impl Service {
@@ -291,6 +304,9 @@ impl SimpleQueryHandler for Service {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let role = self.role_of(client);
+        if let Some(copy) = CopyFromStdin::parse(query) {
+            return Ok(vec![self.copy.start(client, copy, role).await?]);
+        }
         let statements = role_statements::split_statements(query);
         if !statements.iter().any(|statement| RoleStatement::parse(statement).is_some()) {
             return self.run_sql(client, query, role).await;
@@ -334,6 +350,11 @@ impl ExtendedQueryHandler for Service {
         {
             return self.run_role_statement(statement, &role);
         }
+        if let (sql, None) = &portal.statement.statement
+            && let Some(copy) = CopyFromStdin::parse(sql)
+        {
+            return self.copy.start(client, copy, role).await;
+        }
         let stop = self.statements.start(client);
         let inner = self.sessions.of(client)?;
         let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
@@ -360,7 +381,7 @@ impl QueryParser for ShowAwareParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if RoleStatement::parse(sql).is_some() {
+        if RoleStatement::parse(sql).is_some() || CopyFromStdin::parse(sql).is_some() {
             // Run (or refused) by the service when executed; DataFusion cannot plan it.
             return Ok(Some((sql.to_string(), None)));
         }
