@@ -16,7 +16,7 @@ use diffmart::pipelines::retail::generator::RetailGenerator;
 use diffmart_dataflows::datum::{Datum, Record};
 use futures::SinkExt;
 use support::server::DiffmartProcess;
-use support::wire::text_rows;
+use support::wire::{parse_wire_timestamp, text_rows};
 use tokio_postgres::{Client, NoTls};
 
 const READY: Duration = Duration::from_secs(60);
@@ -37,6 +37,14 @@ async fn refused(client: &Client, statement: &str, data: &str) -> (String, Strin
             let db = e.as_db_error().unwrap_or_else(|| panic!("{statement}: no server error: {e}"));
             (db.code().code().to_string(), db.where_().unwrap_or_default().to_string())
         }
+    }
+}
+
+/// The SQLSTATE of a statement refused before any COPY data is sent.
+async fn refused_at_start(client: &Client, sql: &str) -> String {
+    match client.simple_query(sql).await {
+        Ok(_) => panic!("{sql} was not refused"),
+        Err(e) => e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {e}")),
     }
 }
 
@@ -93,10 +101,11 @@ async fn psql_and_tokio_postgres_copy_into_tables_and_sources() {
     let data = "10\t1\t2\t2025-01-02 03:04:05+00\n11\t2\t\\N\t2025-01-02T03:05:00Z\n";
     assert_eq!(copy(&client, orders, data).await.unwrap(), 2);
     // Acknowledged when visible: the next statement sees the rows.
-    assert_eq!(
-        text_rows(&client, "SELECT order_id, quantity, customer_id, order_time FROM orders ORDER BY 1").await,
-        vec![vec!["10", "2", "NULL", "2025-01-02 03:04:05+00:00"], vec!["11", "NULL", "NULL", "2025-01-02 03:05:00+00:00"]]
-    );
+    let orders = text_rows(&client, "SELECT order_id, quantity, customer_id, order_time FROM orders ORDER BY 1").await;
+    assert_eq!(orders.iter().map(|row| &row[..3]).collect::<Vec<_>>(), [["10", "2", "NULL"], ["11", "NULL", "NULL"]]);
+    let noon_ish = 1_735_787_045_000_000; // 2025-01-02 03:04:05 UTC
+    assert_eq!(parse_wire_timestamp(&orders[0][3]), noon_ish);
+    assert_eq!(parse_wire_timestamp(&orders[1][3]), noon_ish + 55_000_000);
 
     // A source: a backfill of events, which the views take in as any source's.
     let clicks = "COPY web_clicks FROM STDIN WITH (FORMAT csv, HEADER true)";
@@ -170,15 +179,21 @@ async fn a_bad_row_refuses_the_whole_copy_with_its_sqlstate_and_line() {
     assert_eq!((code.as_str(), context.contains("line 2")), ("22P02", true), "{context}");
     assert_eq!(count(&client, "purchases").await, 0);
 
-    // Refused before any data: unknown relation or column, a view, a file.
-    assert_eq!(refused(&client, "COPY nowhere FROM STDIN", "").await.0, "42P01");
-    assert_eq!(refused(&client, "COPY orders (nope) FROM STDIN", "").await.0, "42703");
-    assert_eq!(refused(&client, "COPY web_clicks_minutely FROM STDIN", "").await.0, "42809");
-    assert_eq!(refused(&client, "COPY orders FROM STDIN (FORMAT binary)", "").await.0, "0A000");
-    let file = client.simple_query("COPY orders FROM '/etc/passwd'").await.unwrap_err();
-    assert_eq!(file.code().unwrap().code(), "42501");
-    let mixed = client.simple_query("SELECT 1; COPY orders FROM STDIN").await.unwrap_err();
-    assert_eq!(mixed.code().unwrap().code(), "0A000");
+    // Refused before any data: unknown relation or column, a view, a file. (Through the
+    // simple protocol: tokio-postgres' `copy_in` sends a second Sync after a COPY refused
+    // before its data, whose ReadyForQuery, from PostgreSQL as from diffmart, confuses
+    // its next statement: rust-postgres issue 789.)
+    for (sql, sqlstate) in [
+        ("COPY nowhere FROM STDIN", "42P01"),
+        ("COPY orders (nope) FROM STDIN", "42703"),
+        ("COPY orders (order_id, order_id) FROM STDIN", "42701"),
+        ("COPY web_clicks_minutely FROM STDIN", "42809"),
+        ("COPY orders FROM STDIN (FORMAT binary)", "0A000"),
+        ("COPY orders FROM '/etc/passwd'", "42501"),
+        ("SELECT 1; COPY orders FROM STDIN", "0A000"),
+    ] {
+        assert_eq!(refused_at_start(&client, sql).await, sqlstate, "{sql}");
+    }
 
     // After all that the connection is fine and a good COPY goes in.
     assert_eq!(copy(&client, csv, good).await.unwrap(), 1);
@@ -219,8 +234,7 @@ async fn copy_is_bounded_authorised_and_cancellable() {
     assert_eq!(count(&root, "orders").await, 5);
 
     // A relation a Kafka topic feeds: 42501, as for SQL writes.
-    let (code, _) = refused(&root, "COPY web_clicks FROM STDIN", "").await;
-    assert_eq!(code, "42501");
+    assert_eq!(refused_at_start(&root, "COPY web_clicks FROM STDIN").await, "42501");
 
     // A role that may only read.
     root.batch_execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; GRANT pg_read_all_data TO reader").await.unwrap();
@@ -228,10 +242,7 @@ async fn copy_is_bounded_authorised_and_cancellable() {
     let (reader, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
     tokio::spawn(connection);
     assert_eq!(count(&reader, "orders").await, 5);
-    let (code, _) = refused(&reader, "COPY orders FROM STDIN", "100\t\\N\t\\N\t\\N\t\\N\n").await;
-    assert_eq!(code, "42501");
-    let denied = reader.simple_query("COPY orders FROM STDIN").await.unwrap_err();
-    assert_eq!(denied.code().unwrap().code(), "42501");
+    assert_eq!(refused_at_start(&reader, "COPY orders FROM STDIN").await, "42501");
     assert_eq!(count(&root, "orders").await, 5);
 }
 

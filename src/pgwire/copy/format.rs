@@ -230,8 +230,10 @@ impl Decoder {
                 start = i + 1;
                 escaped = false;
             } else if line[i] == b'\\' {
+                // The next byte is escaped, a delimiter too; a last backslash stays in its field.
                 escaped = true;
-                i += 1;
+                i = (i + 2).min(line.len());
+                continue;
             }
             i += 1;
         }
@@ -442,8 +444,8 @@ mod tests {
         let mut options = Options::defaults(Format::Text);
         options.delimiter = b'|';
         options.header = true;
-        let records = decode(options, "a|b\nx\\|y|z", 4);
-        assert_eq!(records, vec![(2, vec![s("x|y"), s("z")])]);
+        let records = decode(options, "a|b\nx\\|y|z\\\nw|\\", 4);
+        assert_eq!(records, vec![(2, vec![s("x|y"), s("z\\")]), (3, vec![s("w"), s("\\")])]);
     }
 
     #[test]
