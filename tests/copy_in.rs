@@ -113,11 +113,8 @@ async fn psql_and_tokio_postgres_copy_into_tables_and_sources() {
                 2025-01-02 03:04:05+00,1,view\n2025-01-02 03:04:35+00,1,view\n2025-01-02 03:05:10+00,2,cart\n";
     assert_eq!(copy(&client, clicks, data).await.unwrap(), 3);
     assert_eq!(count(&client, "web_clicks").await, 3);
-    let minutely: i64 = client
-        .query_one("SELECT CAST(sum(clicks) AS BIGINT) FROM web_clicks_minutely", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let minutely: i64 =
+        client.query_one("SELECT CAST(sum(clicks) AS BIGINT) FROM web_clicks_minutely", &[]).await.unwrap().get(0);
     assert_eq!(minutely, 3, "the view counts the copied clicks");
 
     // Inside a transaction, the rows are visible to its next statement too.
@@ -138,7 +135,11 @@ async fn psql_and_tokio_postgres_copy_into_tables_and_sources() {
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"COPY restocks FROM STDIN;\n2025-01-02 03:04:05+00\t1\t50\n\\.\n")?;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"COPY restocks FROM STDIN;\n2025-01-02 03:04:05+00\t1\t50\n\\.\n")?;
             child.wait_with_output()
         })
         .expect("psql runs");
@@ -237,7 +238,9 @@ async fn copy_is_bounded_authorised_and_cancellable() {
     assert_eq!(refused_at_start(&root, "COPY web_clicks FROM STDIN").await, "42501");
 
     // A role that may only read.
-    root.batch_execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; GRANT pg_read_all_data TO reader").await.unwrap();
+    root.batch_execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; GRANT pg_read_all_data TO reader")
+        .await
+        .unwrap();
     let config = format!("host=127.0.0.1 port={} user=reader password=reader-pw dbname=dev", server.pg_port);
     let (reader, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -262,8 +265,10 @@ async fn copy_rate() {
     let bytes: usize = files.iter().flat_map(|(_, lines)| lines.iter().map(String::len)).sum();
     eprintln!("generated {total} rows ({} MB of CSV) in {:?}", bytes >> 20, started.elapsed());
 
+    let nice = std::env::var("COPY_CLIENT_NICE").unwrap_or_else(|_| "19".into());
     let max = batch.to_string();
-    let mut server = DiffmartProcess::start(&["--no-generator", "-w", &workers, "--max-write-rows", &max]);
+    let args = ["--no-generator", "-w", &workers, "--max-write-rows", &max, "--client-nice", &nice];
+    let mut server = DiffmartProcess::start(&args);
     server.wait_ready(READY).await;
     let client = server.connect().await;
     let started = Instant::now();
@@ -272,11 +277,18 @@ async fn copy_rate() {
             let sink =
                 client.copy_in::<_, VecDeque<u8>>(&format!("COPY {relation} FROM STDIN (FORMAT csv)")).await.unwrap();
             futures::pin_mut!(sink);
+            let copy_started = Instant::now();
             for piece in chunk.chunks(2_000) {
                 let data: VecDeque<u8> = piece.iter().flat_map(|line| line.bytes()).collect();
                 sink.send(data).await.unwrap();
             }
+            let sent = copy_started.elapsed();
             sink.finish().await.unwrap();
+            eprintln!(
+                "  {relation}: {} rows, data sent in {sent:.2?}, acknowledged {:.2?} later",
+                chunk.len(),
+                copy_started.elapsed() - sent
+            );
         }
     }
     let elapsed = started.elapsed();
@@ -286,8 +298,13 @@ async fn copy_rate() {
         total as f64 / elapsed.as_secs_f64(),
         bytes as f64 / 1e6 / elapsed.as_secs_f64()
     );
+    // Tables hold every row; sources keep --retention of event time behind their newest event.
     for (relation, lines) in &files {
-        assert_eq!(count(&client, relation).await as usize, lines.len(), "{relation}");
+        let held = count(&client, relation).await as usize;
+        match *relation {
+            "product_inventory" | "orders" => assert_eq!(held, lines.len(), "{relation}"),
+            _ => assert!(held > 0 && held <= lines.len(), "{relation}: {held} of {}", lines.len()),
+        }
     }
 }
 

@@ -720,8 +720,7 @@ async fn run_oracle_fed(workers: usize, retention: Option<Micros>, feed: Feed) {
             Feed::Direct => None,
             Feed::Copy => Some(pgwire_client(&engine).await),
         };
-        let stats =
-            run_seed(&engine, &client, copier.as_ref(), seed, workers, batches, retention, &mut coverage).await;
+        let stats = run_seed(&engine, &client, copier.as_ref(), seed, workers, batches, retention, &mut coverage).await;
         drop(engine);
         eprintln!(
             "[workers={workers}] seed {seed}: {batches} batches, {} updates, final view sizes {:?}, {} shrinking \

@@ -197,7 +197,11 @@ impl Decoder {
     }
 
     /// One line of the text format, without its `\n`.
-    fn text_line(&mut self, line: &[u8], each: &mut dyn FnMut(Record<'_>) -> Result<(), CopyError>) -> Result<(), CopyError> {
+    fn text_line(
+        &mut self,
+        line: &[u8],
+        each: &mut dyn FnMut(Record<'_>) -> Result<(), CopyError>,
+    ) -> Result<(), CopyError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line == b"\\." {
             self.ended = true;
@@ -248,7 +252,8 @@ impl Decoder {
         let finishing = input.is_empty();
         loop {
             let Kind::Csv { reader, out, out_len, ends, ends_len, raw } = &mut self.kind else { unreachable!() };
-            let (result, read, written, ended) = reader.read_record(input, &mut out[*out_len..], &mut ends[*ends_len..]);
+            let (result, read, written, ended) =
+                reader.read_record(input, &mut out[*out_len..], &mut ends[*ends_len..]);
             raw.extend_from_slice(&input[..read]);
             input = &input[read..];
             *out_len += written;
@@ -412,9 +417,8 @@ mod tests {
         let mut decoder = Decoder::new(options);
         let mut records = Vec::new();
         let mut each = |record: Record<'_>| {
-            let fields = (0..record.len())
-                .map(|i| record.field(i).map(|b| String::from_utf8(b.to_vec()).unwrap()))
-                .collect();
+            let fields =
+                (0..record.len()).map(|i| record.field(i).map(|b| String::from_utf8(b.to_vec()).unwrap())).collect();
             records.push((record.line, fields));
             Ok(())
         };
@@ -432,8 +436,7 @@ mod tests {
     #[test]
     fn text_format_escapes_nulls_and_end_marker_in_any_chunking() {
         let input = "1\ta\\tb\t\\N\n2\t\\\\x\\101\\x41\t\r\n\\.\nignored\n";
-        let expected =
-            vec![(1, vec![s("1"), s("a\tb"), None]), (2, vec![s("2"), s("\\xAA"), s("")])];
+        let expected = vec![(1, vec![s("1"), s("a\tb"), None]), (2, vec![s("2"), s("\\xAA"), s("")])];
         for chunk in [1, 2, 3, 7, 100] {
             assert_eq!(decode(Options::defaults(Format::Text), input, chunk), expected, "chunks of {chunk}");
         }

@@ -45,7 +45,13 @@ struct Rows {
 
 impl CopyLoad {
     /// `targets`: the column of `relation` each field fills.
-    pub fn new(relation: RelationId, spec: &'static RelationSpec, targets: Vec<usize>, options: Options, max_rows: u64) -> CopyLoad {
+    pub fn new(
+        relation: RelationId,
+        spec: &'static RelationSpec,
+        targets: Vec<usize>,
+        options: Options,
+        max_rows: u64,
+    ) -> CopyLoad {
         let keys = match &spec.kind {
             RelationKind::Table { primary_key } => Some((primary_key.as_slice(), HashSet::new())),
             _ => None,
@@ -164,8 +170,5 @@ fn key_of(row: &[Datum], primary_key: &[usize]) -> Row {
 }
 
 fn wall_clock_micros() -> Micros {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as Micros)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as Micros).unwrap_or(0)
 }

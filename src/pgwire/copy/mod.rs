@@ -26,9 +26,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use diffmart_dataflows::datum::{RelationKind, RelationSpec};
 use futures::{Sink, SinkExt};
+use pgwire::api::ClientInfo;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::results::{CopyResponse, Response, Tag};
-use pgwire::api::ClientInfo;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
@@ -102,7 +102,9 @@ impl CopyIn {
     ) -> PgWireResult<Response> {
         let statement = statement?;
         let (relation, spec) = self.relation(&statement.relation)?;
-        privileges::run_as(role, async { privileges::require(Access::Write, spec.name) }).await.map_err(CopyError::from)?;
+        privileges::run_as(role, async { privileges::require(Access::Write, spec.name) })
+            .await
+            .map_err(CopyError::from)?;
         match spec.kind {
             RelationKind::View => {
                 return Err(CopyError::new(

@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn modern_and_legacy_spellings() {
-        let copy = parsed("COPY public.Orders (order_id, \"Note\") FROM STDIN WITH (FORMAT csv, HEADER true, NULL 'NA')");
+        let copy =
+            parsed("COPY public.Orders (order_id, \"Note\") FROM STDIN WITH (FORMAT csv, HEADER true, NULL 'NA')");
         assert_eq!(copy.relation, vec!["public", "orders"]);
         assert_eq!(copy.columns, vec!["order_id", "Note"]);
         assert_eq!(copy.options.format, Format::Csv);

@@ -71,7 +71,10 @@ mod tests {
             assert_eq!(parse(ColumnType::TimestampTz, text), Ok(Datum::Timestamp(noon)), "{text}");
         }
         let wrong = parse(ColumnType::Int32, "abc").unwrap_err();
-        assert_eq!((wrong.sqlstate, wrong.message.as_str()), ("22P02", "invalid input syntax for type integer: \"abc\""));
+        assert_eq!(
+            (wrong.sqlstate, wrong.message.as_str()),
+            ("22P02", "invalid input syntax for type integer: \"abc\"")
+        );
         assert_eq!(parse(ColumnType::Int32, "3000000000").unwrap_err().sqlstate, "22003");
         assert_eq!(parse(ColumnType::Numeric { scale: 2 }, "1.005"), Ok(Datum::Numeric("1.01".parse().unwrap())));
         assert_eq!(parse(ColumnType::TimestampTz, "soon").unwrap_err().sqlstate, "22P02");
