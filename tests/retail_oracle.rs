@@ -24,7 +24,7 @@ use std::time::Instant;
 use diffmart::compute::ComputeConfig;
 use diffmart::engine::{Engine, Update};
 use diffmart_dataflows::PipelineConfig;
-use diffmart_dataflows::datum::{Datum, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record};
+use diffmart_dataflows::datum::{Datum, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record, RelationKind};
 use diffmart_dataflows::retail::{CompetitorPrice, Order, ProductInventory, Purchase, Restock, WebClick};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -673,7 +673,27 @@ async fn retail_views_match_postgres_with_short_retention_2_workers() {
     run_oracle(2, Some(SHORT_RETENTION)).await;
 }
 
+/// The same histories with every event fed through `COPY … FROM STDIN` over pgwire
+/// (text format, one COPY per source and batch), the table changes as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retail_views_match_postgres_with_events_fed_by_copy() {
+    run_oracle_fed(1, None, Feed::Copy).await;
+}
+
+/// How the events of a batch reach diffmart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// With the batch's other updates, in one `Engine::apply`.
+    Direct,
+    /// By `COPY … FROM STDIN` from a client of the pgwire server, before the others.
+    Copy,
+}
+
 async fn run_oracle(workers: usize, retention: Option<Micros>) {
+    run_oracle_fed(workers, retention, Feed::Direct).await;
+}
+
+async fn run_oracle_fed(workers: usize, retention: Option<Micros>, feed: Feed) {
     let seeds = env_list("RETAIL_ORACLE_SEEDS", &DEFAULT_SEEDS);
     let batches = env_list("RETAIL_ORACLE_BATCHES", &[DEFAULT_BATCHES])[0] as usize;
     let started = Instant::now();
@@ -696,7 +716,11 @@ async fn run_oracle(workers: usize, retention: Option<Micros>) {
             client.batch_execute("UPDATE horizon SET h = NULL;").await.expect("resetting the horizon");
         }
         let engine = Engine::start(&config).expect("starting diffmart");
-        let stats = run_seed(&engine, &client, seed, workers, batches, retention, &mut coverage).await;
+        let copier = match feed {
+            Feed::Direct => None,
+            Feed::Copy => Some(pgwire_client(&engine).await),
+        };
+        let stats = run_seed(&engine, &client, copier.as_ref(), seed, workers, batches, retention, &mut coverage).await;
         drop(engine);
         eprintln!(
             "[workers={workers}] seed {seed}: {batches} batches, {} updates, final view sizes {:?}, {} shrinking \
@@ -734,9 +758,11 @@ struct SeedStats {
     final_sizes: Vec<usize>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_seed(
     engine: &Arc<Engine>,
     client: &tokio_postgres::Client,
+    copier: Option<&tokio_postgres::Client>,
     seed: u64,
     workers: usize,
     batches: usize,
@@ -773,6 +799,9 @@ async fn run_seed(
                 batch_sql.push_str(&format!("UPDATE horizon SET h = {};\n", sql_ts(h)));
             }
             stats.updates += updates.len();
+            if let Some(copier) = copier {
+                updates = copy_events(copier, engine, updates).await;
+            }
             oracle::apply_batch(client, engine, Batch { label: &label, sql: &batch_sql, updates }, &mut script).await;
         }
         let snapshot = engine.snapshot();
@@ -801,4 +830,74 @@ async fn run_seed(
     stats.shrinks = views.shrinks;
     stats.final_sizes = views.sizes;
     stats
+}
+
+/// A client of a pgwire server over `engine`, as root.
+async fn pgwire_client(engine: &Arc<Engine>) -> tokio_postgres::Client {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port for pgwire");
+    let port = listener.local_addr().unwrap().port();
+    diffmart::pgwire::spawn(engine.clone(), listener);
+    let config = format!("host=127.0.0.1 port={port} user=root dbname=dev");
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.expect("connecting");
+    tokio::spawn(connection);
+    client
+}
+
+/// COPYs the event inserts of `updates` in text format, one COPY per source; returns the rest.
+async fn copy_events(copier: &tokio_postgres::Client, engine: &Engine, updates: Vec<Update>) -> Vec<Update> {
+    use diffmart::engine::Op;
+    use futures::SinkExt;
+    use std::collections::VecDeque;
+
+    let mut data: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for update in updates {
+        let spec = engine.catalog().spec(update.relation);
+        match (&spec.kind, &update.op) {
+            (RelationKind::Source { .. }, Op::Insert(row)) => copy_text_line(row, data.entry(spec.name).or_default()),
+            _ => rest.push(update),
+        }
+    }
+    for (relation, text) in data {
+        let sink = copier
+            .copy_in::<_, VecDeque<u8>>(&format!("COPY {relation} FROM STDIN"))
+            .await
+            .unwrap_or_else(|e| panic!("COPY {relation}: {e:?}"));
+        futures::pin_mut!(sink);
+        sink.send(text.into_bytes().into()).await.unwrap_or_else(|e| panic!("COPY {relation}: {e:?}"));
+        sink.finish().await.unwrap_or_else(|e| panic!("COPY {relation}: {e:?}"));
+    }
+    rest
+}
+
+/// A row as a line of COPY's text format.
+fn copy_text_line(row: &[Datum], out: &mut String) {
+    for (i, datum) in row.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        match datum {
+            Datum::Null => out.push_str("\\N"),
+            Datum::Text(text) => {
+                for c in text.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+            }
+            Datum::Timestamp(t) => {
+                let time = chrono::DateTime::from_timestamp_micros(*t).expect("timestamp in range");
+                out.push_str(&time.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string());
+            }
+            Datum::Int32(v) => out.push_str(&v.to_string()),
+            Datum::Int64(v) => out.push_str(&v.to_string()),
+            Datum::Numeric(v) => out.push_str(&v.to_string()),
+            other => panic!("no retail event column holds {other:?}"),
+        }
+    }
+    out.push('\n');
 }

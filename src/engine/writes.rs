@@ -377,7 +377,8 @@ fn key_columns(spec: &RelationSpec, primary_key: &[usize]) -> String {
     primary_key.iter().map(|&i| spec.columns[i].name).collect::<Vec<_>>().join(", ")
 }
 
-fn duplicate_key(spec: &RelationSpec, primary_key: &[usize], key: &[Datum]) -> SqlError {
+/// A key taken (23505), worded as PostgreSQL words it; COPY adds the line it was on.
+pub fn duplicate_key(spec: &RelationSpec, primary_key: &[usize], key: &[Datum]) -> SqlError {
     SqlError::new(
         "23505",
         format!(

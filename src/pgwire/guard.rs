@@ -150,6 +150,10 @@ impl StatementGuard {
                     Err(refusal) => Verdict::Refuse(refusal),
                 },
             },
+            // Alone in its query, the service runs it (`copy`) before DataFusion sees it.
+            Statement::Copy { target: CopyTarget::Stdin, to: false, .. } => {
+                Verdict::Refuse(user_error("0A000", "COPY FROM STDIN must be the only statement of its query".into()))
+            }
             Statement::Copy { target: CopyTarget::File { .. } | CopyTarget::Program { .. }, .. } => {
                 Verdict::Refuse(insufficient_privilege(
                     "COPY to or from a file or program is not allowed: the server's files are not the session's".into(),

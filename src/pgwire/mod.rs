@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod closers;
 pub mod commands;
+pub mod copy;
 pub mod errors;
 pub mod functions;
 pub mod guard;
@@ -58,6 +59,7 @@ use tokio::net::TcpListener;
 
 use self::auth::Authentication;
 use self::closers::Closers;
+use self::copy::{CopyFromStdin, CopyIn};
 use self::limits::SqlLimits;
 use self::limits::connections::{Admission, ConnectionSlots};
 use self::limits::statements::{CancelRequests, Statements};
@@ -188,6 +190,7 @@ impl Handlers {
         let connections = Arc::new(ConnectionManager::new());
         Ok(Handlers {
             service: Arc::new(Service {
+                copy: Arc::new(CopyIn::new(engine.clone(), limits.max_write_rows)),
                 engine,
                 sessions,
                 statements,
@@ -247,6 +250,9 @@ impl PgWireServerHandlers for Handlers {
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
     }
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.service.copy.clone()
+    }
 }
 
 struct ClientErrors;
@@ -266,6 +272,8 @@ struct Service {
     statements: Arc<Statements>,
     parser: Arc<ShowAwareParser>,
     roles: Arc<Roles>,
+    /// `COPY … FROM STDIN`.
+    copy: Arc<CopyIn>,
     /// A way to close each connection's socket from outside pgwire.
     closers: Arc<Closers>,
     /// `--subscribe-max-pending-changes`.
@@ -444,6 +452,9 @@ impl SimpleQueryHandler for Service {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let role = self.role_of(client);
+        if let Some(copy) = CopyFromStdin::parse(query) {
+            return Ok(vec![self.copy.start(client, copy, role).await?]);
+        }
         let statements = sql_text::split_statements(query);
         let cursors = self.cursors_of(client);
         let own: Vec<Option<OwnStatement>> =
@@ -552,6 +563,11 @@ impl ExtendedQueryHandler for Service {
             let transaction = in_transaction(client);
             return self.run_own(client, own, &role, &portal.result_column_format, transaction).await;
         }
+        if let (sql, None) = &portal.statement.statement
+            && let Some(copy) = CopyFromStdin::parse(sql)
+        {
+            return self.copy.start(client, copy, role).await;
+        }
         let stop = self.statements.start(client);
         let inner = self.sessions.of(client)?;
         let pinned = client.session_extensions().get_or_insert_with(PinnedSnapshot::default);
@@ -578,13 +594,11 @@ impl QueryParser for ShowAwareParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if let Some(statement) = StatementText::new(sql)
-            && OwnStatement::parse(
-                &statement,
-                &client.session_extensions().get_or_insert_with(SubscribeCursors::default),
-            )
-            .is_some()
-        {
+        let own = StatementText::new(sql).is_some_and(|statement| {
+            OwnStatement::parse(&statement, &client.session_extensions().get_or_insert_with(SubscribeCursors::default))
+                .is_some()
+        });
+        if own || CopyFromStdin::parse(sql).is_some() {
             // Run (or refused) by the service when executed; DataFusion cannot plan it.
             return Ok(Some((sql.to_string(), None)));
         }
