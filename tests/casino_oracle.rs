@@ -230,13 +230,14 @@ const COVERAGE: [(&str, &str); 12] = [
     ("members seen under two names", "SELECT COUNT(*) - COUNT(DISTINCT member_id) FROM member_leaderboard"),
     (
         "offers under thresholds other than the flags'",
-        "SELECT (SELECT COUNT(*) FROM hotel_room_offers) + (SELECT COUNT(*) FROM drink_offers) FROM casino_thresholds \
-         t, settings s WHERE (t.hotel_threshold, t.drink_threshold) <> (s.hotel_threshold, s.drink_threshold)",
+        "SELECT CASE WHEN (t.hotel_threshold, t.drink_threshold) <> (s.hotel_threshold, s.drink_threshold) THEN \
+         (SELECT COUNT(*) FROM hotel_room_offers) + (SELECT COUNT(*) FROM drink_offers) ELSE 0 END FROM \
+         casino_thresholds t, settings s",
     ),
     (
         "offers while casino_settings has no row (the flags')",
-        "SELECT (SELECT COUNT(*) FROM hotel_room_offers) + (SELECT COUNT(*) FROM drink_offers) WHERE NOT EXISTS \
-         (SELECT 1 FROM casino_settings)",
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM casino_settings) THEN 0 ELSE (SELECT COUNT(*) FROM \
+         hotel_room_offers) + (SELECT COUNT(*) FROM drink_offers) END",
     ),
     (
         "offers exactly on their threshold",
@@ -282,10 +283,16 @@ fn pipeline_config(retention: Micros) -> PipelineConfig {
 enum Op {
     Transaction(GamingTransaction),
     RedeemInsert(RedeemedOffer),
-    RedeemUpdate { old: RedeemedOffer, new: RedeemedOffer },
+    RedeemUpdate {
+        old: RedeemedOffer,
+        new: RedeemedOffer,
+    },
     RedeemDelete(RedeemedOffer),
     /// `casino_settings` goes from one row (or none) to another (or none).
-    Settings { old: Option<CasinoSettings>, new: Option<CasinoSettings> },
+    Settings {
+        old: Option<CasinoSettings>,
+        new: Option<CasinoSettings>,
+    },
 }
 
 struct History {
@@ -463,7 +470,8 @@ impl History {
         };
         let amounts: Vec<(Decimal, Decimal)> = self.window_amounts.values().copied().collect();
         let spend = amounts.choose(rng).map(|&(spend, _)| spend);
-        let loss = amounts.iter().filter(|(_, net)| *net < Decimal::ZERO).collect::<Vec<_>>().choose(rng).map(|(_, n)| -*n);
+        let loss =
+            amounts.iter().filter(|(_, net)| *net < Decimal::ZERO).collect::<Vec<_>>().choose(rng).map(|(_, n)| -*n);
         let hotel = threshold(rng, spend);
         let drink = threshold(rng, loss);
         Some(CasinoSettings::of(Thresholds { hotel, drink }))
@@ -621,7 +629,10 @@ async fn run_oracle(workers: usize, retention: Micros, default_seeds: &[u64]) {
     let mut coverage = [0i64; COVERAGE.len()];
     for &seed in &seeds {
         let seed_started = Instant::now();
-        client.batch_execute("TRUNCATE gaming_transactions, redeemed_offers, casino_settings;").await.expect("truncating");
+        client
+            .batch_execute("TRUNCATE gaming_transactions, redeemed_offers, casino_settings;")
+            .await
+            .expect("truncating");
         let compute = ComputeConfig { workers, pipelines: config.clone(), ..Default::default() };
         let engine = Engine::start(&compute).expect("starting diffmart");
         let context = SeedContext { engine: &engine, client: &client, seed, label: &label, settings: &settings };
@@ -666,8 +677,11 @@ struct SeedStats {
 async fn run_seed(context: SeedContext<'_>, batches: usize, coverage: &mut [i64]) -> SeedStats {
     let SeedContext { engine, client, seed, label, settings } = context;
     let id = |name: &str| engine.catalog().id(name).unwrap_or_else(|| panic!("diffmart has no relation {name}"));
-    let inputs =
-        Inputs { transactions: id("gaming_transactions"), redeemed: id("redeemed_offers"), settings: id("casino_settings") };
+    let inputs = Inputs {
+        transactions: id("gaming_transactions"),
+        redeemed: id("redeemed_offers"),
+        settings: id("casino_settings"),
+    };
     let mut views = OracleViews::new(engine, &VIEWS, key_columns);
     let mut history = History::new(seed);
     let mut script = format!("-- casino oracle: seed {seed}, {label}\n{ORACLE_SCHEMA}\n{settings}\n");

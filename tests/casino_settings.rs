@@ -46,14 +46,21 @@ struct Offers {
 
 async fn offers(client: &Client, hotel: Decimal, drink: Decimal) -> Offers {
     let sql = format!(
-        "SELECT (SELECT COUNT(*) FROM hotel_room_offers), \
-                (SELECT COUNT(*) FROM member_daily_summary WHERE total_spend >= {hotel}), \
-                (SELECT COUNT(*) FROM drink_offers), \
-                (SELECT COUNT(*) FROM member_daily_summary WHERE net_amount < 0 AND abs(net_amount) >= {drink}), \
-                (SELECT COUNT(*) FROM member_daily_summary)"
+        "SELECT (SELECT COUNT(*) FROM hotel_room_offers) AS hotel, \
+                (SELECT COUNT(*) FROM member_daily_summary WHERE total_spend >= {hotel}) AS hotel_expected, \
+                (SELECT COUNT(*) FROM drink_offers) AS drink, \
+                (SELECT COUNT(*) FROM member_daily_summary WHERE net_amount < 0 AND abs(net_amount) >= {drink}) \
+                  AS drink_expected, \
+                (SELECT COUNT(*) FROM member_daily_summary) AS windows"
     );
-    let row = client.query_one(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    Offers { hotel: row.get(0), hotel_expected: row.get(1), drink: row.get(2), drink_expected: row.get(3), windows: row.get(4) }
+    let row = client.query_one(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    Offers {
+        hotel: row.get(0),
+        hotel_expected: row.get(1),
+        drink: row.get(2),
+        drink_expected: row.get(3),
+        windows: row.get(4),
+    }
 }
 
 /// Asserts the offers are those of `hotel` and `drink`, and returns them.
@@ -132,8 +139,12 @@ async fn an_update_of_the_thresholds_moves_members_in_and_out_of_the_offers() {
     assert_refused(&client, "UPDATE casino_settings SET drink_threshold = -0.01", &check).await;
     assert_refused(&client, "INSERT INTO casino_settings VALUES (2, 1, 1)", &check).await;
     assert_refused(&client, "UPDATE casino_settings SET id = 2", &check).await;
-    assert_refused(&client, "UPDATE casino_settings SET hotel_threshold = 10000000000", &SqlState::NUMERIC_VALUE_OUT_OF_RANGE)
-        .await;
+    assert_refused(
+        &client,
+        "UPDATE casino_settings SET hotel_threshold = 10000000000",
+        &SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+    )
+    .await;
     assert_refused(&client, "UPDATE casino_settings SET hotel_threshold = NULL", &SqlState::NOT_NULL_VIOLATION).await;
     assert_refused(&client, "INSERT INTO casino_settings VALUES (1, 1, 1)", &SqlState::UNIQUE_VIOLATION).await;
     assert_eq!(settings(&client).await, vec![(1, dec("4321.5"), dec("0"))]);
@@ -147,7 +158,8 @@ async fn an_update_of_the_thresholds_moves_members_in_and_out_of_the_offers() {
     assert_offers_under(&client, "2500", "750", "a row inserted again").await;
 
     // Over HTTP: one threshold, then both; the other keeps its value.
-    let put = |key: &'static str, body: &'static str| admin_request(key, server.http_port, "PUT", "/casino/settings", body);
+    let put =
+        |key: &'static str, body: &'static str| admin_request(key, server.http_port, "PUT", "/casino/settings", body);
     let (status, body) = put(KEY, r#"{"hotel_threshold": 1000.005}"#).await.unwrap();
     assert_eq!(status, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -219,8 +231,8 @@ async fn a_data_directory_keeps_a_changed_row_over_the_next_starts_flags() {
 #[test]
 fn a_threshold_the_table_would_refuse_is_refused_at_start() {
     for (flags, message) in [
-        (["--hotel-threshold", "-1"], "casino_settings_hotel_threshold_check"),
-        (["--drink-threshold", "0.001"], "more decimal places"),
+        (["--hotel-threshold=-1"], "casino_settings_hotel_threshold_check"),
+        (["--drink-threshold=0.001"], "more decimal places"),
     ] {
         let mut server = DiffmartProcess::start(&flags);
         let status = server.wait_exit(Duration::from_secs(30)).expect("diffmart exits");

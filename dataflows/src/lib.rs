@@ -37,6 +37,19 @@ impl Default for PipelineConfig {
     }
 }
 
+impl PipelineConfig {
+    /// The options the history-dependent operators' state depends on, as a checkpoint
+    /// records them: a restore refuses a checkpoint taken under others. Every option but
+    /// the casino thresholds, which only choose the offers' rows downstream of that state
+    /// (a restore recomputes them), so a restart may pass other `--hotel-threshold` and
+    /// `--drink-threshold` values than the run that took the checkpoint.
+    pub fn state_options(&self) -> String {
+        let mut shaping = self.clone();
+        shaping.casino.thresholds = casino::Thresholds::default();
+        format!("{shaping:?}")
+    }
+}
+
 /// Builds a pipeline's views from its inputs (asked for in `input_specs` order): one
 /// per `view_specs` entry, in any order (each view names its spec).
 pub type BuildViews = for<'s> fn(&PipelineConfig, &mut Inputs<'s>) -> Vec<View<'s>>;

@@ -103,7 +103,8 @@ pub fn check_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
             format!("id must be {} (the table has one row), got {}", CasinoSettings::ID, settings.id),
         ));
     }
-    for (column, value) in [("hotel_threshold", settings.hotel_threshold), ("drink_threshold", settings.drink_threshold)]
+    for (column, value) in
+        [("hotel_threshold", settings.hotel_threshold), ("drink_threshold", settings.drink_threshold)]
     {
         if value.abs() >= PRECISION_LIMIT {
             return Err(RowError(
@@ -115,7 +116,10 @@ pub fn check_row(spec: &RelationSpec, row: &[Datum]) -> Result<(), RowError> {
             ));
         }
         if value.is_sign_negative() && !value.is_zero() {
-            return Err(violation(&format!("casino_settings_{column}_check"), format!("{column} must be >= 0, got {value}")));
+            return Err(violation(
+                &format!("casino_settings_{column}_check"),
+                format!("{column} must be >= 0, got {value}"),
+            ));
         }
     }
     Ok(())
@@ -140,9 +144,8 @@ pub fn thresholds_in_force<'s>(settings: Coll<'s, CasinoSettings>, flags: Thresh
     let flags = flags.to_stream(scope).as_collection();
     // At most one row: `id` is the primary key and its CHECK says 1.
     let row = settings.map(|s| (s.id, s.thresholds()));
-    let in_force = left_join_unique(flags.arrange_by_key(), row.arrange_by_key(), |_, flags, row| {
-        Some(*row.unwrap_or(flags))
-    });
+    let in_force =
+        left_join_unique(flags.arrange_by_key(), row.arrange_by_key(), |_, flags, row| Some(*row.unwrap_or(flags)));
     in_force.flat_map(|thresholds| (0..SHARDS).map(move |shard| (shard, thresholds))).arrange_by_key()
 }
 
