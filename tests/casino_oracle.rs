@@ -123,15 +123,17 @@ HAVING window_start + window_size > (SELECT horizon FROM retention_horizon);
 CREATE VIEW hotel_room_offers AS
 SELECT member_id, member_name, total_spend, transaction_count, net_amount, last_transaction,
        window_start, window_end, '🏨 Complimentary Hotel Room (1 night)' AS reward_type
-FROM member_daily_summary s CROSS JOIN casino_thresholds t
-WHERE s.total_spend >= t.hotel_threshold;
+FROM member_daily_summary
+-- the cross join with the one-row casino_thresholds, as a scalar subquery PostgreSQL
+-- evaluates once (as a join it recomputed the summary's nested views far more often)
+WHERE total_spend >= (SELECT hotel_threshold FROM casino_thresholds);
 
 CREATE VIEW drink_offers AS
 SELECT member_id, member_name, total_spend, transaction_count, net_amount,
        ABS(net_amount) AS loss_amount, last_transaction, window_start, window_end,
        '🍹 Complimentary Premium Drink' AS reward_type
-FROM member_daily_summary s CROSS JOIN casino_thresholds t
-WHERE s.net_amount < 0 AND ABS(s.net_amount) >= t.drink_threshold;
+FROM member_daily_summary
+WHERE net_amount < 0 AND ABS(net_amount) >= (SELECT drink_threshold FROM casino_thresholds);
 
 CREATE VIEW game_stats AS
 SELECT game_type,
