@@ -37,6 +37,19 @@ impl Default for PipelineConfig {
     }
 }
 
+impl PipelineConfig {
+    /// The options the history-dependent operators' state depends on, as a checkpoint
+    /// records them: a restore refuses a checkpoint taken under others. Every option but
+    /// the casino thresholds, which only choose the offers' rows downstream of that state
+    /// (a restore recomputes them), so a restart may pass other `--hotel-threshold` and
+    /// `--drink-threshold` values than the run that took the checkpoint.
+    pub fn state_options(&self) -> String {
+        let mut shaping = self.clone();
+        shaping.casino.thresholds = casino::Thresholds::default();
+        format!("{shaping:?}")
+    }
+}
+
 /// Builds a pipeline's views from its inputs (asked for in `input_specs` order): one
 /// per `view_specs` entry, in any order (each view names its spec).
 pub type BuildViews = for<'s> fn(&PipelineConfig, &mut Inputs<'s>) -> Vec<View<'s>>;
@@ -148,7 +161,8 @@ pub fn read_time_lookups() -> Vec<datum::ReadTimeLookup> {
 /// CHECK constraints of input relations, beyond column types and NOT NULL (checked
 /// by [`datum::validate_row`], so every way in enforces them).
 pub fn check_row(spec: &RelationSpec, row: &[datum::Datum]) -> Result<(), datum::RowError> {
-    pricing::check_row(spec, row)
+    pricing::check_row(spec, row)?;
+    casino::settings::check_row(spec, row)
 }
 
 /// DEFAULT values of a row a table write inserts (NULL counts as left out).

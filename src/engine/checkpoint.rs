@@ -66,9 +66,9 @@ pub struct Loaded {
     pub compute: Arc<Checkpoint>,
 }
 
-/// How the pipelines' options read in a checkpoint.
+/// How the pipelines' options read in a checkpoint: those the operators' state depends on.
 fn describe_pipelines(config: &PipelineConfig) -> String {
-    format!("{config:?}")
+    config.state_options()
 }
 
 fn file_name(through: Time) -> String {
