@@ -322,8 +322,8 @@ async fn the_live_stream_sends_rows_then_changes_within_its_bounds() {
         .await
         .unwrap();
     let (status, _, body) = request(port, "GET", "/api/live?relations=redeemed_offers", &[], "").await;
-    assert_eq!(status, 413, "{body}");
-    assert!(body.contains("--ws-max-pending-changes"), "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("4 rows") && body.contains("--ws-max-pending-changes"), "{body}");
     let (status, _, body) = request(port, "GET", "/api/live?relations=no_such_relation", &[], "").await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(request(port, "GET", "/api/live?relations=", &[], "").await.0, 400);

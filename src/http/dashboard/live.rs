@@ -7,7 +7,7 @@
 //!
 //! Bounded like `/ws/prices` (`--ws-*`, [`WebSocketLimits`]): at most `max_clients`
 //! streams at once (503 past it); the first rows count against
-//! `max_pending_changes` (413 past it); a client whose feed falls
+//! `max_pending_changes` (400 past it: follow fewer relations); a client whose feed falls
 //! `max_pending_changes` behind, or that takes no event for `idle_timeout`, gets an
 //! `end` event (`{"error": "client too slow: N changes behind"}`) and the stream
 //! ends: the store drops its feed rather than hold changes for it.
@@ -139,14 +139,11 @@ pub async fn live(
     let (snapshot, feed) = follow(&state.engine, limits.max_pending_changes);
     let rows: usize = (0..wanted.len()).filter(|&id| wanted[id].is_some()).map(|id| snapshot.len(id)).sum();
     if rows > limits.max_pending_changes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "those relations hold {rows} rows, more than the {} a live client may be sent at once \
+        return Err(ApiError::bad_request(format!(
+            "those relations hold {rows} rows, more than the {} a live client may be sent at once \
                  (--ws-max-pending-changes): follow fewer",
-                limits.max_pending_changes
-            ),
-        )
+            limits.max_pending_changes
+        ))
         .into());
     }
     let (events, queue) = mpsc::channel(QUEUED_EVENTS);

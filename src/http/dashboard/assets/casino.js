@@ -19,8 +19,8 @@ const OFFERS = {
   hotel: { relation: "hotel_room_offers", title: "Hotel Room Offers", metric: "total_spend", metricLabel: "Total spend" },
   drink: { relation: "drink_offers", title: "Drink Offers", metric: "loss_amount", metricLabel: "Loss" },
 };
-const SUBTABS = [["hotel", "🏨 Hotel Room Offers"], ["drink", "🍹 Drink Offers"], ["fulfillment", "📋 Fulfillment"],
-  ["analytics", "📊 Analytics"], ["members", "👥 All Members"]];
+const SUBTABS = [["hotel", "Hotel Room Offers"], ["drink", "Drink Offers"], ["fulfillment", "Fulfillment"],
+  ["analytics", "Analytics"], ["members", "All Members"]];
 const PAST_PERIODS = 10;
 const INTERVALS = [1, 5, 10, 30, 60];
 

@@ -53,8 +53,11 @@ export function barChart({ categories, series, format = String, width = 560, hei
       rect.append(svg("title", {}, `${category} · ${s.name}: ${format(v)}`));
       root.append(rect);
     });
+    // Labels get the width of their group (about 6 px a character).
+    const fits = Math.max(3, Math.floor(group / 6.5));
+    const text = String(category);
     root.append(svg("text", { x: pad.left + c * group + group / 2, y: height - pad.bottom + 16, "text-anchor": "middle" },
-      String(category).slice(0, 14)));
+      text.length > fits ? `${text.slice(0, fits - 1)}…` : text));
   });
   const box = document.createElement("div");
   box.append(root, legend(series.map((s) => s.name)));
