@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::builder::TypedValueParser as _;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use diffmart_dataflows::PipelineConfig;
-use diffmart_dataflows::casino::CasinoConfig;
-use diffmart_dataflows::datum::Micros;
+use diffmart_dataflows::casino::{CasinoConfig, CasinoSettings, Thresholds};
+use diffmart_dataflows::datum::{Micros, Record, validate_row};
 use rust_decimal::Decimal;
 
 use crate::arg_values::{parse_duration, parse_key_value};
@@ -180,11 +180,14 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub casino_window: Micros,
 
-    /// Casino: hotel_room_offers needs a window's total_spend at or above this.
+    /// Casino: hotel_room_offers needs a window's total_spend at or above this. The
+    /// first value of casino_settings.hotel_threshold (a data directory keeps the
+    /// table's row, changed at run time or not; UPDATE it to change the threshold).
     #[arg(long, value_name = "AMOUNT", default_value = "5000")]
     pub hotel_threshold: Decimal,
 
-    /// Casino: drink_offers needs a window's net loss at least this large.
+    /// Casino: drink_offers needs a window's net loss at least this large. The first
+    /// value of casino_settings.drink_threshold (as --hotel-threshold).
     #[arg(long, value_name = "AMOUNT", default_value = "1000")]
     pub drink_threshold: Decimal,
 
@@ -372,11 +375,10 @@ impl Options {
         if !self.kafka_sinks.is_empty() && self.kafka_brokers.is_none() {
             return Err("--kafka-sink needs --kafka-brokers".into());
         }
-        for (name, value) in [("--hotel-threshold", self.hotel_threshold), ("--drink-threshold", self.drink_threshold)]
-        {
-            if value.is_sign_negative() {
-                return Err(format!("{name} must not be negative, got {value}"));
-            }
+        // The flags become casino_settings' row: it must take them (its errors name the column).
+        let thresholds = Thresholds { hotel: self.hotel_threshold, drink: self.drink_threshold };
+        if let Err(e) = validate_row(CasinoSettings::spec(), &CasinoSettings::of(thresholds).into_row()) {
+            return Err(format!("--hotel-threshold / --drink-threshold: {e}"));
         }
         Ok(())
     }
@@ -405,8 +407,7 @@ impl Options {
             retention: self.retention,
             casino: CasinoConfig {
                 window: self.casino_window,
-                hotel_threshold: self.hotel_threshold,
-                drink_threshold: self.drink_threshold,
+                thresholds: Thresholds { hotel: self.hotel_threshold, drink: self.drink_threshold },
             },
         }
     }

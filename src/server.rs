@@ -87,6 +87,8 @@ fn run(options: Options) -> anyhow::Result<()> {
     };
     // Kafka claims its topics' relations before the generator starts, too.
     let kafka = start_kafka_sources(&engine, &options, compute.workers)?;
+    // The casino thresholds' first row, unless the table holds one (a data directory's).
+    crate::pipelines::casino::settings::write_initial_row(&engine, options.pipeline_config().casino.thresholds)?;
     let settings = if options.no_generator {
         None
     } else {

@@ -2,9 +2,12 @@
 //!
 //! A seeded random stream of bets, wins and cashouts (many members, a few with two
 //! names; rows out of order, late, exactly on window edges and on the watermark) and
-//! random `redeemed_offers` inserts, updates and deletes go batch by batch to diffmart
-//! and to a real PostgreSQL, where every casino view is a plain SQL VIEW
-//! ([`ORACLE_SCHEMA`]). After every batch all eight views must be equal as multisets.
+//! random `redeemed_offers` inserts, updates and deletes, and changes of the offer
+//! thresholds in `casino_settings` (up, down, to zero, exactly onto a window's amount,
+//! the row deleted so the flags' values apply, and inserted again) go batch by batch to
+//! diffmart and to a real PostgreSQL, where every casino view is a plain SQL VIEW
+//! ([`ORACLE_SCHEMA`]). After every batch all eight views (and `casino_settings`) must be
+//! equal as multisets.
 //! Runs with 1 and 2 timely workers, with a long retention (nothing expires) and a short
 //! one (windows expire during the history).
 //!
@@ -28,7 +31,7 @@ use std::time::Instant;
 use diffmart::compute::ComputeConfig;
 use diffmart::engine::{Engine, Update};
 use diffmart_dataflows::PipelineConfig;
-use diffmart_dataflows::casino::{CasinoConfig, GamingTransaction, RedeemedOffer};
+use diffmart_dataflows::casino::{CasinoConfig, CasinoSettings, GamingTransaction, RedeemedOffer, Thresholds};
 use diffmart_dataflows::datum::{MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros, Record};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -39,7 +42,8 @@ use support::postgres::TestPostgres;
 use tokio_postgres::error::SqlState;
 
 /// The inputs as PostgreSQL tables (transactions with their arrival batch), the launch
-/// options as a one-row table, and the views in PostgreSQL dialect.
+/// options as a one-row table (`settings`; its thresholds are the flags'), and the views
+/// in PostgreSQL dialect.
 const ORACLE_SCHEMA: &str = r#"
 CREATE TABLE gaming_transactions (
   batch int NOT NULL,
@@ -59,12 +63,23 @@ CREATE TABLE redeemed_offers (
   redemption_date date NOT NULL,
   PRIMARY KEY (member_id, offer_type, redemption_date)
 );
+CREATE TABLE casino_settings (
+  id integer PRIMARY KEY CHECK (id = 1),
+  hotel_threshold numeric(12,2) NOT NULL CHECK (hotel_threshold >= 0),
+  drink_threshold numeric(12,2) NOT NULL CHECK (drink_threshold >= 0)
+);
 CREATE TABLE settings (
   window_size interval NOT NULL,
   retention interval NOT NULL,
   hotel_threshold numeric NOT NULL,
   drink_threshold numeric NOT NULL
 );
+
+-- The thresholds in force: casino_settings' row, or the flags' while it has none.
+CREATE VIEW casino_thresholds AS
+SELECT COALESCE((SELECT hotel_threshold FROM casino_settings), s.hotel_threshold) AS hotel_threshold,
+       COALESCE((SELECT drink_threshold FROM casino_settings), s.drink_threshold) AS drink_threshold
+FROM settings s;
 
 -- The watermark a batch's rows are judged against: max transaction_time of all earlier
 -- batches minus 10 s (NULL for the first batch with transactions).
@@ -108,15 +123,15 @@ HAVING window_start + window_size > (SELECT horizon FROM retention_horizon);
 CREATE VIEW hotel_room_offers AS
 SELECT member_id, member_name, total_spend, transaction_count, net_amount, last_transaction,
        window_start, window_end, '🏨 Complimentary Hotel Room (1 night)' AS reward_type
-FROM member_daily_summary
-WHERE total_spend >= (SELECT hotel_threshold FROM settings);
+FROM member_daily_summary s CROSS JOIN casino_thresholds t
+WHERE s.total_spend >= t.hotel_threshold;
 
 CREATE VIEW drink_offers AS
 SELECT member_id, member_name, total_spend, transaction_count, net_amount,
        ABS(net_amount) AS loss_amount, last_transaction, window_start, window_end,
        '🍹 Complimentary Premium Drink' AS reward_type
-FROM member_daily_summary
-WHERE net_amount < 0 AND ABS(net_amount) >= (SELECT drink_threshold FROM settings);
+FROM member_daily_summary s CROSS JOIN casino_thresholds t
+WHERE s.net_amount < 0 AND ABS(s.net_amount) >= t.drink_threshold;
 
 CREATE VIEW game_stats AS
 SELECT game_type,
@@ -171,7 +186,9 @@ WHERE rn = 1
                     AND r.redemption_date = l.window_start::date);
 "#;
 
-const VIEWS: [&str; 8] = [
+/// The views, and `casino_settings`, whose row diffmart must hold as PostgreSQL does.
+const VIEWS: [&str; 9] = [
+    "casino_settings",
     "member_daily_summary",
     "hotel_room_offers",
     "drink_offers",
@@ -193,7 +210,7 @@ fn key_columns(view: &str) -> usize {
 }
 
 /// What the histories must reach, summed over batches (the name and its SQL).
-const COVERAGE: [(&str, &str); 8] = [
+const COVERAGE: [(&str, &str); 12] = [
     ("late transactions", "SELECT COALESCE(MAX(late_transactions), 0) FROM casino_watermark"),
     ("closed windows", "SELECT COUNT(*) FROM member_window_closed"),
     (
@@ -211,6 +228,27 @@ const COVERAGE: [(&str, &str); 8] = [
          q.member_id AND r.offer_type = q.offer_type AND r.redemption_date = q.window_start::date",
     ),
     ("members seen under two names", "SELECT COUNT(*) - COUNT(DISTINCT member_id) FROM member_leaderboard"),
+    (
+        "offers under thresholds other than the flags'",
+        "SELECT (SELECT COUNT(*) FROM hotel_room_offers) + (SELECT COUNT(*) FROM drink_offers) FROM casino_thresholds \
+         t, settings s WHERE (t.hotel_threshold, t.drink_threshold) <> (s.hotel_threshold, s.drink_threshold)",
+    ),
+    (
+        "offers while casino_settings has no row (the flags')",
+        "SELECT (SELECT COUNT(*) FROM hotel_room_offers) + (SELECT COUNT(*) FROM drink_offers) WHERE NOT EXISTS \
+         (SELECT 1 FROM casino_settings)",
+    ),
+    (
+        "offers exactly on their threshold",
+        "SELECT (SELECT COUNT(*) FROM hotel_room_offers h, casino_thresholds t WHERE h.total_spend = \
+         t.hotel_threshold) + (SELECT COUNT(*) FROM drink_offers d, casino_thresholds t WHERE d.loss_amount = \
+         t.drink_threshold)",
+    ),
+    (
+        "windows a threshold of zero lets into hotel_room_offers",
+        "SELECT COUNT(*) FROM hotel_room_offers h, casino_thresholds t WHERE t.hotel_threshold = 0 AND \
+         h.total_spend = 0",
+    ),
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -235,8 +273,7 @@ fn pipeline_config(retention: Micros) -> PipelineConfig {
         retention,
         casino: CasinoConfig {
             window: MICROS_PER_MINUTE,
-            hotel_threshold: Decimal::from(600),
-            drink_threshold: Decimal::new(25_000, 2),
+            thresholds: Thresholds { hotel: Decimal::from(600), drink: Decimal::new(25_000, 2) },
         },
     }
 }
@@ -247,6 +284,8 @@ enum Op {
     RedeemInsert(RedeemedOffer),
     RedeemUpdate { old: RedeemedOffer, new: RedeemedOffer },
     RedeemDelete(RedeemedOffer),
+    /// `casino_settings` goes from one row (or none) to another (or none).
+    Settings { old: Option<CasinoSettings>, new: Option<CasinoSettings> },
 }
 
 struct History {
@@ -259,6 +298,12 @@ struct History {
     /// (member, window start) of transactions so far: dates that redemptions can hit.
     windows: Vec<(i64, Micros)>,
     redeemed: BTreeMap<(i64, String, i32), RedeemedOffer>,
+    /// Threshold changes draw from their own generator, so the transactions and
+    /// redemptions of a seed are what they were before thresholds could change.
+    settings_rng: StdRng,
+    settings: Option<CasinoSettings>,
+    /// (member, name, window start) → (spend, net): amounts a threshold can land on.
+    window_amounts: BTreeMap<(i64, Option<String>, Micros), (Decimal, Decimal)>,
 }
 
 impl History {
@@ -270,6 +315,9 @@ impl History {
             next_transaction_id: 1,
             windows: Vec::new(),
             redeemed: BTreeMap::new(),
+            settings_rng: StdRng::seed_from_u64(seed ^ 0x5e77_1265),
+            settings: None,
+            window_amounts: BTreeMap::new(),
         }
     }
 
@@ -324,7 +372,17 @@ impl History {
         let amount = Decimal::new(self.rng.random_range(low..=high), 2);
         let transaction_time = self.event_time();
         self.newest = self.newest.max(Some(transaction_time));
-        self.windows.push((member_id, transaction_time.div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE));
+        let window_start = transaction_time.div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE;
+        self.windows.push((member_id, window_start));
+        let (spend, net) = self.window_amounts.entry((member_id, member_name.clone(), window_start)).or_default();
+        match transaction_type {
+            "bet" => {
+                *spend += amount;
+                *net -= amount;
+            }
+            "win" => *net += amount,
+            _ => {}
+        }
         let transaction_id = self.next_transaction_id;
         self.next_transaction_id += 1;
         GamingTransaction {
@@ -382,7 +440,33 @@ impl History {
             let key = self.redeemed.keys().cloned().collect::<Vec<_>>().choose(&mut self.rng).unwrap().clone();
             ops.push(Op::RedeemDelete(self.redeemed.remove(&key).unwrap()));
         }
+        if self.settings_rng.random_bool(0.2) {
+            let new = self.next_settings();
+            let old = std::mem::replace(&mut self.settings, new.clone());
+            ops.push(Op::Settings { old, new });
+        }
         ops
+    }
+
+    /// New thresholds: mostly up or down around the flags' (600, 250), sometimes exactly a
+    /// window's spend or loss, zero, or far above everything; or no row (the flags' apply).
+    fn next_settings(&mut self) -> Option<CasinoSettings> {
+        let rng = &mut self.settings_rng;
+        if self.settings.is_some() && rng.random_bool(0.15) {
+            return None;
+        }
+        let threshold = |rng: &mut StdRng, on_window: Option<Decimal>| match (rng.random_range(0..10), on_window) {
+            (0, _) => Decimal::ZERO,
+            (1, _) => Decimal::from(1_000_000),
+            (2..=4, Some(amount)) => amount,
+            _ => Decimal::new(rng.random_range(0..=150_000), 2),
+        };
+        let amounts: Vec<(Decimal, Decimal)> = self.window_amounts.values().copied().collect();
+        let spend = amounts.choose(rng).map(|&(spend, _)| spend);
+        let loss = amounts.iter().filter(|(_, net)| *net < Decimal::ZERO).collect::<Vec<_>>().choose(rng).map(|(_, n)| -*n);
+        let hotel = threshold(rng, spend);
+        let drink = threshold(rng, loss);
+        Some(CasinoSettings::of(Thresholds { hotel, drink }))
     }
 }
 
@@ -443,10 +527,27 @@ fn pg_statement(op: &Op, batch: usize) -> String {
             sql_text(&r.offer_type),
             sql_date(r.redemption_date)
         ),
+        Op::Settings { old: _, new: None } => "DELETE FROM casino_settings;".to_string(),
+        Op::Settings { old: None, new: Some(new) } => format!(
+            "INSERT INTO casino_settings VALUES ({}, {}, {});",
+            new.id, new.hotel_threshold, new.drink_threshold
+        ),
+        Op::Settings { old: Some(_), new: Some(new) } => format!(
+            "UPDATE casino_settings SET hotel_threshold = {}, drink_threshold = {} WHERE id = {};",
+            new.hotel_threshold, new.drink_threshold, new.id
+        ),
     }
 }
 
-fn engine_updates(op: &Op, transactions: usize, redeemed: usize, out: &mut Vec<Update>) {
+/// The relations an oracle history writes, by catalog id.
+struct Inputs {
+    transactions: usize,
+    redeemed: usize,
+    settings: usize,
+}
+
+fn engine_updates(op: &Op, inputs: &Inputs, out: &mut Vec<Update>) {
+    let Inputs { transactions, redeemed, settings } = *inputs;
     match op {
         Op::Transaction(t) => out.push(Update::insert(transactions, t.to_row())),
         Op::RedeemInsert(r) => out.push(Update::insert(redeemed, r.to_row())),
@@ -455,6 +556,11 @@ fn engine_updates(op: &Op, transactions: usize, redeemed: usize, out: &mut Vec<U
             out.push(Update::insert(redeemed, new.to_row()));
         }
         Op::RedeemDelete(r) => out.push(Update::delete(redeemed, r.to_row())),
+        // As an UPDATE writes it: the old row out, the new one in.
+        Op::Settings { old, new } => {
+            out.extend(old.iter().map(|old| Update::delete(settings, old.to_row())));
+            out.extend(new.iter().map(|new| Update::insert(settings, new.to_row())));
+        }
     }
 }
 
@@ -507,7 +613,7 @@ async fn run_oracle(workers: usize, retention: Micros, default_seeds: &[u64]) {
     let config = pipeline_config(retention);
     let settings = format!(
         "INSERT INTO settings VALUES ('{} microseconds', '{} microseconds', {}, {});",
-        config.casino.window, config.retention, config.casino.hotel_threshold, config.casino.drink_threshold
+        config.casino.window, config.retention, config.casino.thresholds.hotel, config.casino.thresholds.drink
     );
     client.batch_execute(&settings).await.expect("settings");
     let label = format!("workers={workers} retention={}s", retention / SECOND);
@@ -515,7 +621,7 @@ async fn run_oracle(workers: usize, retention: Micros, default_seeds: &[u64]) {
     let mut coverage = [0i64; COVERAGE.len()];
     for &seed in &seeds {
         let seed_started = Instant::now();
-        client.batch_execute("TRUNCATE gaming_transactions, redeemed_offers;").await.expect("truncating");
+        client.batch_execute("TRUNCATE gaming_transactions, redeemed_offers, casino_settings;").await.expect("truncating");
         let compute = ComputeConfig { workers, pipelines: config.clone(), ..Default::default() };
         let engine = Engine::start(&compute).expect("starting diffmart");
         let context = SeedContext { engine: &engine, client: &client, seed, label: &label, settings: &settings };
@@ -560,7 +666,8 @@ struct SeedStats {
 async fn run_seed(context: SeedContext<'_>, batches: usize, coverage: &mut [i64]) -> SeedStats {
     let SeedContext { engine, client, seed, label, settings } = context;
     let id = |name: &str| engine.catalog().id(name).unwrap_or_else(|| panic!("diffmart has no relation {name}"));
-    let (transactions, redeemed) = (id("gaming_transactions"), id("redeemed_offers"));
+    let inputs =
+        Inputs { transactions: id("gaming_transactions"), redeemed: id("redeemed_offers"), settings: id("casino_settings") };
     let mut views = OracleViews::new(engine, &VIEWS, key_columns);
     let mut history = History::new(seed);
     let mut script = format!("-- casino oracle: seed {seed}, {label}\n{ORACLE_SCHEMA}\n{settings}\n");
@@ -572,7 +679,7 @@ async fn run_seed(context: SeedContext<'_>, batches: usize, coverage: &mut [i64]
         let mut updates = Vec::new();
         let mut batch_sql = String::new();
         for op in &ops {
-            engine_updates(op, transactions, redeemed, &mut updates);
+            engine_updates(op, &inputs, &mut updates);
             batch_sql.push_str(&pg_statement(op, batch));
             batch_sql.push('\n');
         }

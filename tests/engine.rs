@@ -6,10 +6,17 @@ use diffmart::pipelines::every_pipeline;
 use diffmart_dataflows::datum::{Datum, MICROS_PER_MINUTE, Record};
 use diffmart_dataflows::retail::WebClick;
 
-/// Relations the generator never writes: users redeem offers and set price overrides,
-/// and the system relations describe live sources (this test applies events directly).
-const NOT_GENERATED: [&str; 5] =
-    ["redeemed_offers", "price_overrides", "price_override_removals", "diffmart_sources", "diffmart_source_errors"];
+/// Relations the generator never writes: users redeem offers, set price overrides and
+/// casino thresholds (whose first row the server writes at start), and the system
+/// relations describe live sources (this test applies events directly).
+const NOT_GENERATED: [&str; 6] = [
+    "redeemed_offers",
+    "casino_settings",
+    "price_overrides",
+    "price_override_removals",
+    "diffmart_sources",
+    "diffmart_source_errors",
+];
 
 /// Same events (every pipeline's) into 1 and 2 workers: every relation, view by
 /// view, is identical.

@@ -1,10 +1,10 @@
 //! C. Casino loyalty (`shared/spec/PIPELINES.md` §C, seed 003).
 //!
-//! One event stream (`gaming_transactions`) and one table (`redeemed_offers`). Each view
-//! sits under its SQL (PostgreSQL dialect; `INTERVAL '5 minutes'` stands for the
-//! `--casino-window` launch option, 5000 and 1000 for `--hotel-threshold` and
-//! `--drink-threshold`). The event-time machinery (watermark, window close, late rows,
-//! retention) is in [`windows`], whose documentation defines it precisely.
+//! One event stream (`gaming_transactions`) and two tables (`redeemed_offers`, and
+//! `casino_settings`, the offer thresholds: see [`settings`]). Each view sits under its SQL
+//! (PostgreSQL dialect; `INTERVAL '5 minutes'` stands for the `--casino-window` launch
+//! option). The event-time machinery (watermark, window close, late rows, retention) is in
+//! [`windows`], whose documentation defines it precisely.
 //!
 //! Where state lives, and why it stays bounded:
 //! - per-member windows (`member_daily_summary`, `member_window_closed` and the views on
@@ -12,14 +12,17 @@
 //!   time behind the watermark, then dropping them (their rows leave the views);
 //! - `member_leaderboard`: one record per member, in the same operator;
 //! - `game_stats`: `explode` + `count`, one record per game;
+//! - `hotel_room_offers`, `drink_offers`: the retained windows and the thresholds in force,
+//!   arranged for their cross join ([`settings`]);
 //! - `pending_offers`: the qualifying windows still retained, and the redemptions.
 //!
 //! At a checkpoint, every path from `gaming_transactions` passes a history-dependent
 //! operator before any operator that holds state: the member windows and the watermark
 //! ([`windows`]), and the accumulation tap in front of `game_stats`' count. The views
-//! further on, and `redeemed_offers` (a table, fed again at a restore as its current
-//! rows), need nothing saved.
+//! further on, and the tables `redeemed_offers` and `casino_settings` (fed again at a
+//! restore as their current rows), need nothing saved.
 
+pub mod settings;
 pub mod windows;
 
 use differential_dataflow::VecCollection;
@@ -27,12 +30,13 @@ use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use self::settings::{CasinoSettings, Thresholds};
 use self::windows::{MemberChange, MemberLifetime, MemberWindow, event_time_views};
 use crate::boundary::{Inputs, View};
 use crate::checkpoint::{Checkpoints, Slot};
 use crate::datum::{ColumnType, MICROS_PER_MINUTE, Micros, Record, RelationSpec};
 use crate::money::MoneySum;
-use crate::operators::{accumulated, left_join_unique, max_per_key, unzip};
+use crate::operators::{ByKey, accumulated, left_join_unique, max_per_key, unzip};
 use crate::relation::relation;
 use crate::{PipelineConfig, Time};
 
@@ -84,7 +88,7 @@ relation! {
 }
 
 pub fn input_specs() -> Vec<&'static RelationSpec> {
-    vec![GamingTransaction::spec(), RedeemedOffer::spec()]
+    vec![GamingTransaction::spec(), RedeemedOffer::spec(), CasinoSettings::spec()]
 }
 
 // ------------------------------------------------------------------------------------------
@@ -287,7 +291,8 @@ pub fn view_specs() -> Vec<&'static RelationSpec> {
 pub fn build<'s>(config: &PipelineConfig, inputs: &mut Inputs<'s>) -> Vec<View<'s>> {
     let transactions = inputs.records();
     let redeemed_offers = inputs.records();
-    casino(config, transactions, redeemed_offers, inputs.checkpoints())
+    let settings = inputs.records();
+    casino(config, transactions, redeemed_offers, settings, inputs.checkpoints())
 }
 
 /// Builds the casino views, its history-dependent operators registering in `checkpoints`.
@@ -295,18 +300,22 @@ pub fn casino<'s>(
     config: &PipelineConfig,
     transactions: Coll<'s, GamingTransaction>,
     redeemed_offers: Coll<'s, RedeemedOffer>,
+    settings: Coll<'s, CasinoSettings>,
     checkpoints: &Checkpoints,
 ) -> Vec<View<'s>> {
-    let settings = &config.casino;
+    let options = &config.casino;
     // Each view family gets its part of a transaction, not a copy of all of it.
     let (transactions, plays) = unzip(transactions, "CasinoGamePlays", |tx| {
         let play = GamePlay::of(&tx);
         (tx, Some(play))
     });
-    let event_time = event_time_views(transactions, settings.window, config.retention, checkpoints);
+    let event_time = event_time_views(transactions, options.window, config.retention, checkpoints);
     let summary = member_daily_summary(event_time.daily_summary);
-    let hotel = hotel_room_offers(summary.clone(), settings.hotel_threshold);
-    let drink = drink_offers(summary.clone(), settings.drink_threshold);
+    // Both offer views cross join the summary with the thresholds in force (see `settings`).
+    let windows = settings::windows_by_shard(summary.clone());
+    let thresholds = settings::thresholds_in_force(settings, options.thresholds);
+    let hotel = hotel_room_offers(windows.clone(), thresholds.clone());
+    let drink = drink_offers(windows, thresholds);
     let games = game_stats(plays, checkpoints.slot("casino.game_stats"));
     let leaderboard = member_leaderboard(event_time.leaderboard);
     let closed = member_window_closed(event_time.window_closed);
@@ -353,13 +362,19 @@ fn member_daily_summary<'s>(changes: Coll<'s, MemberChange>) -> Coll<'s, MemberW
 
 /// ```sql
 /// CREATE MATERIALIZED VIEW hotel_room_offers AS
-/// SELECT member_id, member_name, total_spend, transaction_count, net_amount, last_transaction,
-///        window_start, window_end, '🏨 Complimentary Hotel Room (1 night)' AS reward_type
-/// FROM member_daily_summary
-/// WHERE total_spend >= 5000;
+/// SELECT s.member_id, s.member_name, s.total_spend, s.transaction_count, s.net_amount,
+///        s.last_transaction, s.window_start, s.window_end,
+///        '🏨 Complimentary Hotel Room (1 night)' AS reward_type
+/// FROM member_daily_summary s CROSS JOIN casino_thresholds t
+/// WHERE s.total_spend >= t.hotel_threshold;
 /// ```
-fn hotel_room_offers<'s>(summary: Coll<'s, MemberWindow>, threshold: Decimal) -> Coll<'s, MemberWindow> {
-    summary.filter(move |w| w.totals.total_spend >= threshold)
+/// (`casino_thresholds`: the row of `casino_settings`, or the flags' values while it has
+/// none; see [`settings`].)
+fn hotel_room_offers<'s>(
+    windows: ByKey<'s, u64, MemberWindow>,
+    thresholds: ByKey<'s, u64, Thresholds>,
+) -> Coll<'s, MemberWindow> {
+    settings::offers(windows, thresholds, |w, t| w.totals.total_spend >= t.hotel)
 }
 
 /// ```sql
@@ -367,13 +382,16 @@ fn hotel_room_offers<'s>(summary: Coll<'s, MemberWindow>, threshold: Decimal) ->
 /// SELECT member_id, member_name, total_spend, transaction_count, net_amount,
 ///        ABS(net_amount) AS loss_amount, last_transaction, window_start, window_end,
 ///        '🍹 Complimentary Premium Drink' AS reward_type
-/// FROM member_daily_summary
-/// WHERE net_amount < 0 AND ABS(net_amount) >= 1000;
+/// FROM member_daily_summary s CROSS JOIN casino_thresholds t
+/// WHERE s.net_amount < 0 AND ABS(s.net_amount) >= t.drink_threshold;
 /// ```
-fn drink_offers<'s>(summary: Coll<'s, MemberWindow>, threshold: Decimal) -> Coll<'s, MemberWindow> {
-    summary.filter(move |w| {
+fn drink_offers<'s>(
+    windows: ByKey<'s, u64, MemberWindow>,
+    thresholds: ByKey<'s, u64, Thresholds>,
+) -> Coll<'s, MemberWindow> {
+    settings::offers(windows, thresholds, |w, t| {
         let net = w.totals.net_amount();
-        net < Decimal::ZERO && net.abs() >= threshold
+        net < Decimal::ZERO && net.abs() >= t.drink
     })
 }
 
@@ -545,19 +563,15 @@ fn pending_offers<'s>(
 pub struct CasinoConfig {
     /// Tumbling window size of `member_daily_summary` (5 minutes by default).
     pub window: crate::datum::Micros,
-    /// `hotel_room_offers`: total_spend at or above this.
-    pub hotel_threshold: rust_decimal::Decimal,
-    /// `drink_offers`: a net loss at least this large.
-    pub drink_threshold: rust_decimal::Decimal,
+    /// `--hotel-threshold` and `--drink-threshold` (5000 and 1000): the offer thresholds
+    /// while `casino_settings` has no row. The server writes them as its row at start when
+    /// it has none; from then on the table's row is what the offer views read.
+    pub thresholds: Thresholds,
 }
 
 impl Default for CasinoConfig {
     fn default() -> Self {
-        CasinoConfig {
-            window: 5 * crate::datum::MICROS_PER_MINUTE,
-            hotel_threshold: rust_decimal::Decimal::from(5000),
-            drink_threshold: rust_decimal::Decimal::from(1000),
-        }
+        CasinoConfig { window: 5 * crate::datum::MICROS_PER_MINUTE, thresholds: Thresholds::default() }
     }
 }
 
@@ -591,16 +605,18 @@ mod tests {
     /// The casino pipeline with 1-minute windows, 3 minutes of retention, and thresholds
     /// the generated members reach.
     fn pipeline() -> PipelineUnderTest {
-        let casino =
-            CasinoConfig { window: MINUTE, hotel_threshold: Decimal::from(60), drink_threshold: Decimal::from(30) };
+        let thresholds = Thresholds { hotel: Decimal::from(60), drink: Decimal::from(30) };
+        let casino = CasinoConfig { window: MINUTE, thresholds };
         let config = PipelineConfig { retention: 3 * MINUTE, casino };
         PipelineUnderTest { input_specs: input_specs(), build, config }
     }
 
     /// The transactions of `plans` from 20 minutes before midnight (offers on two days),
-    /// and in every other batch a redemption for a member, or one taken back.
+    /// in every other batch a redemption for a member, or one taken back, and every third
+    /// batch new thresholds, lower or higher than the flags', or none (the flags').
     fn batches(plans: &[BatchPlan]) -> Vec<PipelineBatch> {
         let mut redeemed: Vec<RedeemedOffer> = Vec::new();
+        let mut settings: Option<CasinoSettings> = None;
         transactions(plans, MICROS_PER_DAY - 20 * MINUTE)
             .into_iter()
             .enumerate()
@@ -625,6 +641,14 @@ mod tests {
                     }
                     (3, _) if redeemed.len() > 1 => rows.push((1, redeemed.remove(0).into_row(), -1)),
                     _ => {}
+                }
+                if k % 3 == 2 {
+                    let next = [(20, 10), (90, 45), (0, 0)].get(k / 3 % 4).map(|&(hotel, drink)| {
+                        CasinoSettings::of(Thresholds { hotel: Decimal::from(hotel), drink: Decimal::from(drink) })
+                    });
+                    rows.extend(settings.take().map(|old| (2, old.into_row(), -1)));
+                    rows.extend(next.clone().map(|new| (2, new.into_row(), 1)));
+                    settings = next;
                 }
                 rows
             })

@@ -148,7 +148,8 @@ pub fn read_time_lookups() -> Vec<datum::ReadTimeLookup> {
 /// CHECK constraints of input relations, beyond column types and NOT NULL (checked
 /// by [`datum::validate_row`], so every way in enforces them).
 pub fn check_row(spec: &RelationSpec, row: &[datum::Datum]) -> Result<(), datum::RowError> {
-    pricing::check_row(spec, row)
+    pricing::check_row(spec, row)?;
+    casino::settings::check_row(spec, row)
 }
 
 /// DEFAULT values of a row a table write inserts (NULL counts as left out).

@@ -2,11 +2,15 @@
 //! their running totals and the offers they earn.
 
 pub mod generator;
+pub mod http;
+pub mod settings;
 pub mod topics;
 
+use axum::Router;
 use diffmart_dataflows::datum::Micros;
 
 use super::Pipeline;
+use crate::http::api::AppState;
 use crate::sources::kafka::topic::KafkaSource;
 use crate::sources::simulation::{HeldRows, Simulation};
 
@@ -23,5 +27,9 @@ impl Pipeline for Casino {
 
     fn topics(&self) -> Vec<KafkaSource> {
         topics::topics()
+    }
+
+    fn routes(&self) -> Router<AppState> {
+        http::routes()
     }
 }
