@@ -125,7 +125,10 @@ fn run(options: Options) -> anyhow::Result<()> {
         options.pg_listen.ip(),
         options.pg_listen.port()
     );
-    tracing::info!("serving HTTP on http://{} (/price/PA, /ws/prices, /metrics)", options.http_listen);
+    tracing::info!(
+        "serving HTTP on http://{} (the dashboard at /; /price/PA, /ws/prices, /metrics)",
+        options.http_listen
+    );
     let http_config = HttpConfig {
         admin_api_key: options.admin_api_key.clone(),
         api_key_header: HeaderName::from_bytes(options.api_key_header.as_bytes())?,
@@ -136,6 +139,8 @@ fn run(options: Options) -> anyhow::Result<()> {
             "no admin API key (--admin-api-key or ADMIN_API_KEY): the HTTP override, history and generator control routes refuse every request"
         );
     }
+    // The dashboard logs roles in with pgwire's passwords.
+    let http = http.merge(crate::http::dashboard::routes(security.roles.clone(), &http_config.limits.websocket));
     let http_state = AppState::new(engine.clone(), &http_config);
     let pgwire = clients.spawn(crate::pgwire::serve(engine.clone(), listener, security, options.sql_limits()));
     let http_server = clients.spawn(crate::http::serve(http_listener, http_state, crate::pipelines::routes(), http));

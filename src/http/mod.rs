@@ -1,14 +1,16 @@
 //! The HTTP API (axum): the pipelines' routes (`Pipeline::routes`, e.g. pricing's
 //! spec §E, handed in by the server), `/metrics`, `/healthz` and `/readyz`, and the
-//! embedded generator's control, all merged into [`router`], every route within
-//! [`HttpLimits`] (body size, request time; WebSocket streams within
-//! [`limits::WebSocketLimits`], see [`ws`]).
+//! embedded generator's control, and the dashboard ([`dashboard`], which the server
+//! adds), all merged into [`router`], every route within [`HttpLimits`] (body size,
+//! request time; WebSocket and live streams within [`limits::WebSocketLimits`], see
+//! [`ws`]).
 //!
 //! Like pgwire it is a front end of `Engine`: reads take a snapshot, writes go
 //! through the same table writer as SQL (keys enforced, visible when acknowledged).
 //! Errors are JSON, `{"error": "..."}`.
 
 pub mod api;
+pub mod dashboard;
 pub mod generator;
 pub mod health;
 pub mod limits;
@@ -50,7 +52,10 @@ pub async fn serve(
     pipelines: Router<AppState>,
     others: Router<AppState>,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(state, pipelines, others)).await.map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
+    // The peer's address is known to handlers: the dashboard trusts loopback clients
+    // when no root password is set.
+    let app = router(state, pipelines, others).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await.map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
 }
 
 /// [`serve`] on a task of the current tokio runtime (spawned in the library for the

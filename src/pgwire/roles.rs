@@ -162,6 +162,21 @@ impl Roles {
         self.roles.read().unwrap().get(name).cloned()
     }
 
+    /// Whether `password` is the password of `name`, a role that may log in: for
+    /// clients that send a password in clear over their own channel (the dashboard's
+    /// HTTP Basic auth). The salted password is derived with the role's stored salt and
+    /// iterations and compared in constant time with the stored one; an unknown role,
+    /// or one without a password, is checked against [`ScramSecret::unmatchable`], so
+    /// the answer takes as long and does not tell whether the role exists.
+    pub fn verify_password(&self, name: &str, password: &str) -> bool {
+        let role = self.get(name).filter(|role| role.login);
+        let known = role.as_ref().is_some_and(|role| role.password.is_some());
+        let secret = role.and_then(|role| role.password).unwrap_or_else(ScramSecret::unmatchable);
+        let derived = gen_salted_password(password, &secret.salt, secret.iterations);
+        let same: bool = subtle::ConstantTimeEq::ct_eq(derived.as_slice(), secret.salted_password.as_slice()).into();
+        known && same
+    }
+
     /// What `name` may do; nothing if it does not exist (any more).
     pub fn access(&self, name: &str) -> Access {
         self.get(name).map_or(Access::None, |role| role.access())
@@ -389,6 +404,23 @@ mod tests {
         roles.set_membership(WRITE_ALL_DATA, "bob", true).unwrap();
         assert_eq!(roles.access("bob"), Access::Write);
         assert_eq!(roles.access("nobody"), Access::None);
+    }
+
+    #[test]
+    fn passwords_are_verified_against_the_stored_secret() {
+        let roles = Roles::open(None, Some("rootpw")).unwrap();
+        roles.create("alice", &with_password("s3cret-pw"), false).unwrap();
+        roles.create("nologin", &RoleOptions { login: Some(false), ..with_password("pw") }, false).unwrap();
+        roles.create("nopassword", &RoleOptions { login: Some(true), ..RoleOptions::default() }, false).unwrap();
+        assert!(roles.verify_password(ROOT, "rootpw"));
+        assert!(!roles.verify_password(ROOT, "rootpw "));
+        assert!(roles.verify_password("alice", "s3cret-pw"));
+        assert!(!roles.verify_password("alice", "s3cret-PW"));
+        assert!(!roles.verify_password("alice", ""));
+        assert!(!roles.verify_password("nologin", "pw"));
+        assert!(!roles.verify_password("nopassword", ""));
+        assert!(!roles.verify_password("nobody", "s3cret-pw"));
+        assert!(!Roles::open(None, None).unwrap().verify_password(ROOT, ""));
     }
 
     #[test]
