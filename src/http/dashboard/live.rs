@@ -31,8 +31,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Dashboard;
 use super::access::Refusal;
+use crate::compute::RelationId;
 use crate::engine::store::LagWatch;
-use crate::engine::{Catalog, ChangeBatch, ChangeFeed, Engine, FeedEnd, Snapshot};
+use crate::engine::{Catalog, Engine, FeedEnd, Snapshot, Step, Subscription};
 use crate::http::api::{ApiError, AppState};
 use crate::http::limits::WebSocketLimits;
 use crate::json::row_to_object;
@@ -74,12 +75,12 @@ pub struct LiveQuery {
     relations: String,
 }
 
-/// The snapshot a live client starts from and the feed of every change after it. The
-/// one place the dashboard takes a feed: a feed that also carries correct changes of
-/// views completed at read time (`dynamic_pricing_enriched`, whose changes the store's
-/// feed leaves out) replaces it here.
-fn follow(engine: &Engine, max_pending: usize) -> (Arc<Snapshot>, ChangeFeed) {
-    engine.store().subscribe_bounded(max_pending)
+/// The snapshot a live client starts from and every change of the `wanted` relations
+/// after it, with views completed at read time (`dynamic_pricing_enriched`) completed
+/// and expired source rows retracted: the feed SUBSCRIBE reads.
+fn follow(engine: &Engine, wanted: &Wanted, max_pending: usize) -> Subscription {
+    let relations: Vec<RelationId> = (0..wanted.len()).filter(|&id| wanted[id].is_some()).collect();
+    Subscription::new(engine.store(), engine.catalog(), &relations, max_pending)
 }
 
 /// The relations a client asked for, by id (`None`: not asked for).
@@ -136,7 +137,8 @@ pub async fn live(
     let wanted = wanted(state.engine.catalog(), &query.relations)?;
     let limits = &dashboard.live.limits;
     let permit = dashboard.live.admit()?;
-    let (snapshot, feed) = follow(&state.engine, limits.max_pending_changes);
+    let feed = follow(&state.engine, &wanted, limits.max_pending_changes);
+    let snapshot = feed.snapshot().clone();
     let rows: usize = (0..wanted.len()).filter(|&id| wanted[id].is_some()).map(|id| snapshot.len(id)).sum();
     if rows > limits.max_pending_changes {
         return Err(ApiError::bad_request(format!(
@@ -180,7 +182,7 @@ async fn send(events: &mpsc::Sender<Event>, event: Event, lag: &LagWatch, timeou
 /// client goes, falls behind or the server stops. Holds the client's permit.
 async fn pump(
     snapshot: Arc<Snapshot>,
-    mut feed: ChangeFeed,
+    mut feed: Subscription,
     wanted: Wanted,
     events: mpsc::Sender<Event>,
     timeout: Duration,
@@ -203,7 +205,7 @@ async fn pump(
             lagged = lag.lagged() => break Some(too_slow(lagged.pending)),
             _ = events.closed() => break None,
             batch = feed.recv() => match batch {
-                Ok(batch) => outgoing.extend(changes_event(&batch, &wanted)),
+                Ok(step) => outgoing.extend(changes_event(&step, &wanted)),
                 Err(FeedEnd::Lagged(lagged)) => break Some(too_slow(lagged.pending)),
                 Err(FeedEnd::Closed) => break Some("the server is shutting down".to_string()),
             },
@@ -239,15 +241,17 @@ fn rows_events(snapshot: &Snapshot, wanted: &Wanted) -> Vec<Event> {
 }
 
 /// The batch's changes of the wanted relations as one event; none when it has none.
-fn changes_event(batch: &ChangeBatch, wanted: &Wanted) -> Option<Event> {
-    let changes: Vec<Value> = batch
-        .changes
-        .iter()
+fn changes_event(step: &Step, wanted: &Wanted) -> Option<Event> {
+    // Completed views' and expiry's changes come after the store's: retractions first again.
+    let mut ordered: Vec<&(RelationId, diffmart_dataflows::datum::Row, isize)> = step.changes.iter().collect();
+    ordered.sort_by_key(|(_, _, diff)| *diff > 0);
+    let changes: Vec<Value> = ordered
+        .into_iter()
         .filter_map(|(id, row, diff)| {
             let spec = wanted[*id]?;
             Some(json!({ "relation": spec.name, "row": row_to_object(spec, row), "diff": diff }))
         })
         .collect();
     (!changes.is_empty())
-        .then(|| Event::default().event("changes").data(json!({ "time": batch.upper, "changes": changes }).to_string()))
+        .then(|| Event::default().event("changes").data(json!({ "time": step.upper, "changes": changes }).to_string()))
 }
